@@ -1,0 +1,108 @@
+//! Add (code 3): elementwise sum of two i8 tensors of the same shape, rescaled to one output.
+//!
+//! `y = clamp(zp_out + round_shift((a - zp_a)·m_a + (b - zp_b)·m_b, n), lo, hi)`: both terms share
+//! one shift so there is a single rounding (docs/arithmetic.md §6). `m_a`, `m_b` in `[0, 2^31)`.
+
+use super::{EvalCx, InferCx, OpCost, Operator, ValueInfo, i8_data};
+use crate::arith::{SHIFT_MAX, SHIFT_MIN, clamp_i128, round_shift, to_i8};
+use crate::error::{Error, Result};
+use crate::format::{Reader, Writer};
+use crate::tensor::{DType, Tensor, TensorData};
+
+/// Attributes of Add.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Add {
+    /// Zero point of `a`.
+    pub a_zero_point: i32,
+    /// Multiplier of `a`.
+    pub a_multiplier: i32,
+    /// Zero point of `b`.
+    pub b_zero_point: i32,
+    /// Multiplier of `b`.
+    pub b_multiplier: i32,
+    /// Shared shift, `[1, 62]`.
+    pub shift: u8,
+    /// Output zero point.
+    pub zero_point: i32,
+    /// Lower clamp.
+    pub lo: i32,
+    /// Upper clamp.
+    pub hi: i32,
+}
+
+impl Operator for Add {
+    const CODE: u8 = 3;
+    const NAME: &'static str = "Add";
+
+    fn arity_ok(n: usize) -> bool {
+        n == 2
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self> {
+        Ok(Self {
+            a_zero_point: r.i32()?,
+            a_multiplier: r.i32()?,
+            b_zero_point: r.i32()?,
+            b_multiplier: r.i32()?,
+            shift: r.u8()?,
+            zero_point: r.i32()?,
+            lo: r.i32()?,
+            hi: r.i32()?,
+        })
+    }
+
+    fn write(&self, w: &mut Writer) {
+        w.i32(self.a_zero_point);
+        w.i32(self.a_multiplier);
+        w.i32(self.b_zero_point);
+        w.i32(self.b_multiplier);
+        w.u8(self.shift);
+        w.i32(self.zero_point);
+        w.i32(self.lo);
+        w.i32(self.hi);
+    }
+
+    fn tensor_refs(&self, _out: &mut Vec<u32>) {}
+
+    fn infer(&self, cx: &InferCx<'_>, inputs: &[&ValueInfo]) -> Result<(ValueInfo, OpCost)> {
+        let [a, b] = inputs else { return Err(Error::Internal("Add takes two inputs")) };
+        cx.expect_dtype(a, "a", &[DType::I8])?;
+        cx.expect_dtype(b, "b", &[DType::I8])?;
+        if a.shape != b.shape {
+            return Err(cx.err(format!("shapes differ: {:?} and {:?}", a.shape, b.shape)));
+        }
+        for (zp, what) in [
+            (self.a_zero_point, "a zero point"),
+            (self.b_zero_point, "b zero point"),
+            (self.zero_point, "output zero point"),
+        ] {
+            if !(-128..=127).contains(&zp) {
+                return Err(cx.err(format!("{what} {zp} not in the i8 range")));
+            }
+        }
+        if self.a_multiplier < 0 || self.b_multiplier < 0 {
+            return Err(cx.err("multipliers must be non-negative"));
+        }
+        if !(SHIFT_MIN..=SHIFT_MAX).contains(&self.shift) {
+            return Err(cx.err(format!("shift {} not in [{SHIFT_MIN}, {SHIFT_MAX}]", self.shift)));
+        }
+        if !(-128 <= self.lo && self.lo <= self.hi && self.hi <= 127) {
+            return Err(cx.err("clamp must satisfy -128 <= lo <= hi <= 127"));
+        }
+        Ok(((*a).clone(), OpCost { macs: 0, elem_ops: a.numel() }))
+    }
+
+    fn eval(&self, _cx: &EvalCx<'_>, inputs: &[&Tensor]) -> Result<Tensor> {
+        let [a, b] = inputs else { return Err(Error::Internal("Add takes two inputs")) };
+        let out = i8_data(a)?
+            .iter()
+            .zip(i8_data(b)?)
+            .map(|(&x, &y)| {
+                let ta = (i128::from(x) - i128::from(self.a_zero_point)) * i128::from(self.a_multiplier);
+                let tb = (i128::from(y) - i128::from(self.b_zero_point)) * i128::from(self.b_multiplier);
+                to_i8(clamp_i128(i128::from(self.zero_point) + round_shift(ta + tb, self.shift), self.lo, self.hi))
+            })
+            .collect();
+        Tensor::new(a.shape().to_vec(), TensorData::I8(out))
+    }
+}

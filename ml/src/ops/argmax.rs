@@ -1,0 +1,65 @@
+//! ArgMax (code 9): index of the largest element along the last axis, as i32; ties go to the
+//! lowest index (docs/arithmetic.md §8). Input i8, i16, i32 or i64; output shape drops the last
+//! axis (a rank-1 input gives `[1]`).
+
+use super::{EvalCx, InferCx, OpCost, Operator, ValueInfo, one};
+use crate::error::{Error, Result};
+use crate::format::{Reader, Writer};
+use crate::tensor::{DType, Tensor, TensorData};
+
+/// ArgMax has no attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgMax;
+
+fn out_shape(shape: &[usize]) -> Vec<usize> {
+    match shape.split_last() {
+        Some((_, rest)) if !rest.is_empty() => rest.to_vec(),
+        _ => vec![1],
+    }
+}
+
+impl Operator for ArgMax {
+    const CODE: u8 = 9;
+    const NAME: &'static str = "ArgMax";
+
+    fn arity_ok(n: usize) -> bool {
+        n == 1
+    }
+
+    fn read(_r: &mut Reader<'_>) -> Result<Self> {
+        Ok(Self)
+    }
+
+    fn write(&self, _w: &mut Writer) {}
+
+    fn tensor_refs(&self, _out: &mut Vec<u32>) {}
+
+    fn infer(&self, cx: &InferCx<'_>, inputs: &[&ValueInfo]) -> Result<(ValueInfo, OpCost)> {
+        let x = one(inputs)?;
+        cx.expect_dtype(x, "input", &[DType::I8, DType::I16, DType::I32, DType::I64])?;
+        if x.shape.is_empty() {
+            return Err(cx.err("input must have rank >= 1"));
+        }
+        Ok((ValueInfo { dtype: DType::I32, shape: out_shape(&x.shape) }, OpCost { macs: 0, elem_ops: x.numel() }))
+    }
+
+    fn eval(&self, _cx: &EvalCx<'_>, inputs: &[&Tensor]) -> Result<Tensor> {
+        let x = one(inputs)?;
+        let n = x.shape().last().copied().ok_or(Error::Internal("ArgMax on a scalar"))?.max(1);
+        let rows = x.len() / n;
+        let mut out = Vec::with_capacity(rows);
+        for r in 0..rows {
+            let mut best = 0usize;
+            let mut best_v = i64::MIN;
+            for j in 0..n {
+                let v = x.data().get_i64(r * n + j).unwrap_or(i64::MIN);
+                if j == 0 || v > best_v {
+                    best = j;
+                    best_v = v;
+                }
+            }
+            out.push(i32::try_from(best).map_err(|_| Error::Internal("argmax index"))?);
+        }
+        Tensor::new(out_shape(x.shape()), TensorData::I32(out))
+    }
+}

@@ -1,0 +1,177 @@
+//! Requantize (code 10): i8/i16/i32 → i8, per channel along the last axis.
+//!
+//! `y = clamp(zp_out + round_shift((x - zp_in)·m[c], n[c]), lo, hi)` with exact integer math and
+//! one rounding, half toward +∞ (docs/arithmetic.md §4). The same [`Requant`] parameters are
+//! fused into FullyConnected and Conv2D; `lo`/`hi` express ReLU (`lo = zp_out`) and ReLU6.
+
+use super::{EvalCx, InferCx, OpCost, Operator, ValueInfo, one};
+use crate::arith::{MULTIPLIER_END, MULTIPLIER_MIN, SHIFT_MAX, SHIFT_MIN, requantize, to_i8};
+use crate::error::{Error, Result};
+use crate::format::{Reader, Writer};
+use crate::tensor::{DType, Tensor, TensorData};
+
+/// Output scaling of an accumulator into i8: per-channel multipliers and shifts (tensors of
+/// length 1 or C), output zero point and clamp bounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requant {
+    /// Tensor id of the i32 multipliers, each in `[2^30, 2^31)`.
+    pub multiplier: u32,
+    /// Tensor id of the u8 shifts, each in `[1, 62]`.
+    pub shift: u32,
+    /// Output zero point, in the i8 range.
+    pub zero_point: i32,
+    /// Lower clamp, `-128 <= lo <= hi`.
+    pub lo: i32,
+    /// Upper clamp, `hi <= 127`.
+    pub hi: i32,
+}
+
+/// Requant parameters resolved to slices for a run.
+#[derive(Debug)]
+pub(crate) struct Resolved<'a> {
+    m: &'a [i32],
+    n: &'a [u8],
+    zp: i32,
+    lo: i32,
+    hi: i32,
+}
+
+impl Resolved<'_> {
+    /// Requantizes `v` for channel `c`.
+    pub(crate) fn apply(&self, v: i64, c: usize) -> i8 {
+        let m = self.m.get(c).or(self.m.first()).copied().unwrap_or(0);
+        let n = self.n.get(c).or(self.n.first()).copied().unwrap_or(SHIFT_MIN);
+        to_i8(requantize(v, m, n, self.zp, self.lo, self.hi))
+    }
+
+    /// Requantizes a row-major `[rows][channels]` i32 buffer into i8.
+    pub(crate) fn apply_rows(&self, acc: &[i32], channels: usize) -> Vec<i8> {
+        acc.iter().enumerate().map(|(i, &v)| self.apply(i64::from(v), i % channels.max(1))).collect()
+    }
+}
+
+impl Requant {
+    /// Reads the five fields.
+    pub fn read(r: &mut Reader<'_>) -> Result<Self> {
+        Ok(Self { multiplier: r.u32()?, shift: r.u32()?, zero_point: r.i32()?, lo: r.i32()?, hi: r.i32()? })
+    }
+
+    /// Writes the five fields.
+    pub fn write(&self, w: &mut Writer) {
+        w.u32(self.multiplier);
+        w.u32(self.shift);
+        w.i32(self.zero_point);
+        w.i32(self.lo);
+        w.i32(self.hi);
+    }
+
+    /// Checks the parameters for `channels` output channels.
+    pub fn check(&self, cx: &InferCx<'_>, channels: usize) -> Result<()> {
+        let m = cx.tensor(self.multiplier, "requant multiplier", DType::I32, None)?;
+        let n = cx.tensor(self.shift, "requant shift", DType::U8, None)?;
+        for (t, what) in [(m, "multiplier"), (n, "shift")] {
+            if t.shape() != [channels] && t.shape() != [1] {
+                return Err(cx.err(format!("requant {what} must have shape [{channels}] or [1], has {:?}", t.shape())));
+            }
+        }
+        if let Some(bad) =
+            m.as_i32().unwrap_or(&[]).iter().find(|&&v| !(MULTIPLIER_MIN..MULTIPLIER_END).contains(&i64::from(v)))
+        {
+            return Err(cx.err(format!("requant multiplier {bad} not in [2^30, 2^31)")));
+        }
+        if let Some(bad) = n.as_u8().unwrap_or(&[]).iter().find(|&&v| !(SHIFT_MIN..=SHIFT_MAX).contains(&v)) {
+            return Err(cx.err(format!("requant shift {bad} not in [{SHIFT_MIN}, {SHIFT_MAX}]")));
+        }
+        if !(-128..=127).contains(&self.zero_point) {
+            return Err(cx.err(format!("output zero point {} not in the i8 range", self.zero_point)));
+        }
+        if !(-128 <= self.lo && self.lo <= self.hi && self.hi <= 127) {
+            return Err(cx.err(format!("clamp [{}, {}] must satisfy -128 <= lo <= hi <= 127", self.lo, self.hi)));
+        }
+        Ok(())
+    }
+
+    /// Resolves the tensors for a run.
+    pub(crate) fn resolve<'a>(&self, cx: &EvalCx<'a>) -> Result<Resolved<'a>> {
+        let m = cx.tensor(self.multiplier)?.as_i32().ok_or(Error::Internal("multiplier not i32"))?;
+        let n = cx.tensor(self.shift)?.as_u8().ok_or(Error::Internal("shift not u8"))?;
+        Ok(Resolved { m, n, zp: self.zero_point, lo: self.lo, hi: self.hi })
+    }
+}
+
+/// Writes an optional requant block: a flag byte, then the fields if present.
+pub(crate) fn write_opt(w: &mut Writer, rq: Option<&Requant>) {
+    w.bool(rq.is_some());
+    if let Some(rq) = rq {
+        rq.write(w);
+    }
+}
+
+/// Reads an optional requant block.
+pub(crate) fn read_opt(r: &mut Reader<'_>) -> Result<Option<Requant>> {
+    if r.bool()? { Ok(Some(Requant::read(r)?)) } else { Ok(None) }
+}
+
+/// Appends an optional requant block's tensor references.
+pub(crate) fn refs_opt(rq: Option<&Requant>, out: &mut Vec<u32>) {
+    if let Some(rq) = rq {
+        out.push(rq.multiplier);
+        out.push(rq.shift);
+    }
+}
+
+/// The Requantize op: an input zero point and the output parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requantize {
+    /// Subtracted from the input before scaling.
+    pub input_zero_point: i32,
+    /// Output scaling.
+    pub requant: Requant,
+}
+
+impl Operator for Requantize {
+    const CODE: u8 = 10;
+    const NAME: &'static str = "Requantize";
+
+    fn arity_ok(n: usize) -> bool {
+        n == 1
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self> {
+        Ok(Self { input_zero_point: r.i32()?, requant: Requant::read(r)? })
+    }
+
+    fn write(&self, w: &mut Writer) {
+        w.i32(self.input_zero_point);
+        self.requant.write(w);
+    }
+
+    fn tensor_refs(&self, out: &mut Vec<u32>) {
+        out.push(self.requant.multiplier);
+        out.push(self.requant.shift);
+    }
+
+    fn infer(&self, cx: &InferCx<'_>, inputs: &[&ValueInfo]) -> Result<(ValueInfo, OpCost)> {
+        let x = one(inputs)?;
+        cx.expect_dtype(x, "input", &[DType::I8, DType::I16, DType::I32])?;
+        let channels = x.shape.last().copied().unwrap_or(1);
+        let m = cx.tensor(self.requant.multiplier, "requant multiplier", DType::I32, None)?;
+        let per_channel = if m.shape() == [1] { 1 } else { channels };
+        self.requant.check(cx, per_channel)?;
+        Ok((ValueInfo { dtype: DType::I8, shape: x.shape.clone() }, OpCost { macs: 0, elem_ops: x.numel() }))
+    }
+
+    fn eval(&self, cx: &EvalCx<'_>, inputs: &[&Tensor]) -> Result<Tensor> {
+        let x = one(inputs)?;
+        let rq = self.requant.resolve(cx)?;
+        let channels = x.shape().last().copied().unwrap_or(1).max(1);
+        let zp = i64::from(self.input_zero_point);
+        let out = (0..x.len())
+            .map(|i| {
+                let v = x.data().get_i64(i).unwrap_or(0);
+                rq.apply(v - zp, i % channels)
+            })
+            .collect();
+        Tensor::new(x.shape().to_vec(), TensorData::I8(out))
+    }
+}
