@@ -43,9 +43,11 @@ pub fn random_i8(rng: &mut ChaCha8Rng, n: usize) -> Vec<i8> {
 
 /// A random requant block for `n` channels with accumulators of about `k` products.
 pub fn random_requant(b: &mut ModelBuilder, rng: &mut ChaCha8Rng, n: usize, k: usize) -> Requant {
-    let bits = (k as u64 * 128 * 40).ilog2() as i32;
+    // Accumulators of k random products have a spread of about sqrt(k)·5400; scale them to
+    // about ±40 so outputs use the i8 range without saturating.
+    let bits = ((k as f64).sqrt() * 135.0).log2().round() as i32;
     let m = (0..n).map(|_| rng.random_range((1i32 << 30)..i32::MAX)).collect();
-    let s = (0..n).map(|_| (31 + bits - 8 + rng.random_range(-1..=1)).clamp(1, 62) as u8).collect();
+    let s = (0..n).map(|_| (31 + bits + rng.random_range(-1..=1)).clamp(1, 62) as u8).collect();
     let zp = rng.random_range(-20..=20);
     let relu = rng.random::<bool>();
     requant(b, m, s, zp, if relu { zp } else { -128 }, 127)
@@ -97,7 +99,7 @@ pub fn random_fc_model(rng: &mut ChaCha8Rng, m: usize, k: usize, n: usize) -> Mo
     let mut b = ModelBuilder::new();
     let x = b.input(DType::I8, vec![m, k], q());
     let weights = b.tensor(Tensor::i8(vec![n, k], random_i8(rng, n * k)).unwrap());
-    let bias = b.tensor(Tensor::i32(vec![n], (0..n).map(|_| rng.random_range(-100_000..100_000)).collect()).unwrap());
+    let bias = b.tensor(Tensor::i32(vec![n], (0..n).map(|_| rng.random_range(-2000 * k as i32..2000 * k as i32)).collect()).unwrap());
     let rq = if rng.random() { Some(random_requant(&mut b, rng, n, k)) } else { None };
     let y = b.op(
         Op::FullyConnected(FullyConnected {
