@@ -52,7 +52,7 @@ fn sample_model() -> Model {
         &[p1],
     );
     let p2 = b.op(Op::AvgPool(AvgPool { window: pw }), &[c2]);
-    let table = b.tensor(Tensor::i8(vec![256], (0..256).map(|i| ((i as i32 - 128) / 2) as i8).collect()).unwrap());
+    let table = b.tensor(Tensor::i8(vec![256], (0..256).map(|i: i32| ((i - 128) / 2) as i8).collect()).unwrap());
     let l = b.op(Op::Lut8(Lut8 { table }), &[p2]);
     let add = Add {
         a_zero_point: 0,

@@ -153,7 +153,8 @@ fn families() -> Vec<(&'static str, Vec<Model>)> {
             DType::I16 => 38,
             _ => 54,
         };
-        let rq = requant(&mut b, (0..4).map(|_| r.random_range(1 << 30..i32::MAX)).collect(), vec![shift; 4], 3, -100, 120);
+        let rq =
+            requant(&mut b, (0..4).map(|_| r.random_range(1 << 30..i32::MAX)).collect(), vec![shift; 4], 3, -100, 120);
         rqs.push(single_op(Op::Requantize(Requantize { input_zero_point: 5, requant: rq }), &ins, b));
     }
     fams.push(("requantize", rqs));
@@ -197,7 +198,9 @@ fn vector_files() -> Vec<PathBuf> {
     let mut files = Vec::new();
     for sub in ["ops", "models"] {
         if let Ok(rd) = fs::read_dir(dir().join(sub)) {
-            files.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")));
+            files.extend(
+                rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")),
+            );
         }
     }
     files.sort();
@@ -209,7 +212,8 @@ fn rel(p: &std::path::Path) -> String {
 }
 
 fn write_manifest() {
-    let mut out = String::from("# keccak256 of each vector file; regenerating one is an explicit approval of a format change.\n");
+    let mut out =
+        String::from("# keccak256 of each vector file; regenerating one is an explicit approval of a format change.\n");
     for f in vector_files() {
         out.push_str(&format!("{}  {}\n", keccak_hex(&fs::read(&f).unwrap()), rel(&f)));
     }
@@ -231,7 +235,11 @@ fn conformance_vectors() {
         })
         .collect();
     let files: Vec<String> = vector_files().iter().map(|p| rel(p)).collect();
-    assert_eq!(listed.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>(), files, "MANIFEST and tests/vectors/ disagree");
+    assert_eq!(
+        listed.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>(),
+        files,
+        "MANIFEST and tests/vectors/ disagree"
+    );
     let mut n_cases = 0;
     for (hash, path) in &listed {
         let bytes = fs::read(dir().join(path)).unwrap();

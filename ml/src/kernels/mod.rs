@@ -85,8 +85,10 @@ impl Path {
 
 #[derive(Debug, Clone)]
 enum Layout {
-    /// Row-major `[n][k]`, as stored in the model.
+    /// Row-major `[n][k]`, as stored in the model (reference).
     Plain(Vec<i8>),
+    /// Row-major `[n][k]` widened to i16 (portable).
+    Wide(Vec<i16>),
     /// `[n/8][k/2][8][2]` as i16, zero-padded (AVX2).
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     PairsI16(Vec<i16>),
@@ -117,7 +119,8 @@ impl PackedWeights {
         let row_sums =
             w.chunks_exact(k).map(|row| row.iter().fold(0i32, |s, &x| s.wrapping_add(i32::from(x)))).collect();
         let layout = match path {
-            Path::Reference | Path::Portable => Layout::Plain(w.to_vec()),
+            Path::Reference => Layout::Plain(w.to_vec()),
+            Path::Portable => Layout::Wide(portable::widen(w)),
             #[cfg(target_arch = "x86_64")]
             Path::Avx2 => Layout::PairsI16(x86_64::avx2::pack(w, n, k)),
             #[cfg(target_arch = "x86_64")]
@@ -168,8 +171,8 @@ pub fn gemm(a: &[i8], m: usize, a_zp: i32, w: &PackedWeights, bias: Option<&[i32
             .collect()
     };
     match (&w.layout, w.path) {
-        (Layout::Plain(wp), Path::Reference) => reference::gemm(a, m, k, a_zp, wp, n, bias, out),
-        (Layout::Plain(wp), _) => portable::gemm(a, m, k, wp, n, &correction(0), out),
+        (Layout::Plain(wp), _) => reference::gemm(a, m, k, a_zp, wp, n, bias, out),
+        (Layout::Wide(wp), _) => portable::gemm(a, m, k, wp, n, &correction(0), out),
         #[cfg(target_arch = "x86_64")]
         (Layout::PairsI16(wp), _) => x86_64::avx2::gemm(a, m, k, wp, n, &correction(0), out),
         #[cfg(target_arch = "x86_64")]

@@ -99,7 +99,9 @@ pub fn random_fc_model(rng: &mut ChaCha8Rng, m: usize, k: usize, n: usize) -> Mo
     let mut b = ModelBuilder::new();
     let x = b.input(DType::I8, vec![m, k], q());
     let weights = b.tensor(Tensor::i8(vec![n, k], random_i8(rng, n * k)).unwrap());
-    let bias = b.tensor(Tensor::i32(vec![n], (0..n).map(|_| rng.random_range(-2000 * k as i32..2000 * k as i32)).collect()).unwrap());
+    let bias = b.tensor(
+        Tensor::i32(vec![n], (0..n).map(|_| rng.random_range(-2000 * k as i32..2000 * k as i32)).collect()).unwrap(),
+    );
     let rq = if rng.random() { Some(random_requant(&mut b, rng, n, k)) } else { None };
     let y = b.op(
         Op::FullyConnected(FullyConnected {
