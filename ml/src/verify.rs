@@ -7,7 +7,7 @@ use crate::format::Model;
 use crate::ops::{InferCx, OpCost, ValueInfo};
 use crate::tensor::numel;
 
-/// Hard caps on a model (docs/gas.md §3). The defaults are the chain's.
+/// Hard caps on a model (docs/model-format.md §7). The defaults are the chain's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Largest encoded model, bytes.

@@ -55,7 +55,7 @@ impl ValueInfo {
     }
 }
 
-/// Work an op does, from which gas is priced (docs/gas.md).
+/// Work an op does, from which gas is priced (docs/model-format.md §7).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OpCost {
     /// Multiply-accumulates (FullyConnected, Conv2D).
