@@ -154,10 +154,8 @@ impl Operator for Requantize {
     fn infer(&self, cx: &InferCx<'_>, inputs: &[&ValueInfo]) -> Result<(ValueInfo, OpCost)> {
         let x = one(inputs)?;
         cx.expect_dtype(x, "input", &[DType::I8, DType::I16, DType::I32])?;
-        let channels = x.shape.last().copied().unwrap_or(1);
-        let m = cx.tensor(self.requant.multiplier, "requant multiplier", DType::I32, None)?;
-        let per_channel = if m.shape() == [1] { 1 } else { channels };
-        self.requant.check(cx, per_channel)?;
+        // Per channel along the last axis, or per tensor (`check` accepts length C or 1).
+        self.requant.check(cx, x.shape.last().copied().unwrap_or(1))?;
         Ok((ValueInfo { dtype: DType::I8, shape: x.shape.clone() }, OpCost { macs: 0, elem_ops: x.numel() }))
     }
 
