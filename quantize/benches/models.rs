@@ -1,1 +1,2 @@
+//! End-to-end model latency benchmarks.
 fn main() {}

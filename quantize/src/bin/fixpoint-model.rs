@@ -1,1 +1,2 @@
+//! `fixpoint-model`: the model CLI.
 fn main() {}
