@@ -1,2 +1,384 @@
-//! `fixpoint-model`: the model CLI.
-fn main() {}
+//! `fixpoint-model`: train, quantize, inspect, run and verify canonical fixpoint models.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Parser, Subcommand};
+use fixpoint_ml::format::{Model, Quant};
+use fixpoint_ml::{DType, Engine, Limits, Tensor, TensorData, io, model_id};
+use fixpoint_quantize::multiplier::scale_of;
+use fixpoint_quantize::task::evaluate;
+use fixpoint_quantize::{FloatModel, Task};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Parser)]
+#[command(name = "fixpoint-model", version, about = "Train, quantize, inspect, run and verify fixpoint integer models")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Train a task's float model on its training split and save it as safetensors.
+    Train {
+        /// digits-mlp, digits-cnn or cancer-gbdt.
+        #[arg(long)]
+        task: String,
+        /// Where to write the weights.
+        #[arg(long)]
+        out: PathBuf,
+        /// Epochs (networks) or trees (ensemble); the task's default if omitted.
+        #[arg(long)]
+        rounds: Option<usize>,
+        /// Seed for initialisation and batch order.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Quantize float weights into a canonical integer model (calibrated on the training split).
+    Quantize {
+        /// Safetensors weights written by `train`.
+        #[arg(long)]
+        weights: PathBuf,
+        /// The task; read from the weights' metadata if omitted.
+        #[arg(long)]
+        task: Option<String>,
+        /// Where to write the model.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print a model's id, inputs, outputs, ops with shapes, and cost.
+    Inspect {
+        /// The model file.
+        model: PathBuf,
+    },
+    /// Run a model on one input and print its outputs.
+    Run {
+        /// The model file.
+        model: PathBuf,
+        /// Comma-separated integers filling the inputs in order.
+        #[arg(long, conflicts_with = "hex")]
+        input: Option<String>,
+        /// The packed little-endian input bytes, hex-encoded.
+        #[arg(long)]
+        hex: Option<String>,
+    },
+    /// Check a model file; exits non-zero and says why if it would be rejected.
+    Verify {
+        /// The model file.
+        model: PathBuf,
+    },
+    /// Float vs integer accuracy on the task's test split.
+    Eval {
+        /// The integer model.
+        #[arg(long)]
+        model: PathBuf,
+        /// The float weights it came from.
+        #[arg(long)]
+        weights: PathBuf,
+        /// The task; read from the weights' metadata if omitted.
+        #[arg(long)]
+        task: Option<String>,
+    },
+    /// Train, quantize and evaluate every example task, then classify a few test digits.
+    Demo {
+        /// Where to write weights and models.
+        #[arg(long, default_value = "artifacts")]
+        out_dir: PathBuf,
+    },
+    /// Write conformance vectors for the example models (tests/vectors/models).
+    Vectors {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Test rows per model.
+        #[arg(long, default_value_t = 8)]
+        cases: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Train { task, out, rounds, seed } => {
+            let task = Task::from_name(&task)?;
+            train(task, &out, rounds, seed)?;
+            Ok(())
+        }
+        Cmd::Quantize { weights, task, out } => {
+            let task = task.as_deref().map(Task::from_name).transpose()?;
+            let (task, float) =
+                FloatModel::load(&weights, task).with_context(|| format!("loading {}", weights.display()))?;
+            let model = quantize(task, &float)?;
+            write_model(&out, &model)?;
+            Ok(())
+        }
+        Cmd::Inspect { model } => inspect(&model),
+        Cmd::Run { model, input, hex } => run_model(&model, input.as_deref(), hex.as_deref()),
+        Cmd::Verify { model } => {
+            let (engine, bytes) = load(&model)?;
+            let c = engine.cost();
+            println!("OK {}: id 0x{}", model.display(), hex::encode(model_id(&bytes)));
+            println!(
+                "  {} ops, {} MACs, {} element ops, {} bytes read",
+                engine.model().nodes.len(),
+                c.macs,
+                c.elem_ops,
+                c.bytes_read
+            );
+            Ok(())
+        }
+        Cmd::Eval { model, weights, task } => {
+            let task = task.as_deref().map(Task::from_name).transpose()?;
+            let (task, float) = FloatModel::load(&weights, task)?;
+            let (engine, _) = load(&model)?;
+            let (_, test) = task.split()?;
+            println!("{}: {}", task.name(), evaluate(task, &float, &engine, &test)?);
+            Ok(())
+        }
+        Cmd::Demo { out_dir } => demo(&out_dir),
+        Cmd::Vectors { out, cases } => vectors(&out, cases),
+    }
+}
+
+fn bar(len: usize, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len as u64);
+    if let Ok(style) = ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {elapsed}") {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.set_message(what.to_string());
+    pb.enable_steady_tick(Duration::from_millis(200));
+    pb
+}
+
+fn train(task: Task, out: &Path, rounds: Option<usize>, seed: u64) -> Result<FloatModel> {
+    let (train, test) = task.split()?;
+    let rounds = rounds.unwrap_or_else(|| task.default_rounds());
+    let pb = bar(rounds, "training");
+    let model = task.train(&train, rounds, seed, |_, loss| {
+        if let Some(l) = loss {
+            pb.set_message(format!("loss {l:.4}"));
+        }
+        pb.inc(1);
+    })?;
+    pb.finish_and_clear();
+    let pred = model.predict(&test)?;
+    let correct = pred.iter().zip(&test.labels).filter(|(a, b)| a == b).count();
+    model.save(out, task).with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "{}: trained on {} rows; float test accuracy {:.2}% ({correct}/{}); wrote {}",
+        task.name(),
+        train.len(),
+        100.0 * correct as f64 / test.len().max(1) as f64,
+        test.len(),
+        out.display()
+    );
+    Ok(model)
+}
+
+fn quantize(task: Task, float: &FloatModel) -> Result<Model> {
+    let (train, _) = task.split()?;
+    let pb = bar(train.len(), "calibrating");
+    let model = float.quantize(&train, |done| pb.set_position(done as u64))?;
+    pb.finish_and_clear();
+    Ok(model)
+}
+
+fn write_model(out: &Path, model: &Model) -> Result<()> {
+    let bytes = model.to_bytes();
+    std::fs::write(out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+    println!("wrote {} ({} bytes, id 0x{})", out.display(), bytes.len(), hex::encode(model_id(&bytes)));
+    Ok(())
+}
+
+fn load(path: &Path) -> Result<(Engine, Vec<u8>)> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let engine = Engine::load(&bytes, &Limits::default()).with_context(|| format!("{} is rejected", path.display()))?;
+    Ok((engine, bytes))
+}
+
+fn quant_str(q: &Quant) -> String {
+    if q.multiplier == 0 {
+        "no scale".into()
+    } else {
+        format!("scale {:.6e} ({}·2^-{}), zero point {}", scale_of(q), q.multiplier, q.shift, q.zero_point)
+    }
+}
+
+fn inspect(path: &Path) -> Result<()> {
+    let (engine, bytes) = load(path)?;
+    let m = engine.model();
+    let v = engine.verified();
+    println!("model {}", path.display());
+    println!("  id      0x{}", hex::encode(model_id(&bytes)));
+    println!("  size    {} bytes, {} tensors", bytes.len(), m.tensors.len());
+    for (i, inp) in m.inputs.iter().enumerate() {
+        println!("  input  #{i}: {} {:?}, {}", inp.dtype.name(), inp.shape, quant_str(&inp.quant));
+    }
+    println!("  ops:");
+    for (i, (node, cost)) in m.nodes.iter().zip(v.op_costs()).enumerate() {
+        let value = m.inputs.len() + i;
+        let out = v.values().get(value).map(|vi| format!("{} {:?}", vi.dtype.name(), vi.shape)).unwrap_or_default();
+        println!("    %{value:<3} = {:<15} {:?} -> {out:<18} {} MACs", node.op.name(), node.inputs, cost.macs);
+    }
+    for (i, o) in m.outputs.iter().enumerate() {
+        let info = v
+            .values()
+            .get(o.value as usize)
+            .map(|vi| format!("{} {:?}", vi.dtype.name(), vi.shape))
+            .unwrap_or_default();
+        println!("  output #{i}: %{} {info}, {}", o.value, quant_str(&o.quant));
+    }
+    let c = engine.cost();
+    println!(
+        "  cost    {} MACs, {} element ops, {} weight bytes, {} bytes read, peak activations {} bytes",
+        c.macs, c.elem_ops, c.weight_bytes, c.bytes_read, c.peak_activation_bytes
+    );
+    Ok(())
+}
+
+/// Parses comma-separated integers into the model's inputs, in order.
+fn parse_values(model: &Model, text: &str) -> Result<Vec<Tensor>> {
+    let vals: Vec<i64> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<i64>().map_err(|_| anyhow!("{s:?} is not an integer")))
+        .collect::<Result<_>>()?;
+    let want: usize = model.inputs.iter().map(|i| i.shape.iter().product::<usize>()).sum();
+    if vals.len() != want {
+        bail!("the model takes {want} input values, got {}", vals.len());
+    }
+    let mut it = vals.into_iter();
+    let mut out = Vec::new();
+    for (k, inp) in model.inputs.iter().enumerate() {
+        let n: usize = inp.shape.iter().product();
+        let chunk: Vec<i64> = it.by_ref().take(n).collect();
+        let range = |lo: i64, hi: i64| -> Result<()> {
+            match chunk.iter().find(|v| !(lo..=hi).contains(v)) {
+                Some(v) => bail!("input #{k} is {}: value {v} is out of range", inp.dtype.name()),
+                None => Ok(()),
+            }
+        };
+        let data = match inp.dtype {
+            DType::I8 => range(-128, 127).map(|_| TensorData::I8(chunk.iter().map(|&v| v as i8).collect()))?,
+            DType::U8 => range(0, 255).map(|_| TensorData::U8(chunk.iter().map(|&v| v as u8).collect()))?,
+            DType::I16 => range(-32768, 32767).map(|_| TensorData::I16(chunk.iter().map(|&v| v as i16).collect()))?,
+            DType::I32 => range(i32::MIN.into(), i32::MAX.into())
+                .map(|_| TensorData::I32(chunk.iter().map(|&v| v as i32).collect()))?,
+            DType::I64 => TensorData::I64(chunk),
+        };
+        out.push(Tensor::new(inp.shape.clone(), data)?);
+    }
+    Ok(out)
+}
+
+fn run_model(path: &Path, values: Option<&str>, hex_in: Option<&str>) -> Result<()> {
+    let (engine, _) = load(path)?;
+    let m = engine.model();
+    let inputs = match (values, hex_in) {
+        (Some(v), _) => parse_values(m, v)?,
+        (None, Some(h)) => {
+            let bytes = hex::decode(h.trim().trim_start_matches("0x")).context("--hex is not valid hex")?;
+            io::unpack_inputs(m, &bytes)?
+        }
+        (None, None) => bail!("give the input with --input 1,2,3 or --hex <bytes>"),
+    };
+    let outs = engine.run(inputs)?;
+    for (i, (t, desc)) in outs.iter().zip(&m.outputs).enumerate() {
+        let vals: Vec<i64> = (0..t.len()).filter_map(|j| t.data().get_i64(j)).collect();
+        println!("output #{i} {} {:?}: {vals:?}", t.dtype().name(), t.shape());
+        if desc.quant.multiplier != 0 {
+            let s = scale_of(&desc.quant);
+            let real: Vec<String> =
+                vals.iter().map(|&v| format!("{:.4}", (v - i64::from(desc.quant.zero_point)) as f64 * s)).collect();
+            println!("  real: [{}]", real.join(", "));
+        }
+    }
+    Ok(())
+}
+
+fn digit_art(row: &[f32]) -> Vec<String> {
+    row.chunks(8).map(|r| r.iter().map(|&v| [' ', '.', ':', '+', '#'][(v as usize / 4).min(4)]).collect()).collect()
+}
+
+fn demo(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    println!("fixpoint example models: float (candle / f64) vs deterministic integer engine\n");
+    for task in Task::ALL {
+        println!("== {} — {}", task.name(), task.describe());
+        let weights = dir.join(format!("{}.safetensors", task.name()));
+        let float = train(task, &weights, None, 1)?;
+        let model = quantize(task, &float)?;
+        let path = dir.join(format!("{}.fxp", task.name()));
+        write_model(&path, &model)?;
+        let engine = Engine::load(&model.to_bytes(), &Limits::default())?;
+        let (_, test) = task.split()?;
+        println!("test split ({} rows): {}", test.len(), evaluate(task, &float, &engine, &test)?);
+        println!("integer kernel path: {:?}\n", engine.path());
+        if task == Task::DigitsMlp {
+            inspect(&path)?;
+            println!("\nthree test digits through the integer model:");
+            let mut lines = vec![String::new(); 9];
+            for i in 0..3 {
+                let out = engine.run(vec![task.encode(test.row(i))?])?;
+                let label = out.first().and_then(|t| t.as_i32()).and_then(|v| v.first()).copied().unwrap_or(-1);
+                for (l, art) in lines.iter_mut().zip(digit_art(test.row(i))) {
+                    l.push_str(&format!("  |{art}|  "));
+                }
+                lines[8].push_str(&format!("  pred {label} (true {})", test.labels.get(i).copied().unwrap_or(0)));
+            }
+            for l in lines {
+                println!("{l}");
+            }
+            println!();
+        }
+    }
+    println!("artifacts in {}/ (weights .safetensors, integer models .fxp)", dir.display());
+    Ok(())
+}
+
+fn vectors(out: &Path, cases: usize) -> Result<()> {
+    std::fs::create_dir_all(out)?;
+    for task in Task::ALL {
+        let (train, test) = task.split()?;
+        let float = task.train(&train, task.default_rounds(), 1, |_, _| {})?;
+        let model = float.quantize(&train, |_| {})?;
+        let bytes = model.to_bytes();
+        let engine = Engine::load_with_path(&bytes, &Limits::default(), fixpoint_ml::kernels::Path::Reference)?;
+        let mut list = Vec::new();
+        for i in 0..cases.min(test.len()) {
+            let input = io::pack(&[task.encode(test.row(i))?]);
+            let output = engine.run_packed(&input)?;
+            list.push(serde_json::json!({
+                "name": format!("{}-{i}", task.name()),
+                "model": hex::encode(&bytes),
+                "model_id": hex::encode(model_id(&bytes)),
+                "input": hex::encode(&input),
+                "output": hex::encode(&output),
+            }));
+        }
+        let doc = serde_json::json!({
+            "format": "fixpoint-vectors/1",
+            "profile": 1,
+            "model": task.name(),
+            "source": "fixpoint-model vectors (trained with seed 1 on the fixed split; test rows in order)",
+            "cases": list,
+        });
+        let path = out.join(format!("{}.json", task.name()));
+        std::fs::write(&path, serde_json::to_string_pretty(&doc)? + "\n")?;
+        println!("wrote {} ({} cases)", path.display(), cases.min(test.len()));
+    }
+    Ok(())
+}

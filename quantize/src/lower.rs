@@ -1,0 +1,283 @@
+//! Lowering float models to canonical integer models (docs/arithmetic.md, docs/model-format.md).
+//!
+//! Networks: weights symmetric per output channel (`s_w[c] = max|w_c| / 127`), activations
+//! asymmetric per tensor from calibrated ranges (ReLU outputs use the full `[-128, 127]` for
+//! `[0, max]`), biases as i32 in the accumulator's scale `s_in·s_w[c]`, and one integer
+//! multiplier/shift per channel for `s_in·s_w[c] / s_out`. The last dense layer keeps one weight
+//! scale and outputs raw i32 logits (so their order is the float order), followed by ArgMax.
+//!
+//! Trees: features become `floor(x·2^16)` as i32, thresholds `floor(t·2^16)` (so `x <= t`
+//! implies the integer test holds), leaf values and base `round(v·2^32)` as i64.
+
+use candle_core::D;
+use fixpoint_ml::format::{Model, ModelBuilder, Quant};
+use fixpoint_ml::ops::{ArgMax, Conv2d, FullyConnected, MaxPool, Op, Requant, Reshape, TreeEnsemble, Window};
+use fixpoint_ml::{DType, TensorData};
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::gbdt::Gbdt;
+use crate::multiplier::{quant, requant_multiplier};
+use crate::net::{Layer, Net};
+
+/// Fractional bits of tree-ensemble features and thresholds.
+pub const TREE_FEATURE_BITS: i32 = 16;
+/// Fractional bits of tree-ensemble leaf values and scores.
+pub const TREE_SCORE_BITS: i32 = 32;
+
+/// Observed `(min, max)` of every layer's output over a calibration set.
+pub type Ranges = Vec<(f32, f32)>;
+
+/// Runs `net` over `ds` in batches of 128 and records every layer's output range; calls
+/// `progress(rows_done)` after each batch.
+pub fn calibrate(net: &Net, ds: &Dataset, mut progress: impl FnMut(usize)) -> Result<Ranges> {
+    let mut ranges = vec![(f32::INFINITY, f32::NEG_INFINITY); net.layers.len()];
+    let idx: Vec<usize> = (0..ds.len()).collect();
+    let mut done = 0;
+    for chunk in idx.chunks(128) {
+        for (r, t) in ranges.iter_mut().zip(net.trace(&net.batch(ds, chunk)?)?) {
+            let t = t.flatten_all()?;
+            r.0 = r.0.min(t.min(D::Minus1)?.to_scalar::<f32>()?);
+            r.1 = r.1.max(t.max(D::Minus1)?.to_scalar::<f32>()?);
+        }
+        done += chunk.len();
+        progress(done);
+    }
+    if ds.is_empty() {
+        return Err(Error::Quantize("empty calibration set".into()));
+    }
+    Ok(ranges)
+}
+
+/// Scale and zero point of an i8 tensor covering `[lo, hi]` (widened to include 0).
+fn activation_quant(lo: f32, hi: f32) -> (f64, i32) {
+    let (lo, hi) = (f64::from(lo.min(0.0)), f64::from(hi.max(0.0)));
+    let scale = ((hi - lo) / 255.0).max(1e-8);
+    let zp = (-128.0 - (lo / scale).round()).clamp(-128.0, 127.0) as i32;
+    (scale, zp)
+}
+
+fn i8_weights(w: &[f32], scale: f64) -> Vec<i8> {
+    w.iter().map(|&v| (f64::from(v) / scale).round().clamp(-127.0, 127.0) as i8).collect()
+}
+
+fn bias_i32(b: f32, scale: f64) -> Result<i32> {
+    let q = (f64::from(b) / scale).round();
+    if q.abs() >= 2f64.powi(30) {
+        return Err(Error::Quantize(format!("bias {b} is too large for the accumulator scale {scale:e}")));
+    }
+    Ok(q as i32)
+}
+
+fn channel_scale(row: &[f32]) -> f64 {
+    let m = row.iter().fold(0f32, |m, &v| m.max(v.abs()));
+    if m > 0.0 { f64::from(m) / 127.0 } else { 1.0 }
+}
+
+/// Quantized weights, bias and per-channel requantization of one layer.
+struct Affine {
+    weights: Vec<i8>,
+    bias: Vec<i32>,
+    m: Vec<i32>,
+    n: Vec<u8>,
+}
+
+/// Quantizes `w` (`[C, K]` row-major) and `b` for input scale `s_in` and output scale `s_out`.
+fn affine(w: &[f32], b: &[f32], s_in: f64, s_out: f64) -> Result<Affine> {
+    let k = w.len() / b.len().max(1);
+    let mut a = Affine { weights: Vec::new(), bias: Vec::new(), m: Vec::new(), n: Vec::new() };
+    for (row, &bias) in w.chunks(k.max(1)).zip(b) {
+        let s_w = channel_scale(row);
+        a.weights.extend(i8_weights(row, s_w));
+        a.bias.push(bias_i32(bias, s_in * s_w)?);
+        let (m, n) = requant_multiplier(s_in * s_w / s_out)?;
+        a.m.push(m);
+        a.n.push(n);
+    }
+    Ok(a)
+}
+
+fn requant_tensors(b: &mut ModelBuilder, a: &Affine, zp: i32, relu: bool) -> Result<Requant> {
+    let c = a.m.len();
+    let multiplier = b.tensor(fixpoint_ml::Tensor::i32(vec![c], a.m.clone())?);
+    let shift = b.tensor(fixpoint_ml::Tensor::new(vec![c], TensorData::U8(a.n.clone()))?);
+    Ok(Requant { multiplier, shift, zero_point: zp, lo: if relu { zp } else { -128 }, hi: 127 })
+}
+
+/// Lowers a calibrated network. The input is the raw features as i8 (they must be integers in
+/// the i8 range, as digit pixels are) with scale `net.input_scale`; outputs are the predicted
+/// class (i32 `[1]`) and the logits (i32, with their real scale).
+pub fn lower_net(net: &Net, ranges: &Ranges) -> Result<Model> {
+    let mut b = ModelBuilder::new();
+    let shape = match net.input.as_slice() {
+        [c, h, w] => vec![*h, *w, *c],
+        s => s.to_vec(),
+    };
+    let mut cur_shape = shape.clone();
+    let mut x = b.input(DType::I8, shape, quant(net.input_scale, 0)?);
+    let (mut s_in, mut zp_in) = (net.input_scale, 0i32);
+    let mut params = 0;
+    let last = net.layers.len().saturating_sub(1);
+    let mut logits_quant = None;
+    for (i, layer) in net.layers.iter().enumerate() {
+        let (lo, hi) = ranges.get(i).copied().ok_or_else(|| Error::Quantize("missing calibration range".into()))?;
+        match *layer {
+            Layer::Conv { out_c, k, pad, relu, .. } => {
+                let (w, bias) = net.param_values(params)?;
+                params += 1;
+                // candle [OC, IC, KH, KW] → fixpoint [OC, KH, KW, IC].
+                let ic = w.len() / (out_c * k * k).max(1);
+                let mut hwc = vec![0f32; w.len()];
+                for (o, c, y, x) in itertools(out_c, ic, k) {
+                    hwc[((o * k + y) * k + x) * ic + c] = w[((o * ic + c) * k + y) * k + x];
+                }
+                let (s_out, zp_out) = activation_quant(lo, hi);
+                let a = affine(&hwc, &bias, s_in, s_out)?;
+                let weights = b.tensor(fixpoint_ml::Tensor::i8(vec![out_c, k, k, ic], a.weights.clone())?);
+                let bias = b.tensor(fixpoint_ml::Tensor::i32(vec![out_c], a.bias.clone())?);
+                let requant = Some(requant_tensors(&mut b, &a, zp_out, relu)?);
+                let p = u16::try_from(pad).map_err(|_| Error::Quantize("padding too large".into()))?;
+                let ku = u16::try_from(k).map_err(|_| Error::Quantize("kernel too large".into()))?;
+                let window = Window { pad_top: p, pad_left: p, pad_bottom: p, pad_right: p, ..Window::new(ku, ku) };
+                let op = Conv2d { weights, bias, input_zero_point: zp_in, window, groups: 1, requant };
+                x = b.op(Op::Conv2d(op), &[x]);
+                if let [h, w, _] = cur_shape[..] {
+                    cur_shape = vec![h + 2 * pad + 1 - k, w + 2 * pad + 1 - k, out_c];
+                }
+                (s_in, zp_in) = (s_out, zp_out);
+            }
+            Layer::MaxPool2 => {
+                let window = Window { stride_h: 2, stride_w: 2, ..Window::new(2, 2) };
+                x = b.op(Op::MaxPool(MaxPool { window }), &[x]);
+                if let [h, w, c] = cur_shape[..] {
+                    cur_shape = vec![h / 2, w / 2, c];
+                }
+            }
+            Layer::Flatten => {
+                let n: usize = cur_shape.iter().product();
+                let n32 = u32::try_from(n).map_err(|_| Error::Quantize("tensor too large".into()))?;
+                x = b.op(Op::Reshape(Reshape { shape: vec![n32] }), &[x]);
+                cur_shape = vec![n];
+            }
+            Layer::Dense { out, relu, .. } => {
+                let (w, bias) = net.param_values(params)?;
+                params += 1;
+                let inp = w.len() / out.max(1);
+                if i == last {
+                    if relu {
+                        return Err(Error::Quantize("the last layer must output logits (no ReLU)".into()));
+                    }
+                    // One scale for all logits so their integer order is their real order.
+                    let s_w = channel_scale(&w);
+                    let weights = b.tensor(fixpoint_ml::Tensor::i8(vec![out, inp], i8_weights(&w, s_w))?);
+                    let q_bias = bias.iter().map(|&v| bias_i32(v, s_in * s_w)).collect::<Result<Vec<_>>>()?;
+                    let bias = b.tensor(fixpoint_ml::Tensor::i32(vec![out], q_bias)?);
+                    let op = FullyConnected { weights, bias, input_zero_point: zp_in, requant: None };
+                    x = b.op(Op::FullyConnected(op), &[x]);
+                    logits_quant = Some(quant(s_in * s_w, 0)?);
+                } else {
+                    let (s_out, zp_out) = activation_quant(lo, hi);
+                    let a = affine(&w, &bias, s_in, s_out)?;
+                    let weights = b.tensor(fixpoint_ml::Tensor::i8(vec![out, inp], a.weights.clone())?);
+                    let bias = b.tensor(fixpoint_ml::Tensor::i32(vec![out], a.bias.clone())?);
+                    let requant = Some(requant_tensors(&mut b, &a, zp_out, relu)?);
+                    let op = FullyConnected { weights, bias, input_zero_point: zp_in, requant };
+                    x = b.op(Op::FullyConnected(op), &[x]);
+                    (s_in, zp_in) = (s_out, zp_out);
+                }
+                cur_shape = vec![out];
+            }
+        }
+    }
+    let logits_quant = logits_quant.ok_or_else(|| Error::Quantize("the network must end in a dense layer".into()))?;
+    let label = b.op(Op::ArgMax(ArgMax), &[x]);
+    b.output(label, Quant::NONE);
+    b.output(x, logits_quant);
+    Ok(b.finish()?)
+}
+
+/// All `(out, in, y, x)` kernel coordinates.
+fn itertools(out_c: usize, ic: usize, k: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+    (0..out_c).flat_map(move |o| (0..ic).flat_map(move |c| (0..k).flat_map(move |y| (0..k).map(move |x| (o, c, y, x)))))
+}
+
+/// A feature as the integer the tree model reads: `floor(x·2^16)`.
+pub fn tree_feature(x: f32) -> Result<i32> {
+    let v = (f64::from(x) * 2f64.powi(TREE_FEATURE_BITS)).floor();
+    if !(f64::from(i32::MIN)..=f64::from(i32::MAX)).contains(&v) {
+        return Err(Error::Quantize(format!("feature {x} does not fit in i32 at 2^{TREE_FEATURE_BITS}")));
+    }
+    Ok(v as i32)
+}
+
+fn tree_score(v: f64) -> Result<i64> {
+    let q = (v * 2f64.powi(TREE_SCORE_BITS)).round();
+    if !q.is_finite() || q.abs() >= 2f64.powi(52) {
+        return Err(Error::Quantize(format!("leaf value {v} out of range")));
+    }
+    Ok(q as i64)
+}
+
+/// Lowers a binary boosted ensemble: input i32 `[dim]` features, outputs the class (i32 `[1]`)
+/// and the scores i64 `[2]` = `(0, logit)` at 2^-32.
+pub fn lower_gbdt(m: &Gbdt) -> Result<Model> {
+    let mut b = ModelBuilder::new();
+    let x = b.input(DType::I32, vec![m.dim], quant(2f64.powi(-TREE_FEATURE_BITS), 0)?);
+    let (mut nodes, mut leaves, mut roots) = (Vec::new(), Vec::new(), Vec::new());
+    let idx = |v: usize| i32::try_from(v).map_err(|_| Error::Quantize("too many tree nodes".into()));
+    for tree in &m.trees {
+        let off = nodes.len() / 4;
+        roots.push(idx(off)?);
+        for n in tree {
+            if n.feature < 0 {
+                nodes.extend([-1, 0, 0, 0]);
+                leaves.extend([0, tree_score(n.value)?]);
+            } else {
+                let t = (n.threshold * 2f64.powi(TREE_FEATURE_BITS))
+                    .floor()
+                    .clamp(f64::from(i32::MIN), f64::from(i32::MAX));
+                let f = i32::try_from(n.feature).map_err(|_| Error::Quantize("feature index too large".into()))?;
+                nodes.extend([f, t as i32, idx(off + n.left)?, idx(off + n.right)?]);
+                leaves.extend([0, 0]);
+            }
+        }
+    }
+    let n = nodes.len() / 4;
+    let te = TreeEnsemble {
+        nodes: b.tensor(fixpoint_ml::Tensor::i32(vec![n, 4], nodes)?),
+        leaves: b.tensor(fixpoint_ml::Tensor::i64(vec![n, 2], leaves)?),
+        roots: b.tensor(fixpoint_ml::Tensor::i32(vec![roots.len()], roots)?),
+        base: b.tensor(fixpoint_ml::Tensor::i64(vec![2], vec![0, tree_score(m.base)?])?),
+    };
+    let scores = b.op(Op::TreeEnsemble(te), &[x]);
+    let label = b.op(Op::ArgMax(ArgMax), &[scores]);
+    b.output(label, Quant::NONE);
+    b.output(scores, quant(2f64.powi(-TREE_SCORE_BITS), 0)?);
+    Ok(b.finish()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activation_ranges_map_to_the_full_i8_range() {
+        let (s, zp) = activation_quant(0.0, 2.55);
+        assert!((s - 0.01).abs() < 1e-9);
+        assert_eq!(zp, -128);
+        let (s, zp) = activation_quant(-1.0, 1.0);
+        assert!((s - 2.0 / 255.0).abs() < 1e-9);
+        assert_eq!(zp, 0);
+        // A range that excludes zero is widened to include it.
+        assert_eq!(activation_quant(1.0, 2.0).1, -128);
+    }
+
+    #[test]
+    fn tree_features_floor() {
+        assert_eq!(tree_feature(1.0).unwrap(), 65536);
+        assert_eq!(tree_feature(-1.5).unwrap(), -98304);
+        assert_eq!(tree_feature(1e-9).unwrap(), 0);
+        assert_eq!(tree_feature(-1e-9).unwrap(), -1);
+        assert!(tree_feature(40_000.0).is_err());
+    }
+}

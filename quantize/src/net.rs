@@ -1,0 +1,234 @@
+//! Float networks (MLPs and small CNNs) defined, trained and run with candle, and saved as
+//! safetensors. Layouts are candle's (NCHW activations, `[OC, IC, KH, KW]` kernels) except that
+//! [`Layer::Flatten`] flattens in HWC order, the order the integer engine uses, so dense weights
+//! after it carry over unchanged.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{D, DType, Device, Tensor, Var};
+use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+
+/// The shape of one layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    /// Square convolution, stride 1, `pad` on every side, optionally followed by ReLU.
+    Conv {
+        /// Input channels.
+        in_c: usize,
+        /// Output channels.
+        out_c: usize,
+        /// Kernel size.
+        k: usize,
+        /// Padding on each side.
+        pad: usize,
+        /// ReLU after the convolution.
+        relu: bool,
+    },
+    /// 2×2 max pooling with stride 2.
+    MaxPool2,
+    /// Flattens `[C, H, W]` to `H·W·C` values in HWC order.
+    Flatten,
+    /// Dense layer `y = W x + b`, optionally followed by ReLU.
+    Dense {
+        /// Inputs.
+        inp: usize,
+        /// Outputs.
+        out: usize,
+        /// ReLU after the layer.
+        relu: bool,
+    },
+}
+
+impl Layer {
+    /// Weight and bias shapes, for layers with parameters.
+    pub fn param_shapes(&self) -> Option<(Vec<usize>, usize)> {
+        match *self {
+            Layer::Conv { in_c, out_c, k, .. } => Some((vec![out_c, in_c, k, k], out_c)),
+            Layer::Dense { inp, out, .. } => Some((vec![out, inp], out)),
+            _ => None,
+        }
+    }
+}
+
+/// A feed-forward float network over one data set's raw features.
+#[derive(Debug)]
+pub struct Net {
+    /// Per-example input shape in candle layout: `[D]` for dense nets, `[C, H, W]` for CNNs.
+    pub input: Vec<usize>,
+    /// Raw features are multiplied by this before the first layer (digits: 1/16).
+    pub input_scale: f64,
+    /// The layers, in order.
+    pub layers: Vec<Layer>,
+    /// `(weight, bias)` of each layer with parameters, in order.
+    pub params: Vec<(Var, Var)>,
+}
+
+impl Net {
+    /// A network with He-uniform weights drawn from `seed` and zero biases.
+    pub fn new(input: Vec<usize>, input_scale: f64, layers: Vec<Layer>, seed: u64) -> Result<Self> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut params = Vec::new();
+        for l in &layers {
+            if let Some((ws, nb)) = l.param_shapes() {
+                let fan_in: usize = ws.iter().skip(1).product();
+                let bound = (6.0 / fan_in.max(1) as f64).sqrt() as f32;
+                let n: usize = ws.iter().product();
+                let w: Vec<f32> = (0..n).map(|_| rng.random_range(-bound..bound)).collect();
+                let w = Var::from_tensor(&Tensor::from_vec(w, ws, &Device::Cpu)?)?;
+                let b = Var::from_tensor(&Tensor::zeros(nb, DType::F32, &Device::Cpu)?)?;
+                params.push((w, b));
+            }
+        }
+        Ok(Self { input, input_scale, layers, params })
+    }
+
+    /// A batch of raw rows as the network's input tensor `[B, ..input]`.
+    pub fn batch(&self, ds: &Dataset, idx: &[usize]) -> Result<Tensor> {
+        let rows: Vec<f32> = idx.iter().flat_map(|&i| ds.row(i).iter().copied()).collect();
+        let mut shape = vec![idx.len()];
+        shape.extend(&self.input);
+        Ok(Tensor::from_vec(rows, shape, &Device::Cpu)?)
+    }
+
+    /// The output of every layer for input `x` (raw features); the last is the logits.
+    pub fn trace(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let mut x = x.affine(self.input_scale, 0.0)?;
+        let mut outs = Vec::with_capacity(self.layers.len());
+        let mut p = self.params.iter();
+        for l in &self.layers {
+            x = match *l {
+                Layer::Conv { pad, relu, .. } => {
+                    let (w, b) = p.next().ok_or_else(|| Error::Weights("missing conv parameters".into()))?;
+                    let y = x.conv2d(w.as_tensor(), pad, 1, 1, 1)?.broadcast_add(&b.as_tensor().reshape((
+                        1,
+                        (),
+                        1,
+                        1,
+                    ))?)?;
+                    if relu { y.relu()? } else { y }
+                }
+                Layer::MaxPool2 => x.max_pool2d(2)?,
+                Layer::Flatten => x.permute((0, 2, 3, 1))?.flatten_from(1)?,
+                Layer::Dense { relu, .. } => {
+                    let (w, b) = p.next().ok_or_else(|| Error::Weights("missing dense parameters".into()))?;
+                    let y = x.matmul(&w.as_tensor().t()?)?.broadcast_add(b.as_tensor())?;
+                    if relu { y.relu()? } else { y }
+                }
+            };
+            outs.push(x.clone());
+        }
+        Ok(outs)
+    }
+
+    /// Logits `[B, classes]` for input `x` (raw features).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.trace(x)?.pop().ok_or_else(|| Error::Weights("network has no layers".into()))
+    }
+
+    /// Predicted classes for every row of `ds`.
+    pub fn predict(&self, ds: &Dataset) -> Result<Vec<u32>> {
+        let mut out = Vec::with_capacity(ds.len());
+        let idx: Vec<usize> = (0..ds.len()).collect();
+        for chunk in idx.chunks(256) {
+            out.extend(self.forward(&self.batch(ds, chunk)?)?.argmax(D::Minus1)?.to_vec1::<u32>()?);
+        }
+        Ok(out)
+    }
+
+    /// Trains with AdamW on cross-entropy, seeded mini-batch order; calls `progress(epoch, loss)`.
+    pub fn train(
+        &self,
+        ds: &Dataset,
+        epochs: usize,
+        lr: f64,
+        seed: u64,
+        mut progress: impl FnMut(usize, f32),
+    ) -> Result<()> {
+        let vars: Vec<Var> = self.params.iter().flat_map(|(w, b)| [w.clone(), b.clone()]).collect();
+        let mut opt = AdamW::new(vars, ParamsAdamW { lr, weight_decay: 1e-4, ..Default::default() })?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut idx: Vec<usize> = (0..ds.len()).collect();
+        let labels = Tensor::from_vec(ds.labels.clone(), ds.len(), &Device::Cpu)?;
+        for epoch in 0..epochs {
+            idx.shuffle(&mut rng);
+            let (mut total, mut batches) = (0f32, 0usize);
+            for chunk in idx.chunks(32) {
+                let ids =
+                    Tensor::from_vec(chunk.iter().map(|&i| i as u32).collect::<Vec<_>>(), chunk.len(), &Device::Cpu)?;
+                let loss = candle_nn::loss::cross_entropy(
+                    &self.forward(&self.batch(ds, chunk)?)?,
+                    &labels.index_select(&ids, 0)?,
+                )?;
+                opt.backward_step(&loss)?;
+                total += loss.to_scalar::<f32>()?;
+                batches += 1;
+            }
+            progress(epoch, total / batches.max(1) as f32);
+        }
+        Ok(())
+    }
+
+    /// Writes the parameters as safetensors (`layer{i}.weight`, `layer{i}.bias`) with `task`
+    /// in the metadata.
+    pub fn save(&self, path: &Path, task: &str) -> Result<()> {
+        let mut tensors = Vec::new();
+        for (i, (w, b)) in self.params.iter().enumerate() {
+            tensors.push((format!("layer{i}.weight"), w.as_tensor().clone()));
+            tensors.push((format!("layer{i}.bias"), b.as_tensor().clone()));
+        }
+        let meta = HashMap::from([("fixpoint.task".to_string(), task.to_string())]);
+        safetensors::serialize_to_file(tensors, Some(meta), path)?;
+        Ok(())
+    }
+
+    /// Replaces the parameters with those in a safetensors file written by [`Net::save`]; checks
+    /// every shape.
+    pub fn load_params(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
+        let mut i = 0;
+        for l in &self.layers {
+            let Some((ws, nb)) = l.param_shapes() else { continue };
+            let get = |name: String, shape: &[usize]| -> Result<Var> {
+                let t = tensors.get(&name).ok_or_else(|| Error::Weights(format!("missing tensor {name}")))?;
+                if t.dims() != shape || t.dtype() != DType::F32 {
+                    return Err(Error::Weights(format!(
+                        "{name} is {:?} {:?}, expected F32 {shape:?}",
+                        t.dtype(),
+                        t.dims()
+                    )));
+                }
+                Ok(Var::from_tensor(t)?)
+            };
+            let w = get(format!("layer{i}.weight"), &ws)?;
+            let b = get(format!("layer{i}.bias"), &[nb])?;
+            if let Some(slot) = self.params.get_mut(i) {
+                *slot = (w, b);
+            }
+            i += 1;
+        }
+        if tensors.len() != 2 * i {
+            return Err(Error::Weights(format!("{} tensors, expected {}", tensors.len(), 2 * i)));
+        }
+        Ok(())
+    }
+
+    /// The parameters of layer-with-parameters `i` as `(weights, bias)` f32 vectors.
+    pub fn param_values(&self, i: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        let (w, b) = self.params.get(i).ok_or_else(|| Error::Weights(format!("no parameters #{i}")))?;
+        Ok((w.as_tensor().flatten_all()?.to_vec1()?, b.as_tensor().to_vec1()?))
+    }
+}
+
+/// Reads a safetensors weights file: its tensors and the task named in its metadata.
+pub fn read_weights(path: &Path) -> Result<(HashMap<String, Tensor>, Option<String>)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)?;
+    let task = meta.metadata().as_ref().and_then(|m| m.get("fixpoint.task").cloned());
+    Ok((candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)?, task))
+}
