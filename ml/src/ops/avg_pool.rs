@@ -39,10 +39,12 @@ impl Operator for AvgPool {
     }
 
     fn eval(&self, _cx: &EvalCx<'_>, inputs: &[&Tensor]) -> Result<Tensor> {
-        pool_eval(&self.window, one(inputs)?, |v| {
-            let sum: i64 = v.iter().map(|&x| i64::from(x)).sum();
-            let avg = div_round_half_away(sum, v.len() as i64);
-            to_i8(i32::try_from(avg).unwrap_or(0))
-        })
+        pool_eval(
+            &self.window,
+            one(inputs)?,
+            0i64,
+            |s, v| s + i64::from(v),
+            |s, count| to_i8(i32::try_from(div_round_half_away(s, count as i64)).unwrap_or(0)),
+        )
     }
 }

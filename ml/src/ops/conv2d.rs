@@ -123,16 +123,22 @@ impl Conv2d {
             let mut dst = cols.chunks_exact_mut(patch.max(1));
             for oy in 0..g.oh {
                 for ox in 0..g.ow {
-                    let row = dst.next().ok_or(Error::Internal("im2col row count"))?;
+                    let Some(row) = dst.next() else { return Err(Error::Internal("im2col row count")) };
                     let mut cells = row.chunks_exact_mut(g.cg().max(1));
                     for ky in 0..g.kh {
                         for kx in 0..g.kw {
-                            let cell = cells.next().ok_or(Error::Internal("im2col cell count"))?;
+                            let Some(cell) = cells.next() else { return Err(Error::Internal("im2col cell count")) };
                             match (self.window.in_row(oy, ky, g.h), self.window.in_col(ox, kx, g.w)) {
                                 (Some(iy), Some(ix)) => {
                                     let start = (iy * g.w + ix) * g.c + grp * g.cg();
-                                    let src = x.get(start..start + g.cg()).ok_or(Error::Internal("im2col read"))?;
-                                    cell.copy_from_slice(src);
+                                    let Some(src) = x.get(start..start + g.cg()) else {
+                                        return Err(Error::Internal("im2col read"));
+                                    };
+                                    if let [one] = cell {
+                                        *one = src.first().copied().unwrap_or(zp);
+                                    } else {
+                                        cell.copy_from_slice(src);
+                                    }
                                 }
                                 _ => cell.fill(zp),
                             }

@@ -27,28 +27,38 @@ pub(crate) fn pool_infer(cx: &InferCx<'_>, window: &Window, inputs: &[&ValueInfo
     Ok((ValueInfo { dtype: DType::I8, shape: vec![oh, ow, c] }, OpCost { macs: 0, elem_ops: reads }))
 }
 
-/// Shared by the pools: folds every window with `f(values)`.
-pub(crate) fn pool_eval(window: &Window, x: &Tensor, f: impl Fn(&[i8]) -> i8) -> Result<Tensor> {
+/// Shared by the pools: folds every window, per channel, into an accumulator that starts at
+/// `init`, takes each non-padding value with `step`, and becomes the output with
+/// `finish(acc, count)`.
+pub(crate) fn pool_eval<A: Copy>(
+    window: &Window,
+    x: &Tensor,
+    init: A,
+    step: impl Fn(A, i8) -> A,
+    finish: impl Fn(A, usize) -> i8,
+) -> Result<Tensor> {
     let (h, w, c) = hwc(x.shape()).ok_or(Error::Internal("pool input not HWC"))?;
     let (oh, ow) = window.output_size(h, w).map_err(|_| Error::Internal("pool geometry"))?;
     let data = i8_data(x)?;
     let mut out = Vec::with_capacity(oh * ow * c);
-    let mut vals = Vec::with_capacity(usize::from(window.kernel_h) * usize::from(window.kernel_w));
+    let mut acc = vec![init; c];
     for oy in 0..oh {
         for ox in 0..ow {
-            for ch in 0..c {
-                vals.clear();
-                for ky in 0..usize::from(window.kernel_h) {
-                    let Some(iy) = window.in_row(oy, ky, h) else { continue };
-                    for kx in 0..usize::from(window.kernel_w) {
-                        let Some(ix) = window.in_col(ox, kx, w) else { continue };
-                        if let Some(&v) = data.get((iy * w + ix) * c + ch) {
-                            vals.push(v);
-                        }
+            acc.fill(init);
+            let mut count = 0;
+            for ky in 0..usize::from(window.kernel_h) {
+                let Some(iy) = window.in_row(oy, ky, h) else { continue };
+                for kx in 0..usize::from(window.kernel_w) {
+                    let Some(ix) = window.in_col(ox, kx, w) else { continue };
+                    let start = (iy * w + ix) * c;
+                    let Some(src) = data.get(start..start + c) else { return Err(Error::Internal("pool read")) };
+                    for (a, &v) in acc.iter_mut().zip(src) {
+                        *a = step(*a, v);
                     }
+                    count += 1;
                 }
-                out.push(f(&vals));
             }
+            out.extend(acc.iter().map(|&a| finish(a, count)));
         }
     }
     Tensor::new(vec![oh, ow, c], TensorData::I8(out))
@@ -77,6 +87,6 @@ impl Operator for MaxPool {
     }
 
     fn eval(&self, _cx: &EvalCx<'_>, inputs: &[&Tensor]) -> Result<Tensor> {
-        pool_eval(&self.window, one(inputs)?, |v| v.iter().copied().max().unwrap_or(i8::MIN))
+        pool_eval(&self.window, one(inputs)?, i8::MIN, Ord::max, |a, _| a)
     }
 }

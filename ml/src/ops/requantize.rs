@@ -4,8 +4,10 @@
 //! one rounding, half toward +∞ (docs/arithmetic.md §4). The same [`Requant`] parameters are
 //! fused into FullyConnected and Conv2D; `lo`/`hi` express ReLU (`lo = zp_out`) and ReLU6.
 
+use std::borrow::Cow;
+
 use super::{EvalCx, InferCx, OpCost, Operator, ValueInfo, one};
-use crate::arith::{MULTIPLIER_END, MULTIPLIER_MIN, SHIFT_MAX, SHIFT_MIN, requantize, to_i8};
+use crate::arith::{MULTIPLIER_END, MULTIPLIER_MIN, SHIFT_MAX, SHIFT_MIN, requantize, requantize_i32, to_i8};
 use crate::error::{Error, Result};
 use crate::format::{Reader, Writer};
 use crate::tensor::{DType, Tensor, TensorData};
@@ -44,9 +46,28 @@ impl Resolved<'_> {
         to_i8(requantize(v, m, n, self.zp, self.lo, self.hi))
     }
 
-    /// Requantizes a row-major `[rows][channels]` i32 buffer into i8.
+    /// Requantizes a row-major `[rows][channels]` i32 buffer into i8 (the same values as
+    /// [`Resolved::apply`], through the exact i64 form [`requantize_i32`]).
     pub(crate) fn apply_rows(&self, acc: &[i32], channels: usize) -> Vec<i8> {
-        acc.iter().enumerate().map(|(i, &v)| self.apply(i64::from(v), i % channels.max(1))).collect()
+        let ch = channels.max(1);
+        // Per-channel parameters as stored, or broadcast from a single value.
+        let m: Cow<'_, [i32]> = if self.m.len() == ch {
+            Cow::Borrowed(self.m)
+        } else {
+            Cow::Owned((0..ch).map(|c| self.m.get(c).or(self.m.first()).copied().unwrap_or(0)).collect())
+        };
+        let n: Cow<'_, [u8]> = if self.n.len() == ch {
+            Cow::Borrowed(self.n)
+        } else {
+            Cow::Owned((0..ch).map(|c| self.n.get(c).or(self.n.first()).copied().unwrap_or(SHIFT_MIN)).collect())
+        };
+        let mut out = Vec::with_capacity(acc.len());
+        for row in acc.chunks(ch) {
+            for ((&v, &m), &n) in row.iter().zip(m.iter()).zip(n.iter()) {
+                out.push(to_i8(requantize_i32(v, m, n, self.zp, self.lo, self.hi)));
+            }
+        }
+        out
     }
 }
 
