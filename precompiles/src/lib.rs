@@ -1,0 +1,1 @@
+//! fixpoint-precompiles: the model registry and inference precompiles.
