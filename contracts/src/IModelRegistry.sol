@@ -43,12 +43,8 @@ interface IModelRegistry {
     error ModelTooLarge(uint64 size, uint64 max);
     /// No model with this id is registered.
     error UnknownModel(bytes32 modelId);
-    /// No upload of this id is open.
+    /// The caller has no open upload of this id.
     error UploadNotStarted(bytes32 modelId);
-    /// An upload of this id is already open (by `owner`).
-    error UploadInProgress(bytes32 modelId, address owner);
-    /// Only the account that opened the upload may add to it.
-    error NotUploadOwner(bytes32 modelId, address owner);
     /// Chunks must arrive in order: the next one starts at `expected`.
     error UploadOutOfOrder(bytes32 modelId, uint64 expected, uint64 got);
     /// A chunk would run past the declared size.
@@ -69,10 +65,11 @@ interface IModelRegistry {
     /// Registers a model that fits in one transaction; returns its id (keccak256 of the bytes).
     function register(bytes calldata model) external returns (bytes32 modelId);
 
-    /// Opens a chunked upload of a `size`-byte model whose keccak256 is `modelId`.
+    /// Opens (or restarts) the caller's chunked upload of a `size`-byte model whose keccak256 is
+    /// `modelId`. Uploads are per caller, so nobody can block another's upload of the same model.
     function beginUpload(bytes32 modelId, uint64 size) external;
 
-    /// Appends `chunk` at `offset` (which must equal the bytes received so far).
+    /// Appends `chunk` to the caller's upload at `offset` (which must equal the bytes received).
     function putChunk(bytes32 modelId, uint64 offset, bytes calldata chunk) external;
 
     /// Checks the upload's hash, verifies the model and registers it.

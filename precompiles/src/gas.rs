@@ -1,0 +1,95 @@
+//! The gas schedule of the precompiles (docs/gas.md). Every figure is a pure function of the
+//! model's registration-time cost and of call sizes, so every node charges the same gas.
+
+use fixpoint_ml::Cost;
+
+/// Fixed part of every inference call: ABI decoding, registry lookup, the inference record.
+pub const INFER_BASE: u64 = 2_000;
+/// Per operator in the model (per-op dispatch and allocation dominate small models).
+pub const PER_OP: u64 = 60;
+/// Multiply-accumulates per unit of gas.
+pub const MACS_PER_GAS: u64 = 64;
+/// Element operations (pooling reads, requantizations, tree steps...) per unit of gas.
+pub const ELEMS_PER_GAS: u64 = 8;
+/// Per 32-byte word of weights and activations the kernels read.
+pub const PER_WORD_READ: u64 = 1;
+/// Per 32-byte word of packed input and output.
+pub const PER_WORD_IO: u64 = 3;
+/// First use of a model in a block: loading and preparing it (EIP-2929 style).
+pub const COLD_BASE: u64 = 2_600;
+/// Per 32-byte word of model bytes on a cold load (parse, verify, pack weights).
+pub const COLD_PER_WORD: u64 = 6;
+/// Per 32-byte word of an `int256[]` input or output (ABI conversion in `inferInts`).
+pub const PER_WORD_INTS: u64 = 3;
+
+/// Fixed part of a registration (`register`, `finalizeUpload`).
+pub const REGISTER_BASE: u64 = 40_000;
+/// Per 32-byte word of a model being registered: hashing, parsing, verification, storing.
+pub const REGISTER_PER_WORD: u64 = 60;
+/// Opening a chunked upload.
+pub const BEGIN_UPLOAD: u64 = 25_000;
+/// Fixed part of a chunk.
+pub const CHUNK_BASE: u64 = 8_000;
+/// Per 32-byte word of a chunk.
+pub const CHUNK_PER_WORD: u64 = 12;
+/// Views (`exists`, `modelInfo`).
+pub const VIEW_BASE: u64 = 2_100;
+/// Per 32-byte word of a `modelIO` answer.
+pub const VIEW_PER_WORD: u64 = 3;
+/// Any call that fails before doing work (bad calldata, unknown selector, ...).
+pub const REJECT: u64 = 1_000;
+
+/// 32-byte words needed for `bytes` bytes.
+pub const fn words(bytes: u64) -> u64 {
+    bytes.div_ceil(32)
+}
+
+/// Gas of a warm inference of a model with this cost and `ops` operators.
+pub fn warm_infer_gas(cost: &Cost, ops: u64) -> u64 {
+    INFER_BASE
+        .saturating_add(PER_OP.saturating_mul(ops))
+        .saturating_add(cost.macs.div_ceil(MACS_PER_GAS))
+        .saturating_add(cost.elem_ops.div_ceil(ELEMS_PER_GAS))
+        .saturating_add(PER_WORD_READ.saturating_mul(words(cost.bytes_read)))
+        .saturating_add(PER_WORD_IO.saturating_mul(words(cost.input_bytes.saturating_add(cost.output_bytes))))
+}
+
+/// Surcharge for the first use of a model of `size` bytes in a block.
+pub fn cold_surcharge(size: u64) -> u64 {
+    COLD_BASE.saturating_add(COLD_PER_WORD.saturating_mul(words(size)))
+}
+
+/// Gas of registering a model of `size` bytes.
+pub fn register_gas(size: u64) -> u64 {
+    REGISTER_BASE.saturating_add(REGISTER_PER_WORD.saturating_mul(words(size)))
+}
+
+/// Gas of one chunk of `len` bytes.
+pub fn chunk_gas(len: u64) -> u64 {
+    CHUNK_BASE.saturating_add(CHUNK_PER_WORD.saturating_mul(words(len)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_is_monotone_and_exact() {
+        let c = Cost {
+            macs: 17_024,
+            elem_ops: 10,
+            bytes_read: 19_088,
+            input_bytes: 64,
+            output_bytes: 44,
+            ..Cost::default()
+        };
+        // 2000 + 4·60 + ceil(17024/64) + ceil(10/8) + ceil(19088/32) + 3·ceil(108/32)
+        assert_eq!(warm_infer_gas(&c, 4), 2_000 + 240 + 266 + 2 + 597 + 12);
+        let bigger = Cost { macs: c.macs * 2, ..c };
+        assert!(warm_infer_gas(&bigger, 4) > warm_infer_gas(&c, 4));
+        assert_eq!(cold_surcharge(64), 2_600 + 12);
+        assert_eq!(words(0), 0);
+        assert_eq!(words(33), 2);
+        assert_eq!(warm_infer_gas(&Cost { macs: u64::MAX, ..Cost::default() }, u64::MAX), u64::MAX);
+    }
+}

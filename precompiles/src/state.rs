@@ -1,0 +1,162 @@
+//! The registry's storage layout (docs/precompiles.md §2): what the state commits to about each
+//! model and each open upload, packed into the registry account's storage.
+//!
+//! Model `id`: `base = keccak256(id ‖ uint256(0))` (64-byte preimage)
+//! - `base`:   `1 << 248 | size << 160 | owner`
+//! - `base+1`: `registeredAt << 192 | macs << 128 | elemOps << 64 | bytesRead`
+//! - `base+2`: `peakActivationBytes << 192 | inputBytes << 128 | outputBytes << 64 | warmGas`
+//!
+//! Upload of `id` by `owner`: `base = keccak256(id ‖ owner ‖ 0x01)` (a 53-byte preimage, so it
+//! never collides with a model's 64-byte one)
+//! - `base`:   `1 << 248 | size << 160 | owner`
+//! - `base+1`: bytes received
+
+use alloy_primitives::{Address, B256, U256, keccak256};
+
+/// The registry's record of a model, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ModelRecord {
+    /// Who registered it.
+    pub owner: Address,
+    /// Model size in bytes.
+    pub size: u64,
+    /// Block it was registered in.
+    pub registered_at: u64,
+    /// Multiply-accumulates per call.
+    pub macs: u64,
+    /// Element operations per call.
+    pub elem_ops: u64,
+    /// Bytes of weights and activations read per call.
+    pub bytes_read: u64,
+    /// Peak live activation bytes.
+    pub peak_activation_bytes: u64,
+    /// Packed input bytes.
+    pub input_bytes: u64,
+    /// Packed output bytes.
+    pub output_bytes: u64,
+    /// Gas of a warm inference (docs/gas.md).
+    pub warm_gas: u64,
+}
+
+/// An open chunked upload, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UploadRecord {
+    /// Who opened it.
+    pub owner: Address,
+    /// Declared size.
+    pub size: u64,
+    /// Bytes received so far.
+    pub received: u64,
+}
+
+const PRESENT: u64 = 1;
+
+/// The storage slots of model `id`'s record.
+pub fn model_slots(id: B256) -> [U256; 3] {
+    let mut buf = [0u8; 64];
+    buf[..32].copy_from_slice(id.as_slice());
+    let b = U256::from_be_bytes(keccak256(buf).0);
+    [b, b.wrapping_add(U256::from(1)), b.wrapping_add(U256::from(2))]
+}
+
+/// The storage slots of `owner`'s upload of `id`.
+pub fn upload_slots(id: B256, owner: Address) -> [U256; 2] {
+    let mut buf = [0u8; 53];
+    buf[..32].copy_from_slice(id.as_slice());
+    buf[32..52].copy_from_slice(owner.as_slice());
+    buf[52] = 1;
+    let b = U256::from_be_bytes(keccak256(buf).0);
+    [b, b.wrapping_add(U256::from(1))]
+}
+
+fn four(a: u64, b: u64, c: u64, d: u64) -> U256 {
+    (U256::from(a) << 192) | (U256::from(b) << 128) | (U256::from(c) << 64) | U256::from(d)
+}
+
+fn quarter(v: U256, i: usize) -> u64 {
+    v.as_limbs().get(3 - i).copied().unwrap_or(0)
+}
+
+fn head(owner: Address, size: u64) -> U256 {
+    (U256::from(PRESENT) << 248) | (U256::from(size) << 160) | U256::from_be_slice(owner.as_slice())
+}
+
+fn parse_head(v: U256) -> Option<(Address, u64)> {
+    if v.is_zero() {
+        return None;
+    }
+    let bytes = v.to_be_bytes::<32>();
+    let owner = Address::from_slice(&bytes[12..]);
+    let size = (v >> 160usize).as_limbs()[0];
+    Some((owner, size))
+}
+
+impl ModelRecord {
+    /// The three storage words.
+    pub fn encode(&self) -> [U256; 3] {
+        [
+            head(self.owner, self.size),
+            four(self.registered_at, self.macs, self.elem_ops, self.bytes_read),
+            four(self.peak_activation_bytes, self.input_bytes, self.output_bytes, self.warm_gas),
+        ]
+    }
+
+    /// The record from its storage words; `None` if absent.
+    pub fn decode(w: [U256; 3]) -> Option<Self> {
+        let (owner, size) = parse_head(w[0])?;
+        Some(Self {
+            owner,
+            size,
+            registered_at: quarter(w[1], 0),
+            macs: quarter(w[1], 1),
+            elem_ops: quarter(w[1], 2),
+            bytes_read: quarter(w[1], 3),
+            peak_activation_bytes: quarter(w[2], 0),
+            input_bytes: quarter(w[2], 1),
+            output_bytes: quarter(w[2], 2),
+            warm_gas: quarter(w[2], 3),
+        })
+    }
+}
+
+impl UploadRecord {
+    /// The two storage words.
+    pub fn encode(&self) -> [U256; 2] {
+        [head(self.owner, self.size), U256::from(self.received)]
+    }
+
+    /// The record from its storage words; `None` if absent.
+    pub fn decode(w: [U256; 2]) -> Option<Self> {
+        let (owner, size) = parse_head(w[0])?;
+        Some(Self { owner, size, received: w[1].as_limbs()[0] })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_zero_means_absent() {
+        let r = ModelRecord {
+            owner: Address::repeat_byte(0xAB),
+            size: u64::MAX,
+            registered_at: 7,
+            macs: 1,
+            elem_ops: 2,
+            bytes_read: 3,
+            peak_activation_bytes: 4,
+            input_bytes: 5,
+            output_bytes: 6,
+            warm_gas: u64::MAX,
+        };
+        assert_eq!(ModelRecord::decode(r.encode()), Some(r));
+        // Even the zero address with size 0 is present: the flag bit is set.
+        let z = ModelRecord::default();
+        assert_eq!(ModelRecord::decode(z.encode()), Some(z));
+        assert_eq!(ModelRecord::decode([U256::ZERO; 3]), None);
+        let u = UploadRecord { owner: Address::repeat_byte(1), size: 10, received: 4 };
+        assert_eq!(UploadRecord::decode(u.encode()), Some(u));
+        assert_ne!(model_slots(B256::ZERO)[0], upload_slots(B256::ZERO, Address::ZERO)[0]);
+    }
+}
