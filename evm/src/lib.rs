@@ -1,0 +1,19 @@
+//! fixpoint-evm: the chain's EVM and its block executor. The EVM is revm (via alloy-evm) with
+//! Ethereum's precompiles for the configured hardfork plus fixpoint's model registry (0x0F00)
+//! and inference (0x0F01) precompiles. The executor applies a block's transactions to a state,
+//! producing receipts, the state root, the receipts root and the inference-records root.
+//!
+//! Consensus code: a pure function of (parent state, block), identical on every node. It must
+//! never panic on a transaction or block, never use floating point, and never iterate a hash
+//! map where order could leak into a result.
+
+#![deny(clippy::float_arithmetic)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
+pub mod chain;
+pub mod executor;
+pub mod state;
+
+pub use chain::{ChainSpec, create_evm};
+pub use executor::{BlockEnvInput, BlockOutcome, ExecError, TxOutcome, execute_block, records_root};
+pub use state::{MemState, state_root};
