@@ -91,9 +91,11 @@ impl Chain {
         }
     }
 
-    /// A signed-looking EIP-1559 transaction from `from` (the executor takes the recovered sender).
+    /// A signed-looking EIP-1559 transaction from `from` (the executor takes the recovered
+    /// sender); nonces follow the state plus transactions built since the last block.
     pub fn tx(&mut self, from: Address, to: TxKind, data: impl Into<Bytes>, gas: u64) -> Recovered<TxEnvelope> {
-        let nonce = self.nonces.entry(from).or_insert(0);
+        let base = self.state.cache.accounts.get(&from).map_or(0, |a| a.info.nonce);
+        let nonce = self.nonces.entry(from).or_insert(base);
         let t = TxEip1559 {
             chain_id: self.spec.chain_id,
             nonce: *nonce,
@@ -110,13 +112,15 @@ impl Chain {
     }
 
     /// Executes a block without applying it.
-    pub fn dry_run(&self, txs: &[Recovered<TxEnvelope>]) -> BlockOutcome {
+    pub fn dry_run(&mut self, txs: &[Recovered<TxEnvelope>]) -> BlockOutcome {
+        self.nonces.clear();
         execute_block(&self.state, &self.store, &self.spec, &self.env(), txs).expect("block executes")
     }
 
     /// Executes and applies a block (committing its scope, as finalization does).
     pub fn block(&mut self, txs: Vec<Recovered<TxEnvelope>>) -> BlockOutcome {
         let mut out = self.dry_run(&txs);
+        self.nonces.clear();
         out.scope.commit();
         self.number += 1;
         self.state = std::mem::replace(&mut out.state, empty_state());
