@@ -3,14 +3,14 @@
 
 use fixpoint_ml::Cost;
 
-/// Fixed part of every inference call: ABI decoding, registry lookup, the inference record.
-pub const INFER_BASE: u64 = 2_000;
+/// Fixed part of every inference call: ABI decoding, registry lookup, hashing, the record.
+pub const INFER_BASE: u64 = 10_000;
 /// Per operator in the model (per-op dispatch and allocation dominate small models).
-pub const PER_OP: u64 = 60;
-/// Multiply-accumulates per unit of gas.
-pub const MACS_PER_GAS: u64 = 64;
-/// Element operations (pooling reads, requantizations, tree steps...) per unit of gas.
-pub const ELEMS_PER_GAS: u64 = 8;
+pub const PER_OP: u64 = 800;
+/// Multiply-accumulates per unit of gas (the portable kernel on small shapes).
+pub const MACS_PER_GAS: u64 = 2;
+/// Gas per element operation (pooling reads, tree steps, argmax...).
+pub const GAS_PER_ELEM: u64 = 5;
 /// Per 32-byte word of weights and activations the kernels read.
 pub const PER_WORD_READ: u64 = 1;
 /// Per 32-byte word of packed input and output.
@@ -49,7 +49,7 @@ pub fn warm_infer_gas(cost: &Cost, ops: u64) -> u64 {
     INFER_BASE
         .saturating_add(PER_OP.saturating_mul(ops))
         .saturating_add(cost.macs.div_ceil(MACS_PER_GAS))
-        .saturating_add(cost.elem_ops.div_ceil(ELEMS_PER_GAS))
+        .saturating_add(cost.elem_ops.saturating_mul(GAS_PER_ELEM))
         .saturating_add(PER_WORD_READ.saturating_mul(words(cost.bytes_read)))
         .saturating_add(PER_WORD_IO.saturating_mul(words(cost.input_bytes.saturating_add(cost.output_bytes))))
 }
@@ -83,8 +83,8 @@ mod tests {
             output_bytes: 44,
             ..Cost::default()
         };
-        // 2000 + 4·60 + ceil(17024/64) + ceil(10/8) + ceil(19088/32) + 3·ceil(108/32)
-        assert_eq!(warm_infer_gas(&c, 4), 2_000 + 240 + 266 + 2 + 597 + 12);
+        // 10000 + 4·800 + ceil(17024/2) + 10·5 + ceil(19088/32) + 3·ceil(108/32)
+        assert_eq!(warm_infer_gas(&c, 4), 10_000 + 3_200 + 8_512 + 50 + 597 + 12);
         let bigger = Cost { macs: c.macs * 2, ..c };
         assert!(warm_infer_gas(&bigger, 4) > warm_infer_gas(&c, 4));
         assert_eq!(cold_surcharge(64), 2_600 + 12);
