@@ -38,3 +38,18 @@ pub fn install(map: &mut PrecompilesMap, scope: &Arc<Scope>) {
         (INFERENCE_ADDRESS, inference::precompile(scope.clone())),
     ]);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Solidity library and the Rust constants name the same addresses.
+    #[test]
+    fn solidity_addresses_match() {
+        let sol = include_str!("../../contracts/src/Fixpoint.sol");
+        assert!(sol.contains("IModelRegistry(address(0x0F00))"));
+        assert!(sol.contains("IInference(address(0x0F01))"));
+        assert_eq!(u16::from_be_bytes([REGISTRY_ADDRESS[18], REGISTRY_ADDRESS[19]]), 0x0F00);
+        assert_eq!(u16::from_be_bytes([INFERENCE_ADDRESS[18], INFERENCE_ADDRESS[19]]), 0x0F01);
+    }
+}
