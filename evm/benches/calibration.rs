@@ -10,7 +10,7 @@
 //! interleaved runs; a bench binary, not a test: nothing here asserts a time.
 #![allow(missing_docs)]
 
-#[path = "../tests/common.rs"]
+#[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::hint::black_box;
@@ -153,9 +153,9 @@ fn calibration() {
 }
 
 fn main() {
-    // Calibrate against the slowest path a validator may run. SAFETY: set before any thread
-    // exists and before the engine first reads it.
+    // Calibrate against the slowest path a validator may run.
     if std::env::var("FIXPOINT_KERNEL").is_err() {
+        // SAFETY: set before any thread exists and before the engine first reads it.
         unsafe { std::env::set_var("FIXPOINT_KERNEL", "portable") };
     }
     if std::env::args().any(|a| a == "--list") {

@@ -47,7 +47,6 @@ pub fn state_root(state: &MemState) -> B256 {
             balance: a.info.balance,
             storage_root: storage_root_unhashed(storage),
             code_hash: a.info.code_hash,
-            ..Default::default()
         };
         Some((*address, account))
     });

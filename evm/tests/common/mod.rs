@@ -65,6 +65,12 @@ pub struct Chain {
 pub const ALICE: Address = Address::repeat_byte(0xA1);
 pub const BOB: Address = Address::repeat_byte(0xB0);
 
+impl Default for Chain {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Chain {
     pub fn new() -> Self {
         let mut state = empty_state();
