@@ -1,0 +1,309 @@
+//! The node's chain: the head state, the block history, block production and the queries the
+//! RPC serves. Blocks are Ethereum-shaped (alloy-consensus headers with transactions, receipts
+//! and state roots, logs bloom, base fee); the inference-records root rides in `extra_data`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use alloy_consensus::proofs::calculate_transaction_root;
+use alloy_consensus::transaction::{Recovered, SignerRecoverable};
+use alloy_consensus::{EMPTY_OMMER_ROOT_HASH, Header, ReceiptEnvelope, TxEnvelope};
+use alloy_eips::eip1559::BaseFeeParams;
+use alloy_eips::eip2718::{Decodable2718, Encodable2718};
+use alloy_eips::eip7685::EMPTY_REQUESTS_HASH;
+use alloy_evm::Evm;
+use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
+use alloy_trie::EMPTY_ROOT_HASH;
+use fixpoint_evm::{BlockEnvInput, ChainSpec, MemState, execute_block};
+use fixpoint_precompiles::{InferenceRecord, ModelStore, Scope};
+use revm::context::TxEnv;
+use revm::context_interface::result::ExecutionResult;
+
+use crate::storage::{Store, StoreError, StoredBlock, StoredReceipt};
+
+/// A block held in memory for queries.
+#[derive(Debug, Clone)]
+pub struct Block {
+    /// Header hash.
+    pub hash: B256,
+    /// The header.
+    pub header: Header,
+    /// Transactions with senders.
+    pub txs: Vec<Recovered<TxEnvelope>>,
+    /// Receipts, in order.
+    pub receipts: Vec<StoredReceipt>,
+    /// Decoded receipt envelopes.
+    pub envelopes: Vec<ReceiptEnvelope>,
+    /// Inference records.
+    pub records: Vec<InferenceRecord>,
+}
+
+impl Block {
+    fn from_stored(s: StoredBlock) -> Result<Self, StoreError> {
+        let corrupt = |e: String| StoreError::Corrupt(e);
+        let mut txs = Vec::new();
+        for (raw, sender) in s.txs.iter().zip(&s.senders) {
+            let tx = TxEnvelope::decode_2718(&mut raw.as_ref()).map_err(|e| corrupt(e.to_string()))?;
+            txs.push(Recovered::new_unchecked(tx, *sender));
+        }
+        let envelopes = s
+            .receipts
+            .iter()
+            .map(|r| ReceiptEnvelope::decode_2718(&mut r.envelope.as_ref()).map_err(|e| corrupt(e.to_string())))
+            .collect::<Result<_, _>>()?;
+        let records = s
+            .records
+            .iter()
+            .map(|r| InferenceRecord::decode(r).ok_or_else(|| corrupt("record".into())))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { hash: s.header.hash_slow(), header: s.header, txs, receipts: s.receipts, envelopes, records })
+    }
+
+    fn to_stored(&self) -> StoredBlock {
+        StoredBlock {
+            header: self.header.clone(),
+            txs: self.txs.iter().map(|t| t.inner().encoded_2718().into()).collect(),
+            senders: self.txs.iter().map(|t| t.signer()).collect(),
+            receipts: self.receipts.clone(),
+            records: self.records.iter().map(|r| Bytes::copy_from_slice(&r.encode())).collect(),
+        }
+    }
+}
+
+/// Why a block could not be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Execution refused the block.
+    #[error(transparent)]
+    Exec(#[from] fixpoint_evm::ExecError),
+}
+
+/// The chain held by a node.
+#[derive(Debug)]
+pub struct Chain {
+    /// Chain parameters.
+    pub spec: ChainSpec,
+    /// Block gas limit.
+    pub gas_limit: u64,
+    /// The database.
+    pub store: Store,
+    /// Model bytes by id.
+    pub models: Arc<ModelStore>,
+    /// The head state.
+    pub state: MemState,
+    /// Every block, by number.
+    pub blocks: Vec<Block>,
+    /// Transaction hash → (block, index).
+    pub tx_index: HashMap<B256, (u64, usize)>,
+}
+
+/// The base fee of the first block.
+pub const INITIAL_BASE_FEE: u64 = 1_000_000_000;
+
+impl Chain {
+    /// Opens the chain in `store`, writing `genesis` (state and models) if it is empty.
+    pub fn open(
+        spec: ChainSpec,
+        gas_limit: u64,
+        store: Store,
+        genesis: impl FnOnce() -> (MemState, Vec<Vec<u8>>, u64),
+    ) -> Result<Self, ChainError> {
+        let models = Arc::new(ModelStore::default());
+        if store.head()?.is_none() {
+            let (state, genesis_models, timestamp) = genesis();
+            let header = Header {
+                parent_hash: B256::ZERO,
+                ommers_hash: EMPTY_OMMER_ROOT_HASH,
+                state_root: fixpoint_evm::state_root(&state),
+                transactions_root: EMPTY_ROOT_HASH,
+                receipts_root: EMPTY_ROOT_HASH,
+                number: 0,
+                gas_limit,
+                timestamp,
+                base_fee_per_gas: Some(INITIAL_BASE_FEE),
+                withdrawals_root: Some(EMPTY_ROOT_HASH),
+                blob_gas_used: Some(0),
+                excess_blob_gas: Some(0),
+                parent_beacon_block_root: Some(B256::ZERO),
+                requests_hash: Some(EMPTY_REQUESTS_HASH),
+                extra_data: fixpoint_evm::records_root(&[]).to_vec().into(),
+                ..Default::default()
+            };
+            let block = StoredBlock { header, txs: vec![], senders: vec![], receipts: vec![], records: vec![] };
+            store.commit_block(0, &block, &fixpoint_evm::state::empty_state(), &state, &genesis_models)?;
+        }
+        for m in store.models()? {
+            models.insert(m.into());
+        }
+        let mut chain = Self {
+            spec,
+            gas_limit,
+            state: store.state()?,
+            store,
+            models,
+            blocks: Vec::new(),
+            tx_index: HashMap::new(),
+        };
+        for b in chain.store.blocks()? {
+            let b = Block::from_stored(b)?;
+            chain.index(&b);
+            chain.blocks.push(b);
+        }
+        Ok(chain)
+    }
+
+    fn index(&mut self, b: &Block) {
+        for (i, t) in b.txs.iter().enumerate() {
+            self.tx_index.insert(*t.inner().tx_hash(), (b.header.number, i));
+        }
+    }
+
+    /// The head block.
+    pub fn head(&self) -> &Block {
+        // Genesis is written on open, so there is always a head.
+        self.blocks.last().unwrap_or_else(|| unreachable!("chain without genesis"))
+    }
+
+    /// The base fee the next block will have.
+    pub fn next_base_fee(&self) -> u64 {
+        self.head().header.next_block_base_fee(BaseFeeParams::ethereum()).unwrap_or(INITIAL_BASE_FEE)
+    }
+
+    /// The environment of the next block.
+    pub fn next_env(&self, timestamp: u64) -> BlockEnvInput {
+        let head = &self.head().header;
+        BlockEnvInput {
+            number: head.number + 1,
+            timestamp: timestamp.max(head.timestamp + 1),
+            gas_limit: self.gas_limit,
+            base_fee: self.next_base_fee(),
+            beneficiary: Address::ZERO,
+            prev_randao: keccak256(head.hash_slow()),
+        }
+    }
+
+    /// Executes `txs` as the next block, persists it and makes it the head. Transactions the
+    /// executor refuses are dropped and returned.
+    pub fn produce(
+        &mut self,
+        mut txs: Vec<Recovered<TxEnvelope>>,
+        timestamp: u64,
+    ) -> Result<(B256, Vec<Recovered<TxEnvelope>>), ChainError> {
+        let env = self.next_env(timestamp);
+        let mut dropped = Vec::new();
+        let outcome = loop {
+            match execute_block(&self.state, &self.models, &self.spec, &env, &txs) {
+                Ok(o) => break o,
+                Err(
+                    fixpoint_evm::ExecError::InvalidTx { index, .. }
+                    | fixpoint_evm::ExecError::BlockGasLimit { index, .. },
+                ) if index < txs.len() => {
+                    dropped.extend(txs.drain(index..));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let head = &self.head().header;
+        let header = Header {
+            parent_hash: self.head().hash,
+            ommers_hash: EMPTY_OMMER_ROOT_HASH,
+            beneficiary: env.beneficiary,
+            state_root: outcome.state_root,
+            transactions_root: calculate_transaction_root(&txs.iter().map(|t| t.inner().clone()).collect::<Vec<_>>()),
+            receipts_root: outcome.receipts_root,
+            logs_bloom: outcome.logs_bloom,
+            difficulty: U256::ZERO,
+            number: env.number,
+            gas_limit: env.gas_limit,
+            gas_used: outcome.gas_used,
+            timestamp: env.timestamp,
+            extra_data: outcome.records_root.to_vec().into(),
+            mix_hash: env.prev_randao,
+            nonce: Default::default(),
+            base_fee_per_gas: Some(env.base_fee),
+            withdrawals_root: Some(EMPTY_ROOT_HASH),
+            blob_gas_used: Some(0),
+            excess_blob_gas: Some(0),
+            parent_beacon_block_root: Some(B256::ZERO),
+            requests_hash: Some(EMPTY_REQUESTS_HASH),
+            ..head.clone()
+        };
+        let receipts: Vec<StoredReceipt> = outcome
+            .txs
+            .iter()
+            .map(|t| StoredReceipt {
+                envelope: t.receipt.encoded_2718().into(),
+                gas_used: t.gas_used,
+                contract_address: t.contract_address,
+                output: t.output.clone(),
+            })
+            .collect();
+        let block = Block {
+            hash: header.hash_slow(),
+            header,
+            envelopes: outcome.txs.iter().map(|t| t.receipt.clone()).collect(),
+            txs,
+            receipts,
+            records: outcome.records.clone(),
+        };
+        let scope_out = outcome.scope.commit();
+        let models: Vec<Vec<u8>> = scope_out.models.iter().map(|(_, b)| b.to_vec()).collect();
+        self.store.commit_block(block.header.number, &block.to_stored(), &self.state, &outcome.state, &models)?;
+        self.state = outcome.state;
+        self.index(&block);
+        let hash = block.hash;
+        self.blocks.push(block);
+        Ok((hash, dropped))
+    }
+
+    /// Block by number.
+    pub fn block(&self, number: u64) -> Option<&Block> {
+        usize::try_from(number).ok().and_then(|n| self.blocks.get(n))
+    }
+
+    /// Block by hash.
+    pub fn block_by_hash(&self, hash: &B256) -> Option<&Block> {
+        self.blocks.iter().rev().find(|b| &b.hash == hash)
+    }
+
+    /// A transaction's block and index.
+    pub fn locate(&self, hash: &B256) -> Option<(&Block, usize)> {
+        let (n, i) = self.tx_index.get(hash)?;
+        Some((self.block(*n)?, *i))
+    }
+
+    /// Runs `tx` against the head state without committing (eth_call, estimateGas): base fee
+    /// and gas price zero, so no balance is needed for fees. `Err` is a transaction revm refuses
+    /// outright (e.g. value above the balance).
+    pub fn simulate(&self, mut tx: TxEnv) -> Result<(ExecutionResult, Vec<InferenceRecord>), String> {
+        let mut env = self.next_env(self.head().header.timestamp + 1);
+        env.base_fee = 0;
+        tx.gas_price = 0;
+        tx.gas_priority_fee = None;
+        tx.nonce = self.nonce(&tx.caller);
+        let scope = Scope::new(self.models.clone());
+        let mut evm = fixpoint_evm::create_evm(self.state.clone(), &self.spec, &env, &scope);
+        let result = evm.transact(tx).map_err(|e| e.to_string())?.result;
+        Ok((result, scope.records()))
+    }
+
+    /// Nonce of `address` at the head.
+    pub fn nonce(&self, address: &Address) -> u64 {
+        self.state.cache.accounts.get(address).map_or(0, |a| a.info.nonce)
+    }
+
+    /// Balance of `address` at the head.
+    pub fn balance(&self, address: &Address) -> U256 {
+        self.state.cache.accounts.get(address).map_or(U256::ZERO, |a| a.info.balance)
+    }
+
+    /// Recovers the sender of a raw transaction.
+    pub fn recover(raw: &[u8]) -> Result<Recovered<TxEnvelope>, String> {
+        let tx = TxEnvelope::decode_2718(&mut &raw[..]).map_err(|e| format!("invalid transaction: {e}"))?;
+        let signer = tx.recover_signer().map_err(|_| "invalid sender signature".to_string())?;
+        Ok(Recovered::new_unchecked(tx, signer))
+    }
+}

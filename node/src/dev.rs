@@ -1,0 +1,74 @@
+//! The development chain: deterministic prefunded accounts and a genesis with the example digit
+//! classifier already registered (the same model as tests/vectors/models/digits-mlp.json).
+
+use alloy_primitives::{Address, B256, U256, keccak256};
+use alloy_signer_local::PrivateKeySigner;
+use fixpoint_evm::MemState;
+use fixpoint_evm::state::{empty_state, fund};
+use fixpoint_ml::{Engine, Limits};
+use fixpoint_precompiles::state::{ModelRecord, model_slots};
+use fixpoint_precompiles::{INFERENCE_ADDRESS, REGISTRY_ADDRESS, gas};
+use revm::state::AccountInfo;
+
+/// The example model: the digits MLP from `quantize/` (UCI 8×8 digits, 97.5 % test accuracy).
+pub const EXAMPLE_MODEL: &[u8] = include_bytes!("../assets/digits-mlp.fxp");
+
+/// A dev account: its key and address.
+#[derive(Debug, Clone)]
+pub struct DevAccount {
+    /// The private key (public knowledge: dev chains only).
+    pub key: B256,
+    /// The address.
+    pub address: Address,
+}
+
+/// The `n` dev accounts: key `i` is keccak256("fixpoint dev account {i}").
+pub fn dev_accounts(n: usize) -> Vec<DevAccount> {
+    (0..n)
+        .filter_map(|i| {
+            let key = keccak256(format!("fixpoint dev account {i}"));
+            let signer = PrivateKeySigner::from_bytes(&key).ok()?;
+            Some(DevAccount { key, address: signer.address() })
+        })
+        .collect()
+}
+
+/// Writes `model` into the registry's state as if registered by `owner` at genesis; returns
+/// its id. Errors if the model does not verify.
+pub fn register_at_genesis(state: &mut MemState, model: &[u8], owner: Address) -> Result<B256, fixpoint_ml::Error> {
+    let engine = Engine::load(model, &Limits::default())?;
+    let cost = engine.cost();
+    let record = ModelRecord {
+        owner,
+        size: model.len() as u64,
+        registered_at: 0,
+        macs: cost.macs,
+        elem_ops: cost.elem_ops,
+        bytes_read: cost.bytes_read,
+        peak_activation_bytes: cost.peak_activation_bytes,
+        input_bytes: cost.input_bytes,
+        output_bytes: cost.output_bytes,
+        warm_gas: gas::warm_infer_gas(cost, engine.model().nodes.len() as u64),
+    };
+    let id = keccak256(model);
+    for a in [REGISTRY_ADDRESS, INFERENCE_ADDRESS] {
+        let info = state.cache.accounts.get(&a).map(|x| x.info.clone()).unwrap_or_default();
+        state.insert_account_info(a, AccountInfo { nonce: info.nonce.max(1), ..info });
+    }
+    for (slot, w) in model_slots(id).into_iter().zip(record.encode()) {
+        // The account was just inserted, so this cannot fail.
+        let _ = state.insert_account_storage(REGISTRY_ADDRESS, slot, w);
+    }
+    Ok(id)
+}
+
+/// The dev genesis: `accounts` each funded with 10,000 ETH and the example model registered.
+pub fn dev_genesis(accounts: &[DevAccount]) -> Result<(MemState, B256), fixpoint_ml::Error> {
+    let mut state = empty_state();
+    for a in accounts {
+        fund(&mut state, a.address, U256::from(10_000u64) * U256::from(10u64).pow(U256::from(18)));
+    }
+    let owner = accounts.first().map_or(Address::ZERO, |a| a.address);
+    let id = register_at_genesis(&mut state, EXAMPLE_MODEL, owner)?;
+    Ok((state, id))
+}

@@ -1,0 +1,13 @@
+//! fixpoint-node: the client. redb storage, the transaction pool, block production on the
+//! `evm` executor, and the Ethereum JSON-RPC server (jsonrpsee) that foundry, viem, ethers and
+//! web3.py use unchanged, plus `fixpoint_*` methods for models and inference records.
+//!
+//! Block execution here is consensus code: it must never panic on a transaction or a peer's
+//! block and never use floating point; RPC input errors become JSON-RPC errors and the node
+//! keeps serving.
+
+pub mod chain;
+pub mod dev;
+pub mod pool;
+pub mod rpc;
+pub mod storage;

@@ -1,0 +1,505 @@
+//! Ethereum JSON-RPC (jsonrpsee) over the node, plus `fixpoint_*` methods. Errors follow geth's
+//! conventions: -32602 invalid params, 3 "execution reverted" with the revert data, -32000 for
+//! pool refusals with geth's messages.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use alloy_consensus::transaction::Recovered;
+use alloy_consensus::{Transaction as _, TxEnvelope};
+use alloy_primitives::{Address, B256, Bytes, TxKind, U64, U256};
+use alloy_rpc_types_eth::{
+    Block as RpcBlock, BlockNumberOrTag, BlockTransactions, FeeHistory, Filter, Header as RpcHeader, Log as RpcLog,
+    Transaction as RpcTransaction, TransactionReceipt, TransactionRequest,
+};
+use jsonrpsee::RpcModule;
+use jsonrpsee::types::{ErrorObjectOwned, Params};
+use revm::context::TxEnv;
+use revm::context_interface::result::ExecutionResult;
+use serde_json::{Value, json};
+
+use crate::chain::{Block, Chain};
+use crate::pool::Pool;
+
+/// The node as the RPC sees it.
+#[derive(Debug)]
+pub struct Node {
+    /// The chain.
+    pub chain: Mutex<Chain>,
+    /// The pool.
+    pub pool: Mutex<Pool>,
+    /// Mine a block as soon as a transaction arrives.
+    pub automine: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+type RpcResult<T> = Result<T, ErrorObjectOwned>;
+
+fn invalid(msg: impl Into<String>) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(-32602, msg.into(), None::<()>)
+}
+
+fn server(msg: impl Into<String>) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(-32000, msg.into(), None::<()>)
+}
+
+fn reverted(data: &Bytes) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(3, "execution reverted", Some(data.to_string()))
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Node {
+    /// Mines the pool's executable transactions into a block (if any, or if `force`).
+    pub fn mine(&self, force: bool) -> Result<Option<B256>, String> {
+        let mut chain = lock(&self.chain);
+        let txs = {
+            let mut pool = lock(&self.pool);
+            pool.take_executable(&chain, chain.gas_limit)
+        };
+        if txs.is_empty() && !force {
+            return Ok(None);
+        }
+        let (hash, dropped) = chain.produce(txs, now()).map_err(|e| e.to_string())?;
+        let _ = dropped;
+        Ok(Some(hash))
+    }
+}
+
+/// Resolves a block tag to a number (only the head state is kept, so state queries accept
+/// `latest`/`pending`/`safe`/`finalized` or the head's number).
+fn block_number(chain: &Chain, tag: Option<BlockNumberOrTag>) -> RpcResult<u64> {
+    let head = chain.head().header.number;
+    Ok(match tag.unwrap_or(BlockNumberOrTag::Latest) {
+        BlockNumberOrTag::Number(n) => n,
+        BlockNumberOrTag::Earliest => 0,
+        _ => head,
+    })
+}
+
+fn state_tag(chain: &Chain, tag: Option<Value>) -> RpcResult<()> {
+    let Some(v) = tag else { return Ok(()) };
+    let tag: BlockNumberOrTag = match serde_json::from_value::<alloy_eips::BlockId>(v) {
+        Ok(alloy_eips::BlockId::Number(t)) => t,
+        Ok(alloy_eips::BlockId::Hash(h)) => {
+            return if chain.head().hash == h.block_hash {
+                Ok(())
+            } else {
+                Err(server("historical state not available: this node keeps the latest state"))
+            };
+        }
+        Err(e) => return Err(invalid(format!("invalid block tag: {e}"))),
+    };
+    let n = block_number(chain, Some(tag))?;
+    if n == chain.head().header.number {
+        Ok(())
+    } else {
+        Err(server("historical state not available: this node keeps the latest state"))
+    }
+}
+
+fn rpc_tx(b: &Block, i: usize) -> Option<RpcTransaction<TxEnvelope>> {
+    let t = b.txs.get(i)?;
+    let base = b.header.base_fee_per_gas.unwrap_or(0);
+    Some(RpcTransaction {
+        inner: t.clone(),
+        block_hash: Some(b.hash),
+        block_number: Some(b.header.number),
+        transaction_index: Some(i as u64),
+        effective_gas_price: Some(t.inner().effective_gas_price(Some(base))),
+        block_timestamp: Some(b.header.timestamp),
+    })
+}
+
+fn pending_tx(t: &Recovered<TxEnvelope>) -> RpcTransaction<TxEnvelope> {
+    RpcTransaction {
+        inner: t.clone(),
+        block_hash: None,
+        block_number: None,
+        transaction_index: None,
+        effective_gas_price: None,
+        block_timestamp: None,
+    }
+}
+
+/// Log index of the first log of transaction `i` in block `b`.
+fn first_log_index(b: &Block, i: usize) -> u64 {
+    b.envelopes.iter().take(i).map(|e| e.logs().len() as u64).sum()
+}
+
+fn rpc_logs(b: &Block, i: usize) -> Vec<RpcLog> {
+    let Some(env) = b.envelopes.get(i) else { return vec![] };
+    let start = first_log_index(b, i);
+    env.logs()
+        .iter()
+        .enumerate()
+        .map(|(k, l)| RpcLog {
+            inner: l.clone(),
+            block_hash: Some(b.hash),
+            block_number: Some(b.header.number),
+            block_timestamp: Some(b.header.timestamp),
+            transaction_hash: b.txs.get(i).map(|t| *t.inner().tx_hash()),
+            transaction_index: Some(i as u64),
+            log_index: Some(start + k as u64),
+            removed: false,
+        })
+        .collect()
+}
+
+fn rpc_receipt(b: &Block, i: usize) -> Option<TransactionReceipt> {
+    let t = b.txs.get(i)?;
+    let r = b.receipts.get(i)?;
+    let env = b.envelopes.get(i)?.clone();
+    let logs = rpc_logs(b, i);
+    let mut it = logs.into_iter();
+    let inner = env.map_logs(|_| it.next().unwrap_or_default());
+    let base = b.header.base_fee_per_gas.unwrap_or(0);
+    Some(TransactionReceipt {
+        inner,
+        transaction_hash: *t.inner().tx_hash(),
+        transaction_index: Some(i as u64),
+        block_hash: Some(b.hash),
+        block_number: Some(b.header.number),
+        gas_used: r.gas_used,
+        effective_gas_price: t.inner().effective_gas_price(Some(base)),
+        blob_gas_used: None,
+        blob_gas_price: None,
+        from: t.signer(),
+        to: t.inner().to(),
+        contract_address: r.contract_address,
+    })
+}
+
+fn rpc_block(b: &Block, full: bool) -> RpcBlock<RpcTransaction<TxEnvelope>> {
+    let transactions = if full {
+        BlockTransactions::Full((0..b.txs.len()).filter_map(|i| rpc_tx(b, i)).collect())
+    } else {
+        BlockTransactions::Hashes(b.txs.iter().map(|t| *t.inner().tx_hash()).collect())
+    };
+    let size = alloy_rlp::Encodable::length(&b.header)
+        + b.txs.iter().map(|t| alloy_eips::eip2718::Encodable2718::encode_2718_len(t.inner())).sum::<usize>();
+    RpcBlock {
+        header: RpcHeader {
+            hash: b.hash,
+            inner: b.header.clone(),
+            total_difficulty: Some(U256::ZERO),
+            size: Some(U256::from(size)),
+        },
+        uncles: vec![],
+        transactions,
+        withdrawals: Some(Default::default()),
+    }
+}
+
+/// A call request as revm's transaction.
+fn tx_env(chain: &Chain, req: &TransactionRequest) -> TxEnv {
+    TxEnv {
+        caller: req.from.unwrap_or_default(),
+        kind: req.to.unwrap_or(TxKind::Create),
+        data: req.input.input().cloned().unwrap_or_default(),
+        value: req.value.unwrap_or_default(),
+        gas_limit: req.gas.unwrap_or(chain.gas_limit).min(chain.gas_limit),
+        chain_id: Some(chain.spec.chain_id),
+        access_list: req.access_list.clone().unwrap_or_default(),
+        ..TxEnv::default()
+    }
+}
+
+fn params_seq(p: &Params<'_>) -> RpcResult<Vec<Value>> {
+    if p.is_object() {
+        return Err(invalid("positional parameters expected"));
+    }
+    let v: Option<Vec<Value>> = p.parse().map_err(|e| invalid(e.to_string()))?;
+    Ok(v.unwrap_or_default())
+}
+
+fn arg<T: serde::de::DeserializeOwned>(v: &[Value], i: usize, name: &str) -> RpcResult<T> {
+    let x = v.get(i).cloned().ok_or_else(|| invalid(format!("missing parameter {i} ({name})")))?;
+    serde_json::from_value(x).map_err(|e| invalid(format!("invalid {name}: {e}")))
+}
+
+fn opt_arg<T: serde::de::DeserializeOwned>(v: &[Value], i: usize, name: &str) -> RpcResult<Option<T>> {
+    match v.get(i) {
+        None | Some(Value::Null) => Ok(None),
+        Some(x) => serde_json::from_value(x.clone()).map(Some).map_err(|e| invalid(format!("invalid {name}: {e}"))),
+    }
+}
+
+fn call(
+    chain: &Chain,
+    req: &TransactionRequest,
+) -> RpcResult<(ExecutionResult, Vec<fixpoint_precompiles::InferenceRecord>)> {
+    chain.simulate(tx_env(chain, req)).map_err(server)
+}
+
+fn estimate(chain: &Chain, req: &TransactionRequest) -> RpcResult<u64> {
+    let mut r = req.clone();
+    r.gas = Some(req.gas.unwrap_or(chain.gas_limit).min(chain.gas_limit));
+    let (res, _) = call(chain, &r)?;
+    match res {
+        ExecutionResult::Success { .. } => {}
+        ExecutionResult::Revert { output, .. } => return Err(reverted(&output)),
+        ExecutionResult::Halt { reason, .. } => return Err(server(format!("execution failed: {reason:?}"))),
+    }
+    let (mut lo, mut hi) = (21_000u64, r.gas.unwrap_or(chain.gas_limit));
+    while lo + 1 < hi {
+        let mid = lo + (hi - lo) / 2;
+        r.gas = Some(mid);
+        match call(chain, &r).map(|(x, _)| x.is_success()) {
+            Ok(true) => hi = mid,
+            _ => lo = mid,
+        }
+    }
+    Ok(hi)
+}
+
+fn logs(chain: &Chain, f: &Filter) -> RpcResult<Vec<RpcLog>> {
+    let head = chain.head().header.number;
+    let (from, to) = if let Some(h) = f.get_block_hash() {
+        let b = chain.block_by_hash(&h).ok_or_else(|| server("unknown block"))?;
+        (b.header.number, b.header.number)
+    } else {
+        let resolve = |t: Option<BlockNumberOrTag>, d: u64| match t {
+            Some(BlockNumberOrTag::Number(n)) => n,
+            Some(BlockNumberOrTag::Earliest) => 0,
+            Some(_) => head,
+            None => d,
+        };
+        (
+            resolve(
+                f.get_from_block().map(BlockNumberOrTag::Number).or(f.block_option.get_from_block().copied()),
+                head,
+            ),
+            resolve(f.block_option.get_to_block().copied(), head),
+        )
+    };
+    if to.saturating_sub(from) > 10_000 {
+        return Err(server("query exceeds max block range 10000"));
+    }
+    let mut out = Vec::new();
+    for n in from..=to.min(head) {
+        let Some(b) = chain.block(n) else { continue };
+        for i in 0..b.txs.len() {
+            out.extend(rpc_logs(b, i).into_iter().filter(|l| f.matches(&l.inner)));
+        }
+    }
+    Ok(out)
+}
+
+/// The RPC module over `node`.
+pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::RegisterMethodError> {
+    let mut m = RpcModule::new(node);
+    m.register_method("web3_clientVersion", |_, _, _| {
+        RpcResult::Ok(format!("fixpoint/v{}", env!("CARGO_PKG_VERSION")))
+    })?;
+    m.register_method("net_version", |_, n, _| RpcResult::Ok(lock(&n.chain).spec.chain_id.to_string()))?;
+    m.register_method("net_listening", |_, _, _| RpcResult::Ok(true))?;
+    m.register_method("eth_chainId", |_, n, _| RpcResult::Ok(U64::from(lock(&n.chain).spec.chain_id)))?;
+    m.register_method("eth_syncing", |_, _, _| RpcResult::Ok(false))?;
+    m.register_method("eth_accounts", |_, _, _| RpcResult::Ok(Vec::<Address>::new()))?;
+    m.register_method("eth_blockNumber", |_, n, _| RpcResult::Ok(U64::from(lock(&n.chain).head().header.number)))?;
+    m.register_method("eth_gasPrice", |_, n, _| {
+        RpcResult::Ok(U256::from(lock(&n.chain).next_base_fee()) + U256::from(1_000_000_000u64))
+    })?;
+    m.register_method("eth_maxPriorityFeePerGas", |_, _, _| RpcResult::Ok(U256::from(1_000_000_000u64)))?;
+    m.register_method("eth_feeHistory", |p, n, _| {
+        let v = params_seq(&p)?;
+        let count: U64 = arg(&v, 0, "blockCount")?;
+        let newest: BlockNumberOrTag = arg(&v, 1, "newestBlock")?;
+        let percentiles: Option<Vec<f64>> = opt_arg(&v, 2, "rewardPercentiles")?;
+        let chain = lock(&n.chain);
+        let newest = block_number(&chain, Some(newest))?.min(chain.head().header.number);
+        let count = count.to::<u64>().clamp(1, 1024).min(newest + 1);
+        let oldest = newest + 1 - count;
+        let mut base = Vec::new();
+        let mut ratio = Vec::new();
+        for b in (oldest..=newest).filter_map(|i| chain.block(i)) {
+            base.push(u128::from(b.header.base_fee_per_gas.unwrap_or(0)));
+            ratio.push(b.header.gas_used as f64 / b.header.gas_limit.max(1) as f64);
+        }
+        base.push(u128::from(chain.next_base_fee()));
+        let reward = percentiles.map(|p| vec![vec![0u128; p.len()]; ratio.len()]);
+        RpcResult::Ok(FeeHistory {
+            oldest_block: oldest,
+            base_fee_per_gas: base,
+            gas_used_ratio: ratio,
+            reward,
+            base_fee_per_blob_gas: vec![],
+            blob_gas_used_ratio: vec![],
+        })
+    })?;
+    m.register_method("eth_getBalance", |p, n, _| {
+        let v = params_seq(&p)?;
+        let a: Address = arg(&v, 0, "address")?;
+        let chain = lock(&n.chain);
+        state_tag(&chain, v.get(1).cloned())?;
+        RpcResult::Ok(chain.balance(&a))
+    })?;
+    m.register_method("eth_getTransactionCount", |p, n, _| {
+        let v = params_seq(&p)?;
+        let a: Address = arg(&v, 0, "address")?;
+        let chain = lock(&n.chain);
+        if v.get(1).and_then(Value::as_str) == Some("pending") {
+            return RpcResult::Ok(U64::from(lock(&n.pool).pending_nonce(&chain, &a)));
+        }
+        state_tag(&chain, v.get(1).cloned())?;
+        RpcResult::Ok(U64::from(chain.nonce(&a)))
+    })?;
+    m.register_method("eth_getCode", |p, n, _| {
+        let v = params_seq(&p)?;
+        let a: Address = arg(&v, 0, "address")?;
+        let chain = lock(&n.chain);
+        state_tag(&chain, v.get(1).cloned())?;
+        let code = chain
+            .state
+            .cache
+            .accounts
+            .get(&a)
+            .and_then(|x| x.info.code.as_ref())
+            .map(|c| c.original_bytes())
+            .unwrap_or_default();
+        RpcResult::Ok(code)
+    })?;
+    m.register_method("eth_getStorageAt", |p, n, _| {
+        let v = params_seq(&p)?;
+        let a: Address = arg(&v, 0, "address")?;
+        let slot: U256 = arg(&v, 1, "slot")?;
+        let chain = lock(&n.chain);
+        state_tag(&chain, v.get(2).cloned())?;
+        let val = chain.state.cache.accounts.get(&a).and_then(|x| x.storage.get(&slot).copied()).unwrap_or_default();
+        RpcResult::Ok(B256::from(val.to_be_bytes::<32>()))
+    })?;
+    m.register_method("eth_call", |p, n, _| {
+        let v = params_seq(&p)?;
+        let req: TransactionRequest = arg(&v, 0, "transaction")?;
+        let chain = lock(&n.chain);
+        state_tag(&chain, v.get(1).cloned())?;
+        match call(&chain, &req)?.0 {
+            ExecutionResult::Success { output, .. } => RpcResult::Ok(output.into_data()),
+            ExecutionResult::Revert { output, .. } => Err(reverted(&output)),
+            ExecutionResult::Halt { reason, .. } => Err(server(format!("execution failed: {reason:?}"))),
+        }
+    })?;
+    m.register_method("eth_estimateGas", |p, n, _| {
+        let v = params_seq(&p)?;
+        let req: TransactionRequest = arg(&v, 0, "transaction")?;
+        let chain = lock(&n.chain);
+        RpcResult::Ok(U64::from(estimate(&chain, &req)?))
+    })?;
+    m.register_method("eth_sendRawTransaction", |p, n, _| {
+        let v = params_seq(&p)?;
+        let raw: Bytes = arg(&v, 0, "data")?;
+        let hash = {
+            let chain = lock(&n.chain);
+            lock(&n.pool).add_raw(&chain, &raw).map_err(|e| server(e.to_string()))?
+        };
+        if n.automine {
+            n.mine(false).map_err(server)?;
+        }
+        RpcResult::Ok(hash)
+    })?;
+    m.register_method("eth_getTransactionByHash", |p, n, _| {
+        let v = params_seq(&p)?;
+        let h: B256 = arg(&v, 0, "hash")?;
+        let chain = lock(&n.chain);
+        if let Some((b, i)) = chain.locate(&h) {
+            return RpcResult::Ok(rpc_tx(b, i));
+        }
+        RpcResult::Ok(lock(&n.pool).get(&h).map(pending_tx))
+    })?;
+    m.register_method("eth_getTransactionReceipt", |p, n, _| {
+        let v = params_seq(&p)?;
+        let h: B256 = arg(&v, 0, "hash")?;
+        let chain = lock(&n.chain);
+        RpcResult::Ok(chain.locate(&h).and_then(|(b, i)| rpc_receipt(b, i)))
+    })?;
+    m.register_method("eth_getBlockByNumber", |p, n, _| {
+        let v = params_seq(&p)?;
+        let tag: BlockNumberOrTag = arg(&v, 0, "block")?;
+        let full: bool = opt_arg(&v, 1, "full")?.unwrap_or(false);
+        let chain = lock(&n.chain);
+        let num = block_number(&chain, Some(tag))?;
+        RpcResult::Ok(chain.block(num).map(|b| rpc_block(b, full)))
+    })?;
+    m.register_method("eth_getBlockByHash", |p, n, _| {
+        let v = params_seq(&p)?;
+        let h: B256 = arg(&v, 0, "hash")?;
+        let full: bool = opt_arg(&v, 1, "full")?.unwrap_or(false);
+        let chain = lock(&n.chain);
+        RpcResult::Ok(chain.block_by_hash(&h).map(|b| rpc_block(b, full)))
+    })?;
+    m.register_method("eth_getLogs", |p, n, _| {
+        let v = params_seq(&p)?;
+        let f: Filter = arg(&v, 0, "filter")?;
+        let chain = lock(&n.chain);
+        logs(&chain, &f)
+    })?;
+    // fixpoint methods.
+    m.register_method("fixpoint_listModels", |_, n, _| {
+        let chain = lock(&n.chain);
+        RpcResult::Ok(chain.models.ids())
+    })?;
+    m.register_method("fixpoint_modelInfo", |p, n, _| {
+        let v = params_seq(&p)?;
+        let id: B256 = arg(&v, 0, "modelId")?;
+        let chain = lock(&n.chain);
+        let slots = fixpoint_precompiles::state::model_slots(id);
+        let acct = chain.state.cache.accounts.get(&fixpoint_precompiles::REGISTRY_ADDRESS);
+        let words = slots.map(|s| acct.and_then(|a| a.storage.get(&s).copied()).unwrap_or_default());
+        let Some(r) = fixpoint_precompiles::state::ModelRecord::decode(words) else {
+            return RpcResult::Ok(Value::Null);
+        };
+        RpcResult::Ok(json!({
+            "modelId": id, "owner": r.owner, "size": r.size, "registeredAt": r.registered_at, "macs": r.macs,
+            "elemOps": r.elem_ops, "bytesRead": r.bytes_read, "peakActivationBytes": r.peak_activation_bytes,
+            "inputBytes": r.input_bytes, "outputBytes": r.output_bytes, "warmGas": r.warm_gas,
+        }))
+    })?;
+    m.register_method("fixpoint_infer", |p, n, _| {
+        let v = params_seq(&p)?;
+        let id: B256 = arg(&v, 0, "modelId")?;
+        let input: Bytes = arg(&v, 1, "input")?;
+        let chain = lock(&n.chain);
+        let bytes = chain.models.get(&id).ok_or_else(|| server(format!("unknown model {id}")))?;
+        let engine = chain.models.engine(id, &bytes).map_err(|e| server(e.to_string()))?;
+        let out = engine.run_packed(&input).map_err(|e| invalid(e.to_string()))?;
+        RpcResult::Ok(Bytes::from(out))
+    })?;
+    m.register_method("fixpoint_inferenceRecords", |p, n, _| {
+        let v = params_seq(&p)?;
+        let tag: BlockNumberOrTag = arg(&v, 0, "block")?;
+        let chain = lock(&n.chain);
+        let num = block_number(&chain, Some(tag))?;
+        let Some(b) = chain.block(num) else { return RpcResult::Ok(Value::Null) };
+        RpcResult::Ok(json!({ "blockNumber": num, "blockHash": b.hash, "recordsRoot": Bytes::from(b.header.extra_data.to_vec()), "records": records_json(b, None) }))
+    })?;
+    m.register_method("fixpoint_transactionRecords", |p, n, _| {
+        let v = params_seq(&p)?;
+        let h: B256 = arg(&v, 0, "hash")?;
+        let chain = lock(&n.chain);
+        let Some((b, i)) = chain.locate(&h) else { return RpcResult::Ok(Value::Null) };
+        RpcResult::Ok(records_json(b, Some(i as u32)))
+    })?;
+    Ok(m)
+}
+
+fn records_json(b: &Block, tx: Option<u32>) -> Value {
+    Value::Array(
+        b.records
+            .iter()
+            .filter(|r| tx.is_none_or(|t| t == r.tx_index))
+            .map(|r| {
+                json!({
+                    "txIndex": r.tx_index, "callIndex": r.call_index, "modelId": r.model_id,
+                    "inputHash": r.input_hash, "outputHash": r.output_hash, "gasUsed": r.gas_used,
+                    "txHash": b.txs.get(r.tx_index as usize).map(|t| *t.inner().tx_hash()),
+                })
+            })
+            .collect(),
+    )
+}

@@ -1,0 +1,220 @@
+//! Persistence in redb. Each block is written in one redb transaction together with the state
+//! changes it made and the models it registered, so the database is always at a block boundary:
+//! a crash (even `kill -9`) mid-block leaves the previous block as head, never half a block.
+
+use std::path::Path;
+
+use alloy_consensus::Header;
+use alloy_primitives::{Address, B256, Bytes, U256};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use revm::bytecode::Bytecode;
+use revm::database::AccountState;
+use revm::state::AccountInfo;
+use serde::{Deserialize, Serialize};
+
+use fixpoint_evm::MemState;
+
+const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+const BLOCKS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("blocks");
+const ACCOUNTS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("accounts");
+const STORAGE: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("storage");
+const CODE: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("code");
+const MODELS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("models");
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// redb failed.
+    #[error("database: {0}")]
+    Db(String),
+    /// A stored record does not decode.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+fn dbe<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+/// A receipt as stored, with what the RPC needs beyond the consensus receipt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredReceipt {
+    /// EIP-2718 encoded receipt envelope.
+    pub envelope: Bytes,
+    /// Gas used by the transaction.
+    pub gas_used: u64,
+    /// Created contract.
+    pub contract_address: Option<Address>,
+    /// Return or revert data.
+    pub output: Bytes,
+}
+
+/// A block as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredBlock {
+    /// The consensus header.
+    pub header: Header,
+    /// EIP-2718 encoded transactions.
+    pub txs: Vec<Bytes>,
+    /// Their recovered senders.
+    pub senders: Vec<Address>,
+    /// Their receipts.
+    pub receipts: Vec<StoredReceipt>,
+    /// Inference records, 112-byte encodings (docs/precompiles.md §4).
+    pub records: Vec<Bytes>,
+}
+
+/// The node's database.
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+}
+
+fn account_bytes(info: &AccountInfo) -> Vec<u8> {
+    let mut v = Vec::with_capacity(72);
+    v.extend_from_slice(&info.nonce.to_be_bytes());
+    v.extend_from_slice(&info.balance.to_be_bytes::<32>());
+    v.extend_from_slice(info.code_hash.as_slice());
+    v
+}
+
+fn storage_key(address: &Address, slot: &U256) -> Vec<u8> {
+    let mut k = address.to_vec();
+    k.extend_from_slice(&slot.to_be_bytes::<32>());
+    k
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path).map_err(dbe)?;
+        let w = db.begin_write().map_err(dbe)?;
+        w.open_table(META).map_err(dbe)?;
+        w.open_table(BLOCKS).map_err(dbe)?;
+        w.open_table(ACCOUNTS).map_err(dbe)?;
+        w.open_table(STORAGE).map_err(dbe)?;
+        w.open_table(CODE).map_err(dbe)?;
+        w.open_table(MODELS).map_err(dbe)?;
+        w.commit().map_err(dbe)?;
+        Ok(Self { db })
+    }
+
+    /// The head block number, if any block was stored.
+    pub fn head(&self) -> Result<Option<u64>, StoreError> {
+        let r = self.db.begin_read().map_err(dbe)?;
+        Ok(r.open_table(META).map_err(dbe)?.get("head").map_err(dbe)?.map(|g| g.value()))
+    }
+
+    /// Every stored block, in order.
+    pub fn blocks(&self) -> Result<Vec<StoredBlock>, StoreError> {
+        let r = self.db.begin_read().map_err(dbe)?;
+        let t = r.open_table(BLOCKS).map_err(dbe)?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(dbe)? {
+            let (_, v) = item.map_err(dbe)?;
+            out.push(serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+        }
+        Ok(out)
+    }
+
+    /// The stored world state.
+    pub fn state(&self) -> Result<MemState, StoreError> {
+        let r = self.db.begin_read().map_err(dbe)?;
+        let mut state = fixpoint_evm::state::empty_state();
+        let code = r.open_table(CODE).map_err(dbe)?;
+        for item in r.open_table(ACCOUNTS).map_err(dbe)?.iter().map_err(dbe)? {
+            let (k, v) = item.map_err(dbe)?;
+            let (k, v) = (k.value(), v.value());
+            if k.len() != 20 || v.len() != 72 {
+                return Err(StoreError::Corrupt("account record".into()));
+            }
+            let address = Address::from_slice(k);
+            let nonce = u64::from_be_bytes(v[..8].try_into().map_err(|_| StoreError::Corrupt("nonce".into()))?);
+            let balance = U256::from_be_slice(&v[8..40]);
+            let code_hash = B256::from_slice(&v[40..72]);
+            let bytecode =
+                code.get(code_hash.as_slice()).map_err(dbe)?.map(|g| Bytecode::new_raw(g.value().to_vec().into()));
+            state.insert_account_info(
+                address,
+                AccountInfo { nonce, balance, code_hash, code: bytecode, ..Default::default() },
+            );
+        }
+        for item in r.open_table(STORAGE).map_err(dbe)?.iter().map_err(dbe)? {
+            let (k, v) = item.map_err(dbe)?;
+            let (k, v) = (k.value(), v.value());
+            if k.len() != 52 || v.len() != 32 {
+                return Err(StoreError::Corrupt("storage record".into()));
+            }
+            let address = Address::from_slice(&k[..20]);
+            state
+                .insert_account_storage(address, U256::from_be_slice(&k[20..]), U256::from_be_slice(v))
+                .map_err(|e| StoreError::Corrupt(format!("storage: {e:?}")))?;
+        }
+        Ok(state)
+    }
+
+    /// Every stored model's bytes.
+    pub fn models(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        let r = self.db.begin_read().map_err(dbe)?;
+        let t = r.open_table(MODELS).map_err(dbe)?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(dbe)? {
+            out.push(item.map_err(dbe)?.1.value().to_vec());
+        }
+        Ok(out)
+    }
+
+    /// Writes block `number` with the state changes from `old` to `new` and new models, in one
+    /// transaction.
+    pub fn commit_block(
+        &self,
+        number: u64,
+        block: &StoredBlock,
+        old: &MemState,
+        new: &MemState,
+        models: &[Vec<u8>],
+    ) -> Result<(), StoreError> {
+        let w = self.db.begin_write().map_err(dbe)?;
+        {
+            let encoded = serde_json::to_vec(block).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            w.open_table(BLOCKS).map_err(dbe)?.insert(number, encoded.as_slice()).map_err(dbe)?;
+            let mut accounts = w.open_table(ACCOUNTS).map_err(dbe)?;
+            let mut storage = w.open_table(STORAGE).map_err(dbe)?;
+            let mut code = w.open_table(CODE).map_err(dbe)?;
+            for (address, acc) in &new.cache.accounts {
+                let before = old.cache.accounts.get(address);
+                let gone = matches!(acc.account_state, AccountState::NotExisting);
+                let same_info = before.is_some_and(|b| b.info == acc.info && !gone);
+                if gone {
+                    accounts.remove(address.as_slice()).map_err(dbe)?;
+                } else if !same_info {
+                    accounts.insert(address.as_slice(), account_bytes(&acc.info).as_slice()).map_err(dbe)?;
+                    if let Some(c) = &acc.info.code
+                        && !c.is_empty()
+                    {
+                        code.insert(acc.info.code_hash.as_slice(), c.original_byte_slice()).map_err(dbe)?;
+                    }
+                }
+                for (slot, value) in &acc.storage {
+                    let prev = before.and_then(|b| b.storage.get(slot));
+                    if prev == Some(value) {
+                        continue;
+                    }
+                    let key = storage_key(address, slot);
+                    if value.is_zero() {
+                        storage.remove(key.as_slice()).map_err(dbe)?;
+                    } else {
+                        storage.insert(key.as_slice(), value.to_be_bytes::<32>().as_slice()).map_err(dbe)?;
+                    }
+                }
+            }
+            let mut mt = w.open_table(MODELS).map_err(dbe)?;
+            for m in models {
+                mt.insert(alloy_primitives::keccak256(m).as_slice(), m.as_slice()).map_err(dbe)?;
+            }
+            w.open_table(META).map_err(dbe)?.insert("head", number).map_err(dbe)?;
+        }
+        w.commit().map_err(dbe)?;
+        Ok(())
+    }
+}
