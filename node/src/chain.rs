@@ -19,6 +19,7 @@ use fixpoint_precompiles::{InferenceRecord, ModelStore, Scope};
 use revm::context::TxEnv;
 use revm::context_interface::result::ExecutionResult;
 
+use crate::genesis::GenesisState;
 use crate::storage::{Store, StoreError, StoredBlock, StoredReceipt};
 
 /// A block held in memory for queries.
@@ -79,6 +80,27 @@ pub enum ChainError {
     /// Execution refused the block.
     #[error(transparent)]
     Exec(#[from] fixpoint_evm::ExecError),
+    /// The data directory holds a chain with another genesis.
+    #[error(
+        "the data directory holds another chain (genesis {stored}, this genesis is {given}): use another --datadir"
+    )]
+    GenesisMismatch {
+        /// Stored genesis hash.
+        stored: B256,
+        /// The given genesis's hash.
+        given: B256,
+    },
+    /// The data directory holds a chain with another chain id.
+    #[error("the data directory holds chain id {stored}, not {given}")]
+    ChainIdMismatch {
+        /// Stored.
+        stored: u64,
+        /// Given.
+        given: u64,
+    },
+    /// The database does not match its own head.
+    #[error("database inconsistent: {0}")]
+    Inconsistent(String),
 }
 
 /// The chain held by a node.
@@ -104,36 +126,50 @@ pub struct Chain {
 pub const INITIAL_BASE_FEE: u64 = 1_000_000_000;
 
 impl Chain {
-    /// Opens the chain in `store`, writing `genesis` (state and models) if it is empty.
+    /// The header of block 0 for `genesis`.
+    pub fn genesis_header(genesis: &GenesisState, gas_limit: u64, timestamp: u64) -> Header {
+        Header {
+            parent_hash: B256::ZERO,
+            ommers_hash: EMPTY_OMMER_ROOT_HASH,
+            state_root: fixpoint_evm::state_root(&genesis.state),
+            transactions_root: EMPTY_ROOT_HASH,
+            receipts_root: EMPTY_ROOT_HASH,
+            number: 0,
+            gas_limit,
+            timestamp,
+            base_fee_per_gas: Some(INITIAL_BASE_FEE),
+            withdrawals_root: Some(EMPTY_ROOT_HASH),
+            blob_gas_used: Some(0),
+            excess_blob_gas: Some(0),
+            parent_beacon_block_root: Some(B256::ZERO),
+            requests_hash: Some(EMPTY_REQUESTS_HASH),
+            extra_data: fixpoint_evm::records_root(&[]).to_vec().into(),
+            ..Default::default()
+        }
+    }
+
+    /// Opens the chain in `store`, writing block 0 from `genesis` if the store is empty. A store
+    /// holding another chain (other genesis or chain id) is refused, and so is one whose state
+    /// does not match its head's state root.
     pub fn open(
         spec: ChainSpec,
         gas_limit: u64,
         store: Store,
-        genesis: impl FnOnce() -> (MemState, Vec<Vec<u8>>, u64),
+        genesis: &GenesisState,
+        timestamp: u64,
     ) -> Result<Self, ChainError> {
         let models = Arc::new(ModelStore::default());
+        let header = Self::genesis_header(genesis, gas_limit, timestamp);
+        let genesis_hash = header.hash_slow();
         if store.head()?.is_none() {
-            let (state, genesis_models, timestamp) = genesis();
-            let header = Header {
-                parent_hash: B256::ZERO,
-                ommers_hash: EMPTY_OMMER_ROOT_HASH,
-                state_root: fixpoint_evm::state_root(&state),
-                transactions_root: EMPTY_ROOT_HASH,
-                receipts_root: EMPTY_ROOT_HASH,
-                number: 0,
-                gas_limit,
-                timestamp,
-                base_fee_per_gas: Some(INITIAL_BASE_FEE),
-                withdrawals_root: Some(EMPTY_ROOT_HASH),
-                blob_gas_used: Some(0),
-                excess_blob_gas: Some(0),
-                parent_beacon_block_root: Some(B256::ZERO),
-                requests_hash: Some(EMPTY_REQUESTS_HASH),
-                extra_data: fixpoint_evm::records_root(&[]).to_vec().into(),
-                ..Default::default()
-            };
             let block = StoredBlock { header, txs: vec![], senders: vec![], receipts: vec![], records: vec![] };
-            store.commit_block(0, &block, &fixpoint_evm::state::empty_state(), &state, &genesis_models)?;
+            store.set_chain_id(spec.chain_id)?;
+            store.commit_block(0, &block, &fixpoint_evm::state::empty_state(), &genesis.state, &genesis.models)?;
+        }
+        if let Some(stored) = store.chain_id()?
+            && stored != spec.chain_id
+        {
+            return Err(ChainError::ChainIdMismatch { stored, given: spec.chain_id });
         }
         for m in store.models()? {
             models.insert(m.into());
@@ -151,6 +187,17 @@ impl Chain {
             let b = Block::from_stored(b)?;
             chain.index(&b);
             chain.blocks.push(b);
+        }
+        let stored = chain.blocks.first().map(|b| b.hash).unwrap_or_default();
+        if stored != genesis_hash {
+            return Err(ChainError::GenesisMismatch { stored, given: genesis_hash });
+        }
+        let (want, got) = (chain.head().header.state_root, fixpoint_evm::state_root(&chain.state));
+        if want != got {
+            return Err(ChainError::Inconsistent(format!(
+                "the stored state has root {got}, the head block {} says {want}",
+                chain.head().header.number
+            )));
         }
         Ok(chain)
     }

@@ -1,10 +1,9 @@
-//! The development chain: deterministic prefunded accounts and a genesis with the example digit
-//! classifier already registered (the same model as tests/vectors/models/digits-mlp.json).
+//! The development chain's pieces: deterministic dev accounts, the example digit classifier
+//! (the same model as tests/vectors/models/digits-mlp.json), and registering a model at genesis.
 
-use alloy_primitives::{Address, B256, U256, keccak256};
+use alloy_primitives::{Address, B256, keccak256};
 use alloy_signer_local::PrivateKeySigner;
 use fixpoint_evm::MemState;
-use fixpoint_evm::state::{empty_state, fund};
 use fixpoint_ml::{Engine, Limits};
 use fixpoint_precompiles::state::{ModelRecord, model_slots};
 use fixpoint_precompiles::{INFERENCE_ADDRESS, REGISTRY_ADDRESS, gas};
@@ -60,15 +59,4 @@ pub fn register_at_genesis(state: &mut MemState, model: &[u8], owner: Address) -
         let _ = state.insert_account_storage(REGISTRY_ADDRESS, slot, w);
     }
     Ok(id)
-}
-
-/// The dev genesis: `accounts` each funded with 10,000 ETH and the example model registered.
-pub fn dev_genesis(accounts: &[DevAccount]) -> Result<(MemState, B256), fixpoint_ml::Error> {
-    let mut state = empty_state();
-    for a in accounts {
-        fund(&mut state, a.address, U256::from(10_000u64) * U256::from(10u64).pow(U256::from(18)));
-    }
-    let owner = accounts.first().map_or(Address::ZERO, |a| a.address);
-    let id = register_at_genesis(&mut state, EXAMPLE_MODEL, owner)?;
-    Ok((state, id))
 }

@@ -7,7 +7,9 @@
 //! keeps serving.
 
 pub mod chain;
+pub mod client;
 pub mod dev;
+pub mod genesis;
 pub mod pool;
 pub mod rpc;
 pub mod storage;

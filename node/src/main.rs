@@ -1,18 +1,27 @@
-//! `fixpoint`: run a node (`fixpoint node --dev`), query models on a node.
+//! `fixpoint`: run a node (`fixpoint node --dev` or `--genesis FILE`), write a starter genesis
+//! (`fixpoint init`), and register, inspect and call models on a running node (`fixpoint model`).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use alloy_primitives::{B256, Bytes, I256, keccak256};
+use alloy_sol_types::{SolCall, SolValue};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use fixpoint_evm::ChainSpec;
+use fixpoint_ml::{Engine, Limits};
 use fixpoint_node::chain::Chain;
-use fixpoint_node::dev::{dev_accounts, dev_genesis};
+use fixpoint_node::client::{Client, ClientError, parse_key};
+use fixpoint_node::dev::{EXAMPLE_MODEL, dev_accounts};
+use fixpoint_node::genesis::{Genesis, GenesisModel};
 use fixpoint_node::pool::Pool;
 use fixpoint_node::rpc::{Node, module};
 use fixpoint_node::storage::Store;
+use fixpoint_precompiles::abi::IInference as I;
+use fixpoint_precompiles::abi::IModelRegistry as R;
+use fixpoint_precompiles::{INFERENCE_ADDRESS, REGISTRY_ADDRESS};
 
 #[derive(Parser)]
 #[command(
@@ -29,13 +38,21 @@ struct Cli {
 enum Cmd {
     /// Run a node.
     Node(NodeArgs),
+    /// Write a starter genesis file (dev accounts, the example model) into a directory.
+    Init(InitArgs),
+    /// Register, inspect and call models on a running node.
+    #[command(subcommand)]
+    Model(ModelCmd),
 }
 
 #[derive(clap::Args)]
 struct NodeArgs {
-    /// Development chain: prefunded accounts and the example model registered at genesis.
-    #[arg(long)]
+    /// Development chain: prefunded accounts (keys printed) and the example model at genesis.
+    #[arg(long, conflicts_with = "genesis")]
     dev: bool,
+    /// Start from this genesis file (see `fixpoint init`).
+    #[arg(long)]
+    genesis: Option<PathBuf>,
     /// Where to keep the database; a fresh temporary directory if omitted.
     #[arg(long)]
     datadir: Option<PathBuf>,
@@ -45,31 +62,141 @@ struct NodeArgs {
     /// JSON-RPC port.
     #[arg(long, default_value_t = 8545)]
     port: u16,
-    /// Seconds between blocks; 0 mines a block for every transaction.
+    /// Seconds between blocks; 0 mines a block as soon as transactions arrive.
     #[arg(long, default_value_t = 0)]
     block_time: u64,
+    /// Chain id (--dev; a genesis file sets its own).
+    #[arg(long, conflicts_with = "genesis")]
+    chain_id: Option<u64>,
+    /// Number of dev accounts (--dev).
+    #[arg(long, default_value_t = 10, conflicts_with = "genesis")]
+    accounts: usize,
+    /// Block gas limit (--dev; a genesis file sets its own).
+    #[arg(long, conflicts_with = "genesis")]
+    gas_limit: Option<u64>,
+}
+
+#[derive(clap::Args)]
+struct InitArgs {
+    /// Directory to write genesis.json and the example model into.
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
     /// Chain id.
     #[arg(long, default_value_t = ChainSpec::DEV.chain_id)]
     chain_id: u64,
-    /// Number of dev accounts.
+    /// Number of funded dev accounts.
     #[arg(long, default_value_t = 10)]
     accounts: usize,
     /// Block gas limit.
-    #[arg(long, default_value_t = 60_000_000)]
+    #[arg(long, default_value_t = DEFAULT_GAS_LIMIT)]
     gas_limit: u64,
+    /// Overwrite an existing genesis.json.
+    #[arg(long)]
+    force: bool,
 }
 
+#[derive(clap::Args)]
+struct Rpc {
+    /// The node's JSON-RPC URL.
+    #[arg(long, env = "ETH_RPC_URL", default_value = "http://127.0.0.1:8545")]
+    rpc_url: String,
+}
+
+#[derive(Subcommand)]
+enum ModelCmd {
+    /// Verify a model file locally and register it (in chunks when large).
+    Register {
+        /// The model file (.fxp, docs/model-format.md).
+        file: PathBuf,
+        #[command(flatten)]
+        rpc: Rpc,
+        /// Key of the sending account (hex).
+        #[arg(long, env = "ETH_PRIVATE_KEY")]
+        private_key: String,
+        /// Largest chunk per transaction, bytes; larger models are uploaded in chunks.
+        #[arg(long, default_value_t = 96 * 1024)]
+        chunk_size: usize,
+    },
+    /// What the chain records about a model: owner, size, cost, inputs and outputs.
+    Info {
+        /// Model id (0x + 64 hex).
+        id: B256,
+        #[command(flatten)]
+        rpc: Rpc,
+    },
+    /// Run a model with eth_call: INPUT is packed bytes as 0x-hex, or integers separated by
+    /// commas (one per element).
+    Call {
+        /// Model id.
+        id: B256,
+        /// Input.
+        input: String,
+        #[command(flatten)]
+        rpc: Rpc,
+    },
+}
+
+const DEFAULT_GAS_LIMIT: u64 = 60_000_000;
+
 #[tokio::main]
-async fn main() -> Result<()> {
-    match Cli::parse().cmd {
+async fn main() {
+    let r = match Cli::parse().cmd {
         Cmd::Node(a) => run_node(a).await,
+        Cmd::Init(a) => init(a),
+        Cmd::Model(m) => model(m).await,
+    };
+    if let Err(e) = r {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
     }
+}
+
+fn init(a: InitArgs) -> Result<()> {
+    std::fs::create_dir_all(&a.dir).with_context(|| format!("creating {}", a.dir.display()))?;
+    let path = a.dir.join("genesis.json");
+    if path.exists() && !a.force {
+        bail!("{} exists (use --force to overwrite)", path.display());
+    }
+    let accounts = dev_accounts(a.accounts);
+    let mut g = Genesis::dev(a.chain_id, a.gas_limit, &accounts);
+    let model_file = "digits-mlp.fxp";
+    std::fs::write(a.dir.join(model_file), EXAMPLE_MODEL).context("writing the example model")?;
+    g.models = vec![GenesisModel {
+        file: Some(model_file.into()),
+        bytes: None,
+        owner: g.models[0].owner,
+        id: Some(keccak256(EXAMPLE_MODEL)),
+    }];
+    g.build(&a.dir).context("the starter genesis does not build")?;
+    std::fs::write(&path, serde_json::to_string_pretty(&g)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("wrote {} and {}", path.display(), a.dir.join(model_file).display());
+    println!(
+        "funded {} dev accounts (keys are public: keccak256(\"fixpoint dev account <i>\")), chain id {}",
+        accounts.len(),
+        a.chain_id
+    );
+    println!("start it with: fixpoint node --genesis {} --datadir <dir>", path.display());
+    Ok(())
 }
 
 async fn run_node(a: NodeArgs) -> Result<()> {
-    if !a.dev {
-        anyhow::bail!("only --dev chains are supported so far: run `fixpoint node --dev`");
-    }
+    let accounts = dev_accounts(if a.dev { a.accounts } else { 0 });
+    let (genesis, base) = match (&a.genesis, a.dev) {
+        (Some(p), _) => (Genesis::load(p)?, p.parent().map(Path::to_path_buf).unwrap_or_default()),
+        (None, true) => (
+            Genesis::dev(
+                a.chain_id.unwrap_or(ChainSpec::DEV.chain_id),
+                a.gas_limit.unwrap_or(DEFAULT_GAS_LIMIT),
+                &accounts,
+            ),
+            PathBuf::new(),
+        ),
+        (None, false) => {
+            bail!("pass --dev for a development chain, or --genesis FILE (write one with `fixpoint init`)")
+        }
+    };
+    let built = genesis.build(&base).context("bad genesis")?;
     let (datadir, _tmp) = match &a.datadir {
         Some(d) => (d.clone(), None),
         None => {
@@ -79,12 +206,8 @@ async fn run_node(a: NodeArgs) -> Result<()> {
     };
     std::fs::create_dir_all(&datadir).with_context(|| format!("creating {}", datadir.display()))?;
     let store = Store::open(&datadir.join("chain.redb")).context("opening the database")?;
-    let accounts = dev_accounts(a.accounts);
-    let (genesis, model_id) = dev_genesis(&accounts).context("building the dev genesis")?;
-    let spec = ChainSpec { chain_id: a.chain_id, ..ChainSpec::DEV };
-    let chain = Chain::open(spec, a.gas_limit, store, || {
-        (genesis, vec![fixpoint_node::dev::EXAMPLE_MODEL.to_vec()], 1_700_000_000)
-    })?;
+    let spec = ChainSpec { chain_id: genesis.chain_id, ..ChainSpec::DEV };
+    let chain = Chain::open(spec, genesis.gas_limit, store, &built, genesis.timestamp)?;
     let head = chain.head().header.number;
     let node =
         Arc::new(Node { chain: Mutex::new(chain), pool: Mutex::new(Pool::default()), automine: a.block_time == 0 });
@@ -102,27 +225,33 @@ async fn run_node(a: NodeArgs) -> Result<()> {
     let bound = server.local_addr()?;
     let handle = server.start(module(node.clone())?);
 
-    println!("fixpoint dev chain (chain id {}), head block {head}, data in {}", a.chain_id, datadir.display());
-    println!("\nAvailable accounts (10,000 ETH each)\n==================");
-    for (i, acc) in accounts.iter().enumerate() {
-        println!("({i}) {}", acc.address);
+    let kind = if a.dev { "dev chain" } else { "chain" };
+    println!("fixpoint {kind} (chain id {}), head block {head}, data in {}", genesis.chain_id, datadir.display());
+    if a.dev {
+        println!("\nAvailable accounts (10,000 ETH each)\n==================");
+        for (i, acc) in accounts.iter().enumerate() {
+            println!("({i}) {}", acc.address);
+        }
+        println!("\nPrivate keys\n==================");
+        for (i, acc) in accounts.iter().enumerate() {
+            println!("({i}) {}", acc.key);
+        }
+    } else {
+        println!("{} funded accounts in the genesis", genesis.alloc.len());
     }
-    println!("\nPrivate keys\n==================");
-    for (i, acc) in accounts.iter().enumerate() {
-        println!("({i}) {}", acc.key);
+    for id in &built.model_ids {
+        if *id == keccak256(EXAMPLE_MODEL) {
+            println!("\nExample model (8x8 digit classifier, input 64 int8 pixels 0..16, outputs [label, logits])");
+            println!("  model id  {id}");
+            println!("  registry  {REGISTRY_ADDRESS}   inference  {INFERENCE_ADDRESS}");
+            println!(
+                "  try:      cast call {INFERENCE_ADDRESS} 'classify(bytes32,bytes)(uint256)' {id} 0x{} --rpc-url http://{bound}",
+                include_str!("../assets/test-digit.hex").trim()
+            );
+        } else {
+            println!("  model id  {id}");
+        }
     }
-    println!("\nExample model (8x8 digit classifier, input 64 int8 pixels 0..16, outputs [label, logits])");
-    println!("  model id  {model_id}");
-    println!(
-        "  registry  {}   inference  {}",
-        fixpoint_precompiles::REGISTRY_ADDRESS,
-        fixpoint_precompiles::INFERENCE_ADDRESS
-    );
-    println!(
-        "  try:      cast call {} 'classify(bytes32,bytes)(uint256)' {model_id} 0x{} --rpc-url http://{bound}",
-        fixpoint_precompiles::INFERENCE_ADDRESS,
-        include_str!("../assets/test-digit.hex").trim()
-    );
     println!("\nListening on http://{bound}");
 
     if a.block_time > 0 {
@@ -143,6 +272,161 @@ async fn run_node(a: NodeArgs) -> Result<()> {
         _ = handle.clone().stopped() => {}
     }
     let _ = handle.stop();
+    Ok(())
+}
+
+async fn model(cmd: ModelCmd) -> Result<()> {
+    match cmd {
+        ModelCmd::Register { file, rpc, private_key, chunk_size } => {
+            register(&file, &rpc.rpc_url, &private_key, chunk_size).await
+        }
+        ModelCmd::Info { id, rpc } => info(id, &rpc.rpc_url).await,
+        ModelCmd::Call { id, input, rpc } => call(id, &input, &rpc.rpc_url).await,
+    }
+}
+
+async fn register(file: &Path, url: &str, key: &str, chunk_size: usize) -> Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    // Verify locally first: a model the chain would reject costs nothing to find out here.
+    let engine = Engine::load(&bytes, &Limits::default())
+        .map_err(|e| anyhow::anyhow!("{} is not a valid model: {e}", file.display()))?;
+    let id = keccak256(&bytes);
+    let key = parse_key(key)?;
+    let client = Client::new(url)?;
+    let exists = client.call(REGISTRY_ADDRESS, &R::existsCall { modelId: id }.abi_encode()).await?;
+    if bool::abi_decode(&exists).unwrap_or(false) {
+        println!("model {id} is already registered");
+        return Ok(());
+    }
+    let cost = engine.cost();
+    eprintln!("model {id}: {} bytes, {} MACs per inference", bytes.len(), cost.macs);
+    let chunk_size = chunk_size.max(1);
+    if bytes.len() <= chunk_size {
+        let sent =
+            client.send(&key, REGISTRY_ADDRESS, R::registerCall { model: bytes.into() }.abi_encode().into()).await?;
+        eprintln!("registered in block {} (tx {}, {} gas)", sent.block, sent.hash, sent.gas_used);
+    } else {
+        let size = bytes.len() as u64;
+        let begin = R::beginUploadCall { modelId: id, size };
+        client.send(&key, REGISTRY_ADDRESS, begin.abi_encode().into()).await?;
+        let chunks = bytes.len().div_ceil(chunk_size);
+        for (i, chunk) in bytes.chunks(chunk_size).enumerate() {
+            let put =
+                R::putChunkCall { modelId: id, offset: (i * chunk_size) as u64, chunk: Bytes::copy_from_slice(chunk) };
+            client.send(&key, REGISTRY_ADDRESS, put.abi_encode().into()).await?;
+            eprintln!(
+                "  chunk {}/{chunks} ({} of {} bytes)",
+                i + 1,
+                ((i + 1) * chunk_size).min(bytes.len()),
+                bytes.len()
+            );
+        }
+        let sent =
+            client.send(&key, REGISTRY_ADDRESS, R::finalizeUploadCall { modelId: id }.abi_encode().into()).await?;
+        eprintln!("registered in block {} (tx {}, {chunks} chunks)", sent.block, sent.hash);
+    }
+    println!("{id}");
+    Ok(())
+}
+
+fn dtype_name(code: u8) -> &'static str {
+    ["int8", "uint8", "int16", "int32", "int64"].get(usize::from(code)).copied().unwrap_or("?")
+}
+
+fn dtype_width(code: u8) -> usize {
+    [1, 1, 2, 4, 8].get(usize::from(code)).copied().unwrap_or(1)
+}
+
+async fn model_io(client: &Client, id: B256) -> Result<R::modelIOReturn> {
+    let io = client
+        .call(REGISTRY_ADDRESS, &R::modelIOCall { modelId: id }.abi_encode())
+        .await
+        .map_err(not_registered(id))?;
+    Ok(R::modelIOCall::abi_decode_returns(&io)?)
+}
+
+fn not_registered(id: B256) -> impl Fn(ClientError) -> anyhow::Error {
+    move |e| match e {
+        ClientError::Reverted(r) if r.starts_with("UnknownModel") => {
+            anyhow::anyhow!("model {id} is not registered on this chain")
+        }
+        e => e.into(),
+    }
+}
+
+async fn info(id: B256, url: &str) -> Result<()> {
+    let client = Client::new(url)?;
+    let raw = client
+        .call(REGISTRY_ADDRESS, &R::modelInfoCall { modelId: id }.abi_encode())
+        .await
+        .map_err(not_registered(id))?;
+    let m = R::modelInfoCall::abi_decode_returns(&raw)?;
+    let io = model_io(&client, id).await?;
+    println!("model        {id}");
+    println!("owner        {}", m.owner);
+    println!("size         {} bytes", m.size);
+    println!("registered   block {}", m.registeredAt);
+    println!(
+        "cost         {} MACs, {} element ops, {} bytes read, {} bytes peak activations",
+        m.macs, m.elemOps, m.bytesRead, m.peakActivationBytes
+    );
+    println!("warm gas     {} per inference (plus input/output words; docs/gas.md)", m.warmGas);
+    let desc = |t: &R::TensorDesc| {
+        let shape: Vec<String> = t.shape.iter().map(u32::to_string).collect();
+        let scale = if t.multiplier == 0 {
+            String::new()
+        } else {
+            format!(", real = (q - {}) * {} / 2^{}", t.zeroPoint, t.multiplier, t.shift)
+        };
+        format!("{}[{}]{scale}", dtype_name(t.dtype), shape.join("x"))
+    };
+    for (i, t) in io.inputs.iter().enumerate() {
+        println!("input {i}      {}", desc(t));
+    }
+    for (i, t) in io.outputs.iter().enumerate() {
+        println!("output {i}     {}", desc(t));
+    }
+    Ok(())
+}
+
+async fn call(id: B256, input: &str, url: &str) -> Result<()> {
+    let client = Client::new(url)?;
+    let io = model_io(&client, id).await?;
+    if let Some(hex) = input.trim().strip_prefix("0x") {
+        let packed = hex::decode(hex).context("INPUT: bad hex")?;
+        let out =
+            client.call(INFERENCE_ADDRESS, &I::inferCall { modelId: id, input: packed.into() }.abi_encode()).await?;
+        let out = I::inferCall::abi_decode_returns(&out)?;
+        // Unpack each output by its dtype (little-endian, docs/model-format.md §8).
+        let mut at = 0usize;
+        for (i, t) in io.outputs.iter().enumerate() {
+            let n: usize = t.shape.iter().map(|d| *d as usize).product();
+            let w = dtype_width(t.dtype);
+            let vals: Vec<String> = (0..n)
+                .filter_map(|k| out.get(at + k * w..at + (k + 1) * w))
+                .map(|b| {
+                    let mut buf = [if t.dtype != 1 && b.last().is_some_and(|x| x & 0x80 != 0) { 0xff } else { 0 }; 8];
+                    buf[..w].copy_from_slice(b);
+                    i64::from_le_bytes(buf).to_string()
+                })
+                .collect();
+            at += n * w;
+            println!("output {i}: [{}]", vals.join(", "));
+        }
+        println!("packed:   {out}");
+    } else {
+        let ints = input
+            .split([',', ' '])
+            .filter(|s| !s.is_empty())
+            .map(|s| s.trim().parse::<i64>().map(I256::try_from).map_err(|e| anyhow::anyhow!("INPUT: `{s}`: {e}")))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = client.call(INFERENCE_ADDRESS, &I::inferIntsCall { modelId: id, input: ints }.abi_encode()).await?;
+        let out = I::inferIntsCall::abi_decode_returns(&out)?;
+        let vals: Vec<String> = out.iter().map(I256::to_string).collect();
+        println!("output: [{}]", vals.join(", "));
+    }
     Ok(())
 }
 

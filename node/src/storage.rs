@@ -105,6 +105,19 @@ impl Store {
         Ok(r.open_table(META).map_err(dbe)?.get("head").map_err(dbe)?.map(|g| g.value()))
     }
 
+    /// The chain id the database was created for.
+    pub fn chain_id(&self) -> Result<Option<u64>, StoreError> {
+        let r = self.db.begin_read().map_err(dbe)?;
+        Ok(r.open_table(META).map_err(dbe)?.get("chain_id").map_err(dbe)?.map(|g| g.value()))
+    }
+
+    /// Records the chain id (once, at creation).
+    pub fn set_chain_id(&self, chain_id: u64) -> Result<(), StoreError> {
+        let w = self.db.begin_write().map_err(dbe)?;
+        w.open_table(META).map_err(dbe)?.insert("chain_id", chain_id).map_err(dbe)?;
+        w.commit().map_err(dbe)
+    }
+
     /// Every stored block, in order.
     pub fn blocks(&self) -> Result<Vec<StoredBlock>, StoreError> {
         let r = self.db.begin_read().map_err(dbe)?;

@@ -1,7 +1,9 @@
 //! End to end, as a user works: start the `fixpoint` binary on a temp datadir, deploy the
 //! example dapp with `forge create`, call the model through it with `cast send` / `cast call`,
 //! read the receipt and the inference records, then stop the node (gracefully, then with
-//! SIGKILL) and check the chain is still there with the same head and state.
+//! SIGKILL) and check the chain is still there with the same head and state. A dapp-side viem
+//! script (tests/e2e/viem.mjs) does the same from JavaScript, and a node killed mid-load comes
+//! back consistent.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -168,5 +170,35 @@ fn forge_and_cast_against_the_binary_with_restart_and_crash() {
     assert_eq!(receipt["status"], "0x1");
     assert_eq!(cast(&n2, &["call", &app, "recorded()(uint256)"]), "2");
     drop(n2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn node_js() -> PathBuf {
+    let p = root().join("node_modules/viem");
+    assert!(p.exists(), "viem missing: run `npm ci --ignore-scripts` at the repository root");
+    PathBuf::from("node")
+}
+
+#[test]
+fn viem_dapp_client_calls_and_sends_inference() {
+    let dir = std::env::temp_dir().join(format!("fixpoint-e2e-viem-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let n = start(&dir, free_port());
+    let input = format!("0x{}", include_str!("../assets/test-digit.hex").trim());
+    let out = run(Command::new(node_js())
+        .arg(root().join("tests/e2e/viem.mjs"))
+        .env("RPC_URL", &n.rpc)
+        .env("PRIVATE_KEY", &n.key)
+        .env("MODEL_ID", &n.model_id)
+        .env("INPUT_HEX", &input));
+    let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(v["chainId"], 3871);
+    assert_eq!(v["label"], "8", "the test digit is an 8 (tests/vectors)");
+    assert_eq!(v["status"], "success");
+    // The output viem simulated equals the one the chain recorded for the transaction.
+    assert_eq!(v["outputHash"], v["recordOutputHash"], "{v}");
+    assert_eq!(v["unknownError"], "UnknownModel", "{v}");
+    assert_eq!(v["balancePositive"], true);
+    drop(n);
     let _ = std::fs::remove_dir_all(&dir);
 }
