@@ -60,13 +60,20 @@ pub enum ClientError {
     Failed(String),
 }
 
-/// Describes revert data with the registry's and inference's ABI errors, or as hex.
+/// Describes revert data with the registry's and inference's ABI errors (e.g.
+/// `BadInputLength { expected: 64, got: 2 }`), or as hex.
 pub fn describe_revert(data: &[u8]) -> String {
+    // The generated enums print `Name(Name { fields })`; keep the inner part.
+    let tidy = |s: String| {
+        let name_end = s.find('(').unwrap_or(s.len());
+        let inner = s.get(name_end + 1..s.len().saturating_sub(1)).unwrap_or_default();
+        if inner.starts_with(&s[..name_end]) { inner.to_string() } else { s }
+    };
     if let Ok(e) = IInferenceErrors::abi_decode(data) {
-        return format!("{e:?}");
+        return tidy(format!("{e:?}"));
     }
     if let Ok(e) = IModelRegistryErrors::abi_decode(data) {
-        return format!("{e:?}");
+        return tidy(format!("{e:?}"));
     }
     if data.is_empty() { "no revert data".into() } else { format!("0x{}", hex::encode(data)) }
 }
@@ -160,8 +167,7 @@ impl Client {
             access_list: Default::default(),
             input: data,
         };
-        let sig = key.sign_hash_sync(&tx.signature_hash()).map_err(|e| ClientError::Usage(e.to_string()))?;
-        let raw = Bytes::from(TxEnvelope::Eip1559(tx.into_signed(sig)).encoded_2718());
+        let raw = sign(key, tx)?;
         let hash: B256 = self.request("eth_sendRawTransaction", vec![json!(raw)]).await?;
         self.wait(hash, Duration::from_secs(120)).await
     }
@@ -192,6 +198,12 @@ impl Client {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// Signs `tx` with `key`: the EIP-2718 bytes for `eth_sendRawTransaction`.
+pub fn sign(key: &PrivateKeySigner, tx: TxEip1559) -> Result<Bytes, ClientError> {
+    let sig = key.sign_hash_sync(&tx.signature_hash()).map_err(|e| ClientError::Usage(e.to_string()))?;
+    Ok(TxEnvelope::Eip1559(tx.into_signed(sig)).encoded_2718().into())
 }
 
 /// Parses a hex private key (with or without 0x).

@@ -376,7 +376,9 @@ async fn info(id: B256, url: &str) -> Result<()> {
         let scale = if t.multiplier == 0 {
             String::new()
         } else {
-            format!(", real = (q - {}) * {} / 2^{}", t.zeroPoint, t.multiplier, t.shift)
+            // Display only: the chain never sees this float.
+            let scale = f64::from(t.multiplier) / 2f64.powi(i32::from(t.shift));
+            format!(", scale {scale:.6e}, zero point {}", t.zeroPoint)
         };
         format!("{}[{}]{scale}", dtype_name(t.dtype), shape.join("x"))
     };

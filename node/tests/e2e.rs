@@ -5,82 +5,11 @@
 //! script (tests/e2e/viem.mjs) does the same from JavaScript, and a node killed mid-load comes
 //! back consistent.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use common::*;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn tool(name: &str) -> PathBuf {
-    let p = root().join("node_modules/.bin").join(name);
-    assert!(p.exists(), "{name} missing: run `npm ci --ignore-scripts` at the repository root");
-    p
-}
-
-struct NodeProc {
-    child: Child,
-    rpc: String,
-    model_id: String,
-    key: String,
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        // Never leave a node running, whatever happened in the test.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn start(datadir: &std::path::Path, port: u16) -> NodeProc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fixpoint"))
-        .args(["node", "--dev", "--port", &port.to_string(), "--datadir"])
-        .arg(datadir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start fixpoint");
-    let out = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(out).lines();
-    let (mut model_id, mut key) = (String::new(), String::new());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while let Some(Ok(l)) = lines.next() {
-        if l.trim_start().starts_with("model id") {
-            model_id = l.split_whitespace().last().unwrap().to_string();
-        }
-        if key.is_empty() && l.starts_with("(0) 0x") && l.len() > 50 {
-            key = l[4..].to_string();
-        }
-        if l.starts_with("Listening on") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "node did not start");
-    }
-    std::thread::spawn(move || for _ in lines {});
-    NodeProc { child, rpc: format!("http://127.0.0.1:{port}"), model_id, key }
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run tool");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn cast(n: &NodeProc, args: &[&str]) -> String {
-    run(Command::new(tool("cast")).args(args).args(["--rpc-url", &n.rpc]))
-}
+use std::process::Command;
 
 fn pixels() -> String {
     let hex = include_str!("../assets/test-digit.hex").trim();
@@ -201,4 +130,88 @@ fn viem_dapp_client_calls_and_sends_inference() {
     assert_eq!(v["balancePositive"], true);
     drop(n);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_no_acknowledged_transaction() {
+    use alloy_consensus::TxEip1559;
+    use alloy_primitives::{Address, B256, TxKind, U64, U256};
+    use fixpoint_node::client::{Client, parse_key, sign};
+    use serde_json::json;
+
+    let tmp = Tmp::new("crash");
+    let port = free_port();
+    let mut n = start(&tmp.0, port);
+    let key = parse_key(&n.key).unwrap();
+    let to = Address::repeat_byte(0x42);
+    let raws: Vec<_> = (0..20_000u64)
+        .map(|nonce| {
+            let tx = TxEip1559 {
+                chain_id: 3871,
+                nonce,
+                gas_limit: 21_000,
+                max_fee_per_gas: 20_000_000_000,
+                max_priority_fee_per_gas: 1_000_000_000,
+                to: TxKind::Call(to),
+                value: U256::from(1),
+                access_list: Default::default(),
+                input: Default::default(),
+            };
+            sign(&key, tx).unwrap()
+        })
+        .collect();
+    // Send in nonce order; with automine each answer comes after the block holding the
+    // transaction was committed, so every acknowledged transaction must survive the kill.
+    let client = Client::new(&n.rpc).unwrap();
+    let sender = tokio::spawn(async move {
+        let mut acked = 0u64;
+        for raw in raws {
+            if client.request::<B256>("eth_sendRawTransaction", vec![json!(raw)]).await.is_err() {
+                break;
+            }
+            acked += 1;
+        }
+        acked
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    n.child.kill().unwrap();
+    n.child.wait().unwrap();
+    let acked = sender.await.unwrap();
+    assert!(acked > 20, "the load ran ({acked} transactions acknowledged)");
+    drop(n);
+
+    // The node reopens (it checks the stored state against the head's state root) and holds
+    // exactly the transactions of its blocks: each moved 1 wei and bumped the nonce.
+    let n = start(&tmp.0, port);
+    let c = Client::new(&n.rpc).unwrap();
+    let from = key.address();
+    let nonce: U64 = c.request("eth_getTransactionCount", vec![json!(from), json!("latest")]).await.unwrap();
+    let nonce = nonce.to::<u64>();
+    let balance: U256 = c.request("eth_getBalance", vec![json!(to), json!("latest")]).await.unwrap();
+    assert_eq!(balance, U256::from(nonce));
+    assert!(nonce == acked || nonce == acked + 1, "acknowledged {acked}, on chain {nonce}");
+    let head: U64 = c.request("eth_blockNumber", vec![]).await.unwrap();
+    let mut in_blocks = 0;
+    for b in 1..=head.to::<u64>() {
+        let block: serde_json::Value =
+            c.request("eth_getBlockByNumber", vec![json!(U64::from(b)), json!(false)]).await.unwrap();
+        in_blocks += block["transactions"].as_array().unwrap().len() as u64;
+    }
+    assert_eq!(in_blocks, nonce);
+    eprintln!("killed after {acked} acknowledged transactions; {nonce} on chain in {head} blocks");
+    // And it goes on from there.
+    let next = TxEip1559 {
+        chain_id: 3871,
+        nonce,
+        gas_limit: 21_000,
+        max_fee_per_gas: 20_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        to: TxKind::Call(to),
+        value: U256::from(1),
+        access_list: Default::default(),
+        input: Default::default(),
+    };
+    let hash: B256 = c.request("eth_sendRawTransaction", vec![json!(sign(&key, next).unwrap())]).await.unwrap();
+    let receipt: serde_json::Value = c.request("eth_getTransactionReceipt", vec![json!(hash)]).await.unwrap();
+    assert_eq!(receipt["status"], "0x1");
 }

@@ -1,0 +1,122 @@
+//! Shared by the end-to-end tests: the repository's tools, and the `fixpoint` binary started as
+//! a user starts it.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn tool(name: &str) -> PathBuf {
+    let p = root().join("node_modules/.bin").join(name);
+    assert!(p.exists(), "{name} missing: run `npm ci --ignore-scripts` at the repository root");
+    p
+}
+
+pub struct NodeProc {
+    pub child: Child,
+    pub rpc: String,
+    pub model_id: String,
+    pub key: String,
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        // Never leave a node running, whatever happened in the test.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts `fixpoint node --dev` on `port` with `datadir`.
+pub fn start(datadir: &Path, port: u16) -> NodeProc {
+    start_with(&["--dev"], datadir, port)
+}
+
+/// Starts `fixpoint node <args>` and waits until it listens.
+pub fn start_with(args: &[&str], datadir: &Path, port: u16) -> NodeProc {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fixpoint"))
+        .arg("node")
+        .args(args)
+        .args(["--port", &port.to_string(), "--datadir"])
+        .arg(datadir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start fixpoint");
+    let out = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(out).lines();
+    let (mut model_id, mut key) = (String::new(), String::new());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Some(Ok(l)) = lines.next() {
+        if l.trim_start().starts_with("model id") {
+            model_id = l.split_whitespace().last().unwrap().to_string();
+        }
+        if key.is_empty() && l.starts_with("(0) 0x") && l.len() > 50 {
+            key = l[4..].to_string();
+        }
+        if l.starts_with("Listening on") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node did not start");
+    }
+    std::thread::spawn(move || for _ in lines {});
+    NodeProc { child, rpc: format!("http://127.0.0.1:{port}"), model_id, key }
+}
+
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run tool");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `cast <args> --rpc-url <node>`, which must succeed; its trimmed stdout.
+pub fn cast(n: &NodeProc, args: &[&str]) -> String {
+    run(Command::new(tool("cast")).args(args).args(["--rpc-url", &n.rpc]))
+}
+
+/// Runs the `fixpoint` binary; (success, stdout, stderr).
+pub fn fixpoint(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_fixpoint")).args(args).output().expect("run fixpoint");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The dev account key `i` (public: keccak256("fixpoint dev account {i}")).
+pub fn dev_key(i: usize) -> String {
+    alloy_primitives::keccak256(format!("fixpoint dev account {i}")).to_string()
+}
+
+/// A temporary directory removed on drop.
+pub struct Tmp(pub PathBuf);
+
+impl Tmp {
+    pub fn new(tag: &str) -> Self {
+        let d = std::env::temp_dir().join(format!("fixpoint-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Self(d)
+    }
+}
+
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
