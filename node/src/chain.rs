@@ -71,6 +71,15 @@ impl Block {
     }
 }
 
+/// A block built and persisted, not yet the in-memory head.
+#[derive(Debug)]
+pub struct NextBlock {
+    /// The block.
+    pub block: Block,
+    /// Its post-state.
+    pub state: MemState,
+}
+
 /// Why a block could not be produced.
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
@@ -236,9 +245,21 @@ impl Chain {
     /// executor refuses are dropped and returned.
     pub fn produce(
         &mut self,
-        mut txs: Vec<Recovered<TxEnvelope>>,
+        txs: Vec<Recovered<TxEnvelope>>,
         timestamp: u64,
     ) -> Result<(B256, Vec<Recovered<TxEnvelope>>), ChainError> {
+        let (next, dropped) = self.build(txs, timestamp)?;
+        Ok((self.apply(next), dropped))
+    }
+
+    /// Executes `txs` as the next block and writes it to the database, without changing the
+    /// in-memory head (so readers are not blocked meanwhile); [`Chain::apply`] then makes it
+    /// the head. Transactions the executor refuses are dropped and returned.
+    pub fn build(
+        &self,
+        mut txs: Vec<Recovered<TxEnvelope>>,
+        timestamp: u64,
+    ) -> Result<(NextBlock, Vec<Recovered<TxEnvelope>>), ChainError> {
         let env = self.next_env(timestamp);
         let mut dropped = Vec::new();
         let outcome = loop {
@@ -299,11 +320,16 @@ impl Chain {
         let scope_out = outcome.scope.commit();
         let models: Vec<Vec<u8>> = scope_out.models.iter().map(|(_, b)| b.to_vec()).collect();
         self.store.commit_block(block.header.number, &block.to_stored(), &self.state, &outcome.state, &models)?;
-        self.state = outcome.state;
-        self.index(&block);
-        let hash = block.hash;
-        self.blocks.push(block);
-        Ok((hash, dropped))
+        Ok((NextBlock { block, state: outcome.state }, dropped))
+    }
+
+    /// Makes a block from [`Chain::build`] the head; returns its hash.
+    pub fn apply(&mut self, next: NextBlock) -> B256 {
+        self.state = next.state;
+        self.index(&next.block);
+        let hash = next.block.hash;
+        self.blocks.push(next.block);
+        hash
     }
 
     /// Block by number.

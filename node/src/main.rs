@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alloy_primitives::{B256, Bytes, I256, keccak256};
@@ -16,7 +15,6 @@ use fixpoint_node::chain::Chain;
 use fixpoint_node::client::{Client, ClientError, parse_key};
 use fixpoint_node::dev::{EXAMPLE_MODEL, dev_accounts};
 use fixpoint_node::genesis::{Genesis, GenesisModel};
-use fixpoint_node::pool::Pool;
 use fixpoint_node::rpc::{Node, module};
 use fixpoint_node::storage::Store;
 use fixpoint_precompiles::abi::IInference as I;
@@ -209,8 +207,7 @@ async fn run_node(a: NodeArgs) -> Result<()> {
     let spec = ChainSpec { chain_id: genesis.chain_id, ..ChainSpec::DEV };
     let chain = Chain::open(spec, genesis.gas_limit, store, &built, genesis.timestamp)?;
     let head = chain.head().header.number;
-    let node =
-        Arc::new(Node { chain: Mutex::new(chain), pool: Mutex::new(Pool::default()), automine: a.block_time == 0 });
+    let node = Node::start(chain, a.block_time == 0);
 
     let addr: SocketAddr = format!("{}:{}", a.host, a.port).parse().context("bad --host/--port")?;
     let config = jsonrpsee::server::ServerConfig::builder()

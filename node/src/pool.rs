@@ -2,7 +2,7 @@
 //! intrinsic gas, EIP-1559 fees, size), per-sender nonce queues with gaps, and replacement by a
 //! higher fee (at least +10 %). Error messages follow geth's, which clients match on.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use alloy_consensus::transaction::Recovered;
 use alloy_consensus::{Transaction, TxEnvelope};
@@ -76,6 +76,10 @@ pub enum PoolError {
 pub struct Pool {
     by_sender: BTreeMap<Address, BTreeMap<u64, Recovered<TxEnvelope>>>,
     hashes: HashMap<B256, (Address, u64)>,
+    /// Taken into the block being built, not yet in the chain: their hashes, and each
+    /// sender's nonce after them.
+    building: HashSet<B256>,
+    building_nonce: HashMap<Address, u64>,
 }
 
 fn intrinsic_gas(tx: &TxEnvelope) -> u64 {
@@ -103,9 +107,20 @@ impl Pool {
         self.hashes.is_empty()
     }
 
+    /// `sender`'s next nonce counting the block being built.
+    fn base_nonce(&self, chain: &Chain, sender: &Address) -> u64 {
+        chain.nonce(sender).max(self.building_nonce.get(sender).copied().unwrap_or(0))
+    }
+
+    /// The block being built is now in the chain (or was abandoned).
+    pub fn built(&mut self) {
+        self.building.clear();
+        self.building_nonce.clear();
+    }
+
     /// Pending transactions from `sender` (for the "pending" nonce).
     pub fn pending_nonce(&self, chain: &Chain, sender: &Address) -> u64 {
-        let mut n = chain.nonce(sender);
+        let mut n = self.base_nonce(chain, sender);
         if let Some(q) = self.by_sender.get(sender) {
             while q.contains_key(&n) {
                 n += 1;
@@ -120,19 +135,23 @@ impl Pool {
         self.by_sender.get(s)?.get(n)
     }
 
-    /// Validates and adds a raw transaction; returns its hash.
-    pub fn add_raw(&mut self, chain: &Chain, raw: &[u8]) -> Result<B256, PoolError> {
+    /// Decodes a raw transaction and recovers its sender (size limit first).
+    pub fn recover_raw(raw: &[u8]) -> Result<Recovered<TxEnvelope>, PoolError> {
         if raw.len() > MAX_TX_BYTES {
             return Err(PoolError::Oversized(raw.len()));
         }
-        let tx = Chain::recover(raw).map_err(PoolError::Invalid)?;
-        self.add(chain, tx)
+        Chain::recover(raw).map_err(PoolError::Invalid)
+    }
+
+    /// Validates and adds a raw transaction; returns its hash.
+    pub fn add_raw(&mut self, chain: &Chain, raw: &[u8]) -> Result<B256, PoolError> {
+        self.add(chain, Self::recover_raw(raw)?)
     }
 
     /// Validates and adds a recovered transaction.
     pub fn add(&mut self, chain: &Chain, tx: Recovered<TxEnvelope>) -> Result<B256, PoolError> {
         let hash = *tx.inner().tx_hash();
-        if self.hashes.contains_key(&hash) || chain.tx_index.contains_key(&hash) {
+        if self.hashes.contains_key(&hash) || self.building.contains(&hash) || chain.tx_index.contains_key(&hash) {
             return Err(PoolError::Known);
         }
         let t = tx.inner();
@@ -143,7 +162,7 @@ impl Pool {
             return Err(PoolError::ChainId);
         }
         let sender = tx.signer();
-        let next = chain.nonce(&sender);
+        let next = self.base_nonce(chain, &sender);
         if t.nonce() < next {
             return Err(PoolError::NonceTooLow { next, got: t.nonce() });
         }
@@ -199,9 +218,11 @@ impl Pool {
                 gas += t.inner().gas_limit();
                 if let Some(t) = queue.remove(&n) {
                     self.hashes.remove(t.inner().tx_hash());
+                    self.building.insert(*t.inner().tx_hash());
                     out.push(t);
                 }
                 n += 1;
+                self.building_nonce.insert(*sender, n);
             }
         }
         self.by_sender.retain(|_, q| !q.is_empty());

@@ -2,7 +2,8 @@
 //! conventions: -32602 invalid params, 3 "execution reverted" with the revert data, -32000 for
 //! pool refusals with geth's messages.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use alloy_consensus::transaction::Recovered;
@@ -24,16 +25,22 @@ use crate::pool::Pool;
 /// The node as the RPC sees it.
 #[derive(Debug)]
 pub struct Node {
-    /// The chain.
-    pub chain: Mutex<Chain>,
+    /// The chain: read by queries and validation, written only to move the head.
+    pub chain: RwLock<Chain>,
     /// The pool.
     pub pool: Mutex<Pool>,
-    /// Mine a block as soon as a transaction arrives.
-    pub automine: bool,
+    /// Held while a block is built, so one block is built at a time.
+    mining: Mutex<()>,
+    /// Wakes the automining thread (None: blocks come on an interval).
+    wake: Option<SyncSender<()>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn read<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(PoisonError::into_inner)
 }
 
 type RpcResult<T> = Result<T, ErrorObjectOwned>;
@@ -55,19 +62,64 @@ fn now() -> u64 {
 }
 
 impl Node {
-    /// Mines the pool's executable transactions into a block (if any, or if `force`).
-    pub fn mine(&self, force: bool) -> Result<Option<B256>, String> {
-        let mut chain = lock(&self.chain);
-        let txs = {
-            let mut pool = lock(&self.pool);
-            pool.take_executable(&chain, chain.gas_limit)
+    /// A node over `chain`. With `automine`, a thread mines as soon as transactions arrive,
+    /// batching whatever accumulated while the previous block was built (like anvil,
+    /// `eth_sendRawTransaction` answers on admission to the pool; the receipt follows).
+    pub fn start(chain: Chain, automine: bool) -> Arc<Self> {
+        let (wake, rx) = if automine {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
         };
-        if txs.is_empty() && !force {
-            return Ok(None);
+        let node = Arc::new(Self { chain: RwLock::new(chain), pool: Mutex::default(), mining: Mutex::new(()), wake });
+        if let Some(rx) = rx {
+            let weak = Arc::downgrade(&node);
+            std::thread::spawn(move || {
+                while rx.recv().is_ok() {
+                    let Some(n) = weak.upgrade() else { return };
+                    loop {
+                        match n.mine(false) {
+                            Ok(Some(_)) => continue,
+                            Ok(None) => break,
+                            Err(e) => {
+                                eprintln!("block production failed: {e}");
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
         }
-        let (hash, dropped) = chain.produce(txs, now()).map_err(|e| e.to_string())?;
-        let _ = dropped;
-        Ok(Some(hash))
+        node
+    }
+
+    fn notify(&self) {
+        if let Some(w) = &self.wake {
+            // A full channel means a wake-up is already pending: nothing is lost.
+            let _ = w.try_send(());
+        }
+    }
+
+    /// Mines the pool's executable transactions into a block (if any, or if `force`). The block
+    /// is executed and persisted under a read lock, so queries and pool admission go on
+    /// meanwhile.
+    pub fn mine(&self, force: bool) -> Result<Option<B256>, String> {
+        let _one_at_a_time = lock(&self.mining);
+        let built = {
+            let chain = read(&self.chain);
+            let txs = lock(&self.pool).take_executable(&chain, chain.gas_limit);
+            if txs.is_empty() && !force {
+                lock(&self.pool).built();
+                return Ok(None);
+            }
+            // Refused transactions (e.g. a balance spent by an earlier one) are dropped, as
+            // geth drops them when they become invalid.
+            chain.build(txs, now()).map(|(next, _dropped)| next)
+        };
+        let result = built.map(|next| self.chain.write().unwrap_or_else(PoisonError::into_inner).apply(next));
+        lock(&self.pool).built();
+        result.map(Some).map_err(|e| e.to_string())
     }
 }
 
@@ -297,14 +349,14 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
     m.register_method("web3_clientVersion", |_, _, _| {
         RpcResult::Ok(format!("fixpoint/v{}", env!("CARGO_PKG_VERSION")))
     })?;
-    m.register_method("net_version", |_, n, _| RpcResult::Ok(lock(&n.chain).spec.chain_id.to_string()))?;
+    m.register_method("net_version", |_, n, _| RpcResult::Ok(read(&n.chain).spec.chain_id.to_string()))?;
     m.register_method("net_listening", |_, _, _| RpcResult::Ok(true))?;
-    m.register_method("eth_chainId", |_, n, _| RpcResult::Ok(U64::from(lock(&n.chain).spec.chain_id)))?;
+    m.register_method("eth_chainId", |_, n, _| RpcResult::Ok(U64::from(read(&n.chain).spec.chain_id)))?;
     m.register_method("eth_syncing", |_, _, _| RpcResult::Ok(false))?;
     m.register_method("eth_accounts", |_, _, _| RpcResult::Ok(Vec::<Address>::new()))?;
-    m.register_method("eth_blockNumber", |_, n, _| RpcResult::Ok(U64::from(lock(&n.chain).head().header.number)))?;
+    m.register_method("eth_blockNumber", |_, n, _| RpcResult::Ok(U64::from(read(&n.chain).head().header.number)))?;
     m.register_method("eth_gasPrice", |_, n, _| {
-        RpcResult::Ok(U256::from(lock(&n.chain).next_base_fee()) + U256::from(1_000_000_000u64))
+        RpcResult::Ok(U256::from(read(&n.chain).next_base_fee()) + U256::from(1_000_000_000u64))
     })?;
     m.register_method("eth_maxPriorityFeePerGas", |_, _, _| RpcResult::Ok(U256::from(1_000_000_000u64)))?;
     m.register_method("eth_feeHistory", |p, n, _| {
@@ -312,7 +364,7 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
         let count: U64 = arg(&v, 0, "blockCount")?;
         let newest: BlockNumberOrTag = arg(&v, 1, "newestBlock")?;
         let percentiles: Option<Vec<f64>> = opt_arg(&v, 2, "rewardPercentiles")?;
-        let chain = lock(&n.chain);
+        let chain = read(&n.chain);
         let newest = block_number(&chain, Some(newest))?.min(chain.head().header.number);
         let count = count.to::<u64>().clamp(1, 1024).min(newest + 1);
         let oldest = newest + 1 - count;
@@ -336,14 +388,14 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
     m.register_method("eth_getBalance", |p, n, _| {
         let v = params_seq(&p)?;
         let a: Address = arg(&v, 0, "address")?;
-        let chain = lock(&n.chain);
+        let chain = read(&n.chain);
         state_tag(&chain, v.get(1).cloned())?;
         RpcResult::Ok(chain.balance(&a))
     })?;
     m.register_method("eth_getTransactionCount", |p, n, _| {
         let v = params_seq(&p)?;
         let a: Address = arg(&v, 0, "address")?;
-        let chain = lock(&n.chain);
+        let chain = read(&n.chain);
         if v.get(1).and_then(Value::as_str) == Some("pending") {
             return RpcResult::Ok(U64::from(lock(&n.pool).pending_nonce(&chain, &a)));
         }
@@ -353,7 +405,7 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
     m.register_method("eth_getCode", |p, n, _| {
         let v = params_seq(&p)?;
         let a: Address = arg(&v, 0, "address")?;
-        let chain = lock(&n.chain);
+        let chain = read(&n.chain);
         state_tag(&chain, v.get(1).cloned())?;
         let code = chain
             .state
@@ -369,15 +421,15 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
         let v = params_seq(&p)?;
         let a: Address = arg(&v, 0, "address")?;
         let slot: U256 = arg(&v, 1, "slot")?;
-        let chain = lock(&n.chain);
+        let chain = read(&n.chain);
         state_tag(&chain, v.get(2).cloned())?;
         let val = chain.state.cache.accounts.get(&a).and_then(|x| x.storage.get(&slot).copied()).unwrap_or_default();
         RpcResult::Ok(B256::from(val.to_be_bytes::<32>()))
     })?;
-    m.register_method("eth_call", |p, n, _| {
+    m.register_blocking_method("eth_call", |p, n, _| {
         let v = params_seq(&p)?;
         let req: TransactionRequest = arg(&v, 0, "transaction")?;
-        let chain = lock(&n.chain);
+        let chain = read(&n.chain);
         state_tag(&chain, v.get(1).cloned())?;
         match call(&chain, &req)?.0 {
             ExecutionResult::Success { output, .. } => RpcResult::Ok(output.into_data()),
@@ -385,28 +437,28 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
             ExecutionResult::Halt { reason, .. } => Err(server(format!("execution failed: {reason:?}"))),
         }
     })?;
-    m.register_method("eth_estimateGas", |p, n, _| {
+    m.register_blocking_method("eth_estimateGas", |p, n, _| {
         let v = params_seq(&p)?;
         let req: TransactionRequest = arg(&v, 0, "transaction")?;
-        let chain = lock(&n.chain);
+        let chain = read(&n.chain);
         RpcResult::Ok(U64::from(estimate(&chain, &req)?))
     })?;
-    m.register_method("eth_sendRawTransaction", |p, n, _| {
+    m.register_blocking_method("eth_sendRawTransaction", |p, n, _| {
         let v = params_seq(&p)?;
         let raw: Bytes = arg(&v, 0, "data")?;
+        // Decode and recover the sender before taking any lock: it is the costly part.
+        let tx = Pool::recover_raw(&raw).map_err(|e| server(e.to_string()))?;
         let hash = {
-            let chain = lock(&n.chain);
-            lock(&n.pool).add_raw(&chain, &raw).map_err(|e| server(e.to_string()))?
+            let chain = read(&n.chain);
+            lock(&n.pool).add(&chain, tx).map_err(|e| server(e.to_string()))?
         };
-        if n.automine {
-            n.mine(false).map_err(server)?;
-        }
+        n.notify();
         RpcResult::Ok(hash)
     })?;
     m.register_method("eth_getTransactionByHash", |p, n, _| {
         let v = params_seq(&p)?;
         let h: B256 = arg(&v, 0, "hash")?;
-        let chain = lock(&n.chain);
+        let chain = read(&n.chain);
         if let Some((b, i)) = chain.locate(&h) {
             return RpcResult::Ok(rpc_tx(b, i));
         }
@@ -415,14 +467,14 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
     m.register_method("eth_getTransactionReceipt", |p, n, _| {
         let v = params_seq(&p)?;
         let h: B256 = arg(&v, 0, "hash")?;
-        let chain = lock(&n.chain);
+        let chain = read(&n.chain);
         RpcResult::Ok(chain.locate(&h).and_then(|(b, i)| rpc_receipt(b, i)))
     })?;
     m.register_method("eth_getBlockByNumber", |p, n, _| {
         let v = params_seq(&p)?;
         let tag: BlockNumberOrTag = arg(&v, 0, "block")?;
         let full: bool = opt_arg(&v, 1, "full")?.unwrap_or(false);
-        let chain = lock(&n.chain);
+        let chain = read(&n.chain);
         let num = block_number(&chain, Some(tag))?;
         RpcResult::Ok(chain.block(num).map(|b| rpc_block(b, full)))
     })?;
@@ -430,24 +482,24 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
         let v = params_seq(&p)?;
         let h: B256 = arg(&v, 0, "hash")?;
         let full: bool = opt_arg(&v, 1, "full")?.unwrap_or(false);
-        let chain = lock(&n.chain);
+        let chain = read(&n.chain);
         RpcResult::Ok(chain.block_by_hash(&h).map(|b| rpc_block(b, full)))
     })?;
     m.register_method("eth_getLogs", |p, n, _| {
         let v = params_seq(&p)?;
         let f: Filter = arg(&v, 0, "filter")?;
-        let chain = lock(&n.chain);
+        let chain = read(&n.chain);
         logs(&chain, &f)
     })?;
     // fixpoint methods.
     m.register_method("fixpoint_listModels", |_, n, _| {
-        let chain = lock(&n.chain);
+        let chain = read(&n.chain);
         RpcResult::Ok(chain.models.ids())
     })?;
     m.register_method("fixpoint_modelInfo", |p, n, _| {
         let v = params_seq(&p)?;
         let id: B256 = arg(&v, 0, "modelId")?;
-        let chain = lock(&n.chain);
+        let chain = read(&n.chain);
         let slots = fixpoint_precompiles::state::model_slots(id);
         let acct = chain.state.cache.accounts.get(&fixpoint_precompiles::REGISTRY_ADDRESS);
         let words = slots.map(|s| acct.and_then(|a| a.storage.get(&s).copied()).unwrap_or_default());
@@ -460,11 +512,11 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
             "inputBytes": r.input_bytes, "outputBytes": r.output_bytes, "warmGas": r.warm_gas,
         }))
     })?;
-    m.register_method("fixpoint_infer", |p, n, _| {
+    m.register_blocking_method("fixpoint_infer", |p, n, _| {
         let v = params_seq(&p)?;
         let id: B256 = arg(&v, 0, "modelId")?;
         let input: Bytes = arg(&v, 1, "input")?;
-        let chain = lock(&n.chain);
+        let chain = read(&n.chain);
         let bytes = chain.models.get(&id).ok_or_else(|| server(format!("unknown model {id}")))?;
         let engine = chain.models.engine(id, &bytes).map_err(|e| server(e.to_string()))?;
         let out = engine.run_packed(&input).map_err(|e| invalid(e.to_string()))?;
@@ -473,7 +525,7 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
     m.register_method("fixpoint_inferenceRecords", |p, n, _| {
         let v = params_seq(&p)?;
         let tag: BlockNumberOrTag = arg(&v, 0, "block")?;
-        let chain = lock(&n.chain);
+        let chain = read(&n.chain);
         let num = block_number(&chain, Some(tag))?;
         let Some(b) = chain.block(num) else { return RpcResult::Ok(Value::Null) };
         RpcResult::Ok(json!({ "blockNumber": num, "blockHash": b.hash, "recordsRoot": Bytes::from(b.header.extra_data.to_vec()), "records": records_json(b, None) }))
@@ -481,7 +533,7 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
     m.register_method("fixpoint_transactionRecords", |p, n, _| {
         let v = params_seq(&p)?;
         let h: B256 = arg(&v, 0, "hash")?;
-        let chain = lock(&n.chain);
+        let chain = read(&n.chain);
         let Some((b, i)) = chain.locate(&h) else { return RpcResult::Ok(Value::Null) };
         RpcResult::Ok(records_json(b, Some(i as u32)))
     })?;

@@ -1,0 +1,331 @@
+//! Load benchmark: the same JSON-RPC load against `fixpoint node --dev` and anvil (the pinned npm
+//! build), in one run. Signed transactions are prepared first, then sent over HTTP by one worker
+//! per sender (nonces in order) until every one is mined; then a single sender measures
+//! send-to-receipt latency. Workloads: ETH transfers, ERC-20 transfers (BenchToken), and calls of
+//! the DigitRecognizer dapp that run the example model (fixpoint only: anvil has no inference
+//! precompile).
+//!
+//! `cargo bench -p fixpoint-node --bench load` (env LOAD_TXS, LOAD_SENDERS, LOAD_LATENCY).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy_consensus::TxEip1559;
+use alloy_primitives::{Address, B256, Bytes, TxKind, U256, keccak256};
+use alloy_signer_local::PrivateKeySigner;
+use alloy_sol_types::{SolCall, SolValue, sol};
+use fixpoint_node::client::{Client, sign};
+use serde_json::{Value, json};
+
+sol! {
+    function transfer(address to, uint256 value) external returns (bool);
+    function recognize(uint8[64] pixels) external returns (uint8 digit);
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn env_usize(k: &str, d: usize) -> usize {
+    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(18545)
+}
+
+/// A node under test.
+struct Target {
+    name: &'static str,
+    child: Child,
+    client: Arc<Client>,
+    chain_id: u64,
+    funder: PrivateKeySigner,
+    nonce: u64,
+    _dir: Option<PathBuf>,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(d) = &self._dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+async fn start(name: &'static str, mut cmd: Command, port: u16, key: B256, dir: Option<PathBuf>) -> Target {
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start node");
+    let client = Arc::new(Client::new(&format!("http://127.0.0.1:{port}")).expect("client"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let chain_id = loop {
+        if let Ok(id) = client.chain_id().await {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "{name} did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let funder = PrivateKeySigner::from_bytes(&key).expect("key");
+    Target { name, child, client, chain_id, funder, nonce: 0, _dir: dir }
+}
+
+async fn fixpoint() -> Target {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("fixpoint-load-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fixpoint"));
+    cmd.args(["node", "--dev", "--port", &port.to_string(), "--datadir"]).arg(&dir);
+    start("fixpoint", cmd, port, keccak256("fixpoint dev account 0"), Some(dir)).await
+}
+
+async fn anvil() -> Target {
+    let port = free_port();
+    let mut cmd = Command::new(root().join("node_modules/.bin/anvil"));
+    // Like fixpoint, keep the latest state only: anvil's default keeps a state per block in
+    // memory, which grew past 14 GB within a few thousand blocks here.
+    cmd.args(["--port", &port.to_string(), "--silent", "--gas-limit", "60000000", "--prune-history"]);
+    if let Ok(extra) = std::env::var("LOAD_ANVIL_ARGS") {
+        cmd.args(extra.split_whitespace());
+    }
+    // anvil's first default account (the "test test ... junk" mnemonic).
+    let key: B256 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80".parse().expect("key");
+    start("anvil", cmd, port, key, None).await
+}
+
+const MAX_FEE: u128 = 200_000_000_000;
+const TIP: u128 = 1_000_000_000;
+
+fn tx(chain_id: u64, nonce: u64, to: TxKind, input: Bytes, gas: u64, value: U256) -> TxEip1559 {
+    TxEip1559 {
+        chain_id,
+        nonce,
+        gas_limit: gas,
+        max_fee_per_gas: MAX_FEE,
+        max_priority_fee_per_gas: TIP,
+        to,
+        value,
+        access_list: Default::default(),
+        input,
+    }
+}
+
+async fn receipt(c: &Client, hash: B256) -> Value {
+    loop {
+        let r: Option<Value> = c.request("eth_getTransactionReceipt", vec![json!(hash)]).await.expect("receipt");
+        if let Some(r) = r {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+impl Target {
+    /// Sends one transaction from the funder and waits for it.
+    async fn fund_tx(&mut self, to: TxKind, input: Bytes, gas: u64, value: U256) -> Value {
+        let raw = sign(&self.funder, tx(self.chain_id, self.nonce, to, input, gas, value)).expect("sign");
+        self.nonce += 1;
+        let hash: B256 = self.client.request("eth_sendRawTransaction", vec![json!(raw)]).await.expect("send");
+        let r = receipt(&self.client, hash).await;
+        assert_eq!(r["status"], "0x1", "{} setup transaction failed: {r}", self.name);
+        r
+    }
+
+    async fn deploy(&mut self, code: Bytes) -> Address {
+        let r = self.fund_tx(TxKind::Create, code, 5_000_000, U256::ZERO).await;
+        r["contractAddress"].as_str().expect("created").parse().expect("address")
+    }
+
+    /// `n` fresh senders with 100 ETH each.
+    async fn senders(&mut self, n: usize, tag: &str) -> Vec<PrivateKeySigner> {
+        let keys: Vec<_> =
+            (0..n).map(|i| PrivateKeySigner::from_bytes(&keccak256(format!("load {tag} {i}"))).expect("key")).collect();
+        for k in &keys {
+            let eth100 = U256::from(100u64) * U256::from(10u64).pow(U256::from(18));
+            self.fund_tx(TxKind::Call(k.address()), Bytes::new(), 21_000, eth100).await;
+        }
+        keys
+    }
+}
+
+/// Throughput: every sender's transactions signed up front, one worker per sender sending in
+/// nonce order; the clock stops when the last one is mined.
+async fn throughput(
+    t: &Target,
+    senders: &[PrivateKeySigner],
+    per_sender: usize,
+    make: &(dyn Fn(usize) -> (TxKind, Bytes, u64) + Sync),
+) -> f64 {
+    let lists: Vec<Vec<Bytes>> = senders
+        .iter()
+        .map(|k| {
+            (0..per_sender)
+                .map(|i| {
+                    let (to, input, gas) = make(i);
+                    sign(k, tx(t.chain_id, i as u64, to, input, gas, U256::ZERO)).expect("sign")
+                })
+                .collect()
+        })
+        .collect();
+    let start = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for list in lists {
+        let c = t.client.clone();
+        workers.spawn(async move {
+            let mut last = B256::ZERO;
+            for raw in list {
+                last = c.request("eth_sendRawTransaction", vec![json!(raw)]).await.expect("send");
+            }
+            let r = receipt(&c, last).await;
+            assert_eq!(r["status"], "0x1", "{r}");
+        });
+    }
+    while let Some(r) = workers.join_next().await {
+        r.expect("worker");
+    }
+    (senders.len() * per_sender) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Latency: one transaction at a time, from sending to its receipt being served.
+async fn latency(
+    t: &Target,
+    key: &PrivateKeySigner,
+    first_nonce: u64,
+    n: usize,
+    make: &(dyn Fn(usize) -> (TxKind, Bytes, u64) + Sync),
+) -> (f64, f64) {
+    let mut ms = Vec::with_capacity(n);
+    for i in 0..n {
+        let (to, input, gas) = make(i);
+        let raw = sign(key, tx(t.chain_id, first_nonce + i as u64, to, input, gas, U256::ZERO)).expect("sign");
+        let s = Instant::now();
+        let hash: B256 = t.client.request("eth_sendRawTransaction", vec![json!(raw)]).await.expect("send");
+        loop {
+            let r: Option<Value> =
+                t.client.request("eth_getTransactionReceipt", vec![json!(hash)]).await.expect("receipt");
+            if r.is_some() {
+                break;
+            }
+        }
+        ms.push(s.elapsed().as_secs_f64() * 1e3);
+    }
+    ms.sort_by(f64::total_cmp);
+    (ms[n / 2], ms[(n * 99 / 100).min(n - 1)])
+}
+
+fn artifact(file: &str, name: &str) -> Bytes {
+    let path = root().join("out").join(file).join(format!("{name}.json"));
+    if !path.exists() {
+        let ok = Command::new(root().join("node_modules/.bin/forge"))
+            .arg("build")
+            .current_dir(root())
+            .status()
+            .map(|s| s.success());
+        assert_eq!(ok.ok(), Some(true), "forge build failed");
+    }
+    let doc: Value = serde_json::from_slice(&std::fs::read(&path).expect("artifact")).expect("json");
+    doc["bytecode"]["object"].as_str().expect("bytecode").parse().expect("hex")
+}
+
+#[derive(Debug)]
+struct Row {
+    workload: &'static str,
+    node: &'static str,
+    txs: usize,
+    tps: f64,
+    p50: f64,
+    p99: f64,
+}
+
+fn push(rows: &mut Vec<Row>, r: Row) {
+    eprintln!("{r:?}");
+    rows.push(r);
+}
+
+async fn run(t: &mut Target, rows: &mut Vec<Row>, n_senders: usize, per_sender: usize, lat: usize, inference: bool) {
+    let to = Address::repeat_byte(0x42);
+    // ETH transfers.
+    let keys = t.senders(n_senders + 1, "eth").await;
+    let (lat_key, keys) = keys.split_last().expect("senders");
+    let make = |_: usize| (TxKind::Call(to), Bytes::new(), 21_000);
+    let tps = throughput(t, keys, per_sender, &make).await;
+    let (p50, p99) = latency(t, lat_key, 0, lat, &make).await;
+    push(rows, Row { workload: "ETH transfer", node: t.name, txs: keys.len() * per_sender, tps, p50, p99 });
+
+    // ERC-20 transfers: every sender holds tokens.
+    let mut code = artifact("BenchToken.sol", "BenchToken").to_vec();
+    code.extend_from_slice(&U256::from(10u64).pow(U256::from(30)).abi_encode());
+    let token = t.deploy(code.into()).await;
+    let keys = t.senders(n_senders + 1, "erc20").await;
+    for k in &keys {
+        let give = transferCall { to: k.address(), value: U256::from(10u64).pow(U256::from(24)) }.abi_encode();
+        t.fund_tx(TxKind::Call(token), give.into(), 100_000, U256::ZERO).await;
+    }
+    let (lat_key, keys) = keys.split_last().expect("senders");
+    let make = |i: usize| {
+        let data = transferCall { to: Address::with_last_byte((i % 200) as u8 + 1), value: U256::from(1) }.abi_encode();
+        (TxKind::Call(token), Bytes::from(data), 80_000)
+    };
+    let tps = throughput(t, keys, per_sender, &make).await;
+    let (p50, p99) = latency(t, lat_key, 0, lat, &make).await;
+    push(rows, Row { workload: "ERC-20 transfer", node: t.name, txs: keys.len() * per_sender, tps, p50, p99 });
+
+    if !inference {
+        return;
+    }
+    // DigitRecognizer.recognize: one run of the example model per transaction, varied images.
+    let id = keccak256(fixpoint_node::dev::EXAMPLE_MODEL);
+    let mut code = artifact("DigitRecognizer.sol", "DigitRecognizer").to_vec();
+    code.extend_from_slice(&id.abi_encode());
+    let app = t.deploy(code.into()).await;
+    let keys = t.senders(n_senders + 1, "infer").await;
+    let (lat_key, keys) = keys.split_last().expect("senders");
+    let make = |i: usize| {
+        let mut pixels = [0u8; 64];
+        for (k, p) in pixels.iter_mut().enumerate() {
+            *p = ((i * 31 + k * 7) % 17) as u8;
+        }
+        (TxKind::Call(app), Bytes::from(recognizeCall { pixels }.abi_encode()), 300_000)
+    };
+    let tps = throughput(t, keys, per_sender, &make).await;
+    let (p50, p99) = latency(t, lat_key, 0, lat, &make).await;
+    push(
+        rows,
+        Row { workload: "model call (DigitRecognizer)", node: t.name, txs: keys.len() * per_sender, tps, p50, p99 },
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        // `cargo test --benches` / `--list` probes: nothing to run.
+        return;
+    }
+    let txs = env_usize("LOAD_TXS", 8_000);
+    let n_senders = env_usize("LOAD_SENDERS", 16);
+    let lat = env_usize("LOAD_LATENCY", 200);
+    let per_sender = txs.div_ceil(n_senders);
+    let mut rows = Vec::new();
+    let only = std::env::var("LOAD_ONLY").unwrap_or_default();
+    if only != "anvil" {
+        let mut f = fixpoint().await;
+        run(&mut f, &mut rows, n_senders, per_sender, lat, true).await;
+    }
+    if only != "fixpoint" {
+        let mut a = anvil().await;
+        run(&mut a, &mut rows, n_senders, per_sender, lat, false).await;
+    }
+    println!("| workload | node | transactions | tx/s | send→receipt p50 (ms) | p99 (ms) |");
+    println!("|---|---|---:|---:|---:|---:|");
+    for r in &rows {
+        println!("| {} | {} | {} | {:.0} | {:.2} | {:.2} |", r.workload, r.node, r.txs, r.tps, r.p50, r.p99);
+    }
+    for w in ["ETH transfer", "ERC-20 transfer"] {
+        let get = |n: &str| rows.iter().find(|r| r.workload == w && r.node == n).map(|r| r.tps);
+        if let (Some(f), Some(a)) = (get("fixpoint"), get("anvil")) {
+            println!("{w}: fixpoint / anvil throughput = {:.2}", f / a);
+        }
+    }
+}

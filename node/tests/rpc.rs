@@ -1,0 +1,213 @@
+//! The JSON-RPC server against what clients send, right or wrong (docs/rpc.md): malformed and
+//! oversized requests, batches, every pool refusal with geth's wording, reverts with their data,
+//! log filters, and the node still serving after all of it.
+
+mod common;
+
+use std::io::{Read, Write};
+
+use alloy_consensus::TxEip1559;
+use alloy_primitives::{Address, B256, Bytes, TxKind, U64, U256, keccak256};
+use alloy_signer_local::PrivateKeySigner;
+use alloy_sol_types::{SolCall, SolError, SolEvent};
+use common::*;
+use fixpoint_node::client::{Client, ClientError, sign};
+use fixpoint_precompiles::abi::IInference as I;
+use fixpoint_precompiles::abi::IModelRegistry as R;
+use fixpoint_precompiles::{INFERENCE_ADDRESS, REGISTRY_ADDRESS};
+use serde_json::{Value, json};
+
+/// A raw HTTP POST; (status, body).
+fn post(port: u16, body: &[u8]) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    (status, body)
+}
+
+fn code_of(body: &str) -> i64 {
+    let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    v["error"]["code"].as_i64().unwrap_or_else(|| panic!("no error in {body}"))
+}
+
+fn tx(nonce: u64, to: TxKind, input: Bytes, gas: u64, max_fee: u128, tip: u128, chain_id: u64) -> TxEip1559 {
+    TxEip1559 {
+        chain_id,
+        nonce,
+        gas_limit: gas,
+        max_fee_per_gas: max_fee,
+        max_priority_fee_per_gas: tip,
+        to,
+        value: U256::ZERO,
+        access_list: Default::default(),
+        input,
+    }
+}
+
+const GWEI: u128 = 1_000_000_000;
+
+async fn send(c: &Client, raw: Bytes) -> Result<B256, ClientError> {
+    c.request("eth_sendRawTransaction", vec![json!(raw)]).await
+}
+
+async fn wait(c: &Client, h: B256) -> Value {
+    for _ in 0..2_000 {
+        let r: Option<Value> = c.request("eth_getTransactionReceipt", vec![json!(h)]).await.unwrap();
+        if let Some(r) = r {
+            return r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!("{h} not mined");
+}
+
+fn refused(r: Result<B256, ClientError>) -> String {
+    match r {
+        Err(ClientError::Rpc { code: -32000, message, .. }) => message,
+        other => panic!("expected a -32000 refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_get_errors_they_understand_and_the_node_keeps_serving() {
+    let tmp = Tmp::new("rpc");
+    let port = free_port();
+    let n = start(&tmp.0, port);
+    let c = Client::new(&n.rpc).unwrap();
+
+    // Transport-level mistakes.
+    assert_eq!(code_of(&post(port, b"{not json").1), -32700);
+    assert_eq!(code_of(&post(port, br#"{"jsonrpc":"2.0","id":1,"method":"eth_nope","params":[]}"#).1), -32601);
+    let bad_addr = br#"{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["0xzz","latest"]}"#;
+    assert_eq!(code_of(&post(port, bad_addr).1), -32602);
+    let missing = br#"{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":[]}"#;
+    assert_eq!(code_of(&post(port, missing).1), -32602);
+    let (_, body) = post(
+        port,
+        br#"[{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]},{"jsonrpc":"2.0","id":2,"method":"eth_nope","params":[]},{"jsonrpc":"2.0","id":3,"method":"eth_blockNumber","params":[]}]"#,
+    );
+    let batch: Vec<Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(batch.len(), 3, "{body}");
+    let by_id = |id: i64| batch.iter().find(|r| r["id"] == id).unwrap().clone();
+    assert_eq!(by_id(1)["result"], "0xf1f");
+    assert_eq!(by_id(2)["error"]["code"], -32601);
+    let huge = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["0x{}"]}}"#,
+        "00".repeat(9 << 20)
+    );
+    let (status, body) = post(port, huge.as_bytes());
+    assert!(status == 413 || body.contains("-32007") || body.contains("too big"), "{status} {body}");
+
+    // Pool refusals, in geth's words.
+    let key: PrivateKeySigner = n.key.parse().unwrap();
+    let to = TxKind::Call(Address::repeat_byte(0x42));
+    let ok = tx(0, to, Bytes::new(), 21_000, 10 * GWEI, GWEI, 3871);
+    let h = send(&c, sign(&key, ok.clone()).unwrap()).await.unwrap();
+    assert!(refused(send(&c, sign(&key, ok.clone()).unwrap()).await).contains("already known"));
+    wait(&c, h).await;
+    assert!(refused(send(&c, sign(&key, ok.clone()).unwrap()).await).contains("already known"), "mined: still known");
+    let again = TxEip1559 { max_fee_per_gas: 11 * GWEI, ..ok.clone() };
+    assert!(refused(send(&c, sign(&key, again).unwrap()).await).starts_with("nonce too low"));
+    let wrong_chain = tx(1, to, Bytes::new(), 21_000, 10 * GWEI, GWEI, 1);
+    assert_eq!(refused(send(&c, sign(&key, wrong_chain).unwrap()).await), "invalid chain id");
+    let low_gas = tx(1, to, Bytes::new(), 20_000, 10 * GWEI, GWEI, 3871);
+    assert!(refused(send(&c, sign(&key, low_gas).unwrap()).await).starts_with("intrinsic gas too low"));
+    let cheap = tx(1, to, Bytes::new(), 21_000, 1, 1, 3871);
+    assert!(
+        refused(send(&c, sign(&key, cheap).unwrap()).await).starts_with("max fee per gas less than block base fee")
+    );
+    let too_much_gas = tx(1, to, Bytes::new(), 100_000_000, 10 * GWEI, GWEI, 3871);
+    assert_eq!(refused(send(&c, sign(&key, too_much_gas).unwrap()).await), "exceeds block gas limit");
+    let pauper = PrivateKeySigner::from_bytes(&keccak256("nobody")).unwrap();
+    let poor = tx(0, to, Bytes::new(), 21_000, 10 * GWEI, GWEI, 3871);
+    assert!(
+        refused(send(&c, sign(&pauper, poor).unwrap()).await).starts_with("insufficient funds for gas * price + value")
+    );
+    assert!(refused(send(&c, Bytes::from_static(b"\x02garbage")).await).starts_with("invalid transaction"));
+
+    // A nonce gap waits in the pool; its replacement needs 10 % more fee and tip.
+    let gap = tx(5, to, Bytes::new(), 21_000, 10 * GWEI, GWEI, 3871);
+    let gap_hash = send(&c, sign(&key, gap.clone()).unwrap()).await.unwrap();
+    let same = TxEip1559 { max_fee_per_gas: 10 * GWEI + 1, ..gap.clone() };
+    assert_eq!(refused(send(&c, sign(&key, same).unwrap()).await), "replacement transaction underpriced");
+    let bumped = TxEip1559 { max_fee_per_gas: 11 * GWEI, max_priority_fee_per_gas: GWEI + GWEI / 10, ..gap };
+    let bumped_hash = send(&c, sign(&key, bumped).unwrap()).await.unwrap();
+    let pending: U64 =
+        c.request("eth_getTransactionCount", vec![json!(key.address()), json!("pending")]).await.unwrap();
+    assert_eq!(pending.to::<u64>(), 1, "the gap is not executable");
+    let queued: Value = c.request("eth_getTransactionByHash", vec![json!(bumped_hash)]).await.unwrap();
+    assert!(queued["blockNumber"].is_null());
+    let replaced: Value = c.request("eth_getTransactionByHash", vec![json!(gap_hash)]).await.unwrap();
+    assert!(replaced.is_null(), "the replaced transaction is gone");
+    assert_eq!(wait(&c, h).await["status"], "0x1");
+
+    // Reverts carry their data: the precompile's custom error decodes.
+    let unknown = B256::repeat_byte(0x22);
+    let call = I::classifyCall { modelId: unknown, input: Bytes::from_static(&[0; 64]) }.abi_encode();
+    let (_, body) = post(
+        port,
+        json!({"jsonrpc":"2.0","id":1,"method":"eth_call","params":[{"to": INFERENCE_ADDRESS, "input": Bytes::from(call)}, "latest"]})
+            .to_string()
+            .as_bytes(),
+    );
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], 3);
+    assert_eq!(v["error"]["message"], "execution reverted");
+    let data: Bytes = serde_json::from_value(v["error"]["data"].clone()).unwrap();
+    assert_eq!(I::UnknownModel::abi_decode(&data).unwrap().modelId, unknown);
+
+    // Logs: a registration emits ModelRegistered from the registry; filters select it.
+    let model = {
+        let path = root().join("tests/vectors/models/digits-cnn.json");
+        let doc: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        hex::decode(doc["cases"][0]["model"].as_str().unwrap()).unwrap()
+    };
+    let id = keccak256(&model);
+    let reg = R::registerCall { model: model.into() }.abi_encode();
+    let reg_tx = tx(1, TxKind::Call(REGISTRY_ADDRESS), reg.into(), 10_000_000, 10 * GWEI, GWEI, 3871);
+    let h = send(&c, sign(&key, reg_tx).unwrap()).await.unwrap();
+    let r = wait(&c, h).await;
+    assert_eq!(r["status"], "0x1", "{r}");
+    let topic0 = R::ModelRegistered::SIGNATURE_HASH;
+    let logs: Vec<Value> = c
+        .request("eth_getLogs", vec![json!({"fromBlock": "0x0", "address": REGISTRY_ADDRESS, "topics": [topic0, id]})])
+        .await
+        .unwrap();
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0]["transactionHash"], json!(h));
+    let none: Vec<Value> = c
+        .request(
+            "eth_getLogs",
+            vec![json!({"fromBlock": "0x0", "address": REGISTRY_ADDRESS, "topics": [topic0, B256::ZERO]})],
+        )
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    let by_hash: Vec<Value> = c
+        .request("eth_getLogs", vec![json!({"blockHash": r["blockHash"], "address": REGISTRY_ADDRESS})])
+        .await
+        .unwrap();
+    assert_eq!(by_hash.len(), 1);
+
+    // Still serving, and the chain kept only what was valid: two mined transactions.
+    let nonce: U64 = c.request("eth_getTransactionCount", vec![json!(key.address()), json!("latest")]).await.unwrap();
+    assert_eq!(nonce.to::<u64>(), 2);
+    // State at an older block is not kept, and the node says so.
+    match c.request::<U256>("eth_getBalance", vec![json!(key.address()), json!("0x1")]).await {
+        Err(ClientError::Rpc { code: -32000, message, .. }) => {
+            assert!(message.contains("historical state"), "{message}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let models: Vec<B256> = c.request("fixpoint_listModels", vec![]).await.unwrap();
+    assert!(models.contains(&id));
+}
