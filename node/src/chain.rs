@@ -2,7 +2,7 @@
 //! RPC serves. Blocks are Ethereum-shaped (alloy-consensus headers with transactions, receipts
 //! and state roots, logs bloom, base fee); the inference-records root rides in `extra_data`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use alloy_consensus::proofs::calculate_transaction_root;
@@ -13,6 +13,7 @@ use alloy_eips::eip2718::{Decodable2718, Encodable2718};
 use alloy_eips::eip7685::EMPTY_REQUESTS_HASH;
 use alloy_evm::Evm;
 use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
+use alloy_rpc_types_eth::state::StateOverride;
 use alloy_trie::EMPTY_ROOT_HASH;
 use fixpoint_evm::{BlockEnvInput, ChainSpec, MemState, execute_block};
 use fixpoint_precompiles::{InferenceRecord, ModelStore, Scope};
@@ -129,7 +130,12 @@ pub struct Chain {
     pub blocks: Vec<Block>,
     /// Transaction hash → (block, index).
     pub tx_index: HashMap<B256, (u64, usize)>,
+    /// Post-states of the blocks before the head, newest last, at most [`RECENT_STATES`].
+    history: VecDeque<(u64, MemState)>,
 }
+
+/// How many past blocks' states are kept in memory for queries at older block tags.
+pub const RECENT_STATES: usize = 128;
 
 /// The base fee of the first block.
 pub const INITIAL_BASE_FEE: u64 = 1_000_000_000;
@@ -191,6 +197,7 @@ impl Chain {
             models,
             blocks: Vec::new(),
             tx_index: HashMap::new(),
+            history: VecDeque::new(),
         };
         for b in chain.store.blocks()? {
             let b = Block::from_stored(b)?;
@@ -325,7 +332,11 @@ impl Chain {
 
     /// Makes a block from [`Chain::build`] the head; returns its hash.
     pub fn apply(&mut self, next: NextBlock) -> B256 {
-        self.state = next.state;
+        let old = std::mem::replace(&mut self.state, next.state);
+        self.history.push_back((self.head().header.number, old));
+        if self.history.len() > RECENT_STATES {
+            self.history.pop_front();
+        }
         self.index(&next.block);
         let hash = next.block.hash;
         self.blocks.push(next.block);
@@ -348,17 +359,44 @@ impl Chain {
         Some((self.block(*n)?, *i))
     }
 
-    /// Runs `tx` against the head state without committing (eth_call, estimateGas): base fee
-    /// and gas price zero, so no balance is needed for fees. `Err` is a transaction revm refuses
-    /// outright (e.g. value above the balance).
-    pub fn simulate(&self, mut tx: TxEnv) -> Result<(ExecutionResult, Vec<InferenceRecord>), String> {
-        let mut env = self.next_env(self.head().header.timestamp + 1);
-        env.base_fee = 0;
+    /// The state after block `number`: the head's, or one of the recent ones kept in memory.
+    pub fn state_at(&self, number: u64) -> Option<&MemState> {
+        if number == self.head().header.number {
+            return Some(&self.state);
+        }
+        self.history.iter().find(|(n, _)| *n == number).map(|(_, s)| s)
+    }
+
+    /// Runs `tx` on top of block `number`'s state with `overrides` applied, without committing
+    /// (eth_call, estimateGas): base fee and gas price zero, so no balance is needed for fees.
+    /// `Err` is a transaction revm refuses outright (e.g. value above the balance) or a state
+    /// that is not kept.
+    pub fn simulate(
+        &self,
+        number: u64,
+        mut tx: TxEnv,
+        overrides: Option<&StateOverride>,
+    ) -> Result<(ExecutionResult, Vec<InferenceRecord>), String> {
+        let (Some(state), Some(block)) = (self.state_at(number), self.block(number)) else {
+            return Err(format!("state of block {number} not available: this node keeps the last {RECENT_STATES}"));
+        };
+        let env = BlockEnvInput {
+            number: number + 1,
+            timestamp: block.header.timestamp + 1,
+            gas_limit: self.gas_limit,
+            base_fee: 0,
+            beneficiary: Address::ZERO,
+            prev_randao: keccak256(block.hash),
+        };
         tx.gas_price = 0;
         tx.gas_priority_fee = None;
-        tx.nonce = self.nonce(&tx.caller);
+        let mut state = state.clone();
+        if let Some(o) = overrides {
+            apply_overrides(&mut state, o)?;
+        }
+        tx.nonce = state.cache.accounts.get(&tx.caller).map_or(0, |a| a.info.nonce);
         let scope = Scope::new(self.models.clone());
-        let mut evm = fixpoint_evm::create_evm(self.state.clone(), &self.spec, &env, &scope);
+        let mut evm = fixpoint_evm::create_evm(state, &self.spec, &env, &scope);
         let result = evm.transact(tx).map_err(|e| e.to_string())?.result;
         Ok((result, scope.records()))
     }
@@ -379,4 +417,39 @@ impl Chain {
         let signer = tx.recover_signer().map_err(|_| "invalid sender signature".to_string())?;
         Ok(Recovered::new_unchecked(tx, signer))
     }
+}
+
+/// Applies eth_call state overrides (geth's format) to `state`.
+fn apply_overrides(state: &mut MemState, overrides: &StateOverride) -> Result<(), String> {
+    for (address, o) in overrides {
+        if o.move_precompile_to.is_some() {
+            return Err("movePrecompileToAddress is not supported".into());
+        }
+        if o.state.is_some() && o.state_diff.is_some() {
+            return Err(format!("account {address} has both state and stateDiff"));
+        }
+        let mut info = state.cache.accounts.get(address).map(|a| a.info.clone()).unwrap_or_default();
+        if let Some(b) = o.balance {
+            info.balance = b;
+        }
+        if let Some(n) = o.nonce {
+            info.nonce = n;
+        }
+        state.insert_account_info(*address, info);
+        if let Some(code) = &o.code {
+            fixpoint_evm::state::set_code(state, *address, code.clone());
+        }
+        if let Some(full) = &o.state {
+            if let Some(acc) = state.cache.accounts.get_mut(address) {
+                acc.storage.clear();
+            }
+            for (k, v) in full {
+                state.insert_account_storage(*address, (*k).into(), (*v).into()).map_err(|e| format!("{e:?}"))?;
+            }
+        }
+        for (k, v) in o.state_diff.iter().flatten() {
+            state.insert_account_storage(*address, (*k).into(), (*v).into()).map_err(|e| format!("{e:?}"))?;
+        }
+    }
+    Ok(())
 }

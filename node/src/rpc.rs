@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use alloy_consensus::transaction::Recovered;
 use alloy_consensus::{Transaction as _, TxEnvelope};
 use alloy_primitives::{Address, B256, Bytes, TxKind, U64, U256};
+use alloy_rpc_types_eth::state::StateOverride;
 use alloy_rpc_types_eth::{
     Block as RpcBlock, BlockNumberOrTag, BlockTransactions, FeeHistory, Filter, Header as RpcHeader, Log as RpcLog,
     Transaction as RpcTransaction, TransactionReceipt, TransactionRequest,
@@ -21,6 +22,7 @@ use serde_json::{Value, json};
 
 use crate::chain::{Block, Chain};
 use crate::pool::Pool;
+use fixpoint_evm::MemState;
 
 /// The node as the RPC sees it.
 #[derive(Debug)]
@@ -134,25 +136,29 @@ fn block_number(chain: &Chain, tag: Option<BlockNumberOrTag>) -> RpcResult<u64> 
     })
 }
 
-fn state_tag(chain: &Chain, tag: Option<Value>) -> RpcResult<()> {
-    let Some(v) = tag else { return Ok(()) };
-    let tag: BlockNumberOrTag = match serde_json::from_value::<alloy_eips::BlockId>(v) {
-        Ok(alloy_eips::BlockId::Number(t)) => t,
-        Ok(alloy_eips::BlockId::Hash(h)) => {
-            return if chain.head().hash == h.block_hash {
-                Ok(())
-            } else {
-                Err(server("historical state not available: this node keeps the latest state"))
-            };
-        }
-        Err(e) => return Err(invalid(format!("invalid block tag: {e}"))),
+/// The state a query names by block tag, number or hash (default `latest`), with its block
+/// number; recent blocks' states are kept, older ones are refused.
+fn state_for(chain: &Chain, tag: Option<Value>) -> RpcResult<(u64, &MemState)> {
+    let number = match tag {
+        None | Some(Value::Null) => chain.head().header.number,
+        Some(v) => match serde_json::from_value::<alloy_eips::BlockId>(v) {
+            Ok(alloy_eips::BlockId::Number(t)) => block_number(chain, Some(t))?,
+            Ok(alloy_eips::BlockId::Hash(h)) => {
+                chain.block_by_hash(&h.block_hash).ok_or_else(|| server("unknown block"))?.header.number
+            }
+            Err(e) => return Err(invalid(format!("invalid block tag: {e}"))),
+        },
     };
-    let n = block_number(chain, Some(tag))?;
-    if n == chain.head().header.number {
-        Ok(())
-    } else {
-        Err(server("historical state not available: this node keeps the latest state"))
+    if number > chain.head().header.number {
+        return Err(server(format!("block {number} does not exist yet")));
     }
+    let state = chain.state_at(number).ok_or_else(|| {
+        server(format!(
+            "historical state not available: this node keeps the state of the last {} blocks",
+            crate::chain::RECENT_STATES
+        ))
+    })?;
+    Ok((number, state))
 }
 
 fn rpc_tx(b: &Block, i: usize) -> Option<RpcTransaction<TxEnvelope>> {
@@ -282,27 +288,35 @@ fn opt_arg<T: serde::de::DeserializeOwned>(v: &[Value], i: usize, name: &str) ->
     }
 }
 
-fn call(
-    chain: &Chain,
-    req: &TransactionRequest,
-) -> RpcResult<(ExecutionResult, Vec<fixpoint_precompiles::InferenceRecord>)> {
-    chain.simulate(tx_env(chain, req)).map_err(server)
+/// Where a call runs: on top of block `number`, with optional state overrides.
+struct At<'a> {
+    number: u64,
+    overrides: Option<&'a StateOverride>,
 }
 
-fn estimate(chain: &Chain, req: &TransactionRequest) -> RpcResult<u64> {
+fn call(
+    chain: &Chain,
+    at: &At<'_>,
+    req: &TransactionRequest,
+) -> RpcResult<(ExecutionResult, Vec<fixpoint_precompiles::InferenceRecord>)> {
+    chain.simulate(at.number, tx_env(chain, req), at.overrides).map_err(server)
+}
+
+fn estimate(chain: &Chain, at: &At<'_>, req: &TransactionRequest) -> RpcResult<u64> {
     let mut r = req.clone();
     r.gas = Some(req.gas.unwrap_or(chain.gas_limit).min(chain.gas_limit));
-    let (res, _) = call(chain, &r)?;
+    let (res, _) = call(chain, at, &r)?;
     match res {
         ExecutionResult::Success { .. } => {}
         ExecutionResult::Revert { output, .. } => return Err(reverted(&output)),
         ExecutionResult::Halt { reason, .. } => return Err(server(format!("execution failed: {reason:?}"))),
     }
-    let (mut lo, mut hi) = (21_000u64, r.gas.unwrap_or(chain.gas_limit));
+    // `lo` always fails (below any intrinsic gas), `hi` always succeeds.
+    let (mut lo, mut hi) = (20_999u64, r.gas.unwrap_or(chain.gas_limit));
     while lo + 1 < hi {
         let mid = lo + (hi - lo) / 2;
         r.gas = Some(mid);
-        match call(chain, &r).map(|(x, _)| x.is_success()) {
+        match call(chain, at, &r).map(|(x, _)| x.is_success()) {
             Ok(true) => hi = mid,
             _ => lo = mid,
         }
@@ -389,8 +403,8 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
         let v = params_seq(&p)?;
         let a: Address = arg(&v, 0, "address")?;
         let chain = read(&n.chain);
-        state_tag(&chain, v.get(1).cloned())?;
-        RpcResult::Ok(chain.balance(&a))
+        let (_, st) = state_for(&chain, v.get(1).cloned())?;
+        RpcResult::Ok(st.cache.accounts.get(&a).map_or(U256::ZERO, |x| x.info.balance))
     })?;
     m.register_method("eth_getTransactionCount", |p, n, _| {
         let v = params_seq(&p)?;
@@ -399,16 +413,15 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
         if v.get(1).and_then(Value::as_str) == Some("pending") {
             return RpcResult::Ok(U64::from(lock(&n.pool).pending_nonce(&chain, &a)));
         }
-        state_tag(&chain, v.get(1).cloned())?;
-        RpcResult::Ok(U64::from(chain.nonce(&a)))
+        let (_, st) = state_for(&chain, v.get(1).cloned())?;
+        RpcResult::Ok(U64::from(st.cache.accounts.get(&a).map_or(0, |x| x.info.nonce)))
     })?;
     m.register_method("eth_getCode", |p, n, _| {
         let v = params_seq(&p)?;
         let a: Address = arg(&v, 0, "address")?;
         let chain = read(&n.chain);
-        state_tag(&chain, v.get(1).cloned())?;
-        let code = chain
-            .state
+        let (_, st) = state_for(&chain, v.get(1).cloned())?;
+        let code = st
             .cache
             .accounts
             .get(&a)
@@ -422,16 +435,17 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
         let a: Address = arg(&v, 0, "address")?;
         let slot: U256 = arg(&v, 1, "slot")?;
         let chain = read(&n.chain);
-        state_tag(&chain, v.get(2).cloned())?;
-        let val = chain.state.cache.accounts.get(&a).and_then(|x| x.storage.get(&slot).copied()).unwrap_or_default();
+        let (_, st) = state_for(&chain, v.get(2).cloned())?;
+        let val = st.cache.accounts.get(&a).and_then(|x| x.storage.get(&slot).copied()).unwrap_or_default();
         RpcResult::Ok(B256::from(val.to_be_bytes::<32>()))
     })?;
     m.register_blocking_method("eth_call", |p, n, _| {
         let v = params_seq(&p)?;
         let req: TransactionRequest = arg(&v, 0, "transaction")?;
+        let overrides: Option<StateOverride> = opt_arg(&v, 2, "state overrides")?;
         let chain = read(&n.chain);
-        state_tag(&chain, v.get(1).cloned())?;
-        match call(&chain, &req)?.0 {
+        let (number, _) = state_for(&chain, v.get(1).cloned())?;
+        match call(&chain, &At { number, overrides: overrides.as_ref() }, &req)?.0 {
             ExecutionResult::Success { output, .. } => RpcResult::Ok(output.into_data()),
             ExecutionResult::Revert { output, .. } => Err(reverted(&output)),
             ExecutionResult::Halt { reason, .. } => Err(server(format!("execution failed: {reason:?}"))),
@@ -440,8 +454,10 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
     m.register_blocking_method("eth_estimateGas", |p, n, _| {
         let v = params_seq(&p)?;
         let req: TransactionRequest = arg(&v, 0, "transaction")?;
+        let overrides: Option<StateOverride> = opt_arg(&v, 2, "state overrides")?;
         let chain = read(&n.chain);
-        RpcResult::Ok(U64::from(estimate(&chain, &req)?))
+        let (number, _) = state_for(&chain, v.get(1).cloned())?;
+        RpcResult::Ok(U64::from(estimate(&chain, &At { number, overrides: overrides.as_ref() }, &req)?))
     })?;
     m.register_blocking_method("eth_sendRawTransaction", |p, n, _| {
         let v = params_seq(&p)?;

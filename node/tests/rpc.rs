@@ -201,13 +201,55 @@ async fn clients_get_errors_they_understand_and_the_node_keeps_serving() {
     // Still serving, and the chain kept only what was valid: two mined transactions.
     let nonce: U64 = c.request("eth_getTransactionCount", vec![json!(key.address()), json!("latest")]).await.unwrap();
     assert_eq!(nonce.to::<u64>(), 2);
-    // State at an older block is not kept, and the node says so.
-    match c.request::<U256>("eth_getBalance", vec![json!(key.address()), json!("0x1")]).await {
-        Err(ClientError::Rpc { code: -32000, message, .. }) => {
-            assert!(message.contains("historical state"), "{message}")
-        }
+    // Older block tags read the state as it was (recent blocks are kept in memory).
+    let me = key.address();
+    let genesis_balance: U256 = c.request("eth_getBalance", vec![json!(me), json!("0x0")]).await.unwrap();
+    let now_balance: U256 = c.request("eth_getBalance", vec![json!(me), json!("latest")]).await.unwrap();
+    assert!(genesis_balance > now_balance, "fees were paid since genesis");
+    let count_at_1: U64 = c.request("eth_getTransactionCount", vec![json!(key.address()), json!("0x1")]).await.unwrap();
+    assert_eq!(count_at_1.to::<u64>(), 1);
+    match c.request::<U256>("eth_getBalance", vec![json!(key.address()), json!("0x99")]).await {
+        Err(ClientError::Rpc { code: -32000, message, .. }) => assert!(message.contains("does not exist"), "{message}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
+
+    // eth_call state overrides (geth's format): code and storage replaced for one call only.
+    let probe = Address::repeat_byte(0x77);
+    let ret42 = "0x602a60005260206000f3"; // return 42
+    let sload0 = "0x60005460005260206000f3"; // return storage slot 0
+    let out: Bytes = c
+        .request("eth_call", vec![json!({"to": probe}), json!("latest"), json!({ probe.to_string(): {"code": ret42} })])
+        .await
+        .unwrap();
+    assert_eq!(U256::from_be_slice(&out), U256::from(42));
+    let out: Bytes = c
+        .request(
+            "eth_call",
+            vec![
+                json!({"to": probe}),
+                json!("latest"),
+                json!({ probe.to_string(): {"code": sload0, "stateDiff": {"0x0000000000000000000000000000000000000000000000000000000000000000": "0x0000000000000000000000000000000000000000000000000000000000000007"}} }),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(U256::from_be_slice(&out), U256::from(7));
+    let plain: Bytes = c.request("eth_call", vec![json!({"to": probe}), json!("latest")]).await.unwrap();
+    assert!(plain.is_empty(), "overrides do not stick");
+    let rich = Address::repeat_byte(0x78);
+    let est: U64 = c
+        .request(
+            "eth_estimateGas",
+            vec![
+                json!({"from": rich, "to": probe, "value": "0xde0b6b3a7640000"}),
+                json!("latest"),
+                json!({ rich.to_string(): {"balance": "0xffffffffffffffffffff"} }),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(est.to::<u64>(), 21_000, "a funded-by-override transfer");
+
     let models: Vec<B256> = c.request("fixpoint_listModels", vec![]).await.unwrap();
     assert!(models.contains(&id));
 }
