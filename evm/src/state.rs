@@ -30,10 +30,10 @@ pub fn set_code(state: &mut MemState, address: Address, code: Bytes) {
     state.insert_account_info(address, AccountInfo { code_hash: bytecode.hash_slow(), code: Some(bytecode), ..info });
 }
 
-/// The state root: accounts that exist and are not empty (EIP-161), each with the root of its
-/// non-zero storage.
-pub fn state_root(state: &MemState) -> B256 {
-    let accounts = state.cache.accounts.iter().filter_map(|(address, a)| {
+/// The accounts the state trie holds, with their storage roots: those that exist and are not
+/// empty (EIP-161), each with the root of its non-zero storage. Unordered (the trie sorts).
+pub fn trie_accounts(state: &MemState) -> impl Iterator<Item = (Address, TrieAccount)> + '_ {
+    state.cache.accounts.iter().filter_map(|(address, a)| {
         if matches!(a.account_state, AccountState::NotExisting) {
             return None;
         }
@@ -49,8 +49,12 @@ pub fn state_root(state: &MemState) -> B256 {
             code_hash: a.info.code_hash,
         };
         Some((*address, account))
-    });
-    state_root_unhashed(accounts)
+    })
+}
+
+/// The state root over [`trie_accounts`].
+pub fn state_root(state: &MemState) -> B256 {
+    state_root_unhashed(trie_accounts(state))
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use revm::context::TxEnv;
 use revm::context_interface::result::ExecutionResult;
 
 use crate::genesis::GenesisState;
-use crate::storage::{Store, StoreError, StoredBlock, StoredReceipt};
+use crate::storage::{BlockExtras, Store, StoreError, StoredBlock, StoredReceipt};
 
 /// A block held in memory for queries.
 #[derive(Debug, Clone)]
@@ -179,7 +179,8 @@ impl Chain {
         if store.head()?.is_none() {
             let block = StoredBlock { header, txs: vec![], senders: vec![], receipts: vec![], records: vec![] };
             store.set_chain_id(spec.chain_id)?;
-            store.commit_block(0, &block, &fixpoint_evm::state::empty_state(), &genesis.state, &genesis.models)?;
+            let extras = BlockExtras { models: &genesis.models, ..Default::default() };
+            store.commit_block(0, &block, &fixpoint_evm::state::empty_state(), &genesis.state, &extras)?;
         }
         if let Some(stored) = store.chain_id()?
             && stored != spec.chain_id
@@ -188,6 +189,9 @@ impl Chain {
         }
         for m in store.models()? {
             models.insert(m.into());
+        }
+        for (key, bytes) in store.chunks()? {
+            models.insert_chunk(key, bytes.into());
         }
         let mut chain = Self {
             spec,
@@ -326,7 +330,9 @@ impl Chain {
         };
         let scope_out = outcome.scope.commit();
         let models: Vec<Vec<u8>> = scope_out.models.iter().map(|(_, b)| b.to_vec()).collect();
-        self.store.commit_block(block.header.number, &block.to_stored(), &self.state, &outcome.state, &models)?;
+        let extras =
+            BlockExtras { models: &models, chunks: &scope_out.chunks, finished_uploads: &scope_out.finished_uploads };
+        self.store.commit_block(block.header.number, &block.to_stored(), &self.state, &outcome.state, &extras)?;
         Ok((NextBlock { block, state: outcome.state }, dropped))
     }
 

@@ -11,5 +11,6 @@ pub mod client;
 pub mod dev;
 pub mod genesis;
 pub mod pool;
+pub mod proof;
 pub mod rpc;
 pub mod storage;

@@ -439,6 +439,26 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
         let val = st.cache.accounts.get(&a).and_then(|x| x.storage.get(&slot).copied()).unwrap_or_default();
         RpcResult::Ok(B256::from(val.to_be_bytes::<32>()))
     })?;
+    m.register_blocking_method("eth_getProof", |p, n, _| {
+        let v = params_seq(&p)?;
+        let a: Address = arg(&v, 0, "address")?;
+        let keys: Vec<B256> = opt_arg(&v, 1, "storageKeys")?.unwrap_or_default();
+        if keys.len() > 1024 {
+            return Err(invalid("at most 1024 storage keys"));
+        }
+        let chain = read(&n.chain);
+        let (_, st) = state_for(&chain, v.get(2).cloned())?;
+        let p = crate::proof::prove(st, a, &keys);
+        RpcResult::Ok(json!({
+            "address": p.address,
+            "balance": p.account.balance,
+            "codeHash": p.account.code_hash,
+            "nonce": U64::from(p.account.nonce),
+            "storageHash": p.account.storage_root,
+            "accountProof": p.proof,
+            "storageProof": p.storage.iter().map(|s| json!({ "key": s.key, "value": s.value, "proof": s.proof })).collect::<Vec<_>>(),
+        }))
+    })?;
     m.register_blocking_method("eth_call", |p, n, _| {
         let v = params_seq(&p)?;
         let req: TransactionRequest = arg(&v, 0, "transaction")?;

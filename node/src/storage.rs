@@ -13,6 +13,7 @@ use revm::state::AccountInfo;
 use serde::{Deserialize, Serialize};
 
 use fixpoint_evm::MemState;
+use fixpoint_precompiles::ChunkKey;
 
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 const BLOCKS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("blocks");
@@ -20,6 +21,28 @@ const ACCOUNTS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("accoun
 const STORAGE: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("storage");
 const CODE: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("code");
 const MODELS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("models");
+/// Chunks of open model uploads: key `id ‖ owner ‖ offset (u64 BE)`.
+const CHUNKS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("chunks");
+
+fn chunk_key(k: &ChunkKey) -> Vec<u8> {
+    let mut v = Vec::with_capacity(60);
+    v.extend_from_slice(k.0.as_slice());
+    v.extend_from_slice(k.1.as_slice());
+    v.extend_from_slice(&k.2.to_be_bytes());
+    v
+}
+
+/// What a block adds beside state: registered models' bytes, upload chunks received, and
+/// uploads finished (whose chunks go).
+#[derive(Debug, Default)]
+pub struct BlockExtras<'a> {
+    /// Registered models.
+    pub models: &'a [Vec<u8>],
+    /// Upload chunks.
+    pub chunks: &'a [(ChunkKey, std::sync::Arc<[u8]>)],
+    /// Finished uploads.
+    pub finished_uploads: &'a [(B256, Address)],
+}
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +118,7 @@ impl Store {
         w.open_table(STORAGE).map_err(dbe)?;
         w.open_table(CODE).map_err(dbe)?;
         w.open_table(MODELS).map_err(dbe)?;
+        w.open_table(CHUNKS).map_err(dbe)?;
         w.commit().map_err(dbe)?;
         Ok(Self { db })
     }
@@ -177,15 +201,32 @@ impl Store {
         Ok(out)
     }
 
-    /// Writes block `number` with the state changes from `old` to `new` and new models, in one
-    /// transaction.
+    /// The chunks of open uploads.
+    pub fn chunks(&self) -> Result<Vec<(ChunkKey, Vec<u8>)>, StoreError> {
+        let r = self.db.begin_read().map_err(dbe)?;
+        let t = r.open_table(CHUNKS).map_err(dbe)?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(dbe)? {
+            let (k, v) = item.map_err(dbe)?;
+            let k = k.value();
+            if k.len() != 60 {
+                return Err(StoreError::Corrupt("chunk key".into()));
+            }
+            let offset = u64::from_be_bytes(k[52..].try_into().map_err(|_| StoreError::Corrupt("chunk key".into()))?);
+            out.push(((B256::from_slice(&k[..32]), Address::from_slice(&k[32..52]), offset), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Writes block `number` with the state changes from `old` to `new`, and what it added
+    /// beside state, in one transaction.
     pub fn commit_block(
         &self,
         number: u64,
         block: &StoredBlock,
         old: &MemState,
         new: &MemState,
-        models: &[Vec<u8>],
+        extras: &BlockExtras<'_>,
     ) -> Result<(), StoreError> {
         let w = self.db.begin_write().map_err(dbe)?;
         {
@@ -222,8 +263,27 @@ impl Store {
                 }
             }
             let mut mt = w.open_table(MODELS).map_err(dbe)?;
-            for m in models {
+            for m in extras.models {
                 mt.insert(alloy_primitives::keccak256(m).as_slice(), m.as_slice()).map_err(dbe)?;
+            }
+            let mut ct = w.open_table(CHUNKS).map_err(dbe)?;
+            for (k, bytes) in extras.chunks {
+                ct.insert(chunk_key(k).as_slice(), &bytes[..]).map_err(dbe)?;
+            }
+            for (id, owner) in extras.finished_uploads {
+                let mut lo = id.to_vec();
+                lo.extend_from_slice(owner.as_slice());
+                let mut hi = lo.clone();
+                lo.extend_from_slice(&[0; 8]);
+                hi.extend_from_slice(&[0xff; 8]);
+                let gone: Vec<Vec<u8>> = ct
+                    .range(lo.as_slice()..=hi.as_slice())
+                    .map_err(dbe)?
+                    .map(|e| e.map(|(k, _)| k.value().to_vec()).map_err(dbe))
+                    .collect::<Result<_, _>>()?;
+                for k in gone {
+                    ct.remove(k.as_slice()).map_err(dbe)?;
+                }
             }
             w.open_table(META).map_err(dbe)?.insert("head", number).map_err(dbe)?;
         }

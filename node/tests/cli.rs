@@ -116,3 +116,38 @@ fn init_then_register_inspect_and_call_a_model_from_the_cli() {
     let (ok, _, err) = fixpoint(&["node", "--port", &free_port().to_string()]);
     assert!(!ok && err.contains("--dev"), "{err}");
 }
+
+#[test]
+fn a_chunked_upload_interrupted_by_kill_9_resumes_after_restart() {
+    let tmp = Tmp::new("cli-resume");
+    let port = free_port();
+    let data = tmp.0.join("data");
+    let mut n = start(&data, port);
+    let case = cnn_case();
+    let id = alloy_primitives::keccak256(&case.model).to_string();
+    let (first, rest) = case.model.split_at(4000);
+    let registry = "0x0000000000000000000000000000000000000F00";
+    let size = case.model.len().to_string();
+    let key = n.key.clone();
+    let send = |n: &NodeProc, args: &[&str]| {
+        let mut all = vec!["send", registry];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--private-key", &key, "--json"]);
+        let r: Value = serde_json::from_str(&cast(n, &all)).unwrap();
+        assert_eq!(r["status"], "0x1", "{args:?}: {r}");
+    };
+    send(&n, &["beginUpload(bytes32,uint64)", &id, &size]);
+    send(&n, &["putChunk(bytes32,uint64,bytes)", &id, "0", &format!("0x{}", hex::encode(first))]);
+
+    n.child.kill().unwrap();
+    n.child.wait().unwrap();
+    drop(n);
+    let n = start(&data, port);
+    // The first chunk survived the crash: the upload completes where it stopped.
+    send(&n, &["putChunk(bytes32,uint64,bytes)", &id, "4000", &format!("0x{}", hex::encode(rest))]);
+    send(&n, &["finalizeUpload(bytes32)", &id]);
+    let (ok, out, err) =
+        fixpoint(&["model", "call", &id, &format!("0x{}", hex::encode(&case.input)), "--rpc-url", &n.rpc]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&format!("packed:   0x{}", hex::encode(&case.output))), "{out}");
+}

@@ -233,3 +233,26 @@ async fn kill_9_under_load_keeps_every_mined_transaction_and_a_consistent_state(
     };
     assert_eq!(receipt["status"], "0x1");
 }
+
+#[test]
+fn forge_script_broadcast_deploys_a_dapp_that_calls_the_model() {
+    let tmp = Tmp::new("e2e-script");
+    let n = start(&tmp.0, free_port());
+    let out = run(Command::new(tool("forge")).current_dir(root()).env("MODEL_ID", &n.model_id).args([
+        "script",
+        "contracts/script/DeployDigitRecognizer.s.sol:DeployDigitRecognizer",
+        "--broadcast",
+        "--slow",
+        "--rpc-url",
+        &n.rpc,
+        "--private-key",
+        &n.key,
+    ]));
+    assert!(out.contains("ONCHAIN EXECUTION COMPLETE & SUCCESSFUL"), "{out}");
+    // The deployed address is the sender's first CREATE.
+    let sender: alloy_signer_local::PrivateKeySigner = n.key.parse().unwrap();
+    let app = sender.address().create(0).to_string();
+    assert_eq!(cast(&n, &["call", &app, "modelId()(bytes32)"]), n.model_id);
+    let predicted = cast(&n, &["call", &app, "predict(uint8[64])(uint8,int32)", &pixels()]);
+    assert!(predicted.starts_with('8'), "{predicted}");
+}

@@ -198,6 +198,39 @@ async fn clients_get_errors_they_understand_and_the_node_keeps_serving() {
         .unwrap();
     assert_eq!(by_hash.len(), 1);
 
+    // eth_getProof: the registry's record of the model, proven against the head's state root
+    // with alloy-trie's verifier, as a light client would.
+    let slot = B256::from(fixpoint_precompiles::state::model_slots(id)[0].to_be_bytes());
+    let p: Value =
+        c.request("eth_getProof", vec![json!(REGISTRY_ADDRESS), json!([slot]), json!("latest")]).await.unwrap();
+    let head: Value = c.request("eth_getBlockByNumber", vec![json!("latest"), json!(false)]).await.unwrap();
+    let get = |v: &Value| serde_json::from_value::<B256>(v.clone()).unwrap();
+    let account = alloy_trie::TrieAccount {
+        nonce: serde_json::from_value::<U64>(p["nonce"].clone()).unwrap().to(),
+        balance: serde_json::from_value(p["balance"].clone()).unwrap(),
+        storage_root: get(&p["storageHash"]),
+        code_hash: get(&p["codeHash"]),
+    };
+    let nodes = |v: &Value| serde_json::from_value::<Vec<Bytes>>(v.clone()).unwrap();
+    let path = |k: B256| alloy_trie::Nibbles::unpack(keccak256(k));
+    alloy_trie::proof::verify_proof(
+        get(&head["stateRoot"]),
+        alloy_trie::Nibbles::unpack(keccak256(REGISTRY_ADDRESS)),
+        Some(alloy_rlp::encode(account)),
+        &nodes(&p["accountProof"]),
+    )
+    .unwrap();
+    let sp = &p["storageProof"][0];
+    let value: U256 = serde_json::from_value(sp["value"].clone()).unwrap();
+    assert!(!value.is_zero(), "the model's record is set");
+    alloy_trie::proof::verify_proof(
+        account.storage_root,
+        path(slot),
+        Some(alloy_rlp::encode(value)),
+        &nodes(&sp["proof"]),
+    )
+    .unwrap();
+
     // Still serving, and the chain kept only what was valid: two mined transactions.
     let nonce: U64 = c.request("eth_getTransactionCount", vec![json!(key.address()), json!("latest")]).await.unwrap();
     assert_eq!(nonce.to::<u64>(), 2);

@@ -60,6 +60,11 @@ impl ModelStore {
         self.bytes.read().unwrap_or_else(PoisonError::into_inner).get(id).cloned()
     }
 
+    /// Restores a committed upload chunk (a node reopening its database).
+    pub fn insert_chunk(&self, key: ChunkKey, bytes: Arc<[u8]>) {
+        lock(&self.chunks).insert(key, bytes);
+    }
+
     /// Every stored id, sorted.
     pub fn ids(&self) -> Vec<B256> {
         let mut v: Vec<B256> = self.bytes.read().unwrap_or_else(PoisonError::into_inner).keys().copied().collect();
@@ -103,6 +108,10 @@ pub struct ScopeOutcome {
     pub records: Vec<InferenceRecord>,
     /// Model bytes registered during the execution, by id.
     pub models: Vec<(B256, Arc<[u8]>)>,
+    /// Upload chunks received (on commit only), sorted by key, for the node to persist.
+    pub chunks: Vec<(ChunkKey, Arc<[u8]>)>,
+    /// Uploads finished (on commit only): the node drops their persisted chunks.
+    pub finished_uploads: Vec<(B256, Address)>,
 }
 
 impl Scope {
@@ -193,25 +202,30 @@ impl Scope {
         let mut s = lock(&self.state);
         let mut models: Vec<(B256, Arc<[u8]>)> = s.staged.drain().collect();
         models.sort_by_key(|(id, _)| *id);
-        ScopeOutcome { records: std::mem::take(&mut s.records), models }
+        ScopeOutcome { records: std::mem::take(&mut s.records), models, ..Default::default() }
     }
 
     /// Ends the scope and moves what it staged into the store (block commit): registered
-    /// models, and upload chunks (dropping those of finished uploads).
+    /// models, and upload chunks (dropping those of finished uploads). The outcome lists the
+    /// chunks and finished uploads too, so a node can persist them.
     pub fn commit(&self) -> ScopeOutcome {
         let (chunks, finished) = {
             let mut s = lock(&self.state);
             (std::mem::take(&mut s.chunks), std::mem::take(&mut s.finished_uploads))
         };
-        let out = self.finish();
+        let mut out = self.finish();
         for (_, bytes) in &out.models {
             self.store.insert(bytes.clone());
         }
         let mut committed = lock(&self.store.chunks);
-        committed.extend(chunks);
+        let mut listed: Vec<(ChunkKey, Arc<[u8]>)> = chunks.into_iter().collect();
+        listed.sort_by_key(|(k, _)| *k);
+        committed.extend(listed.iter().cloned());
         if !finished.is_empty() {
             committed.retain(|(i, o, _), _| !finished.contains(&(*i, *o)));
         }
+        out.chunks = listed;
+        out.finished_uploads = finished;
         out
     }
 }
