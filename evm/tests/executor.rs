@@ -5,8 +5,9 @@
 
 mod common;
 
-use alloy_consensus::TxReceipt;
 use alloy_consensus::proofs::calculate_receipt_root;
+use alloy_consensus::transaction::Recovered;
+use alloy_consensus::{TxEnvelope, TxReceipt};
 use alloy_eips::eip2718::Encodable2718;
 use alloy_primitives::{Address, B256, Bloom, BloomInput, TxKind, U256, keccak256, logs_bloom};
 use alloy_sol_types::{SolCall, SolEvent, SolValue, sol};
@@ -34,20 +35,26 @@ struct Setup {
     label: i32,
 }
 
-fn setup() -> Setup {
-    let case = model_cases("digits-mlp").remove(0);
-    let id = keccak256(&case.model);
-    let mut chain = Chain::new();
+/// Block 1's transactions: Alice registers `model` and deploys a DigitRecognizer bound to it.
+fn register_and_deploy(chain: &mut Chain, model: Vec<u8>) -> Vec<Recovered<TxEnvelope>> {
+    let id = keccak256(&model);
     let reg = chain.tx(
         ALICE,
         TxKind::Call(REGISTRY_ADDRESS),
-        R::registerCall { model: case.model.into() }.abi_encode(),
+        R::registerCall { model: model.into() }.abi_encode(),
         5_000_000,
     );
     let mut code = artifact("DigitRecognizer.sol", "DigitRecognizer").to_vec();
     code.extend_from_slice(&id.abi_encode());
-    let dep = chain.tx(ALICE, TxKind::Create, code, 3_000_000);
-    let b = chain.block(vec![reg, dep]);
+    vec![reg, chain.tx(ALICE, TxKind::Create, code, 3_000_000)]
+}
+
+fn setup() -> Setup {
+    let case = model_cases("digits-mlp").remove(0);
+    let id = keccak256(&case.model);
+    let mut chain = Chain::new();
+    let txs1 = register_and_deploy(&mut chain, case.model);
+    let b = chain.block(txs1);
     assert!(b.txs.iter().all(|t| t.success), "setup block");
     let label = i32::from_le_bytes(case.output[..4].try_into().expect("label"));
     Setup { app: b.txs[1].contract_address.expect("created"), chain, id, input: case.input, label }
@@ -59,7 +66,7 @@ fn pixels(input: &[u8]) -> [u8; 64] {
 
 /// A mixed block: a transfer, two recognitions through the dapp, a direct inference, a call
 /// that reverts inside the precompile (unknown model).
-fn mixed_block(s: &mut Setup) -> Vec<alloy_consensus::transaction::Recovered<alloy_consensus::TxEnvelope>> {
+fn mixed_block(s: &mut Setup) -> Vec<Recovered<TxEnvelope>> {
     let recognize = DigitRecognizer::recognizeCall { pixels: pixels(&s.input) }.abi_encode();
     let infer = I::inferCall { modelId: s.id, input: s.input.clone().into() }.abi_encode();
     let unknown = I::inferCall { modelId: B256::repeat_byte(0x22), input: s.input.clone().into() }.abi_encode();
@@ -90,17 +97,8 @@ fn re_execution_on_another_node_gives_identical_roots() {
     // A validator whose model store lost the bytes cannot execute, but one that received the
     // block registering the model (here: replaying both blocks from genesis) agrees exactly.
     let mut fresh = Chain::new();
-    let case = model_cases("digits-mlp").remove(0);
-    let reg = fresh.tx(
-        ALICE,
-        TxKind::Call(REGISTRY_ADDRESS),
-        R::registerCall { model: case.model.into() }.abi_encode(),
-        5_000_000,
-    );
-    let mut code = artifact("DigitRecognizer.sol", "DigitRecognizer").to_vec();
-    code.extend_from_slice(&s.id.abi_encode());
-    let dep = fresh.tx(ALICE, TxKind::Create, code, 3_000_000);
-    fresh.block(vec![reg, dep]);
+    let txs1 = register_and_deploy(&mut fresh, model_cases("digits-mlp").remove(0).model);
+    fresh.block(txs1);
     assert_eq!(state_root(&fresh.state), state_root(&s.chain.state));
     let replayed = execute_block(&fresh.state, &fresh.store, &fresh.spec, &env, &txs).unwrap();
     assert_eq!(fingerprint(&first), fingerprint(&replayed));

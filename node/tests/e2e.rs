@@ -132,10 +132,24 @@ fn viem_dapp_client_calls_and_sends_inference() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A transfer of 1 wei on the dev chain.
+fn one_wei(nonce: u64, to: alloy_primitives::Address) -> alloy_consensus::TxEip1559 {
+    alloy_consensus::TxEip1559 {
+        chain_id: 3871,
+        nonce,
+        gas_limit: 21_000,
+        max_fee_per_gas: 20_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        to: alloy_primitives::TxKind::Call(to),
+        value: alloy_primitives::U256::from(1),
+        access_list: Default::default(),
+        input: Default::default(),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_keeps_every_mined_transaction_and_a_consistent_state() {
-    use alloy_consensus::TxEip1559;
-    use alloy_primitives::{Address, B256, TxKind, U64, U256};
+    use alloy_primitives::{Address, B256, U64, U256};
     use fixpoint_node::client::{Client, parse_key, sign};
     use serde_json::json;
 
@@ -144,22 +158,7 @@ async fn kill_9_under_load_keeps_every_mined_transaction_and_a_consistent_state(
     let mut n = start(&tmp.0, port);
     let key = parse_key(&n.key).unwrap();
     let to = Address::repeat_byte(0x42);
-    let raws: Vec<_> = (0..20_000u64)
-        .map(|nonce| {
-            let tx = TxEip1559 {
-                chain_id: 3871,
-                nonce,
-                gas_limit: 21_000,
-                max_fee_per_gas: 20_000_000_000,
-                max_priority_fee_per_gas: 1_000_000_000,
-                to: TxKind::Call(to),
-                value: U256::from(1),
-                access_list: Default::default(),
-                input: Default::default(),
-            };
-            sign(&key, tx).unwrap()
-        })
-        .collect();
+    let raws: Vec<_> = (0..20_000u64).map(|nonce| sign(&key, one_wei(nonce, to)).unwrap()).collect();
     // Send in nonce order; every 25 transactions wait for the receipt of the latest, so
     // `confirmed` counts transactions the node had shown mined before it was killed.
     let client = Client::new(&n.rpc).unwrap();
@@ -212,17 +211,7 @@ async fn kill_9_under_load_keeps_every_mined_transaction_and_a_consistent_state(
     assert_eq!(in_blocks, nonce);
     eprintln!("killed after {acked} accepted ({confirmed} confirmed) transactions; {nonce} on chain in {head} blocks");
     // And it goes on from there.
-    let next = TxEip1559 {
-        chain_id: 3871,
-        nonce,
-        gas_limit: 21_000,
-        max_fee_per_gas: 20_000_000_000,
-        max_priority_fee_per_gas: 1_000_000_000,
-        to: TxKind::Call(to),
-        value: U256::from(1),
-        access_list: Default::default(),
-        input: Default::default(),
-    };
+    let next = one_wei(nonce, to);
     let hash: B256 = c.request("eth_sendRawTransaction", vec![json!(sign(&key, next).unwrap())]).await.unwrap();
     let receipt = loop {
         let r: Option<serde_json::Value> = c.request("eth_getTransactionReceipt", vec![json!(hash)]).await.unwrap();
