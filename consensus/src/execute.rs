@@ -1,0 +1,230 @@
+//! Building a block from pending transactions (the leader's `propose`) and re-executing a
+//! proposed block (every validator's `verify`), both with the `evm` block executor, inference
+//! included. A block is accepted only if everything it claims is what re-execution gives.
+
+use std::sync::Arc;
+
+use alloy_consensus::TxEnvelope;
+use alloy_consensus::transaction::{Recovered, SignerRecoverable};
+use alloy_eips::eip1559::BaseFeeParams;
+use alloy_eips::eip2718::Decodable2718;
+use alloy_primitives::{Address, B256, Bytes, keccak256};
+use commonware_cryptography::Digestible;
+use fixpoint_evm::{BlockEnvInput, BlockOutcome, ChainSpec, ExecError, MemState, execute_block};
+use fixpoint_precompiles::ModelStore;
+
+use crate::block::{Block, BlockBody, BlockLimits};
+
+/// Why a proposed block is refused. Each is a fault of the proposer: honest validators never
+/// vote for such a block, whoever proposed it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VerifyError {
+    /// Not a child of the block it names, or the height does not follow.
+    #[error("block does not extend its parent (height {height}, parent height {parent_height})")]
+    NotAChild {
+        /// Claimed height.
+        height: u64,
+        /// The parent's height.
+        parent_height: u64,
+    },
+    /// Timestamp not after the parent's.
+    #[error("timestamp {0} is not after the parent's")]
+    Timestamp(u64),
+    /// Gas limit other than the chain's.
+    #[error("gas limit {got}, the chain's is {want}")]
+    GasLimit {
+        /// Claimed.
+        got: u64,
+        /// Required.
+        want: u64,
+    },
+    /// Base fee other than EIP-1559 gives from the parent.
+    #[error("base fee {got}, EIP-1559 gives {want}")]
+    BaseFee {
+        /// Claimed.
+        got: u64,
+        /// Required.
+        want: u64,
+    },
+    /// Too many transactions or one too large.
+    #[error("block exceeds limits: {0}")]
+    Limits(String),
+    /// A transaction does not decode or its signature does not recover.
+    #[error("transaction {index}: {reason}")]
+    BadTransaction {
+        /// Position.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
+    /// The executor refused the block (invalid nonce or balance, gas limit...).
+    #[error("{0}")]
+    Execution(String),
+    /// Claimed state root differs from re-execution.
+    #[error("state root mismatch: block claims {claimed}, re-execution gives {actual}")]
+    StateRoot {
+        /// In the block.
+        claimed: B256,
+        /// Computed.
+        actual: B256,
+    },
+    /// Claimed receipts root differs.
+    #[error("receipts root mismatch: block claims {claimed}, re-execution gives {actual}")]
+    ReceiptsRoot {
+        /// In the block.
+        claimed: B256,
+        /// Computed.
+        actual: B256,
+    },
+    /// Claimed inference-records root differs (a wrong inference output shows here).
+    #[error("inference-records root mismatch: block claims {claimed}, re-execution gives {actual}")]
+    RecordsRoot {
+        /// In the block.
+        claimed: B256,
+        /// Computed.
+        actual: B256,
+    },
+    /// Claimed gas used differs.
+    #[error("gas used mismatch: block claims {claimed}, re-execution gives {actual}")]
+    GasUsed {
+        /// In the block.
+        claimed: u64,
+        /// Computed.
+        actual: u64,
+    },
+}
+
+/// What execution needs besides the parent: chain rules, the block gas limit, codec limits and
+/// the model store.
+#[derive(Debug, Clone)]
+pub struct Executor {
+    /// Chain id and hardfork.
+    pub spec: ChainSpec,
+    /// Every block's gas limit.
+    pub gas_limit: u64,
+    /// Limits on block contents.
+    pub limits: BlockLimits,
+    /// Model bytes (content-addressed).
+    pub models: Arc<ModelStore>,
+}
+
+/// The EVM environment a block executes in.
+pub fn block_env(b: &BlockBody) -> BlockEnvInput {
+    BlockEnvInput {
+        number: b.height,
+        timestamp: b.timestamp,
+        gas_limit: b.gas_limit,
+        base_fee: b.base_fee,
+        beneficiary: b.beneficiary,
+        prev_randao: keccak256(b.parent.as_ref()),
+    }
+}
+
+fn recover(index: usize, raw: &[u8]) -> Result<Recovered<TxEnvelope>, VerifyError> {
+    let bad = |reason: String| VerifyError::BadTransaction { index, reason };
+    let tx = TxEnvelope::decode_2718(&mut &raw[..]).map_err(|e| bad(e.to_string()))?;
+    let signer = tx.recover_signer().map_err(|e| bad(e.to_string()))?;
+    Ok(Recovered::new_unchecked(tx, signer))
+}
+
+impl Executor {
+    /// The base fee a child of `parent` must have.
+    pub fn next_base_fee(&self, parent: &BlockBody) -> u64 {
+        BaseFeeParams::ethereum().next_block_base_fee(parent.gas_used, parent.gas_limit, parent.base_fee)
+    }
+
+    /// Builds a child of `parent` (whose post-state is `state`) from `candidates`, leaving out
+    /// transactions that do not decode, do not recover or that the executor refuses.
+    pub fn propose(
+        &self,
+        parent: &Block,
+        state: &MemState,
+        view: u64,
+        timestamp: u64,
+        beneficiary: Address,
+        candidates: &[Bytes],
+    ) -> (Block, BlockOutcome) {
+        let p = parent.body();
+        let mut txs = Vec::new();
+        let mut raws = Vec::new();
+        for (i, raw) in candidates.iter().enumerate() {
+            if raws.len() >= self.limits.max_txs || raw.len() > self.limits.max_tx_bytes {
+                continue;
+            }
+            if let Ok(t) = recover(i, raw) {
+                txs.push(t);
+                raws.push(raw.clone());
+            }
+        }
+        let mut body = BlockBody {
+            parent: parent.digest(),
+            height: p.height + 1,
+            view,
+            timestamp: timestamp.max(p.timestamp + 1),
+            gas_limit: self.gas_limit,
+            base_fee: self.next_base_fee(p),
+            beneficiary,
+            ..Default::default()
+        };
+        let env = block_env(&body);
+        let outcome = loop {
+            match execute_block(state, &self.models, &self.spec, &env, &txs) {
+                Ok(o) => break o,
+                Err(ExecError::InvalidTx { index, .. } | ExecError::BlockGasLimit { index, .. })
+                    if index < txs.len() =>
+                {
+                    txs.remove(index);
+                    raws.remove(index);
+                }
+                // Unreachable with the refused transaction removed; an empty block is valid.
+                Err(_) => {
+                    txs.clear();
+                    raws.clear();
+                }
+            }
+        };
+        body.txs = raws;
+        body.state_root = outcome.state_root;
+        body.receipts_root = outcome.receipts_root;
+        body.records_root = outcome.records_root;
+        body.gas_used = outcome.gas_used;
+        (Block::new(body), outcome)
+    }
+
+    /// Re-executes `block` on `parent`'s post-state `state`; the outcome if every claim holds.
+    pub fn verify(&self, parent: &Block, state: &MemState, block: &Block) -> Result<BlockOutcome, VerifyError> {
+        let (p, b) = (parent.body(), block.body());
+        if b.parent != parent.digest() || b.height != p.height + 1 {
+            return Err(VerifyError::NotAChild { height: b.height, parent_height: p.height });
+        }
+        if b.timestamp <= p.timestamp {
+            return Err(VerifyError::Timestamp(b.timestamp));
+        }
+        if b.gas_limit != self.gas_limit {
+            return Err(VerifyError::GasLimit { got: b.gas_limit, want: self.gas_limit });
+        }
+        let want = self.next_base_fee(p);
+        if b.base_fee != want {
+            return Err(VerifyError::BaseFee { got: b.base_fee, want });
+        }
+        if b.txs.len() > self.limits.max_txs {
+            return Err(VerifyError::Limits(format!("{} transactions", b.txs.len())));
+        }
+        let txs = b.txs.iter().enumerate().map(|(i, raw)| recover(i, raw)).collect::<Result<Vec<_>, _>>()?;
+        let out = execute_block(state, &self.models, &self.spec, &block_env(b), &txs)
+            .map_err(|e| VerifyError::Execution(e.to_string()))?;
+        if out.state_root != b.state_root {
+            return Err(VerifyError::StateRoot { claimed: b.state_root, actual: out.state_root });
+        }
+        if out.receipts_root != b.receipts_root {
+            return Err(VerifyError::ReceiptsRoot { claimed: b.receipts_root, actual: out.receipts_root });
+        }
+        if out.records_root != b.records_root {
+            return Err(VerifyError::RecordsRoot { claimed: b.records_root, actual: out.records_root });
+        }
+        if out.gas_used != b.gas_used {
+            return Err(VerifyError::GasUsed { claimed: b.gas_used, actual: out.gas_used });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,16 @@
+//! fixpoint-consensus: the validator network on commonware (simplex BFT + marshal). A leader
+//! proposes a block built by the `evm` executor; every validator re-executes it on the parent's
+//! state, inference included, and votes for it only if the state root, receipts root, gas used
+//! and inference-records root match. Finalized blocks come out of marshal in order.
+//!
+//! Consensus code: it must never panic on a peer's block or a transaction, never use floating
+//! point, and never let the order of a hash map reach a result.
+
+#![deny(clippy::float_arithmetic)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
+pub mod block;
+pub mod execute;
+
+pub use block::{Block, BlockBody, BlockLimits};
+pub use execute::{Executor, VerifyError};

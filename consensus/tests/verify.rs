@@ -1,0 +1,193 @@
+//! The validator's check, block by block: an honest proposal re-executes to the same roots on
+//! a validator that has never seen the model before the block, and each byzantine variant (a
+//! wrong state root, a wrong inference output, a wrong records root, a wrong gas figure, an
+//! invalid or forged transaction, a block that does not extend its parent) is refused with its
+//! reason. Block encoding round-trips and never panics on garbage.
+
+use std::sync::Arc;
+
+use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+use alloy_eips::eip2718::Encodable2718;
+use alloy_primitives::{Address, B256, Bytes, TxKind, U256, keccak256};
+use alloy_signer::SignerSync;
+use alloy_signer_local::PrivateKeySigner;
+use alloy_sol_types::SolCall;
+use commonware_codec::{Decode, Encode};
+use commonware_cryptography::Digestible;
+use fixpoint_consensus::{Block, BlockBody, BlockLimits, Executor, VerifyError};
+use fixpoint_evm::state::{empty_state, fund};
+use fixpoint_evm::{ChainSpec, MemState};
+use fixpoint_precompiles::abi::IInference as I;
+use fixpoint_precompiles::abi::IModelRegistry as R;
+use fixpoint_precompiles::{INFERENCE_ADDRESS, ModelStore, REGISTRY_ADDRESS};
+use proptest::prelude::*;
+
+fn case() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/models/digits-mlp.json");
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let h = |k: &str| hex::decode(doc["cases"][0][k].as_str().unwrap()).unwrap();
+    (h("model"), h("input"), h("output"))
+}
+
+fn key(i: u8) -> PrivateKeySigner {
+    PrivateKeySigner::from_bytes(&keccak256([i])).unwrap()
+}
+
+fn tx(k: &PrivateKeySigner, nonce: u64, to: Address, input: Vec<u8>, gas: u64) -> Bytes {
+    let t = TxEip1559 {
+        chain_id: ChainSpec::DEV.chain_id,
+        nonce,
+        gas_limit: gas,
+        max_fee_per_gas: 100_000_000_000,
+        max_priority_fee_per_gas: 1,
+        to: TxKind::Call(to),
+        value: U256::ZERO,
+        access_list: Default::default(),
+        input: input.into(),
+    };
+    let sig = k.sign_hash_sync(&t.signature_hash()).unwrap();
+    TxEnvelope::Eip1559(t.into_signed(sig)).encoded_2718().into()
+}
+
+/// A validator: its own model store (empty at genesis), the genesis block and state.
+struct Node {
+    exec: Executor,
+    genesis: Block,
+    state: MemState,
+}
+
+fn node() -> Node {
+    let mut state = empty_state();
+    for i in 0..3 {
+        fund(&mut state, key(i).address(), U256::from(10u128.pow(22)));
+    }
+    let exec = Executor {
+        spec: ChainSpec::DEV,
+        gas_limit: 30_000_000,
+        limits: BlockLimits::default(),
+        models: Arc::new(ModelStore::default()),
+    };
+    let genesis = Block::genesis(fixpoint_evm::state_root(&state), exec.gas_limit, 1_700_000_000, 1_000_000_000);
+    Node { exec, genesis, state }
+}
+
+/// Block 1: register the model, call it (same block), call it again from another account.
+fn txs() -> Vec<Bytes> {
+    let (model, input, _) = case();
+    let id = keccak256(&model);
+    let infer = I::inferCall { modelId: id, input: input.into() }.abi_encode();
+    vec![
+        tx(&key(0), 0, REGISTRY_ADDRESS, R::registerCall { model: model.into() }.abi_encode(), 10_000_000),
+        tx(&key(1), 0, INFERENCE_ADDRESS, infer.clone(), 1_000_000),
+        tx(&key(2), 0, INFERENCE_ADDRESS, infer, 1_000_000),
+    ]
+}
+
+fn honest() -> (Block, Vec<fixpoint_precompiles::InferenceRecord>) {
+    let leader = node();
+    let (block, out) = leader.exec.propose(&leader.genesis, &leader.state, 1, 1_700_000_001, key(0).address(), &txs());
+    assert_eq!(block.body().txs.len(), 3);
+    assert_eq!(out.records.len(), 2);
+    (block, out.records)
+}
+
+/// A proposer that tampers with its block after building it (re-sealing, so the digest matches).
+fn tampered(block: &Block, f: impl FnOnce(&mut BlockBody)) -> Block {
+    let mut body = block.body().clone();
+    f(&mut body);
+    Block::new(body)
+}
+
+#[test]
+fn an_honest_block_verifies_on_a_validator_that_never_saw_the_model() {
+    let (block, _) = honest();
+    let v = node();
+    let out = v.exec.verify(&v.genesis, &v.state, &block).expect("honest block");
+    assert_eq!(out.state_root, block.body().state_root);
+    let (_, _, output) = case();
+    assert!(out.records.iter().all(|r| r.output_hash == keccak256(&output)), "the vector's output");
+    // Once verified and committed, the model is in that validator's store too.
+    out.scope.commit();
+    assert!(v.exec.models.get(&keccak256(case().0)).is_some());
+}
+
+#[test]
+fn byzantine_proposals_are_refused_with_their_reason() {
+    let (block, records) = honest();
+    let v = node();
+    let check = |b: &Block| v.exec.verify(&v.genesis, &v.state, b);
+
+    let r = check(&tampered(&block, |b| b.state_root = B256::repeat_byte(1)));
+    assert!(matches!(r, Err(VerifyError::StateRoot { .. })), "{r:?}");
+    // A wrong inference output: the proposer's engine answered differently, so the records it
+    // commits to differ (for a direct call that stores nothing, only they do).
+    let mut forged = records.clone();
+    forged[0].output_hash = keccak256(b"another answer");
+    let r = check(&tampered(&block, |b| b.records_root = fixpoint_evm::records_root(&forged)));
+    assert!(matches!(r, Err(VerifyError::RecordsRoot { .. })), "{r:?}");
+    let r = check(&tampered(&block, |b| b.receipts_root = B256::repeat_byte(2)));
+    assert!(matches!(r, Err(VerifyError::ReceiptsRoot { .. })), "{r:?}");
+    let r = check(&tampered(&block, |b| b.gas_used += 1));
+    assert!(matches!(r, Err(VerifyError::GasUsed { .. })), "{r:?}");
+    let r = check(&tampered(&block, |b| b.base_fee += 1));
+    assert!(matches!(r, Err(VerifyError::BaseFee { .. })), "{r:?}");
+    let r = check(&tampered(&block, |b| b.gas_limit += 1));
+    assert!(matches!(r, Err(VerifyError::GasLimit { .. })), "{r:?}");
+    let r = check(&tampered(&block, |b| b.height = 2));
+    assert!(matches!(r, Err(VerifyError::NotAChild { .. })), "{r:?}");
+    let r = check(&tampered(&block, |b| b.timestamp = 1_700_000_000));
+    assert!(matches!(r, Err(VerifyError::Timestamp(_))), "{r:?}");
+    // An invalid transaction: a nonce gap (the executor refuses it), a forged signature, junk.
+    let gap = tx(&key(1), 5, Address::ZERO, vec![], 21_000);
+    let r = check(&tampered(&block, |b| b.txs.push(gap)));
+    assert!(matches!(r, Err(VerifyError::Execution(_))), "{r:?}");
+    let r = check(&tampered(&block, |b| b.txs.push(Bytes::from_static(b"\x02\xc0"))));
+    assert!(matches!(r, Err(VerifyError::BadTransaction { index: 3, .. })), "{r:?}");
+    let mut forged_sig = block.body().txs[1].to_vec();
+    let last = forged_sig.len() - 2;
+    forged_sig[last] ^= 0xff;
+    let r = check(&tampered(&block, |b| b.txs[1] = forged_sig.into()));
+    assert!(r.is_err(), "a transaction with a damaged signature is refused or recovers another sender: {r:?}");
+    // And the honest block still verifies after all of it (nothing was mutated).
+    assert!(check(&block).is_ok());
+}
+
+#[test]
+fn the_leader_leaves_out_what_cannot_be_included() {
+    let leader = node();
+    let mut candidates = txs();
+    candidates.insert(1, Bytes::from_static(b"junk"));
+    candidates.push(tx(&key(1), 7, Address::ZERO, vec![], 21_000)); // nonce gap
+    let (block, _) = leader.exec.propose(&leader.genesis, &leader.state, 1, 0, Address::ZERO, &candidates);
+    assert_eq!(block.body().txs, txs());
+    assert_eq!(block.body().timestamp, leader.genesis.body().timestamp + 1);
+    let v = node();
+    assert!(v.exec.verify(&v.genesis, &v.state, &block).is_ok());
+}
+
+#[test]
+fn encoding_round_trips_and_respects_limits() {
+    let (block, _) = honest();
+    let bytes = block.encode();
+    let back = Block::decode_cfg(bytes.to_vec(), &BlockLimits::default()).unwrap();
+    assert_eq!(back, block);
+    assert_eq!(back.digest(), block.digest());
+    assert_eq!(back.encode(), bytes, "canonical");
+    let tight = BlockLimits { max_txs: 2, max_tx_bytes: 1 << 20 };
+    assert!(Block::decode_cfg(bytes.to_vec(), &tight).is_err());
+    let small = BlockLimits { max_txs: 10, max_tx_bytes: 100 };
+    assert!(Block::decode_cfg(bytes.to_vec(), &small).is_err());
+    let mut longer = bytes.to_vec();
+    longer.push(0);
+    assert!(Block::decode_cfg(longer, &BlockLimits::default()).is_err(), "trailing bytes");
+    for cut in [0, 10, bytes.len() / 2, bytes.len() - 1] {
+        assert!(Block::decode_cfg(bytes[..cut].to_vec(), &BlockLimits::default()).is_err());
+    }
+}
+
+proptest! {
+    #[test]
+    fn decoding_garbage_never_panics(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+        let _ = Block::decode_cfg(data, &BlockLimits::default());
+    }
+}
