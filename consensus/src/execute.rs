@@ -17,7 +17,7 @@ use crate::block::{Block, BlockBody, BlockLimits};
 
 /// Why a proposed block is refused. Each is a fault of the proposer: honest validators never
 /// vote for such a block, whoever proposed it.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum VerifyError {
     /// Not a child of the block it names, or the height does not follow.
     #[error("block does not extend its parent (height {height}, parent height {parent_height})")]

@@ -1,0 +1,373 @@
+//! Deterministic simulation of the validator network: 4 validators on commonware's simulated
+//! network (simplex + marshal, the real engines), each re-executing every block with the real
+//! executor. Honest validators finalize the same chain with the same state roots and inference
+//! records; a byzantine proposer's blocks are refused by every honest validator and never
+//! finalized, and the chain goes on.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+use alloy_eips::eip2718::Encodable2718;
+use alloy_primitives::{Address, Bytes, TxKind, U256, keccak256};
+use alloy_signer::SignerSync;
+use alloy_signer_local::PrivateKeySigner;
+use alloy_sol_types::SolCall;
+use commonware_broadcast::buffered;
+use commonware_consensus::marshal::core::Actor;
+use commonware_consensus::marshal::resolver::p2p as resolver;
+use commonware_consensus::marshal::standard::Inline;
+use commonware_consensus::marshal::{self, Start};
+use commonware_consensus::simplex::elector::RoundRobin;
+use commonware_consensus::simplex::{self, Engine, Floor, ForwardPolicy, SkipBudget, SkipPolicy};
+use commonware_consensus::types::{Epoch, FixedEpocher, ViewDelta};
+use commonware_cryptography::certificate::{ConstantProvider, Verifier as _};
+use commonware_cryptography::ed25519::PrivateKey;
+use commonware_cryptography::sha256::Sha256;
+use commonware_cryptography::{Digested, Digestible, Signer};
+use commonware_p2p::simulated::{self, Link, Network, Oracle};
+use commonware_parallel::Sequential;
+use commonware_runtime::buffer::paged::CacheRef;
+use commonware_runtime::{Clock, Quota, Runner, Supervisor as _, deterministic};
+use commonware_storage::archive::immutable;
+use commonware_utils::{NZDuration, NZU16, NZU32, NZU64, NZUsize, ordered::Set, probability};
+use fixpoint_consensus::app::{App, Finalizer, Proposer, PublicKey, Scheme, Shared};
+use fixpoint_consensus::{Block, BlockLimits, Executor, VerifyError};
+use fixpoint_evm::state::{empty_state, fund};
+use fixpoint_evm::{ChainSpec, MemState};
+use fixpoint_precompiles::abi::IInference as I;
+use fixpoint_precompiles::abi::IModelRegistry as R;
+use fixpoint_precompiles::{INFERENCE_ADDRESS, ModelStore, REGISTRY_ADDRESS};
+
+const NAMESPACE: &[u8] = b"fixpoint-sim";
+const N: usize = 4;
+
+fn model_case() -> (Vec<u8>, Vec<u8>) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/models/digits-mlp.json");
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let h = |k: &str| hex::decode(doc["cases"][0][k].as_str().unwrap()).unwrap();
+    (h("model"), h("input"))
+}
+
+fn user(i: usize) -> PrivateKeySigner {
+    PrivateKeySigner::from_bytes(&keccak256(format!("sim user {i}"))).unwrap()
+}
+
+fn tx(k: &PrivateKeySigner, nonce: u64, to: alloy_primitives::Address, input: Vec<u8>, gas: u64) -> Bytes {
+    let t = TxEip1559 {
+        chain_id: ChainSpec::DEV.chain_id,
+        nonce,
+        gas_limit: gas,
+        max_fee_per_gas: 100_000_000_000,
+        max_priority_fee_per_gas: 1,
+        to: TxKind::Call(to),
+        value: U256::ZERO,
+        access_list: Default::default(),
+        input: input.into(),
+    };
+    let sig = k.sign_hash_sync(&t.signature_hash()).unwrap();
+    TxEnvelope::Eip1559(t.into_signed(sig)).encoded_2718().into()
+}
+
+/// Registration of the digits model, then `calls` inference transactions from 4 users.
+fn workload(calls: usize) -> Vec<Bytes> {
+    let (model, input) = model_case();
+    let id = keccak256(&model);
+    let mut txs =
+        vec![tx(&user(0), 0, REGISTRY_ADDRESS, R::registerCall { model: model.into() }.abi_encode(), 10_000_000)];
+    let infer = I::inferCall { modelId: id, input: input.into() }.abi_encode();
+    for k in 0..calls {
+        let (u, n) = (k % 4, (k / 4) as u64 + u64::from(k % 4 == 0));
+        txs.push(tx(&user(u), n, INFERENCE_ADDRESS, infer.clone(), 1_000_000));
+    }
+    txs
+}
+
+fn genesis() -> (Block, MemState) {
+    let mut state = empty_state();
+    for i in 0..4 {
+        fund(&mut state, user(i).address(), U256::from(10u128.pow(24)));
+    }
+    (Block::genesis(fixpoint_evm::state_root(&state), 30_000_000, 1_700_000_000, 1_000_000_000), state)
+}
+
+fn archive_cfg<C>(prefix: &str, name: &str, codec_config: C, page_cache: CacheRef) -> immutable::Config<C> {
+    immutable::Config {
+        metadata_partition: format!("{prefix}-{name}-metadata"),
+        freezer_table_partition: format!("{prefix}-{name}-freezer-table"),
+        freezer_table_initial_size: 64,
+        freezer_table_resize_frequency: 10,
+        freezer_table_resize_chunk_size: 10,
+        freezer_key_partition: format!("{prefix}-{name}-freezer-key"),
+        freezer_key_page_cache: page_cache,
+        freezer_value_partition: format!("{prefix}-{name}-freezer-value"),
+        freezer_value_target_size: 1 << 20,
+        freezer_value_compression: None,
+        ordinal_partition: format!("{prefix}-{name}-ordinal"),
+        items_per_section: NZU64!(10),
+        codec_config,
+        replay_buffer: NZUsize!(1 << 16),
+        freezer_key_write_buffer: NZUsize!(1 << 16),
+        freezer_value_write_buffer: NZUsize!(1 << 16),
+        ordinal_write_buffer: NZUsize!(1 << 16),
+    }
+}
+
+const QUOTA: Quota = Quota::per_second(NZU32!(1_000_000));
+
+/// Starts one validator: channels, backfill resolver, broadcast, archives, marshal, the
+/// Inline wrapper around our application, simplex.
+async fn start_validator(
+    context: deterministic::Context,
+    oracle: &Oracle<PublicKey, deterministic::Context>,
+    key: PrivateKey,
+    participants: Set<PublicKey>,
+    shared: Arc<Shared>,
+    genesis: Block,
+) {
+    let me = key.public_key();
+    let prefix = format!("v{me}");
+    let control = oracle.control(me.clone());
+    let votes = control.register(0, QUOTA).await.unwrap();
+    let certificates = control.register(1, QUOTA).await.unwrap();
+    let sim_resolver = control.register(2, QUOTA).await.unwrap();
+    let blocks = control.register(3, QUOTA).await.unwrap();
+    let backfill = control.register(4, QUOTA).await.unwrap();
+
+    let scheme = Scheme::signer(NAMESPACE, participants.clone(), key).expect("a participant");
+    let page_cache = CacheRef::new(NZU16!(4096), NZUsize!(64));
+    let mailbox: NonZeroUsize = NZUsize!(1024);
+    let resolver = resolver::init(
+        context.child("resolver"),
+        resolver::Config {
+            public_key: me.clone(),
+            peer_provider: oracle.manager(),
+            blocker: oracle.control(me.clone()),
+            mailbox_size: mailbox,
+            fetch_timeout: NZDuration!(Duration::from_secs(2)),
+            fetch_retry_delay: Duration::from_millis(100),
+            priority_requests: false,
+            priority_responses: false,
+        },
+        backfill,
+    );
+    let (broadcast, buffer) = buffered::Engine::new(
+        context.child("broadcast"),
+        buffered::Config {
+            public_key: me.clone(),
+            mailbox_size: mailbox,
+            deque_size: 10,
+            priority: false,
+            codec_config: BlockLimits::default(),
+            peer_provider: oracle.manager(),
+            strategy: Sequential,
+        },
+    );
+    broadcast.start(blocks);
+    let finalizations = immutable::Archive::init(
+        context.child("finalizations"),
+        archive_cfg(&prefix, "finalizations", Scheme::certificate_codec_config_unbounded(), page_cache.clone()),
+    )
+    .await
+    .unwrap();
+    let finalized_blocks = immutable::Archive::init(
+        context.child("blocks"),
+        archive_cfg(&prefix, "blocks", BlockLimits::default(), page_cache.clone()),
+    )
+    .await
+    .unwrap();
+    let epocher = FixedEpocher::new(NZU64!(u64::MAX / 2));
+    let genesis_digest = genesis.digest();
+    let (actor, marshal_mailbox, _floor) = Actor::init(
+        context.child("marshal"),
+        finalizations,
+        finalized_blocks,
+        marshal::Config {
+            provider: ConstantProvider::new(Scheme::verifier(NAMESPACE, participants.clone())),
+            epocher: epocher.clone(),
+            start: Start::Genesis(Digested::precomputed(genesis, genesis_digest)),
+            partition_prefix: format!("{prefix}-marshal"),
+            mailbox_size: mailbox,
+            view_retention: ViewDelta::new(10),
+            prunable_items_per_section: NZU64!(10),
+            page_cache: page_cache.clone(),
+            replay_buffer: NZUsize!(1 << 16),
+            key_write_buffer: NZUsize!(1 << 16),
+            value_write_buffer: NZUsize!(1 << 16),
+            block_codec_config: BlockLimits::default(),
+            max_repair: NZUsize!(10),
+            max_pending_acks: NZUsize!(16),
+            strategy: Sequential,
+        },
+    )
+    .await;
+    actor.start(Finalizer::new(shared.clone()), buffer, resolver);
+    let inline = Inline::new(context.child("application"), App::new(shared), marshal_mailbox, epocher);
+    let engine = Engine::new(
+        context.child("simplex"),
+        simplex::Config {
+            scheme,
+            elector: RoundRobin::<Sha256>::default(),
+            blocker: oracle.control(me),
+            automaton: inline.clone(),
+            relay: inline.clone(),
+            reporter: inline,
+            track_historical_votes: false,
+            strategy: Sequential,
+            partition: format!("{prefix}-simplex"),
+            mailbox_size: mailbox,
+            epoch: Epoch::zero(),
+            floor: Floor::Genesis(genesis_digest),
+            replay_buffer: NZUsize!(1 << 16),
+            write_buffer: NZUsize!(1 << 16),
+            page_cache,
+            leader_timeout: Duration::from_secs(1),
+            certification_timeout: Duration::from_secs(2),
+            timeout_retry: Duration::from_secs(5),
+            view_retention: ViewDelta::new(10),
+            skip: SkipPolicy::Enabled { timeout: Duration::from_secs(10), budget: SkipBudget::Participants },
+            fetch_timeout: NZDuration!(Duration::from_secs(1)),
+            fetch_retry_delay: Duration::from_millis(100),
+            forward: ForwardPolicy::Disabled,
+        },
+    );
+    engine.start(votes, certificates, sim_resolver);
+}
+
+/// Runs 4 validators (validator `byzantine`, if any, proposes with `fault`) until every honest
+/// one finalized `height`; returns each validator's shared state.
+fn run(seed: u64, height: u64, calls: usize, byzantine: Option<(usize, Proposer)>) -> Vec<Arc<Shared>> {
+    let cfg = deterministic::Config::new().with_seed(seed).with_timeout(Some(Duration::from_secs(600)));
+    deterministic::Runner::new(cfg).start(|context| async move {
+        let keys: Vec<PrivateKey> = (0..N as u64).map(PrivateKey::from_seed).collect();
+        let participants: Set<PublicKey> =
+            Set::try_from(keys.iter().map(|k| k.public_key()).collect::<Vec<_>>()).unwrap();
+        let (network, oracle) = Network::new_with_peers(
+            context.child("network"),
+            simulated::Config {
+                max_size: 8 << 20,
+                max_peers_per_set: NZUsize!(N),
+                disconnect_on_block: true,
+                tracked_peer_sets: NZUsize!(1),
+            },
+            participants.iter().cloned(),
+        )
+        .await;
+        network.start();
+        let link = Link {
+            latency: Duration::from_millis(20),
+            jitter: Duration::from_millis(5),
+            success_rate: probability!(1.0),
+        };
+        for a in participants.iter() {
+            for b in participants.iter() {
+                if a != b {
+                    oracle.add_link(a.clone(), b.clone(), link.clone()).await.unwrap();
+                }
+            }
+        }
+        let (genesis, state) = genesis();
+        let txs = workload(calls);
+        let mut shared = Vec::new();
+        for (i, key) in keys.into_iter().enumerate() {
+            let fault = byzantine.filter(|(b, _)| *b == i).map_or(Proposer::Honest, |(_, f)| f);
+            let exec = Executor {
+                spec: ChainSpec::DEV,
+                gas_limit: 30_000_000,
+                limits: BlockLimits::default(),
+                models: Arc::new(ModelStore::default()),
+            };
+            let s = Shared::new(exec, &genesis, state.clone(), fault, Address::with_last_byte(i as u8 + 1));
+            start_validator(
+                context.child("validator").with_attribute("index", i),
+                &oracle,
+                key,
+                participants.clone(),
+                s.clone(),
+                genesis.clone(),
+            )
+            .await;
+            shared.push(s);
+        }
+        // Transactions arrive over time, four every 200 ms, at every validator.
+        let honest: Vec<usize> = (0..N).filter(|i| byzantine.is_none_or(|(b, _)| b != *i)).collect();
+        let mut chunks = txs.chunks(4);
+        loop {
+            if let Some(c) = chunks.next() {
+                for s in &shared {
+                    s.submit(c.iter().cloned());
+                }
+            }
+            let done = honest.iter().all(|i| {
+                let f = shared[*i].finalized();
+                f.last().is_some_and(|b| b.height >= height) && f.iter().map(|b| b.txs).sum::<usize>() == txs.len()
+            });
+            if done {
+                break;
+            }
+            context.sleep(Duration::from_millis(200)).await;
+        }
+        shared
+    })
+}
+
+fn assert_honest_agree(shared: &[Arc<Shared>], honest: &[usize], height: u64) {
+    let reference = &shared[honest[0]].finalized()[..=height as usize];
+    for i in honest {
+        let f = shared[*i].finalized();
+        assert_eq!(&f[..=height as usize], reference, "validator {i} differs");
+        for (h, b) in f.iter().enumerate() {
+            assert_eq!(b.height, h as u64, "heights are contiguous");
+        }
+    }
+}
+
+#[test]
+fn four_validators_finalize_the_same_chain_with_inference() {
+    for seed in [1, 2, 3] {
+        let shared = run(seed, 12, 40, None);
+        assert_honest_agree(&shared, &[0, 1, 2, 3], 12);
+        let f = shared[0].finalized();
+        let included: usize = f.iter().map(|b| b.txs).sum();
+        assert_eq!(included, 41, "seed {seed}: every transaction finalized once");
+        assert!(f.iter().any(|b| b.records_root != fixpoint_evm::records_root(&[])), "inference records committed");
+        assert!(shared.iter().all(|s| s.refused().is_empty()), "honest proposals are never refused");
+    }
+}
+
+#[test]
+fn byzantine_proposers_are_never_finalized() {
+    for (seed, fault) in [
+        (7, Proposer::WrongStateRoot),
+        (8, Proposer::WrongInferenceOutput),
+        (9, Proposer::WrongRecordsRoot),
+        (10, Proposer::InvalidTransaction),
+    ] {
+        let shared = run(seed, 10, 40, Some((0, fault)));
+        let honest = [1, 2, 3];
+        assert_honest_agree(&shared, &honest, 10);
+        let refused: Vec<_> = honest.iter().flat_map(|i| shared[*i].refused()).collect();
+        assert!(!refused.is_empty(), "{fault:?}: the byzantine leader proposed and was refused");
+        for (_, reason) in &refused {
+            let expected = match fault {
+                Proposer::WrongStateRoot => matches!(reason, VerifyError::StateRoot { .. }),
+                Proposer::WrongInferenceOutput | Proposer::WrongRecordsRoot => {
+                    matches!(reason, VerifyError::RecordsRoot { .. })
+                }
+                Proposer::InvalidTransaction => matches!(reason, VerifyError::Execution(_)),
+                Proposer::Honest => false,
+            };
+            assert!(expected, "{fault:?} refused for {reason}");
+        }
+        // The byzantine validator itself ends up following the honest chain (through marshal).
+        let byz = shared[0].finalized();
+        let reference = shared[1].finalized();
+        let common = byz.len().min(reference.len());
+        assert_eq!(byz[..common], reference[..common], "{fault:?}");
+        // Every finalized block re-executed to what it claims on every honest node, so no
+        // tampered claim is in the finalized chain: its roots match honest execution.
+        let included: usize = shared[1].finalized().iter().map(|b| b.txs).sum();
+        assert_eq!(included, 41, "{fault:?}: honest leaders included every transaction");
+    }
+}
