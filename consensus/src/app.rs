@@ -60,15 +60,27 @@ pub struct Finalized {
     pub txs: usize,
 }
 
+/// What a node loses when it crashes: executed-but-not-final states, the pool, its log of
+/// refusals.
 #[derive(Debug, Default)]
 struct Inner {
-    /// Post-states of blocks this node built or verified, by digest.
-    states: HashMap<Digest, MemState>,
+    /// Post-states of blocks this node built or verified, by digest, with their heights.
+    states: HashMap<Digest, (u64, MemState)>,
     /// Pending transactions (EIP-2718).
     mempool: Vec<Bytes>,
-    finalized: Vec<Finalized>,
     /// Proposals this node refused, with the reason.
     refused: Vec<(u64, VerifyError)>,
+    /// Blocks this node proposed, and how many of them it tampered with.
+    proposed: (usize, usize),
+}
+
+/// What a node keeps across a crash (its database): the last finalized block, the state after
+/// it, and the finalized chain.
+#[derive(Debug)]
+struct Durable {
+    block: Block,
+    state: MemState,
+    finalized: Vec<Finalized>,
 }
 
 /// State shared by the application and the finalizer of one node.
@@ -78,9 +90,10 @@ pub struct Shared {
     proposer: Proposer,
     beneficiary: Address,
     inner: Mutex<Inner>,
+    durable: Arc<Mutex<Durable>>,
 }
 
-fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -94,8 +107,26 @@ impl Shared {
         beneficiary: Address,
     ) -> Arc<Self> {
         let mut inner = Inner::default();
-        inner.states.insert(genesis.digest(), state);
-        Arc::new(Self { exec, proposer, beneficiary, inner: Mutex::new(inner) })
+        inner.states.insert(genesis.digest(), (0, state.clone()));
+        let durable = Durable { block: genesis.clone(), state, finalized: Vec::new() };
+        Arc::new(Self { exec, proposer, beneficiary, inner: Mutex::new(inner), durable: Arc::new(Mutex::new(durable)) })
+    }
+
+    /// The same node after a crash: what was durable (finalized chain and state, model store)
+    /// survives; the pool and unfinalized states are gone.
+    pub fn restart(&self) -> Arc<Self> {
+        let mut inner = Inner::default();
+        {
+            let d = lock(&self.durable);
+            inner.states.insert(d.block.digest(), (d.block.body().height, d.state.clone()));
+        }
+        Arc::new(Self {
+            exec: self.exec.clone(),
+            proposer: self.proposer,
+            beneficiary: self.beneficiary,
+            inner: Mutex::new(inner),
+            durable: self.durable.clone(),
+        })
     }
 
     /// Queues transactions for proposal.
@@ -105,12 +136,17 @@ impl Shared {
 
     /// The finalized blocks so far, in height order.
     pub fn finalized(&self) -> Vec<Finalized> {
-        lock(&self.inner).finalized.clone()
+        lock(&self.durable).finalized.clone()
     }
 
     /// Proposals refused so far (height, reason).
     pub fn refused(&self) -> Vec<(u64, VerifyError)> {
         lock(&self.inner).refused.clone()
+    }
+
+    /// Blocks this node proposed since it (re)started, and how many it tampered with.
+    pub fn proposed(&self) -> (usize, usize) {
+        lock(&self.inner).proposed
     }
 
     /// Pending transactions.
@@ -167,20 +203,27 @@ impl<E: Clock + Send + 'static> Application<E> for App {
         ancestry: impl Ancestry<Block>,
         _input: (),
     ) -> Option<Digested<Block>> {
-        let parent = ancestry.peek()?.inner().clone();
+        let mut ancestry = ancestry;
+        let parent = ancestry.next().await?.inner().clone();
         let s = &self.shared;
         let (state, txs) = {
             let inner = lock(&s.inner);
-            (inner.states.get(&parent.digest())?.clone(), inner.mempool.clone())
+            (inner.states.get(&parent.digest())?.1.clone(), inner.mempool.clone())
         };
         let now = runtime.current().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let view = context.round.view().get();
         let (block, out) = s.exec.propose(&parent, &state, view, now, s.beneficiary, &txs);
+        let honest_digest = block.digest();
         let block = s.tamper(block, &out);
+        {
+            let mut inner = lock(&s.inner);
+            inner.proposed.0 += 1;
+            inner.proposed.1 += usize::from(block.digest() != honest_digest);
+        }
         // Content-addressed: staging the block's models in the store early cannot change a
         // result (docs/precompiles.md), and children may be built before finalization.
         out.scope.commit();
-        lock(&s.inner).states.insert(block.digest(), out.state);
+        lock(&s.inner).states.insert(block.digest(), (block.body().height, out.state));
         let digest = block.digest();
         Some(Digested::precomputed(block, digest))
     }
@@ -194,14 +237,14 @@ impl<E: Clock + Send + 'static> Application<E> for App {
         if lock(&s.inner).states.contains_key(&candidate.digest()) {
             return true; // built or verified here already
         }
-        let Some(state) = lock(&s.inner).states.get(&parent.digest()).cloned() else {
+        let Some((_, state)) = lock(&s.inner).states.get(&parent.digest()).cloned() else {
             // Parent not executed here: not provably invalid, so abstain.
             return std::future::pending().await;
         };
         match s.exec.verify(&parent, &state, &candidate) {
             Ok(out) => {
                 out.scope.commit();
-                lock(&s.inner).states.insert(candidate.digest(), out.state);
+                lock(&s.inner).states.insert(candidate.digest(), (candidate.body().height, out.state));
                 true
             }
             Err(e) => {
@@ -229,25 +272,57 @@ impl Reporter for Finalizer {
     type Activity = Update<Block>;
 
     fn report(&mut self, activity: Update<Block>) -> Feedback {
-        if let Update::Block(block, ack) = activity {
-            let b = block.inner();
-            let mut inner = lock(&self.shared.inner);
-            let height = b.body().height;
-            // Marshal may redeliver after a restart: record each height once.
-            if inner.finalized.last().is_none_or(|f| f.height < height) {
-                let included: HashSet<&Bytes> = b.body().txs.iter().collect();
-                inner.mempool.retain(|t| !included.contains(t));
-                inner.finalized.push(Finalized {
-                    height,
-                    digest: b.digest(),
-                    state_root: b.body().state_root,
-                    records_root: b.body().records_root,
-                    txs: b.body().txs.len(),
-                });
-            }
-            drop(inner);
+        let Update::Block(block, ack) = activity else { return Feedback::Ok };
+        let b = block.inner();
+        let s = &self.shared;
+        let height = b.body().height;
+        let mut d = lock(&s.durable);
+        // Marshal may redeliver after a restart: apply each height once.
+        if d.finalized.last().is_some_and(|f| f.height >= height) {
+            drop(d);
             ack.acknowledge();
+            return Feedback::Ok;
         }
+        let known = lock(&s.inner).states.get(&b.digest()).map(|(_, st)| st.clone());
+        let state = match known {
+            Some(st) => st,
+            None if height == 0 => d.state.clone(),
+            // Finalized without this node executing it (backfill after a restart or a late
+            // start): execute it now on the previous finalized state.
+            None => match s.exec.verify(&d.block, &d.state, b) {
+                Ok(out) => {
+                    out.scope.commit();
+                    out.state
+                }
+                Err(e) => {
+                    // A finalized block this node cannot reproduce: stop following (marshal
+                    // halts without the acknowledgement) rather than diverge.
+                    lock(&s.inner).refused.push((height, e));
+                    return Feedback::Ok;
+                }
+            },
+        };
+        d.finalized.push(Finalized {
+            height,
+            digest: b.digest(),
+            state_root: b.body().state_root,
+            records_root: b.body().records_root,
+            txs: b.body().txs.len(),
+        });
+        d.block = b.clone();
+        d.state = state.clone();
+        drop(d);
+        {
+            let mut inner = lock(&s.inner);
+            let included: HashSet<&Bytes> = b.body().txs.iter().collect();
+            inner.mempool.retain(|t| !included.contains(t));
+            let digest = b.digest();
+            // Children are built and verified on this state, whether or not this node had
+            // executed the block before it was finalized.
+            inner.states.insert(digest, (height, state));
+            inner.states.retain(|k, (h, _)| *h > height || *k == digest);
+        }
+        ack.acknowledge();
         Feedback::Ok
     }
 }

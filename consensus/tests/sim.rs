@@ -29,7 +29,7 @@ use commonware_cryptography::{Digested, Digestible, Signer};
 use commonware_p2p::simulated::{self, Link, Network, Oracle};
 use commonware_parallel::Sequential;
 use commonware_runtime::buffer::paged::CacheRef;
-use commonware_runtime::{Clock, Quota, Runner, Supervisor as _, deterministic};
+use commonware_runtime::{Clock, Handle, Quota, Runner, Spawner, Supervisor as _, deterministic};
 use commonware_storage::archive::immutable;
 use commonware_utils::{NZDuration, NZU16, NZU32, NZU64, NZUsize, ordered::Set, probability};
 use fixpoint_consensus::app::{App, Finalizer, Proposer, PublicKey, Scheme, Shared};
@@ -235,11 +235,29 @@ async fn start_validator(
     engine.start(votes, certificates, sim_resolver);
 }
 
-/// Runs 4 validators (validator `byzantine`, if any, proposes with `fault`) until every honest
-/// one finalized `height`; returns each validator's shared state.
-fn run(seed: u64, height: u64, calls: usize, byzantine: Option<(usize, Proposer)>) -> Vec<Arc<Shared>> {
-    let cfg = deterministic::Config::new().with_seed(seed).with_timeout(Some(Duration::from_secs(600)));
-    deterministic::Runner::new(cfg).start(|context| async move {
+/// A simulated network of `N` validators.
+struct Sim {
+    context: deterministic::Context,
+    oracle: Oracle<PublicKey, deterministic::Context>,
+    keys: Vec<PrivateKey>,
+    participants: Set<PublicKey>,
+    genesis: Block,
+    shared: Vec<Arc<Shared>>,
+    handles: Vec<Option<Handle<()>>>,
+    starts: usize,
+    txs: Vec<Bytes>,
+    submitted: usize,
+    /// Send transactions to this validator only (all when `None`).
+    only: Option<usize>,
+}
+
+impl Sim {
+    async fn new(
+        context: deterministic::Context,
+        link: Link,
+        byzantine: Option<(usize, Proposer)>,
+        calls: usize,
+    ) -> Self {
         let keys: Vec<PrivateKey> = (0..N as u64).map(PrivateKey::from_seed).collect();
         let participants: Set<PublicKey> =
             Set::try_from(keys.iter().map(|k| k.public_key()).collect::<Vec<_>>()).unwrap();
@@ -255,11 +273,6 @@ fn run(seed: u64, height: u64, calls: usize, byzantine: Option<(usize, Proposer)
         )
         .await;
         network.start();
-        let link = Link {
-            latency: Duration::from_millis(20),
-            jitter: Duration::from_millis(5),
-            success_rate: probability!(1.0),
-        };
         for a in participants.iter() {
             for b in participants.iter() {
                 if a != b {
@@ -268,47 +281,158 @@ fn run(seed: u64, height: u64, calls: usize, byzantine: Option<(usize, Proposer)
             }
         }
         let (genesis, state) = genesis();
-        let txs = workload(calls);
-        let mut shared = Vec::new();
-        for (i, key) in keys.into_iter().enumerate() {
-            let fault = byzantine.filter(|(b, _)| *b == i).map_or(Proposer::Honest, |(_, f)| f);
-            let exec = Executor {
-                spec: ChainSpec::DEV,
-                gas_limit: 30_000_000,
-                limits: BlockLimits::default(),
-                models: Arc::new(ModelStore::default()),
-            };
-            let s = Shared::new(exec, &genesis, state.clone(), fault, Address::with_last_byte(i as u8 + 1));
-            start_validator(
-                context.child("validator").with_attribute("index", i),
-                &oracle,
-                key,
-                participants.clone(),
-                s.clone(),
-                genesis.clone(),
-            )
-            .await;
-            shared.push(s);
+        let shared = (0..N)
+            .map(|i| {
+                let fault = byzantine.filter(|(b, _)| *b == i).map_or(Proposer::Honest, |(_, f)| f);
+                let exec = Executor {
+                    spec: ChainSpec::DEV,
+                    gas_limit: 30_000_000,
+                    limits: BlockLimits::default(),
+                    models: Arc::new(ModelStore::default()),
+                };
+                Shared::new(exec, &genesis, state.clone(), fault, Address::with_last_byte(i as u8 + 1))
+            })
+            .collect();
+        Self {
+            context,
+            oracle,
+            keys,
+            participants,
+            genesis,
+            shared,
+            handles: (0..N).map(|_| None).collect(),
+            starts: 0,
+            txs: workload(calls),
+            submitted: 0,
+            only: None,
         }
-        // Transactions arrive over time, four every 200 ms, at every validator.
-        let honest: Vec<usize> = (0..N).filter(|i| byzantine.is_none_or(|(b, _)| b != *i)).collect();
-        let mut chunks = txs.chunks(4);
+    }
+
+    /// Starts validator `i` as one supervised task (aborting it stops everything it runs).
+    fn start(&mut self, i: usize) {
+        self.starts += 1;
+        let (oracle, key, participants, shared, genesis) = (
+            self.oracle.clone(),
+            self.keys[i].clone(),
+            self.participants.clone(),
+            self.shared[i].clone(),
+            self.genesis.clone(),
+        );
+        let handle =
+            self.context.child("validator").with_attribute("start", self.starts).spawn(move |ctx| async move {
+                start_validator(ctx.child("node"), &oracle, key, participants, shared, genesis).await;
+                futures::future::pending::<()>().await
+            });
+        self.handles[i] = Some(handle);
+    }
+
+    /// Kills validator `i`.
+    async fn crash(&mut self, i: usize) {
+        if let Some(h) = self.handles[i].take() {
+            h.abort();
+            let _ = h.await;
+        }
+    }
+
+    /// Restarts validator `i` on what it had made durable.
+    fn restart(&mut self, i: usize) {
+        self.shared[i] = self.shared[i].restart();
+        // Its pool was lost; clients resubmit (what is already final is skipped by nonce).
+        self.shared[i].submit(self.txs[..self.submitted].iter().cloned());
+        self.start(i);
+    }
+
+    fn reached(&self, i: usize, height: u64, all_txs: bool) -> bool {
+        let f = self.shared[i].finalized();
+        f.last().is_some_and(|b| b.height >= height)
+            && (!all_txs || f.iter().map(|b| b.txs).sum::<usize>() == self.txs.len())
+    }
+
+    /// Feeds four transactions every 200 ms to every validator until the validators in `nodes`
+    /// finalized height `height` (and, with `all_txs`, every transaction), or `deadline` passes.
+    async fn drive(&mut self, nodes: &[usize], height: u64, all_txs: bool, deadline: Duration) -> bool {
+        let end = self.context.current() + deadline;
         loop {
-            if let Some(c) = chunks.next() {
-                for s in &shared {
-                    s.submit(c.iter().cloned());
+            if self.submitted < self.txs.len() {
+                let next = (self.submitted + 4).min(self.txs.len());
+                for (i, s) in self.shared.iter().enumerate() {
+                    if self.only.is_none_or(|o| o == i) {
+                        s.submit(self.txs[self.submitted..next].iter().cloned());
+                    }
+                }
+                self.submitted = next;
+            }
+            if nodes.iter().all(|i| self.reached(*i, height, all_txs)) {
+                return true;
+            }
+            if self.context.current() > end {
+                return false;
+            }
+            self.context.sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn set_links(&self, pairs: &[(usize, usize)], link: Option<Link>) {
+        let p: Vec<PublicKey> = self.participants.iter().cloned().collect();
+        for (a, b) in pairs {
+            for (x, y) in [(*a, *b), (*b, *a)] {
+                match &link {
+                    Some(l) => {
+                        let _ = self.oracle.add_link(p[x].clone(), p[y].clone(), l.clone()).await;
+                    }
+                    None => {
+                        let _ = self.oracle.remove_link(p[x].clone(), p[y].clone()).await;
+                    }
                 }
             }
-            let done = honest.iter().all(|i| {
-                let f = shared[*i].finalized();
-                f.last().is_some_and(|b| b.height >= height) && f.iter().map(|b| b.txs).sum::<usize>() == txs.len()
-            });
-            if done {
-                break;
-            }
-            context.sleep(Duration::from_millis(200)).await;
         }
-        shared
+    }
+}
+
+const LINK: Link =
+    Link { latency: Duration::from_millis(20), jitter: Duration::from_millis(5), success_rate: probability!(1.0) };
+
+fn runner(seed: u64) -> deterministic::Runner {
+    deterministic::Runner::new(
+        deterministic::Config::new().with_seed(seed).with_timeout(Some(Duration::from_secs(1200))),
+    )
+}
+
+/// Runs 4 validators (validator `byzantine`, if any, proposes with `fault`) until every honest
+/// one finalized `height` blocks and every transaction; returns each validator's shared state.
+fn run(seed: u64, height: u64, calls: usize, byzantine: Option<(usize, Proposer)>) -> Vec<Arc<Shared>> {
+    runner(seed).start(|context| async move {
+        let mut sim = Sim::new(context, LINK, byzantine, calls).await;
+        for i in 0..N {
+            sim.start(i);
+        }
+        let honest: Vec<usize> = (0..N).filter(|i| byzantine.is_none_or(|(b, _)| b != *i)).collect();
+        if byzantine.is_none() {
+            assert!(sim.drive(&honest, height, true, Duration::from_secs(300)).await, "the chain stalled");
+            return sim.shared;
+        }
+        // Clients first reach only the byzantine validator, so each block it leads has
+        // transactions (and inference) to tamper with; once the honest validators refused one,
+        // every validator gets them and the honest leaders include them.
+        let b = byzantine.map_or(0, |(b, _)| b);
+        sim.only = Some(b);
+        let end = sim.context.current() + Duration::from_secs(300);
+        while honest.iter().all(|i| sim.shared[*i].refused().is_empty()) {
+            assert!(
+                sim.context.current() < end,
+                "the byzantine leader was never refused: proposed {:?}, heights {:?}, pending {}",
+                sim.shared.iter().map(|x| x.proposed()).collect::<Vec<_>>(),
+                sim.shared.iter().map(|x| x.finalized().len()).collect::<Vec<_>>(),
+                sim.shared[b].pending()
+            );
+            sim.drive(&honest, u64::MAX, false, Duration::from_millis(200)).await;
+        }
+        sim.only = None;
+        for i in &honest {
+            sim.shared[*i].submit(sim.txs[..sim.submitted].iter().cloned());
+        }
+        assert!(sim.drive(&honest, height, true, Duration::from_secs(300)).await, "the chain stalled");
+        sim.shared
     })
 }
 
@@ -333,6 +457,11 @@ fn four_validators_finalize_the_same_chain_with_inference() {
         assert_eq!(included, 41, "seed {seed}: every transaction finalized once");
         assert!(f.iter().any(|b| b.records_root != fixpoint_evm::records_root(&[])), "inference records committed");
         assert!(shared.iter().all(|s| s.refused().is_empty()), "honest proposals are never refused");
+        assert!(
+            shared.iter().all(|s| s.proposed().0 > 0),
+            "seed {seed}: every validator led: {:?}",
+            shared.iter().map(|s| s.proposed()).collect::<Vec<_>>()
+        );
     }
 }
 
@@ -344,9 +473,10 @@ fn byzantine_proposers_are_never_finalized() {
         (9, Proposer::WrongRecordsRoot),
         (10, Proposer::InvalidTransaction),
     ] {
-        let shared = run(seed, 10, 40, Some((0, fault)));
+        let shared = run(seed, 10, 200, Some((0, fault)));
         let honest = [1, 2, 3];
         assert_honest_agree(&shared, &honest, 10);
+        assert!(shared[0].proposed().1 > 0, "{fault:?}: the byzantine leader tampered");
         let refused: Vec<_> = honest.iter().flat_map(|i| shared[*i].refused()).collect();
         assert!(!refused.is_empty(), "{fault:?}: the byzantine leader proposed and was refused");
         for (_, reason) in &refused {
@@ -368,6 +498,66 @@ fn byzantine_proposers_are_never_finalized() {
         // Every finalized block re-executed to what it claims on every honest node, so no
         // tampered claim is in the finalized chain: its roots match honest execution.
         let included: usize = shared[1].finalized().iter().map(|b| b.txs).sum();
-        assert_eq!(included, 41, "{fault:?}: honest leaders included every transaction");
+        assert_eq!(included, 201, "{fault:?}: honest leaders included every transaction");
     }
+}
+
+#[test]
+fn a_crashed_validator_restarts_and_catches_up() {
+    let shared = runner(21).start(|context| async move {
+        let mut sim = Sim::new(context, LINK, None, 40).await;
+        for i in 0..N {
+            sim.start(i);
+        }
+        assert!(sim.drive(&[0, 1, 2, 3], 3, false, Duration::from_secs(60)).await);
+        sim.crash(3).await;
+        // The other three are a quorum: the chain goes on without it.
+        let before = sim.shared[3].finalized().len();
+        assert!(sim.drive(&[0, 1, 2], 12, false, Duration::from_secs(300)).await, "three validators keep finalizing");
+        assert_eq!(sim.shared[3].finalized().len(), before, "a crashed node finalizes nothing");
+        sim.restart(3);
+        assert!(sim.drive(&[0, 1, 2, 3], 14, true, Duration::from_secs(300)).await, "the restarted node caught up");
+        sim.shared
+    });
+    assert_honest_agree(&shared, &[0, 1, 2, 3], 14);
+}
+
+#[test]
+fn a_partition_stalls_finality_and_healing_resumes_it() {
+    let shared = runner(31).start(|context| async move {
+        let mut sim = Sim::new(context, LINK, None, 40).await;
+        for i in 0..N {
+            sim.start(i);
+        }
+        assert!(sim.drive(&[0, 1, 2, 3], 3, false, Duration::from_secs(60)).await);
+        let cut = [(0, 2), (0, 3), (1, 2), (1, 3)];
+        sim.set_links(&cut, None).await;
+        sim.context.sleep(Duration::from_secs(3)).await;
+        let stalled: Vec<u64> = sim.shared.iter().map(|s| s.finalized().last().map_or(0, |f| f.height)).collect();
+        sim.context.sleep(Duration::from_secs(20)).await;
+        let later: Vec<u64> = sim.shared.iter().map(|s| s.finalized().last().map_or(0, |f| f.height)).collect();
+        assert_eq!(stalled, later, "2 | 2: no side has a quorum, nothing is finalized");
+        sim.set_links(&cut, Some(LINK)).await;
+        assert!(sim.drive(&[0, 1, 2, 3], later[0] + 5, true, Duration::from_secs(300)).await, "healed");
+        sim.shared
+    });
+    let h = shared[0].finalized().last().unwrap().height;
+    assert_honest_agree(&shared, &[0, 1, 2, 3], h.min(shared[3].finalized().last().unwrap().height));
+}
+
+#[test]
+fn a_late_joiner_syncs_and_lossy_links_still_finalize() {
+    let lossy = Link { success_rate: probability!(0.85), ..LINK };
+    let shared = runner(41).start(|context| async move {
+        let mut sim = Sim::new(context, lossy, None, 40).await;
+        for i in 0..3 {
+            sim.start(i);
+        }
+        assert!(sim.drive(&[0, 1, 2], 10, false, Duration::from_secs(300)).await, "three validators on lossy links");
+        assert!(sim.shared[3].finalized().is_empty());
+        sim.start(3);
+        assert!(sim.drive(&[0, 1, 2, 3], 12, true, Duration::from_secs(300)).await, "the late joiner synced");
+        sim.shared
+    });
+    assert_honest_agree(&shared, &[0, 1, 2, 3], 12);
 }
