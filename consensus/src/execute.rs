@@ -170,11 +170,15 @@ impl Executor {
         let outcome = loop {
             match execute_block(state, &self.models, &self.spec, &env, &txs) {
                 Ok(o) => break o,
-                Err(ExecError::InvalidTx { index, .. } | ExecError::BlockGasLimit { index, .. })
-                    if index < txs.len() =>
-                {
+                // An invalid transaction goes; later ones may still fit.
+                Err(ExecError::InvalidTx { index, .. }) if index < txs.len() => {
                     txs.remove(index);
                     raws.remove(index);
+                }
+                // The block is full from here on.
+                Err(ExecError::BlockGasLimit { index, .. }) if index < txs.len() => {
+                    txs.truncate(index);
+                    raws.truncate(index);
                 }
                 // Unreachable with the refused transaction removed; an empty block is valid.
                 Err(_) => {
