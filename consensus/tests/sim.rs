@@ -249,6 +249,8 @@ struct Sim {
     submitted: usize,
     /// Send transactions to this validator only (all when `None`).
     only: Option<usize>,
+    /// Transactions submitted per 200 ms tick.
+    batch: usize,
 }
 
 impl Sim {
@@ -305,6 +307,7 @@ impl Sim {
             txs: workload(calls),
             submitted: 0,
             only: None,
+            batch: 4,
         }
     }
 
@@ -354,7 +357,7 @@ impl Sim {
         let end = self.context.current() + deadline;
         loop {
             if self.submitted < self.txs.len() {
-                let next = (self.submitted + 4).min(self.txs.len());
+                let next = (self.submitted + self.batch).min(self.txs.len());
                 for (i, s) in self.shared.iter().enumerate() {
                     if self.only.is_none_or(|o| o == i) {
                         s.submit(self.txs[self.submitted..next].iter().cloned());
@@ -449,7 +452,7 @@ fn assert_honest_agree(shared: &[Arc<Shared>], honest: &[usize], height: u64) {
 
 #[test]
 fn four_validators_finalize_the_same_chain_with_inference() {
-    for seed in [1, 2, 3] {
+    for seed in [1, 2, 3, 4, 5] {
         let shared = run(seed, 12, 40, None);
         assert_honest_agree(&shared, &[0, 1, 2, 3], 12);
         let f = shared[0].finalized();
@@ -560,4 +563,24 @@ fn a_late_joiner_syncs_and_lossy_links_still_finalize() {
         sim.shared
     });
     assert_honest_agree(&shared, &[0, 1, 2, 3], 12);
+}
+
+#[test]
+fn thousands_of_inference_transactions_leave_identical_state_and_records() {
+    let calls = 3_000;
+    let shared = runner(51).start(|context| async move {
+        let mut sim = Sim::new(context, LINK, None, calls).await;
+        sim.batch = 250;
+        for i in 0..N {
+            sim.start(i);
+        }
+        assert!(sim.drive(&[0, 1, 2, 3], 5, true, Duration::from_secs(300)).await, "all finalized");
+        sim.shared
+    });
+    let h = shared.iter().map(|s| s.finalized().last().unwrap().height).min().unwrap();
+    assert_honest_agree(&shared, &[0, 1, 2, 3], h);
+    let f = shared[0].finalized();
+    assert_eq!(f.iter().map(|b| b.txs).sum::<usize>(), calls + 1);
+    let with_records = f.iter().filter(|b| b.records_root != fixpoint_evm::records_root(&[])).count();
+    assert!(with_records >= 2, "inference spread over several blocks");
 }
