@@ -7,14 +7,18 @@
 //! repeated runs; a bench binary, nothing here asserts a time).
 #![allow(missing_docs)]
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::sync::Arc;
+
+use common::{model_case, signed_call as tx};
 use std::time::{Duration, Instant};
 
+use alloy_consensus::TxEnvelope;
 use alloy_consensus::transaction::SignerRecoverable;
-use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
-use alloy_eips::eip2718::{Decodable2718, Encodable2718};
-use alloy_primitives::{Address, Bytes, TxKind, U256, keccak256};
-use alloy_signer::SignerSync;
+use alloy_eips::eip2718::Decodable2718;
+use alloy_primitives::{Address, Bytes, U256, keccak256};
 use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::SolCall;
 use fixpoint_consensus::{Block, BlockLimits, Executor};
@@ -32,31 +36,8 @@ const GAS_LIMIT: u64 = 30_000_000;
 type Workload<'a> = (&'a str, Option<(&'a [u8], &'a [u8])>, u64);
 const USERS: usize = 64;
 
-fn case(name: &str) -> (Vec<u8>, Vec<u8>) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/vectors/models/{name}.json"));
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(path).expect("vector")).expect("json");
-    let h = |k: &str| hex::decode(doc["cases"][0][k].as_str().expect("hex")).expect("hex");
-    (h("model"), h("input"))
-}
-
 fn user(i: usize) -> PrivateKeySigner {
     PrivateKeySigner::from_bytes(&keccak256(format!("bench user {i}"))).expect("key")
-}
-
-fn tx(k: &PrivateKeySigner, nonce: u64, to: Address, input: Vec<u8>, gas: u64) -> Bytes {
-    let t = TxEip1559 {
-        chain_id: ChainSpec::DEV.chain_id,
-        nonce,
-        gas_limit: gas,
-        max_fee_per_gas: 100_000_000_000,
-        max_priority_fee_per_gas: 1,
-        to: TxKind::Call(to),
-        value: U256::ZERO,
-        access_list: Default::default(),
-        input: input.into(),
-    };
-    let sig = k.sign_hash_sync(&t.signature_hash()).expect("sign");
-    TxEnvelope::Eip1559(t.into_signed(sig)).encoded_2718().into()
 }
 
 fn median(reps: usize, mut f: impl FnMut()) -> Duration {
@@ -90,8 +71,8 @@ fn main() {
         fund(&mut state, user(i).address(), U256::from(10u128.pow(24)));
     }
     let genesis = Block::genesis(fixpoint_evm::state_root(&state), GAS_LIMIT, 1_700_000_000, 1_000_000_000);
-    let (mlp, mlp_input) = case("digits-mlp");
-    let (cnn, cnn_input) = case("digits-cnn");
+    let (mlp, mlp_input, _) = model_case("digits-mlp");
+    let (cnn, cnn_input, _) = model_case("digits-cnn");
     // Block 1 registers both models.
     let regs = vec![
         tx(&user(0), 0, REGISTRY_ADDRESS, R::registerCall { model: mlp.clone().into() }.abi_encode(), 10_000_000),

@@ -4,14 +4,15 @@
 //! records; a byzantine proposer's blocks are refused by every honest validator and never
 //! finalized, and the chain goes on.
 
+mod common;
+
 use std::num::NonZeroUsize;
+
+use common::{model_case, signed_call as tx};
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
-use alloy_eips::eip2718::Encodable2718;
-use alloy_primitives::{Address, Bytes, TxKind, U256, keccak256};
-use alloy_signer::SignerSync;
+use alloy_primitives::{Address, Bytes, U256, keccak256};
 use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::SolCall;
 use commonware_broadcast::buffered;
@@ -43,36 +44,13 @@ use fixpoint_precompiles::{INFERENCE_ADDRESS, ModelStore, REGISTRY_ADDRESS};
 const NAMESPACE: &[u8] = b"fixpoint-sim";
 const N: usize = 4;
 
-fn model_case() -> (Vec<u8>, Vec<u8>) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/models/digits-mlp.json");
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    let h = |k: &str| hex::decode(doc["cases"][0][k].as_str().unwrap()).unwrap();
-    (h("model"), h("input"))
-}
-
 fn user(i: usize) -> PrivateKeySigner {
     PrivateKeySigner::from_bytes(&keccak256(format!("sim user {i}"))).unwrap()
 }
 
-fn tx(k: &PrivateKeySigner, nonce: u64, to: alloy_primitives::Address, input: Vec<u8>, gas: u64) -> Bytes {
-    let t = TxEip1559 {
-        chain_id: ChainSpec::DEV.chain_id,
-        nonce,
-        gas_limit: gas,
-        max_fee_per_gas: 100_000_000_000,
-        max_priority_fee_per_gas: 1,
-        to: TxKind::Call(to),
-        value: U256::ZERO,
-        access_list: Default::default(),
-        input: input.into(),
-    };
-    let sig = k.sign_hash_sync(&t.signature_hash()).unwrap();
-    TxEnvelope::Eip1559(t.into_signed(sig)).encoded_2718().into()
-}
-
 /// Registration of the digits model, then `calls` inference transactions from 4 users.
 fn workload(calls: usize) -> Vec<Bytes> {
-    let (model, input) = model_case();
+    let (model, input, _) = model_case("digits-mlp");
     let id = keccak256(&model);
     let mut txs =
         vec![tx(&user(0), 0, REGISTRY_ADDRESS, R::registerCall { model: model.into() }.abi_encode(), 10_000_000)];

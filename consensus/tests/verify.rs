@@ -4,12 +4,13 @@
 //! invalid or forged transaction, a block that does not extend its parent) is refused with its
 //! reason. Block encoding round-trips and never panics on garbage.
 
+mod common;
+
 use std::sync::Arc;
 
-use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
-use alloy_eips::eip2718::Encodable2718;
-use alloy_primitives::{Address, B256, Bytes, TxKind, U256, keccak256};
-use alloy_signer::SignerSync;
+use common::{model_case, signed_call as tx};
+
+use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
 use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::SolCall;
 use commonware_codec::{Decode, Encode};
@@ -22,31 +23,8 @@ use fixpoint_precompiles::abi::IModelRegistry as R;
 use fixpoint_precompiles::{INFERENCE_ADDRESS, ModelStore, REGISTRY_ADDRESS};
 use proptest::prelude::*;
 
-fn case() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/models/digits-mlp.json");
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    let h = |k: &str| hex::decode(doc["cases"][0][k].as_str().unwrap()).unwrap();
-    (h("model"), h("input"), h("output"))
-}
-
 fn key(i: u8) -> PrivateKeySigner {
     PrivateKeySigner::from_bytes(&keccak256([i])).unwrap()
-}
-
-fn tx(k: &PrivateKeySigner, nonce: u64, to: Address, input: Vec<u8>, gas: u64) -> Bytes {
-    let t = TxEip1559 {
-        chain_id: ChainSpec::DEV.chain_id,
-        nonce,
-        gas_limit: gas,
-        max_fee_per_gas: 100_000_000_000,
-        max_priority_fee_per_gas: 1,
-        to: TxKind::Call(to),
-        value: U256::ZERO,
-        access_list: Default::default(),
-        input: input.into(),
-    };
-    let sig = k.sign_hash_sync(&t.signature_hash()).unwrap();
-    TxEnvelope::Eip1559(t.into_signed(sig)).encoded_2718().into()
 }
 
 /// A validator: its own model store (empty at genesis), the genesis block and state.
@@ -73,7 +51,7 @@ fn node() -> Node {
 
 /// Block 1: register the model, call it (same block), call it again from another account.
 fn txs() -> Vec<Bytes> {
-    let (model, input, _) = case();
+    let (model, input, _) = model_case("digits-mlp");
     let id = keccak256(&model);
     let infer = I::inferCall { modelId: id, input: input.into() }.abi_encode();
     vec![
@@ -104,11 +82,11 @@ fn an_honest_block_verifies_on_a_validator_that_never_saw_the_model() {
     let v = node();
     let out = v.exec.verify(&v.genesis, &v.state, &block).expect("honest block");
     assert_eq!(out.state_root, block.body().state_root);
-    let (_, _, output) = case();
+    let (_, _, output) = model_case("digits-mlp");
     assert!(out.records.iter().all(|r| r.output_hash == keccak256(&output)), "the vector's output");
     // Once verified and committed, the model is in that validator's store too.
     out.scope.commit();
-    assert!(v.exec.models.get(&keccak256(case().0)).is_some());
+    assert!(v.exec.models.get(&keccak256(model_case("digits-mlp").0)).is_some());
 }
 
 #[test]
