@@ -11,6 +11,7 @@
 
 pub mod app;
 pub mod block;
+pub mod engine;
 pub mod execute;
 
 pub use block::{Block, BlockBody, BlockLimits};

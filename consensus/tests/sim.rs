@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::num::NonZeroUsize;
-
 use common::{model_case, signed_call as tx};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,25 +13,13 @@ use std::time::Duration;
 use alloy_primitives::{Address, Bytes, U256, keccak256};
 use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::SolCall;
-use commonware_broadcast::buffered;
-use commonware_consensus::marshal::core::Actor;
-use commonware_consensus::marshal::resolver::p2p as resolver;
-use commonware_consensus::marshal::standard::Inline;
-use commonware_consensus::marshal::{self, Start};
-use commonware_consensus::simplex::elector::RoundRobin;
-use commonware_consensus::simplex::{self, Engine, Floor, ForwardPolicy, SkipBudget, SkipPolicy};
-use commonware_consensus::types::{Epoch, FixedEpocher, ViewDelta};
-use commonware_cryptography::certificate::{ConstantProvider, Verifier as _};
+use commonware_cryptography::Signer;
 use commonware_cryptography::ed25519::PrivateKey;
-use commonware_cryptography::sha256::Sha256;
-use commonware_cryptography::{Digested, Digestible, Signer};
 use commonware_p2p::simulated::{self, Link, Network, Oracle};
-use commonware_parallel::Sequential;
-use commonware_runtime::buffer::paged::CacheRef;
 use commonware_runtime::{Clock, Handle, Quota, Runner, Spawner, Supervisor as _, deterministic};
-use commonware_storage::archive::immutable;
-use commonware_utils::{NZDuration, NZU16, NZU32, NZU64, NZUsize, ordered::Set, probability};
-use fixpoint_consensus::app::{App, Finalizer, Proposer, PublicKey, Scheme, Shared};
+use commonware_utils::{NZU32, NZUsize, ordered::Set, probability};
+use fixpoint_consensus::app::{Proposer, PublicKey, Shared};
+use fixpoint_consensus::engine::{self, Channels, ValidatorConfig, channel};
 use fixpoint_consensus::{Block, BlockLimits, Executor, VerifyError};
 use fixpoint_evm::state::{empty_state, fund};
 use fixpoint_evm::{ChainSpec, MemState};
@@ -70,32 +56,10 @@ fn genesis() -> (Block, MemState) {
     (Block::genesis(fixpoint_evm::state_root(&state), 30_000_000, 1_700_000_000, 1_000_000_000), state)
 }
 
-fn archive_cfg<C>(prefix: &str, name: &str, codec_config: C, page_cache: CacheRef) -> immutable::Config<C> {
-    immutable::Config {
-        metadata_partition: format!("{prefix}-{name}-metadata"),
-        freezer_table_partition: format!("{prefix}-{name}-freezer-table"),
-        freezer_table_initial_size: 64,
-        freezer_table_resize_frequency: 10,
-        freezer_table_resize_chunk_size: 10,
-        freezer_key_partition: format!("{prefix}-{name}-freezer-key"),
-        freezer_key_page_cache: page_cache,
-        freezer_value_partition: format!("{prefix}-{name}-freezer-value"),
-        freezer_value_target_size: 1 << 20,
-        freezer_value_compression: None,
-        ordinal_partition: format!("{prefix}-{name}-ordinal"),
-        items_per_section: NZU64!(10),
-        codec_config,
-        replay_buffer: NZUsize!(1 << 16),
-        freezer_key_write_buffer: NZUsize!(1 << 16),
-        freezer_value_write_buffer: NZUsize!(1 << 16),
-        ordinal_write_buffer: NZUsize!(1 << 16),
-    }
-}
-
 const QUOTA: Quota = Quota::per_second(NZU32!(1_000_000));
 
-/// Starts one validator: channels, backfill resolver, broadcast, archives, marshal, the
-/// Inline wrapper around our application, simplex.
+/// Registers validator `key`'s channels on the simulated network and starts its engines (the
+/// same `start_validator` a real node runs).
 async fn start_validator(
     context: deterministic::Context,
     oracle: &Oracle<PublicKey, deterministic::Context>,
@@ -105,112 +69,22 @@ async fn start_validator(
     genesis: Block,
 ) {
     let me = key.public_key();
-    let prefix = format!("v{me}");
     let control = oracle.control(me.clone());
-    let votes = control.register(0, QUOTA).await.unwrap();
-    let certificates = control.register(1, QUOTA).await.unwrap();
-    let sim_resolver = control.register(2, QUOTA).await.unwrap();
-    let blocks = control.register(3, QUOTA).await.unwrap();
-    let backfill = control.register(4, QUOTA).await.unwrap();
-
-    let scheme = Scheme::signer(NAMESPACE, participants.clone(), key).expect("a participant");
-    let page_cache = CacheRef::new(NZU16!(4096), NZUsize!(64));
-    let mailbox: NonZeroUsize = NZUsize!(1024);
-    let resolver = resolver::init(
-        context.child("resolver"),
-        resolver::Config {
-            public_key: me.clone(),
-            peer_provider: oracle.manager(),
-            blocker: oracle.control(me.clone()),
-            mailbox_size: mailbox,
-            fetch_timeout: NZDuration!(Duration::from_secs(2)),
-            fetch_retry_delay: Duration::from_millis(100),
-            priority_requests: false,
-            priority_responses: false,
-        },
-        backfill,
-    );
-    let (broadcast, buffer) = buffered::Engine::new(
-        context.child("broadcast"),
-        buffered::Config {
-            public_key: me.clone(),
-            mailbox_size: mailbox,
-            deque_size: 10,
-            priority: false,
-            codec_config: BlockLimits::default(),
-            peer_provider: oracle.manager(),
-            strategy: Sequential,
-        },
-    );
-    broadcast.start(blocks);
-    let finalizations = immutable::Archive::init(
-        context.child("finalizations"),
-        archive_cfg(&prefix, "finalizations", Scheme::certificate_codec_config_unbounded(), page_cache.clone()),
-    )
-    .await
-    .unwrap();
-    let finalized_blocks = immutable::Archive::init(
-        context.child("blocks"),
-        archive_cfg(&prefix, "blocks", BlockLimits::default(), page_cache.clone()),
-    )
-    .await
-    .unwrap();
-    let epocher = FixedEpocher::new(NZU64!(u64::MAX / 2));
-    let genesis_digest = genesis.digest();
-    let (actor, marshal_mailbox, _floor) = Actor::init(
-        context.child("marshal"),
-        finalizations,
-        finalized_blocks,
-        marshal::Config {
-            provider: ConstantProvider::new(Scheme::verifier(NAMESPACE, participants.clone())),
-            epocher: epocher.clone(),
-            start: Start::Genesis(Digested::precomputed(genesis, genesis_digest)),
-            partition_prefix: format!("{prefix}-marshal"),
-            mailbox_size: mailbox,
-            view_retention: ViewDelta::new(10),
-            prunable_items_per_section: NZU64!(10),
-            page_cache: page_cache.clone(),
-            replay_buffer: NZUsize!(1 << 16),
-            key_write_buffer: NZUsize!(1 << 16),
-            value_write_buffer: NZUsize!(1 << 16),
-            block_codec_config: BlockLimits::default(),
-            max_repair: NZUsize!(10),
-            max_pending_acks: NZUsize!(16),
-            strategy: Sequential,
-        },
-    )
-    .await;
-    actor.start(Finalizer::new(shared.clone()), buffer, resolver);
-    let inline = Inline::new(context.child("application"), App::new(shared), marshal_mailbox, epocher);
-    let engine = Engine::new(
-        context.child("simplex"),
-        simplex::Config {
-            scheme,
-            elector: RoundRobin::<Sha256>::default(),
-            blocker: oracle.control(me),
-            automaton: inline.clone(),
-            relay: inline.clone(),
-            reporter: inline,
-            track_historical_votes: false,
-            strategy: Sequential,
-            partition: format!("{prefix}-simplex"),
-            mailbox_size: mailbox,
-            epoch: Epoch::zero(),
-            floor: Floor::Genesis(genesis_digest),
-            replay_buffer: NZUsize!(1 << 16),
-            write_buffer: NZUsize!(1 << 16),
-            page_cache,
-            leader_timeout: Duration::from_secs(1),
-            certification_timeout: Duration::from_secs(2),
-            timeout_retry: Duration::from_secs(5),
-            view_retention: ViewDelta::new(10),
-            skip: SkipPolicy::Enabled { timeout: Duration::from_secs(10), budget: SkipBudget::Participants },
-            fetch_timeout: NZDuration!(Duration::from_secs(1)),
-            fetch_retry_delay: Duration::from_millis(100),
-            forward: ForwardPolicy::Disabled,
-        },
-    );
-    engine.start(votes, certificates, sim_resolver);
+    let mut reg = Vec::new();
+    for ch in [channel::VOTES, channel::CERTIFICATES, channel::RESOLVER, channel::BLOCKS, channel::BACKFILL] {
+        reg.push(control.register(ch, QUOTA).await.unwrap());
+    }
+    let mut reg = reg.into_iter();
+    let mut next = || reg.next().unwrap();
+    let channels = Channels { votes: next(), certificates: next(), resolver: next(), blocks: next(), backfill: next() };
+    let cfg = ValidatorConfig {
+        namespace: NAMESPACE.to_vec(),
+        key,
+        participants,
+        genesis,
+        partition_prefix: format!("v{me}"),
+    };
+    engine::start_validator(context, cfg, shared, oracle.control(me), oracle.manager(), channels).await;
 }
 
 /// A simulated network of `N` validators.
