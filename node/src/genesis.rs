@@ -99,6 +99,10 @@ pub struct Genesis {
     /// Models registered before block 1.
     #[serde(default)]
     pub models: Vec<GenesisModel>,
+    /// The validator set: 0x-hex ed25519 public keys (`fixpoint keygen`). Empty for a
+    /// single-node dev chain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validators: Vec<String>,
 }
 
 /// What a genesis builds: the state of block 0 and the model bytes it registered.
@@ -110,6 +114,8 @@ pub struct GenesisState {
     pub models: Vec<Vec<u8>>,
     /// Their ids, in file order.
     pub model_ids: Vec<B256>,
+    /// The validator set, in file order.
+    pub validators: Vec<commonware_cryptography::ed25519::PublicKey>,
 }
 
 /// Smallest accepted block gas limit (one plain transfer must fit).
@@ -131,6 +137,7 @@ impl Genesis {
                 owner: accounts.first().map_or(Address::ZERO, |a| a.address),
                 id: None,
             }],
+            validators: Vec::new(),
         }
     }
 
@@ -185,7 +192,16 @@ impl Genesis {
             model_ids.push(id);
             models.push(bytes);
         }
-        Ok(GenesisState { state, models, model_ids })
+        let mut validators = Vec::new();
+        for (i, v) in self.validators.iter().enumerate() {
+            let k =
+                crate::keys::parse_public_key(v).map_err(|e| GenesisError::Invalid(format!("validator #{i}: {e}")))?;
+            if validators.contains(&k) {
+                return Err(GenesisError::Invalid(format!("validator #{i} is listed twice")));
+            }
+            validators.push(k);
+        }
+        Ok(GenesisState { state, models, model_ids, validators })
     }
 }
 
@@ -227,6 +243,15 @@ mod tests {
         )
         .unwrap();
         let s = g.build(Path::new(".")).unwrap().state;
+        // Validators: valid distinct ed25519 keys.
+        let mut g = Genesis::dev(77, 30_000_000, &dev_accounts(1));
+        let k = crate::keys::public_key_hex(&commonware_cryptography::Signer::public_key(&crate::keys::generate()));
+        g.validators = vec![k.clone()];
+        assert_eq!(g.build(Path::new(".")).unwrap().validators.len(), 1);
+        g.validators.push(k);
+        assert!(g.build(Path::new(".")).unwrap_err().to_string().contains("listed twice"));
+        g.validators = vec!["0x00".into()];
+        assert!(g.build(Path::new(".")).unwrap_err().to_string().contains("validator #0"));
         let acc = &s.cache.accounts[&Address::with_last_byte(0xaa)];
         assert_eq!(acc.info.balance, U256::from(1000));
         assert_eq!(acc.storage[&U256::from(1)], U256::from(2));

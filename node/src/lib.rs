@@ -10,6 +10,7 @@ pub mod chain;
 pub mod client;
 pub mod dev;
 pub mod genesis;
+pub mod keys;
 pub mod pool;
 pub mod proof;
 pub mod rpc;

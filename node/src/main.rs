@@ -15,6 +15,7 @@ use fixpoint_node::chain::Chain;
 use fixpoint_node::client::{Client, ClientError, parse_key};
 use fixpoint_node::dev::{EXAMPLE_MODEL, dev_accounts};
 use fixpoint_node::genesis::{Genesis, GenesisModel};
+use fixpoint_node::keys;
 use fixpoint_node::rpc::{Node, module};
 use fixpoint_node::storage::Store;
 use fixpoint_precompiles::abi::IInference as I;
@@ -41,6 +42,13 @@ enum Cmd {
     /// Register, inspect and call models on a running node.
     #[command(subcommand)]
     Model(ModelCmd),
+    /// Generate a validator key (ed25519) into a new file; prints the public key for the
+    /// genesis validator set.
+    Keygen {
+        /// Where to write the key file (never overwritten).
+        #[arg(long, default_value = "validator-key.json")]
+        out: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -91,6 +99,9 @@ struct InitArgs {
     /// Overwrite an existing genesis.json.
     #[arg(long)]
     force: bool,
+    /// Generate this many validator keys (DIR/validators/vI.json) and list them in the genesis.
+    #[arg(long, default_value_t = 0)]
+    validators: usize,
 }
 
 #[derive(clap::Args)]
@@ -142,11 +153,20 @@ async fn main() {
         Cmd::Node(a) => run_node(a).await,
         Cmd::Init(a) => init(a),
         Cmd::Model(m) => model(m).await,
+        Cmd::Keygen { out } => keygen(&out),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+fn keygen(out: &Path) -> Result<()> {
+    let key = keys::generate();
+    keys::write_key_file(out, &key)?;
+    println!("{}", keys::public_key_hex(&commonware_cryptography::Signer::public_key(&key)));
+    eprintln!("wrote {} (keep it secret; put the public key above in the genesis `validators`)", out.display());
+    Ok(())
 }
 
 fn init(a: InitArgs) -> Result<()> {
@@ -165,6 +185,16 @@ fn init(a: InitArgs) -> Result<()> {
         owner: g.models[0].owner,
         id: Some(keccak256(EXAMPLE_MODEL)),
     }];
+    if a.validators > 0 {
+        let vdir = a.dir.join("validators");
+        std::fs::create_dir_all(&vdir).with_context(|| format!("creating {}", vdir.display()))?;
+        for i in 0..a.validators {
+            let key = keys::generate();
+            keys::write_key_file(&vdir.join(format!("v{i}.json")), &key)?;
+            g.validators.push(keys::public_key_hex(&commonware_cryptography::Signer::public_key(&key)));
+        }
+        println!("wrote {} validator keys into {}", a.validators, vdir.display());
+    }
     g.build(&a.dir).context("the starter genesis does not build")?;
     std::fs::write(&path, serde_json::to_string_pretty(&g)? + "\n")
         .with_context(|| format!("writing {}", path.display()))?;

@@ -151,3 +151,36 @@ fn a_chunked_upload_interrupted_by_kill_9_resumes_after_restart() {
     assert!(ok, "{err}");
     assert!(out.contains(&format!("packed:   0x{}", hex::encode(&case.output))), "{out}");
 }
+
+#[test]
+fn keygen_and_a_genesis_with_a_validator_set() {
+    let tmp = Tmp::new("cli-keys");
+    let out = tmp.0.join("k.json");
+    let (ok, pubkey, err) = fixpoint(&["keygen", "--out", out.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let pubkey = pubkey.trim();
+    assert!(pubkey.starts_with("0x") && pubkey.len() == 66, "{pubkey}");
+    let file: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(file["publicKey"], pubkey);
+    let (ok, _, err) = fixpoint(&["keygen", "--out", out.to_str().unwrap()]);
+    assert!(!ok && err.contains("exists"), "never overwrites a key: {err}");
+
+    let g = tmp.0.join("net");
+    let (ok, _, err) = fixpoint(&["init", "--dir", g.to_str().unwrap(), "--validators", "4"]);
+    assert!(ok, "{err}");
+    let genesis: Value = serde_json::from_slice(&std::fs::read(g.join("genesis.json")).unwrap()).unwrap();
+    let validators = genesis["validators"].as_array().unwrap();
+    assert_eq!(validators.len(), 4);
+    for (i, v) in validators.iter().enumerate() {
+        let key: Value =
+            serde_json::from_slice(&std::fs::read(g.join(format!("validators/v{i}.json"))).unwrap()).unwrap();
+        assert_eq!(&key["publicKey"], v);
+    }
+    // A genesis with a bad validator key is refused with the reason.
+    let mut bad = genesis.clone();
+    bad["validators"][1] = Value::from("0x1234");
+    std::fs::write(g.join("bad.json"), bad.to_string()).unwrap();
+    let (ok, _, err) =
+        fixpoint(&["node", "--genesis", g.join("bad.json").to_str().unwrap(), "--port", &free_port().to_string()]);
+    assert!(!ok && err.contains("validator #1"), "{err}");
+}
