@@ -15,3 +15,4 @@ pub mod pool;
 pub mod proof;
 pub mod rpc;
 pub mod storage;
+pub mod validator;

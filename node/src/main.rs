@@ -49,6 +49,21 @@ enum Cmd {
         #[arg(long, default_value = "validator-key.json")]
         out: PathBuf,
     },
+    /// Start a local network of validators on 127.0.0.1 (keys, genesis, configs, processes).
+    Testnet(TestnetArgs),
+}
+
+#[derive(clap::Args)]
+struct TestnetArgs {
+    /// Number of validators.
+    #[arg(long, default_value_t = 4)]
+    validators: usize,
+    /// A new directory for keys, genesis, configs and data.
+    #[arg(long)]
+    dir: PathBuf,
+    /// Stop once every validator finalized this height (and check they agree).
+    #[arg(long)]
+    exit_after: Option<u64>,
 }
 
 #[derive(clap::Args)]
@@ -56,6 +71,15 @@ struct NodeArgs {
     /// Development chain: prefunded accounts (keys printed) and the example model at genesis.
     #[arg(long, conflicts_with = "genesis")]
     dev: bool,
+    /// Run as a validator of a multi-validator network (see `fixpoint testnet`).
+    #[arg(long, requires = "config", conflicts_with_all = ["dev", "genesis"])]
+    validator: bool,
+    /// The validator configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Validator: stop once this height is finalized.
+    #[arg(long)]
+    exit_after: Option<u64>,
     /// Start from this genesis file (see `fixpoint init`).
     #[arg(long)]
     genesis: Option<PathBuf>,
@@ -154,10 +178,98 @@ async fn main() {
         Cmd::Init(a) => init(a),
         Cmd::Model(m) => model(m).await,
         Cmd::Keygen { out } => keygen(&out),
+        Cmd::Testnet(a) => testnet(a).await,
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+async fn testnet(a: TestnetArgs) -> Result<()> {
+    use std::io::BufRead as _;
+    if a.validators == 0 {
+        bail!("--validators must be at least 1");
+    }
+    if a.dir.exists() && std::fs::read_dir(&a.dir)?.next().is_some() {
+        bail!("{} is not empty: give a new directory", a.dir.display());
+    }
+    init(InitArgs {
+        dir: a.dir.clone(),
+        chain_id: ChainSpec::DEV.chain_id,
+        accounts: 10,
+        gas_limit: DEFAULT_GAS_LIMIT,
+        force: false,
+        validators: a.validators,
+    })?;
+    let genesis = Genesis::load(&a.dir.join("genesis.json"))?;
+    let ports: Vec<u16> = (0..a.validators)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|x| x.port()))
+        .collect::<std::io::Result<_>>()?;
+    let peers: std::collections::BTreeMap<String, std::net::SocketAddr> = genesis
+        .validators
+        .iter()
+        .zip(&ports)
+        .map(|(k, p)| (k.clone(), std::net::SocketAddr::from(([127, 0, 0, 1], *p))))
+        .collect();
+    let exe = std::env::current_exe()?;
+    let finals = std::sync::Arc::new(std::sync::Mutex::new(vec![Vec::<(u64, String)>::new(); a.validators]));
+    let mut children = Vec::new();
+    let mut readers = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let cfg = fixpoint_node::validator::ValidatorFile {
+            genesis: "genesis.json".into(),
+            key: format!("validators/v{i}.json").into(),
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], *port)),
+            peers: peers.clone(),
+            datadir: format!("data/v{i}").into(),
+        };
+        let path = a.dir.join(format!("v{i}.config.json"));
+        std::fs::write(&path, serde_json::to_string_pretty(&cfg)? + "\n")?;
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args(["node", "--validator", "--config"]).arg(&path);
+        if let Some(h) = a.exit_after {
+            cmd.args(["--exit-after", &h.to_string()]);
+        }
+        let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().context("starting a validator")?;
+        let out = child.stdout.take().context("validator stdout")?;
+        let finals = finals.clone();
+        readers.push(std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                println!("[v{i}] {line}");
+                let w: Vec<&str> = line.split_whitespace().collect();
+                if let ["finalized", "height", h, "digest", d, ..] = w.as_slice()
+                    && let Ok(h) = h.parse()
+                    && let Ok(mut f) = finals.lock()
+                {
+                    f[i].push((h, d.to_string()));
+                }
+            }
+        }));
+        children.push(child);
+    }
+    println!("testnet: {} validators, configs and data in {}", a.validators, a.dir.display());
+    let Some(height) = a.exit_after else {
+        let _ = tokio::signal::ctrl_c().await;
+        for c in &mut children {
+            let _ = c.kill();
+        }
+        return Ok(());
+    };
+    for c in &mut children {
+        c.wait()?;
+    }
+    for r in readers {
+        let _ = r.join();
+    }
+    let f = finals.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+    let at: Vec<Option<&String>> = f.iter().map(|v| v.iter().find(|(h, _)| *h == height).map(|(_, d)| d)).collect();
+    match at.first().copied().flatten() {
+        Some(d) if at.iter().all(|x| *x == Some(d)) => {
+            println!("all {} validators finalized height {height} with digest {d}", a.validators);
+            Ok(())
+        }
+        _ => bail!("the validators disagree or did not reach height {height}: {at:?}"),
     }
 }
 
@@ -209,6 +321,13 @@ fn init(a: InitArgs) -> Result<()> {
 }
 
 async fn run_node(a: NodeArgs) -> Result<()> {
+    if a.validator {
+        let (config, exit_after) = (a.config.clone().unwrap_or_default(), a.exit_after);
+        // commonware runs its own tokio runtime: give it a thread of its own.
+        return std::thread::spawn(move || fixpoint_node::validator::run(&config, exit_after))
+            .join()
+            .map_err(|_| anyhow::anyhow!("the validator stopped abnormally"))?;
+    }
     let accounts = dev_accounts(if a.dev { a.accounts } else { 0 });
     let (genesis, base) = match (&a.genesis, a.dev) {
         (Some(p), _) => (Genesis::load(p)?, p.parent().map(Path::to_path_buf).unwrap_or_default()),
