@@ -23,3 +23,26 @@ fn four_validator_processes_finalize_the_same_chain() {
     let (ok, _, err) = fixpoint(&["testnet", "--dir", dir.to_str().unwrap(), "--exit-after", "1"]);
     assert!(!ok && err.contains("not empty"), "{err}");
 }
+
+#[test]
+fn a_validator_with_a_bad_config_says_what_is_wrong() {
+    let tmp = Tmp::new("validator-config");
+    let net = tmp.0.join("net");
+    assert!(fixpoint(&["init", "--dir", net.to_str().unwrap(), "--validators", "2"]).0);
+    // A key that is not in the genesis validator set.
+    let outsider = net.join("outsider.json");
+    assert!(fixpoint(&["keygen", "--out", outsider.to_str().unwrap()]).0);
+    let cfg = serde_json::json!({
+        "genesis": "genesis.json", "key": "outsider.json", "listen": "127.0.0.1:1",
+        "peers": {}, "datadir": "data/x"
+    });
+    std::fs::write(net.join("x.json"), cfg.to_string()).unwrap();
+    let (ok, _, err) = fixpoint(&["node", "--validator", "--config", net.join("x.json").to_str().unwrap()]);
+    assert!(!ok && err.contains("is not in the genesis validator set"), "{err}");
+    // A config that is not one.
+    std::fs::write(net.join("y.json"), "{\"genesis\": 1}").unwrap();
+    let (ok, _, err) = fixpoint(&["node", "--validator", "--config", net.join("y.json").to_str().unwrap()]);
+    assert!(!ok && err.contains("is not a validator config"), "{err}");
+    let (ok, _, err) = fixpoint(&["node", "--validator"]);
+    assert!(!ok && err.contains("--config"), "{err}");
+}
