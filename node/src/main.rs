@@ -228,9 +228,6 @@ async fn testnet(a: TestnetArgs) -> Result<()> {
         std::fs::write(&path, serde_json::to_string_pretty(&cfg)? + "\n")?;
         let mut cmd = std::process::Command::new(&exe);
         cmd.args(["node", "--validator", "--config"]).arg(&path);
-        if let Some(h) = a.exit_after {
-            cmd.args(["--exit-after", &h.to_string()]);
-        }
         let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().context("starting a validator")?;
         let out = child.stdout.take().context("validator stdout")?;
         let finals = finals.clone();
@@ -256,8 +253,20 @@ async fn testnet(a: TestnetArgs) -> Result<()> {
         }
         return Ok(());
     };
+    // Validators keep running until all of them reached the height (one that stopped early
+    // could leave a slower one without peers); then stop them all.
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let reached = finals.lock().map(|f| f.iter().all(|v| v.iter().any(|(h, _)| *h >= height))).unwrap_or(false);
+        let exited = children.iter_mut().any(|c| matches!(c.try_wait(), Ok(Some(_))));
+        if reached || exited || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     for c in &mut children {
-        c.wait()?;
+        let _ = c.kill();
+        let _ = c.wait();
     }
     for r in readers {
         let _ = r.join();
