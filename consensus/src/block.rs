@@ -123,8 +123,8 @@ impl Block {
     pub fn genesis(state_root: B256, gas_limit: u64, timestamp: u64, base_fee: u64) -> Self {
         Self::new(BlockBody {
             state_root,
-            receipts_root: alloy_trie_empty(),
-            records_root: alloy_trie_empty(),
+            receipts_root: empty_trie_root(),
+            records_root: empty_trie_root(),
             gas_limit,
             timestamp,
             base_fee,
@@ -133,7 +133,7 @@ impl Block {
     }
 }
 
-fn alloy_trie_empty() -> B256 {
+fn empty_trie_root() -> B256 {
     fixpoint_evm::records_root(&[])
 }
 

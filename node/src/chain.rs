@@ -252,17 +252,6 @@ impl Chain {
         }
     }
 
-    /// Executes `txs` as the next block, persists it and makes it the head. Transactions the
-    /// executor refuses are dropped and returned.
-    pub fn produce(
-        &mut self,
-        txs: Vec<Recovered<TxEnvelope>>,
-        timestamp: u64,
-    ) -> Result<(B256, Vec<Recovered<TxEnvelope>>), ChainError> {
-        let (next, dropped) = self.build(txs, timestamp)?;
-        Ok((self.apply(next), dropped))
-    }
-
     /// Executes `txs` as the next block and writes it to the database, without changing the
     /// in-memory head (so readers are not blocked meanwhile); [`Chain::apply`] then makes it
     /// the head. Transactions the executor refuses are dropped and returned.

@@ -143,11 +143,6 @@ impl Pool {
         Chain::recover(raw).map_err(PoolError::Invalid)
     }
 
-    /// Validates and adds a raw transaction; returns its hash.
-    pub fn add_raw(&mut self, chain: &Chain, raw: &[u8]) -> Result<B256, PoolError> {
-        self.add(chain, Self::recover_raw(raw)?)
-    }
-
     /// Validates and adds a recovered transaction.
     pub fn add(&mut self, chain: &Chain, tx: Recovered<TxEnvelope>) -> Result<B256, PoolError> {
         let hash = *tx.inner().tx_hash();
