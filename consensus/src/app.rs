@@ -4,10 +4,10 @@
 //! from marshal, in height order, and records them.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::UNIX_EPOCH;
 
-use alloy_primitives::{Address, B256, Bytes, keccak256};
+use alloy_primitives::{Address, B256, Bloom, Bytes, keccak256};
 use commonware_actor::Feedback;
 use commonware_consensus::marshal::Update;
 use commonware_consensus::marshal::ancestry::Ancestry;
@@ -17,11 +17,65 @@ use commonware_cryptography::sha256::Digest;
 use commonware_cryptography::{Digested, Digestible};
 use commonware_runtime::Clock;
 use commonware_utils::Acknowledgement;
-use fixpoint_evm::MemState;
+use fixpoint_evm::{BlockOutcome, MemState, TxOutcome};
+use fixpoint_precompiles::{InferenceRecord, ScopeOutcome};
 use futures::StreamExt;
 
 use crate::block::Block;
-use crate::execute::{Executor, VerifyError};
+use crate::execute::{Executor, PendingTx, VerifyError};
+
+/// Most transactions a node holds for proposal; later arrivals are dropped until blocks drain it.
+pub const MAX_PENDING: usize = 100_000;
+
+/// Most unexecuted ancestors a node executes to catch up before it can verify or build on a
+/// block (after a restart, the notarized blocks above its last finalized one).
+pub const MAX_CATCH_UP: usize = 256;
+
+/// A block this node executed: the post-state, and what a node persists with the block.
+#[derive(Debug, Default)]
+pub struct Executed {
+    /// Height of the block.
+    pub height: u64,
+    /// Post-state.
+    pub state: MemState,
+    /// Per-transaction results (receipts, outputs, created contracts).
+    pub txs: Vec<TxOutcome>,
+    /// Bloom of all logs.
+    pub logs_bloom: Bloom,
+    /// Inference records, in order.
+    pub records: Vec<InferenceRecord>,
+    /// Models registered and upload chunks received in the block.
+    pub scope: ScopeOutcome,
+}
+
+impl Executed {
+    /// A block's execution; stages its models and upload chunks in the model store.
+    fn new(height: u64, out: BlockOutcome) -> Arc<Self> {
+        // Content-addressed: staging a block's models early cannot change a result
+        // (docs/precompiles.md), and children may be built before finalization.
+        let scope = out.scope.commit();
+        Arc::new(Self {
+            height,
+            state: out.state,
+            txs: out.txs,
+            logs_bloom: out.logs_bloom,
+            records: out.records,
+            scope,
+        })
+    }
+
+    /// The starting point of a node: block `height`'s post-state, nothing else.
+    pub fn start(height: u64, state: MemState) -> Arc<Self> {
+        Arc::new(Self { height, state, ..Default::default() })
+    }
+}
+
+/// Where a node persists finalized blocks (its database), before marshal is acknowledged.
+pub trait Sink: Send + Sync + 'static {
+    /// Persists finalized `block`, executed as `executed`. Called once per height, in order,
+    /// from height 1; an error halts finalization on this node (marshal is not acknowledged).
+    fn finalized(&self, block: &Block, executed: &Executed) -> Result<(), String>;
+}
 
 /// Validator public keys.
 pub type PublicKey = commonware_cryptography::ed25519::PublicKey;
@@ -64,10 +118,11 @@ pub struct Finalized {
 /// refusals.
 #[derive(Debug, Default)]
 struct Inner {
-    /// Post-states of blocks this node built or verified, by digest, with their heights.
-    states: HashMap<Digest, (u64, MemState)>,
-    /// Pending transactions (EIP-2718).
-    mempool: Vec<Bytes>,
+    /// Blocks this node built or verified, by digest.
+    states: HashMap<Digest, Arc<Executed>>,
+    /// Pending transactions, in arrival order, and their hashes.
+    mempool: Vec<PendingTx>,
+    known: HashSet<B256>,
     /// Proposals this node refused, with the reason.
     refused: Vec<(u64, VerifyError)>,
     /// Blocks this node proposed, and how many of them it tampered with.
@@ -79,18 +134,24 @@ struct Inner {
 #[derive(Debug)]
 struct Durable {
     block: Block,
-    state: MemState,
+    executed: Arc<Executed>,
     finalized: Vec<Finalized>,
 }
 
 /// State shared by the application and the finalizer of one node.
-#[derive(Debug)]
 pub struct Shared {
     exec: Executor,
     proposer: Proposer,
     beneficiary: Address,
     inner: Mutex<Inner>,
     durable: Arc<Mutex<Durable>>,
+    sink: Arc<OnceLock<Arc<dyn Sink>>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("proposer", &self.proposer).finish_non_exhaustive()
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -98,18 +159,30 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    /// A node's shared state, starting from `genesis` and its post-state.
-    pub fn new(
-        exec: Executor,
-        genesis: &Block,
-        state: MemState,
-        proposer: Proposer,
-        beneficiary: Address,
-    ) -> Arc<Self> {
+    /// A node's shared state, starting from `start` (genesis, or the last finalized block a
+    /// node persisted) and its post-state.
+    pub fn new(exec: Executor, start: &Block, state: MemState, proposer: Proposer, beneficiary: Address) -> Arc<Self> {
+        let height = start.body().height;
+        let executed = Executed::start(height, state);
         let mut inner = Inner::default();
-        inner.states.insert(genesis.digest(), (0, state.clone()));
-        let durable = Durable { block: genesis.clone(), state, finalized: Vec::new() };
-        Arc::new(Self { exec, proposer, beneficiary, inner: Mutex::new(inner), durable: Arc::new(Mutex::new(durable)) })
+        inner.states.insert(start.digest(), executed.clone());
+        // Marshal redelivers finalized blocks above its last acknowledgement: those at or below
+        // `start` are skipped.
+        let finalized = if height == 0 { Vec::new() } else { vec![Finalized::of(start)] };
+        let durable = Durable { block: start.clone(), executed, finalized };
+        Arc::new(Self {
+            exec,
+            proposer,
+            beneficiary,
+            inner: Mutex::new(inner),
+            durable: Arc::new(Mutex::new(durable)),
+            sink: Arc::default(),
+        })
+    }
+
+    /// Persists finalized blocks through `sink` from now on (set once).
+    pub fn set_sink(&self, sink: Arc<dyn Sink>) {
+        let _ = self.sink.set(sink);
     }
 
     /// The same node after a crash: what was durable (finalized chain and state, model store)
@@ -118,7 +191,7 @@ impl Shared {
         let mut inner = Inner::default();
         {
             let d = lock(&self.durable);
-            inner.states.insert(d.block.digest(), (d.block.body().height, d.state.clone()));
+            inner.states.insert(d.block.digest(), d.executed.clone());
         }
         Arc::new(Self {
             exec: self.exec.clone(),
@@ -126,12 +199,88 @@ impl Shared {
             beneficiary: self.beneficiary,
             inner: Mutex::new(inner),
             durable: self.durable.clone(),
+            sink: self.sink.clone(),
         })
     }
 
-    /// Queues transactions for proposal.
-    pub fn submit(&self, txs: impl IntoIterator<Item = Bytes>) {
-        lock(&self.inner).mempool.extend(txs);
+    /// Queues transactions for proposal (decoded and sender-recovered here, once); returns how
+    /// many were new. Undecodable ones, duplicates and arrivals beyond [`MAX_PENDING`] are dropped.
+    pub fn submit(&self, txs: impl IntoIterator<Item = Bytes>) -> usize {
+        let decoded: Vec<PendingTx> = txs.into_iter().filter_map(|raw| PendingTx::decode(raw).ok()).collect();
+        let mut inner = lock(&self.inner);
+        let mut added = 0;
+        for t in decoded {
+            if inner.mempool.len() >= MAX_PENDING {
+                break;
+            }
+            if inner.known.insert(t.hash()) {
+                inner.mempool.push(t);
+                added += 1;
+            }
+        }
+        added
+    }
+
+    /// The executed block `digest`, if this node has it.
+    fn executed(&self, digest: &Digest) -> Option<Arc<Executed>> {
+        lock(&self.inner).states.get(digest).cloned()
+    }
+
+    /// The execution of `first`, executing it and the ancestors this node has not executed (from
+    /// `ancestry`, newest first) on the newest one it has. `None` when that takes more than
+    /// [`MAX_CATCH_UP`] blocks or an ancestor does not re-execute.
+    async fn execute_ancestry(&self, first: Block, ancestry: &mut impl Ancestry<Block>) -> Option<Arc<Executed>> {
+        let mut pending = vec![first];
+        let (mut parent, mut base) = loop {
+            let newest = pending.last()?;
+            if let Some(e) = self.executed(&newest.digest()) {
+                break (pending.pop()?, e);
+            }
+            if pending.len() > MAX_CATCH_UP || newest.body().height <= lock(&self.durable).block.body().height {
+                return None;
+            }
+            pending.push(ancestry.next().await?.inner().clone());
+        };
+        while let Some(block) = pending.pop() {
+            let out = self.exec.verify(&parent, &base.state, &block).ok()?;
+            base = Executed::new(block.body().height, out);
+            lock(&self.inner).states.insert(block.digest(), base.clone());
+            parent = block;
+        }
+        Some(base)
+    }
+
+    /// The transactions to offer a block on `state`: pending ones, each sender's in nonce order
+    /// from its nonce in `state` without gaps (others wait), senders in order of first arrival.
+    fn candidates(&self, state: &MemState) -> Vec<PendingTx> {
+        let pending = lock(&self.inner).mempool.clone();
+        let mut by_sender: HashMap<Address, Vec<PendingTx>> = HashMap::new();
+        let mut order = Vec::new();
+        for t in pending {
+            let sender = t.sender();
+            by_sender
+                .entry(sender)
+                .or_insert_with(|| {
+                    order.push(sender);
+                    Vec::new()
+                })
+                .push(t);
+        }
+        let mut out = Vec::new();
+        for sender in order {
+            let Some(mut txs) = by_sender.remove(&sender) else { continue };
+            txs.sort_by_key(PendingTx::nonce);
+            let mut next = state.cache.accounts.get(&sender).map_or(0, |a| a.info.nonce);
+            for t in txs {
+                if t.nonce() == next {
+                    next += 1;
+                    out.push(t);
+                } else if t.nonce() > next {
+                    break;
+                }
+            }
+        }
+        out
     }
 
     /// The finalized blocks so far, in height order.
@@ -147,6 +296,12 @@ impl Shared {
     /// Blocks this node proposed since it (re)started, and how many it tampered with.
     pub fn proposed(&self) -> (usize, usize) {
         lock(&self.inner).proposed
+    }
+
+    /// The last finalized block this node holds, and the state after it.
+    pub fn head(&self) -> (Block, Arc<Executed>) {
+        let d = lock(&self.durable);
+        (d.block.clone(), d.executed.clone())
     }
 
     /// Pending transactions.
@@ -206,13 +361,11 @@ impl<E: Clock + Send + 'static> Application<E> for App {
         let mut ancestry = ancestry;
         let parent = ancestry.next().await?.inner().clone();
         let s = &self.shared;
-        let (state, txs) = {
-            let inner = lock(&s.inner);
-            (inner.states.get(&parent.digest())?.1.clone(), inner.mempool.clone())
-        };
+        let base = s.execute_ancestry(parent.clone(), &mut ancestry).await?;
+        let candidates = s.candidates(&base.state);
         let now = runtime.current().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let view = context.round.view().get();
-        let (block, out) = s.exec.propose(&parent, &state, view, now, s.beneficiary, &txs);
+        let (block, out) = s.exec.build(&parent, &base.state, view, now, s.beneficiary, candidates);
         let honest_digest = block.digest();
         let block = s.tamper(block, &out);
         {
@@ -220,31 +373,29 @@ impl<E: Clock + Send + 'static> Application<E> for App {
             inner.proposed.0 += 1;
             inner.proposed.1 += usize::from(block.digest() != honest_digest);
         }
-        // Content-addressed: staging the block's models in the store early cannot change a
-        // result (docs/precompiles.md), and children may be built before finalization.
-        out.scope.commit();
-        lock(&s.inner).states.insert(block.digest(), (block.body().height, out.state));
+        let executed = Executed::new(block.body().height, out);
         let digest = block.digest();
+        lock(&s.inner).states.insert(digest, executed);
         Some(Digested::precomputed(block, digest))
     }
 
     async fn verify(&mut self, _context: (E, Ctx), mut ancestry: impl Ancestry<Block>) -> bool {
-        let (Some(candidate), Some(parent)) = (ancestry.next().await, ancestry.next().await) else {
-            return false;
-        };
-        let (candidate, parent) = (candidate.inner().clone(), parent.inner().clone());
+        let Some(candidate) = ancestry.next().await else { return false };
+        let candidate = candidate.inner().clone();
         let s = &self.shared;
-        if lock(&s.inner).states.contains_key(&candidate.digest()) {
+        if s.executed(&candidate.digest()).is_some() {
             return true; // built or verified here already
         }
-        let Some((_, state)) = lock(&s.inner).states.get(&parent.digest()).cloned() else {
-            // Parent not executed here: not provably invalid, so abstain.
+        let Some(parent) = ancestry.next().await else { return false };
+        let parent = parent.inner().clone();
+        let Some(base) = s.execute_ancestry(parent.clone(), &mut ancestry).await else {
+            // The parent cannot be executed here: not provably invalid, so abstain.
             return std::future::pending().await;
         };
-        match s.exec.verify(&parent, &state, &candidate) {
+        match s.exec.verify(&parent, &base.state, &candidate) {
             Ok(out) => {
-                out.scope.commit();
-                lock(&s.inner).states.insert(candidate.digest(), (candidate.body().height, out.state));
+                let executed = Executed::new(candidate.body().height, out);
+                lock(&s.inner).states.insert(candidate.digest(), executed);
                 true
             }
             Err(e) => {
@@ -268,6 +419,18 @@ impl Finalizer {
     }
 }
 
+impl Finalized {
+    fn of(b: &Block) -> Self {
+        Self {
+            height: b.body().height,
+            digest: b.digest(),
+            state_root: b.body().state_root,
+            records_root: b.body().records_root,
+            txs: b.body().txs.len(),
+        }
+    }
+}
+
 impl Reporter for Finalizer {
     type Activity = Update<Block>;
 
@@ -278,49 +441,56 @@ impl Reporter for Finalizer {
         let height = b.body().height;
         let mut d = lock(&s.durable);
         // Marshal may redeliver after a restart: apply each height once.
-        if d.finalized.last().is_some_and(|f| f.height >= height) {
+        if d.finalized.last().is_some_and(|f| f.height >= height) || height < d.block.body().height {
             drop(d);
             ack.acknowledge();
             return Feedback::Ok;
         }
-        let known = lock(&s.inner).states.get(&b.digest()).map(|(_, st)| st.clone());
-        let state = match known {
-            Some(st) => st,
-            None if height == 0 => d.state.clone(),
+        let executed = match s.executed(&b.digest()) {
+            Some(e) => e,
+            None if height == 0 => d.executed.clone(),
             // Finalized without this node executing it (backfill after a restart or a late
             // start): execute it now on the previous finalized state.
-            None => match s.exec.verify(&d.block, &d.state, b) {
-                Ok(out) => {
-                    out.scope.commit();
-                    out.state
-                }
+            None => match s.exec.verify(&d.block, &d.executed.state, b) {
+                Ok(out) => Executed::new(height, out),
                 Err(e) => {
                     // A finalized block this node cannot reproduce: stop following (marshal
                     // halts without the acknowledgement) rather than diverge.
+                    eprintln!("finalized block {height} does not re-execute here: {e}");
                     lock(&s.inner).refused.push((height, e));
                     return Feedback::Ok;
                 }
             },
         };
-        d.finalized.push(Finalized {
-            height,
-            digest: b.digest(),
-            state_root: b.body().state_root,
-            records_root: b.body().records_root,
-            txs: b.body().txs.len(),
-        });
+        if height > 0
+            && let Some(sink) = s.sink.get()
+            && let Err(e) = sink.finalized(b, &executed)
+        {
+            eprintln!("cannot persist finalized block {height}: {e}");
+            return Feedback::Ok;
+        }
+        d.finalized.push(Finalized::of(b));
         d.block = b.clone();
-        d.state = state.clone();
+        d.executed = executed.clone();
         drop(d);
         {
             let mut inner = lock(&s.inner);
-            let included: HashSet<&Bytes> = b.body().txs.iter().collect();
-            inner.mempool.retain(|t| !included.contains(t));
             let digest = b.digest();
+            // Included transactions go, and so do those whose nonce is now used.
+            let state = &executed.state;
+            let Inner { mempool, known, .. } = &mut *inner;
+            mempool.retain(|t| {
+                let next = state.cache.accounts.get(&t.sender()).map_or(0, |a| a.info.nonce);
+                let keep = t.nonce() >= next;
+                if !keep {
+                    known.remove(&t.hash());
+                }
+                keep
+            });
             // Children are built and verified on this state, whether or not this node had
             // executed the block before it was finalized.
-            inner.states.insert(digest, (height, state));
-            inner.states.retain(|k, (h, _)| *h > height || *k == digest);
+            inner.states.insert(digest, executed);
+            inner.states.retain(|k, e| e.height > height || *k == digest);
         }
         ack.acknowledge();
         Feedback::Ok

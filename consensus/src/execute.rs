@@ -120,6 +120,39 @@ pub fn block_env(b: &BlockBody) -> BlockEnvInput {
     }
 }
 
+/// A transaction waiting for a block: its EIP-2718 bytes and the decoded, sender-recovered form
+/// (recovered once, on arrival).
+#[derive(Debug, Clone)]
+pub struct PendingTx {
+    /// EIP-2718 encoding, as it goes into a block.
+    pub raw: Bytes,
+    /// Decoded, with its sender.
+    pub tx: Recovered<TxEnvelope>,
+}
+
+impl PendingTx {
+    /// Decodes `raw` and recovers its sender.
+    pub fn decode(raw: Bytes) -> Result<Self, VerifyError> {
+        let tx = recover(0, &raw)?;
+        Ok(Self { raw, tx })
+    }
+
+    /// The transaction hash.
+    pub fn hash(&self) -> B256 {
+        *self.tx.inner().tx_hash()
+    }
+
+    /// The sender.
+    pub fn sender(&self) -> Address {
+        self.tx.signer()
+    }
+
+    /// The nonce.
+    pub fn nonce(&self) -> u64 {
+        alloy_consensus::Transaction::nonce(self.tx.inner())
+    }
+}
+
 fn recover(index: usize, raw: &[u8]) -> Result<Recovered<TxEnvelope>, VerifyError> {
     let bad = |reason: String| VerifyError::BadTransaction { index, reason };
     let tx = TxEnvelope::decode_2718(&mut &raw[..]).map_err(|e| bad(e.to_string()))?;
@@ -133,8 +166,8 @@ impl Executor {
         BaseFeeParams::ethereum().next_block_base_fee(parent.gas_used, parent.gas_limit, parent.base_fee)
     }
 
-    /// Builds a child of `parent` (whose post-state is `state`) from `candidates`, leaving out
-    /// transactions that do not decode, do not recover or that the executor refuses.
+    /// Builds a child of `parent` (whose post-state is `state`) from raw `candidates`, leaving
+    /// out transactions that do not decode, do not recover or that the executor refuses.
     pub fn propose(
         &self,
         parent: &Block,
@@ -144,16 +177,32 @@ impl Executor {
         beneficiary: Address,
         candidates: &[Bytes],
     ) -> (Block, BlockOutcome) {
+        let pending: Vec<PendingTx> = candidates.iter().filter_map(|raw| PendingTx::decode(raw.clone()).ok()).collect();
+        self.build(parent, state, view, timestamp, beneficiary, pending)
+    }
+
+    /// Builds a child of `parent` (whose post-state is `state`) from recovered `candidates`, in
+    /// their order, leaving out oversized ones and those the executor refuses, and stopping at
+    /// the block gas limit or the transaction limit.
+    pub fn build(
+        &self,
+        parent: &Block,
+        state: &MemState,
+        view: u64,
+        timestamp: u64,
+        beneficiary: Address,
+        candidates: Vec<PendingTx>,
+    ) -> (Block, BlockOutcome) {
         let p = parent.body();
         let mut txs = Vec::new();
         let mut raws = Vec::new();
-        for (i, raw) in candidates.iter().enumerate() {
-            if raws.len() >= self.limits.max_txs || raw.len() > self.limits.max_tx_bytes {
-                continue;
+        for c in candidates {
+            if raws.len() >= self.limits.max_txs {
+                break;
             }
-            if let Ok(t) = recover(i, raw) {
-                txs.push(t);
-                raws.push(raw.clone());
+            if c.raw.len() <= self.limits.max_tx_bytes {
+                txs.push(c.tx);
+                raws.push(c.raw);
             }
         }
         let mut body = BlockBody {

@@ -15,4 +15,4 @@ pub mod engine;
 pub mod execute;
 
 pub use block::{Block, BlockBody, BlockLimits};
-pub use execute::{Executor, VerifyError};
+pub use execute::{Executor, PendingTx, VerifyError};
