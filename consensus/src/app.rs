@@ -206,7 +206,11 @@ impl Shared {
     /// Queues transactions for proposal (decoded and sender-recovered here, once); returns how
     /// many were new. Undecodable ones, duplicates and arrivals beyond [`MAX_PENDING`] are dropped.
     pub fn submit(&self, txs: impl IntoIterator<Item = Bytes>) -> usize {
-        let decoded: Vec<PendingTx> = txs.into_iter().filter_map(|raw| PendingTx::decode(raw).ok()).collect();
+        self.submit_decoded(txs.into_iter().filter_map(|raw| PendingTx::decode(raw).ok()).collect())
+    }
+
+    /// [`Shared::submit`] for transactions already decoded and recovered.
+    pub fn submit_decoded(&self, decoded: Vec<PendingTx>) -> usize {
         let mut inner = lock(&self.inner);
         let mut added = 0;
         for t in decoded {

@@ -42,6 +42,8 @@ pub mod channel {
     pub const BLOCKS: u64 = 3;
     /// Marshal backfill.
     pub const BACKFILL: u64 = 4;
+    /// Transaction gossip ([`crate::gossip`]).
+    pub const TXS: u64 = 5;
 }
 
 /// The five registered channels, in [`channel`] order.

@@ -12,11 +12,13 @@ use alloy_eips::eip1559::BaseFeeParams;
 use alloy_eips::eip2718::{Decodable2718, Encodable2718};
 use alloy_eips::eip7685::EMPTY_REQUESTS_HASH;
 use alloy_evm::Evm;
-use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
+use alloy_primitives::{Address, B256, Bloom, Bytes, U256, keccak256};
 use alloy_rpc_types_eth::state::StateOverride;
 use alloy_trie::EMPTY_ROOT_HASH;
-use fixpoint_evm::{BlockEnvInput, ChainSpec, MemState, execute_block};
-use fixpoint_precompiles::{InferenceRecord, ModelStore, Scope};
+use fixpoint_consensus::Block as ConsensusBlock;
+use fixpoint_consensus::app::Executed;
+use fixpoint_evm::{BlockEnvInput, ChainSpec, MemState, TxOutcome, execute_block};
+use fixpoint_precompiles::{InferenceRecord, ModelStore, Scope, ScopeOutcome};
 use revm::context::TxEnv;
 use revm::context_interface::result::ExecutionResult;
 
@@ -70,6 +72,18 @@ impl Block {
             records: self.records.iter().map(|r| Bytes::copy_from_slice(&r.encode())).collect(),
         }
     }
+}
+
+/// Header fields that come from execution (or, for an imported block, from consensus).
+struct Parts {
+    state_root: B256,
+    receipts_root: B256,
+    records_root: B256,
+    gas_used: u64,
+    logs_bloom: Bloom,
+    /// The consensus digest of the parent block (validators and followers; zero on a dev chain),
+    /// in `parent_beacon_block_root` as Ethereum puts its consensus layer's parent root there.
+    consensus_parent: Option<B256>,
 }
 
 /// A block built and persisted, not yet the in-memory head.
@@ -274,33 +288,90 @@ impl Chain {
                 Err(e) => return Err(e.into()),
             }
         };
-        let head = &self.head().header;
+        let parts = Parts {
+            state_root: outcome.state_root,
+            receipts_root: outcome.receipts_root,
+            records_root: outcome.records_root,
+            gas_used: outcome.gas_used,
+            logs_bloom: outcome.logs_bloom,
+            consensus_parent: None,
+        };
+        let block = self.assemble(&env, txs, &outcome.txs, outcome.records.clone(), &parts);
+        let scope_out = outcome.scope.commit();
+        let next = self.commit(block, outcome.state, &scope_out, None)?;
+        Ok((next, dropped))
+    }
+
+    /// Turns finalized consensus block `block`, which this node executed as `executed`, into
+    /// the next block and writes it (with the consensus block, to restart from) to the
+    /// database; [`Chain::apply`] then makes it the head. `None` if the chain already has it.
+    pub fn import(&self, block: &ConsensusBlock, executed: &Executed) -> Result<Option<NextBlock>, ChainError> {
+        let body = block.body();
+        let head = self.head().header.number;
+        if body.height <= head {
+            return Ok(None);
+        }
+        if body.height != head + 1 || executed.txs.len() != body.txs.len() {
+            return Err(ChainError::Inconsistent(format!(
+                "finalized block {} ({} transactions, {} executed) does not follow head {head}",
+                body.height,
+                body.txs.len(),
+                executed.txs.len()
+            )));
+        }
+        let mut txs = Vec::with_capacity(body.txs.len());
+        for (raw, out) in body.txs.iter().zip(&executed.txs) {
+            let tx = TxEnvelope::decode_2718(&mut raw.as_ref()).map_err(|e| ChainError::Inconsistent(e.to_string()))?;
+            txs.push(Recovered::new_unchecked(tx, out.from));
+        }
+        let env = fixpoint_consensus::execute::block_env(body);
+        let parts = Parts {
+            state_root: body.state_root,
+            receipts_root: body.receipts_root,
+            records_root: body.records_root,
+            gas_used: body.gas_used,
+            logs_bloom: executed.logs_bloom,
+            consensus_parent: Some(B256::from_slice(body.parent.as_ref())),
+        };
+        let assembled = self.assemble(&env, txs, &executed.txs, executed.records.clone(), &parts);
+        let encoded = commonware_codec::Encode::encode(block);
+        self.commit(assembled, executed.state.clone(), &executed.scope, Some(&encoded)).map(Some)
+    }
+
+    /// The block with header fields from `env` and `parts`, on top of the head.
+    fn assemble(
+        &self,
+        env: &BlockEnvInput,
+        txs: Vec<Recovered<TxEnvelope>>,
+        outcomes: &[TxOutcome],
+        records: Vec<InferenceRecord>,
+        parts: &Parts,
+    ) -> Block {
         let header = Header {
             parent_hash: self.head().hash,
             ommers_hash: EMPTY_OMMER_ROOT_HASH,
             beneficiary: env.beneficiary,
-            state_root: outcome.state_root,
+            state_root: parts.state_root,
             transactions_root: calculate_transaction_root(&txs.iter().map(|t| t.inner().clone()).collect::<Vec<_>>()),
-            receipts_root: outcome.receipts_root,
-            logs_bloom: outcome.logs_bloom,
+            receipts_root: parts.receipts_root,
+            logs_bloom: parts.logs_bloom,
             difficulty: U256::ZERO,
             number: env.number,
             gas_limit: env.gas_limit,
-            gas_used: outcome.gas_used,
+            gas_used: parts.gas_used,
             timestamp: env.timestamp,
-            extra_data: outcome.records_root.to_vec().into(),
+            extra_data: parts.records_root.to_vec().into(),
             mix_hash: env.prev_randao,
             nonce: Default::default(),
             base_fee_per_gas: Some(env.base_fee),
             withdrawals_root: Some(EMPTY_ROOT_HASH),
             blob_gas_used: Some(0),
             excess_blob_gas: Some(0),
-            parent_beacon_block_root: Some(B256::ZERO),
+            parent_beacon_block_root: Some(parts.consensus_parent.unwrap_or_default()),
             requests_hash: Some(EMPTY_REQUESTS_HASH),
-            ..head.clone()
+            ..self.head().header.clone()
         };
-        let receipts: Vec<StoredReceipt> = outcome
-            .txs
+        let receipts: Vec<StoredReceipt> = outcomes
             .iter()
             .map(|t| StoredReceipt {
                 envelope: t.receipt.encoded_2718().into(),
@@ -309,20 +380,33 @@ impl Chain {
                 output: t.output.clone(),
             })
             .collect();
-        let block = Block {
+        Block {
             hash: header.hash_slow(),
             header,
-            envelopes: outcome.txs.iter().map(|t| t.receipt.clone()).collect(),
+            envelopes: outcomes.iter().map(|t| t.receipt.clone()).collect(),
             txs,
             receipts,
-            records: outcome.records.clone(),
+            records,
+        }
+    }
+
+    /// Writes `block` with post-state `state` and what its execution staged.
+    fn commit(
+        &self,
+        block: Block,
+        state: MemState,
+        scope: &ScopeOutcome,
+        consensus: Option<&[u8]>,
+    ) -> Result<NextBlock, ChainError> {
+        let models: Vec<Vec<u8>> = scope.models.iter().map(|(_, b)| b.to_vec()).collect();
+        let extras = BlockExtras {
+            models: &models,
+            chunks: &scope.chunks,
+            finished_uploads: &scope.finished_uploads,
+            consensus,
         };
-        let scope_out = outcome.scope.commit();
-        let models: Vec<Vec<u8>> = scope_out.models.iter().map(|(_, b)| b.to_vec()).collect();
-        let extras =
-            BlockExtras { models: &models, chunks: &scope_out.chunks, finished_uploads: &scope_out.finished_uploads };
-        self.store.commit_block(block.header.number, &block.to_stored(), &self.state, &outcome.state, &extras)?;
-        Ok((NextBlock { block, state: outcome.state }, dropped))
+        self.store.commit_block(block.header.number, &block.to_stored(), &self.state, &state, &extras)?;
+        Ok(NextBlock { block, state })
     }
 
     /// Makes a block from [`Chain::build`] the head; returns its hash.

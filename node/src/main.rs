@@ -16,7 +16,7 @@ use fixpoint_node::client::{Client, ClientError, parse_key};
 use fixpoint_node::dev::{EXAMPLE_MODEL, dev_accounts};
 use fixpoint_node::genesis::{Genesis, GenesisModel};
 use fixpoint_node::keys;
-use fixpoint_node::rpc::{Node, module};
+use fixpoint_node::rpc::Node;
 use fixpoint_node::storage::Store;
 use fixpoint_precompiles::abi::IInference as I;
 use fixpoint_precompiles::abi::IModelRegistry as R;
@@ -64,6 +64,9 @@ struct TestnetArgs {
     /// Stop once every validator finalized this height (and check they agree).
     #[arg(long)]
     exit_after: Option<u64>,
+    /// JSON-RPC port of the first validator; the others take the next ones (0: any free ports).
+    #[arg(long, default_value_t = 8545)]
+    rpc_port: u16,
 }
 
 #[derive(clap::Args)]
@@ -191,43 +194,25 @@ async fn testnet(a: TestnetArgs) -> Result<()> {
     if a.validators == 0 {
         bail!("--validators must be at least 1");
     }
-    if a.dir.exists() && std::fs::read_dir(&a.dir)?.next().is_some() {
-        bail!("{} is not empty: give a new directory", a.dir.display());
-    }
-    init(InitArgs {
-        dir: a.dir.clone(),
-        chain_id: ChainSpec::DEV.chain_id,
-        accounts: 10,
-        gas_limit: DEFAULT_GAS_LIMIT,
-        force: false,
-        validators: a.validators,
-    })?;
-    let genesis = Genesis::load(&a.dir.join("genesis.json"))?;
-    let ports: Vec<u16> = (0..a.validators)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|x| x.port()))
-        .collect::<std::io::Result<_>>()?;
-    let peers: std::collections::BTreeMap<String, std::net::SocketAddr> = genesis
-        .validators
-        .iter()
-        .zip(&ports)
-        .map(|(k, p)| (k.clone(), std::net::SocketAddr::from(([127, 0, 0, 1], *p))))
-        .collect();
+    let configs = if a.dir.join("genesis.json").exists() && a.dir.join("v0.config.json").exists() {
+        // A testnet made before: run it again from where it stopped.
+        let configs: Vec<PathBuf> =
+            (0..).map(|i| a.dir.join(format!("v{i}.config.json"))).take_while(|p| p.exists()).collect();
+        println!("testnet: resuming the {} validators in {}", configs.len(), a.dir.display());
+        configs
+    } else if a.dir.exists() && std::fs::read_dir(&a.dir)?.next().is_some() {
+        bail!("{} is not empty and holds no testnet: give a new directory", a.dir.display());
+    } else {
+        new_testnet(&a)?
+    };
     let exe = std::env::current_exe()?;
-    let finals = std::sync::Arc::new(std::sync::Mutex::new(vec![Vec::<(u64, String)>::new(); a.validators]));
+    let n = configs.len();
+    let finals = std::sync::Arc::new(std::sync::Mutex::new(vec![Vec::<(u64, String)>::new(); n]));
     let mut children = Vec::new();
     let mut readers = Vec::new();
-    for (i, port) in ports.iter().enumerate() {
-        let cfg = fixpoint_node::validator::ValidatorFile {
-            genesis: "genesis.json".into(),
-            key: format!("validators/v{i}.json").into(),
-            listen: std::net::SocketAddr::from(([127, 0, 0, 1], *port)),
-            peers: peers.clone(),
-            datadir: format!("data/v{i}").into(),
-        };
-        let path = a.dir.join(format!("v{i}.config.json"));
-        std::fs::write(&path, serde_json::to_string_pretty(&cfg)? + "\n")?;
+    for (i, path) in configs.iter().enumerate() {
         let mut cmd = std::process::Command::new(&exe);
-        cmd.args(["node", "--validator", "--config"]).arg(&path);
+        cmd.args(["node", "--validator", "--config"]).arg(path);
         let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().context("starting a validator")?;
         let out = child.stdout.take().context("validator stdout")?;
         let finals = finals.clone();
@@ -245,11 +230,16 @@ async fn testnet(a: TestnetArgs) -> Result<()> {
         }));
         children.push(child);
     }
-    println!("testnet: {} validators, configs and data in {}", a.validators, a.dir.display());
+    println!("testnet: {n} validators, configs and data in {}", a.dir.display());
     let Some(height) = a.exit_after else {
-        let _ = tokio::signal::ctrl_c().await;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
         for c in &mut children {
             let _ = c.kill();
+            let _ = c.wait();
         }
         return Ok(());
     };
@@ -275,11 +265,52 @@ async fn testnet(a: TestnetArgs) -> Result<()> {
     let at: Vec<Option<&String>> = f.iter().map(|v| v.iter().find(|(h, _)| *h == height).map(|(_, d)| d)).collect();
     match at.first().copied().flatten() {
         Some(d) if at.iter().all(|x| *x == Some(d)) => {
-            println!("all {} validators finalized height {height} with digest {d}", a.validators);
+            println!("all {n} validators finalized height {height} with digest {d}");
             Ok(())
         }
         _ => bail!("the validators disagree or did not reach height {height}: {at:?}"),
     }
+}
+
+/// Writes a new testnet into `a.dir` (keys, genesis, one config per validator on free loopback
+/// ports); returns the config paths.
+fn new_testnet(a: &TestnetArgs) -> Result<Vec<PathBuf>> {
+    init(InitArgs {
+        dir: a.dir.clone(),
+        chain_id: ChainSpec::DEV.chain_id,
+        accounts: 10,
+        gas_limit: DEFAULT_GAS_LIMIT,
+        force: false,
+        validators: a.validators,
+    })?;
+    let genesis = Genesis::load(&a.dir.join("genesis.json"))?;
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|x| x.port());
+    let ports: Vec<u16> = (0..a.validators).map(|_| free()).collect::<std::io::Result<_>>()?;
+    let peers: std::collections::BTreeMap<String, SocketAddr> = genesis
+        .validators
+        .iter()
+        .zip(&ports)
+        .map(|(k, p)| (k.clone(), SocketAddr::from(([127, 0, 0, 1], *p))))
+        .collect();
+    let mut paths = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let rpc = match a.rpc_port {
+            0 => free()?,
+            p => u16::try_from(usize::from(p) + i).context("--rpc-port too high")?,
+        };
+        let cfg = fixpoint_node::validator::ValidatorFile {
+            genesis: "genesis.json".into(),
+            key: format!("validators/v{i}.json").into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], *port)),
+            peers: peers.clone(),
+            datadir: format!("data/v{i}").into(),
+            rpc: Some(SocketAddr::from(([127, 0, 0, 1], rpc))),
+        };
+        let path = a.dir.join(format!("v{i}.config.json"));
+        std::fs::write(&path, serde_json::to_string_pretty(&cfg)? + "\n")?;
+        paths.push(path);
+    }
+    Ok(paths)
 }
 
 fn keygen(out: &Path) -> Result<()> {
@@ -368,17 +399,7 @@ async fn run_node(a: NodeArgs) -> Result<()> {
     let node = Node::start(chain, a.block_time == 0);
 
     let addr: SocketAddr = format!("{}:{}", a.host, a.port).parse().context("bad --host/--port")?;
-    let config = jsonrpsee::server::ServerConfig::builder()
-        .max_request_body_size(8 << 20)
-        .max_response_body_size(64 << 20)
-        .build();
-    let server = jsonrpsee::server::Server::builder()
-        .set_config(config)
-        .build(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    let bound = server.local_addr()?;
-    let handle = server.start(module(node.clone())?);
+    let (handle, bound) = fixpoint_node::rpc::serve(node.clone(), addr).await?;
 
     let kind = if a.dev { "dev chain" } else { "chain" };
     println!("fixpoint {kind} (chain id {}), head block {head}, data in {}", genesis.chain_id, datadir.display());

@@ -192,20 +192,28 @@ impl Pool {
         Ok(hash)
     }
 
-    /// Removes and returns the executable transactions (consecutive nonces from each sender's
-    /// state nonce), senders in address order, up to `gas_limit` of gas limits.
-    pub fn take_executable(&mut self, chain: &Chain, gas_limit: u64) -> Vec<Recovered<TxEnvelope>> {
-        let mut out = Vec::new();
-        let mut gas = 0u64;
+    /// Drops what the chain has made stale (nonces now used), after a block from consensus.
+    pub fn prune(&mut self, chain: &Chain) {
         for (sender, queue) in &mut self.by_sender {
-            let mut n = chain.nonce(sender);
-            // Drop what is now stale.
+            let n = chain.nonce(sender);
             let stale: Vec<u64> = queue.range(..n).map(|(k, _)| *k).collect();
             for k in stale {
                 if let Some(t) = queue.remove(&k) {
                     self.hashes.remove(t.inner().tx_hash());
                 }
             }
+        }
+        self.by_sender.retain(|_, q| !q.is_empty());
+    }
+
+    /// Removes and returns the executable transactions (consecutive nonces from each sender's
+    /// state nonce), senders in address order, up to `gas_limit` of gas limits.
+    pub fn take_executable(&mut self, chain: &Chain, gas_limit: u64) -> Vec<Recovered<TxEnvelope>> {
+        let mut out = Vec::new();
+        let mut gas = 0u64;
+        self.prune(chain);
+        for (sender, queue) in &mut self.by_sender {
+            let mut n = chain.nonce(sender);
             while let Some(t) = queue.get(&n) {
                 if gas + t.inner().gas_limit() > gas_limit {
                     break;

@@ -22,7 +22,19 @@ use serde_json::{Value, json};
 
 use crate::chain::{Block, Chain};
 use crate::pool::Pool;
+use fixpoint_consensus::app::{Executed, Sink};
+use fixpoint_consensus::{Block as ConsensusBlock, PendingTx};
 use fixpoint_evm::MemState;
+
+/// Where a validator or follower sends the transactions its pool admits: to consensus (its own
+/// proposals and the other validators).
+pub struct Forward(pub Box<dyn Fn(PendingTx) + Send + Sync>);
+
+impl std::fmt::Debug for Forward {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Forward")
+    }
+}
 
 /// The node as the RPC sees it.
 #[derive(Debug)]
@@ -33,8 +45,10 @@ pub struct Node {
     pub pool: Mutex<Pool>,
     /// Held while a block is built, so one block is built at a time.
     mining: Mutex<()>,
-    /// Wakes the automining thread (None: blocks come on an interval).
+    /// Wakes the automining thread (None: blocks come on an interval or from consensus).
     wake: Option<SyncSender<()>>,
+    /// Set when blocks come from consensus: where admitted transactions go.
+    forward: Option<Forward>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -74,7 +88,13 @@ impl Node {
         } else {
             (None, None)
         };
-        let node = Arc::new(Self { chain: RwLock::new(chain), pool: Mutex::default(), mining: Mutex::new(()), wake });
+        let node = Arc::new(Self {
+            chain: RwLock::new(chain),
+            pool: Mutex::default(),
+            mining: Mutex::new(()),
+            wake,
+            forward: None,
+        });
         if let Some(rx) = rx {
             let weak = Arc::downgrade(&node);
             std::thread::spawn(move || {
@@ -96,6 +116,19 @@ impl Node {
         node
     }
 
+    /// A node whose blocks come from consensus (validators and followers): it serves the
+    /// finalized chain, and its pool admits transactions and hands them to `forward`; blocks
+    /// arrive through [`Sink::finalized`].
+    pub fn follow(chain: Chain, forward: Forward) -> Arc<Self> {
+        Arc::new(Self {
+            chain: RwLock::new(chain),
+            pool: Mutex::default(),
+            mining: Mutex::new(()),
+            wake: None,
+            forward: Some(forward),
+        })
+    }
+
     fn notify(&self) {
         if let Some(w) = &self.wake {
             // A full channel means a wake-up is already pending: nothing is lost.
@@ -107,6 +140,9 @@ impl Node {
     /// is executed and persisted under a read lock, so queries and pool admission go on
     /// meanwhile.
     pub fn mine(&self, force: bool) -> Result<Option<B256>, String> {
+        if self.forward.is_some() {
+            return Err("blocks on this node come from consensus".into());
+        }
         let _one_at_a_time = lock(&self.mining);
         let built = {
             let chain = read(&self.chain);
@@ -123,6 +159,38 @@ impl Node {
         lock(&self.pool).built();
         result.map(Some).map_err(|e| e.to_string())
     }
+}
+
+impl Sink for Node {
+    fn finalized(&self, block: &ConsensusBlock, executed: &Executed) -> Result<(), String> {
+        let next = read(&self.chain).import(block, executed).map_err(|e| e.to_string())?;
+        if let Some(next) = next {
+            let mut chain = self.chain.write().unwrap_or_else(PoisonError::into_inner);
+            chain.apply(next);
+            lock(&self.pool).prune(&chain);
+        }
+        Ok(())
+    }
+}
+
+/// Serves `node`'s JSON-RPC over HTTP on `addr` (8 MiB requests); returns the handle and the
+/// bound address.
+pub async fn serve(
+    node: Arc<Node>,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<(jsonrpsee::server::ServerHandle, std::net::SocketAddr)> {
+    use anyhow::Context as _;
+    let config = jsonrpsee::server::ServerConfig::builder()
+        .max_request_body_size(8 << 20)
+        .max_response_body_size(64 << 20)
+        .build();
+    let server = jsonrpsee::server::Server::builder()
+        .set_config(config)
+        .build(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let bound = server.local_addr()?;
+    Ok((server.start(module(node)?), bound))
 }
 
 /// Resolves a block tag to a number (only the head state is kept, so state queries accept
@@ -484,11 +552,15 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
         let raw: Bytes = arg(&v, 0, "data")?;
         // Decode and recover the sender before taking any lock: it is the costly part.
         let tx = Pool::recover_raw(&raw).map_err(|e| server(e.to_string()))?;
+        let pending = n.forward.as_ref().map(|_| PendingTx { raw, tx: tx.clone() });
         let hash = {
             let chain = read(&n.chain);
             lock(&n.pool).add(&chain, tx).map_err(|e| server(e.to_string()))?
         };
-        n.notify();
+        match (&n.forward, pending) {
+            (Some(f), Some(p)) => (f.0)(p),
+            _ => n.notify(),
+        }
         RpcResult::Ok(hash)
     })?;
     m.register_method("eth_getTransactionByHash", |p, n, _| {

@@ -21,6 +21,8 @@ const ACCOUNTS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("accoun
 const STORAGE: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("storage");
 const CODE: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("code");
 const MODELS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("models");
+/// Consensus data: key "finalized" holds the last finalized consensus block (validators).
+const CONSENSUS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("consensus");
 /// Chunks of open model uploads: key `id ‖ owner ‖ offset (u64 BE)`.
 const CHUNKS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("chunks");
 
@@ -42,6 +44,8 @@ pub struct BlockExtras<'a> {
     pub chunks: &'a [(ChunkKey, std::sync::Arc<[u8]>)],
     /// Finished uploads.
     pub finished_uploads: &'a [(B256, Address)],
+    /// The finalized consensus block this block comes from (validators and followers).
+    pub consensus: Option<&'a [u8]>,
 }
 
 /// Storage failures.
@@ -119,6 +123,7 @@ impl Store {
         w.open_table(CODE).map_err(dbe)?;
         w.open_table(MODELS).map_err(dbe)?;
         w.open_table(CHUNKS).map_err(dbe)?;
+        w.open_table(CONSENSUS).map_err(dbe)?;
         w.commit().map_err(dbe)?;
         Ok(Self { db })
     }
@@ -140,6 +145,12 @@ impl Store {
         let w = self.db.begin_write().map_err(dbe)?;
         w.open_table(META).map_err(dbe)?.insert("chain_id", chain_id).map_err(dbe)?;
         w.commit().map_err(dbe)
+    }
+
+    /// The last finalized consensus block stored with a block, encoded.
+    pub fn consensus_block(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let r = self.db.begin_read().map_err(dbe)?;
+        Ok(r.open_table(CONSENSUS).map_err(dbe)?.get("finalized").map_err(dbe)?.map(|g| g.value().to_vec()))
     }
 
     /// Every stored block, in order.
@@ -284,6 +295,9 @@ impl Store {
                 for k in gone {
                     ct.remove(k.as_slice()).map_err(dbe)?;
                 }
+            }
+            if let Some(c) = extras.consensus {
+                w.open_table(CONSENSUS).map_err(dbe)?.insert("finalized", c).map_err(dbe)?;
             }
             w.open_table(META).map_err(dbe)?.insert("head", number).map_err(dbe)?;
         }

@@ -1,9 +1,9 @@
 //! A validator process (`fixpoint node --validator --config FILE`): commonware's tokio runtime,
 //! authenticated p2p on TCP (lookup network: validator addresses are known), and the engines of
 //! `fixpoint_consensus::engine` over this node's executor. It prints each finalized block.
-//!
-//! Not yet: JSON-RPC on the finalized state, transaction forwarding, persistence of the
-//! application state (a restarted validator resyncs from its peers, see `run`).
+//! Finalized blocks go into the node's chain database (redb), from which JSON-RPC serves; a
+//! restarted validator resumes from its last finalized block. Transactions admitted by its
+//! RPC go to its own proposals and, by gossip, to every other validator.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,9 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
+use commonware_codec::Decode as _;
 use commonware_cryptography::{ChaCha20Poly1305, Signer};
 use commonware_p2p::authenticated::lookup::{self, Network};
 use commonware_p2p::{Address, AddressableManager as _};
+use commonware_runtime::Spawner as _;
 use commonware_runtime::{Clock, Quota, Runner as _, Supervisor as _};
 use commonware_stream::cups::{self, Cups};
 use commonware_stream::sake::{self, Sake};
@@ -22,14 +24,15 @@ use commonware_utils::ordered::{Map, Set};
 use commonware_utils::{NZU32, NZUsize};
 use fixpoint_consensus::app::{Proposer, PublicKey, Shared};
 use fixpoint_consensus::engine::{self, Channels, ValidatorConfig, channel};
-use fixpoint_consensus::{Block, BlockLimits, Executor};
+use fixpoint_consensus::{Block, BlockLimits, Executor, PendingTx, gossip};
 use fixpoint_evm::ChainSpec;
-use fixpoint_precompiles::ModelStore;
 use serde::{Deserialize, Serialize};
 
-use crate::chain::INITIAL_BASE_FEE;
+use crate::chain::{Chain, INITIAL_BASE_FEE};
 use crate::genesis::Genesis;
 use crate::keys;
+use crate::rpc::{Forward, Node};
+use crate::storage::Store;
 
 /// A validator's configuration file; paths are relative to the file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,8 +46,11 @@ pub struct ValidatorFile {
     pub listen: SocketAddr,
     /// Every validator's p2p address, by 0x-hex public key (this one's included or not).
     pub peers: BTreeMap<String, SocketAddr>,
-    /// Where the consensus storage lives.
+    /// Where the chain database and the consensus storage live.
     pub datadir: PathBuf,
+    /// JSON-RPC listen address (none: no RPC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpc: Option<SocketAddr>,
 }
 
 /// Runs a validator until it finalized `exit_after` (forever if `None`).
@@ -76,29 +82,68 @@ pub fn run(config: &Path, exit_after: Option<u64>) -> Result<()> {
     let peers: Map<PublicKey, Address> =
         Map::try_from(addresses).map_err(|_| anyhow::anyhow!("a peer is listed twice"))?;
 
-    let models = Arc::new(ModelStore::default());
-    for m in &built.models {
-        models.insert(m.clone().into());
+    let datadir = base.join(&cfg.datadir);
+    std::fs::create_dir_all(&datadir).with_context(|| format!("creating {}", datadir.display()))?;
+    let store = Store::open(&datadir.join("chain.redb"))
+        .with_context(|| format!("opening the database in {} (is another node using it?)", datadir.display()))?;
+    let fresh = store.head()?.is_none();
+    let consensus_dir = datadir.join("consensus");
+    if fresh {
+        // Consensus storage without the chain it belongs to (the database was deleted): start
+        // both afresh, marshal backfills from the peers.
+        let _ = std::fs::remove_dir_all(&consensus_dir);
     }
-    let exec = Executor {
-        spec: ChainSpec { chain_id: genesis.chain_id, ..ChainSpec::DEV },
-        gas_limit: genesis.gas_limit,
-        limits: BlockLimits::default(),
-        models,
-    };
+    let spec = ChainSpec { chain_id: genesis.chain_id, ..ChainSpec::DEV };
+    let chain = Chain::open(spec, genesis.gas_limit, store, &built, genesis.timestamp)?;
     let genesis_block =
         Block::genesis(fixpoint_evm::state_root(&built.state), genesis.gas_limit, genesis.timestamp, INITIAL_BASE_FEE);
-    let shared = Shared::new(exec, &genesis_block, built.state, Proposer::Honest, alloy_primitives::Address::ZERO);
-    // The application state is not persisted yet: start consensus storage afresh and let
-    // marshal backfill every finalized block from the peers, re-executing each.
-    let datadir = base.join(&cfg.datadir);
-    let _ = std::fs::remove_dir_all(&datadir);
-    std::fs::create_dir_all(&datadir).with_context(|| format!("creating {}", datadir.display()))?;
+    let start = match chain.store.consensus_block()? {
+        Some(bytes) => {
+            let b = Block::decode_cfg(bytes, &BlockLimits::default())
+                .map_err(|e| anyhow::anyhow!("the stored consensus block does not decode: {e}"))?;
+            let head = &chain.head().header;
+            if b.body().height != head.number || b.body().state_root != head.state_root {
+                bail!(
+                    "the stored consensus block (height {}) is not the database's head {}",
+                    b.body().height,
+                    head.number
+                );
+            }
+            b
+        }
+        None if chain.head().header.number == 0 => genesis_block.clone(),
+        None => bail!("{} holds a chain not made by consensus (a dev chain?): use another datadir", datadir.display()),
+    };
+    let exec = Executor {
+        spec: chain.spec,
+        gas_limit: genesis.gas_limit,
+        limits: BlockLimits::default(),
+        models: chain.models.clone(),
+    };
+    let shared = Shared::new(exec, &start, chain.state.clone(), Proposer::Honest, alloy_primitives::Address::ZERO);
+    let (gossip_tx, gossip_rx) = futures::channel::mpsc::unbounded::<PendingTx>();
+    let to_consensus = shared.clone();
+    let forward = Forward(Box::new(move |t: PendingTx| {
+        to_consensus.submit_decoded(vec![t.clone()]);
+        let _ = gossip_tx.unbounded_send(t);
+    }));
+    let node = Node::follow(chain, forward);
+    shared.set_sink(node.clone());
     let namespace = format!("fixpoint-{}", genesis.chain_id).into_bytes();
     let n = built.validators.len();
-    println!("validator {} of {n}, p2p on {}", keys::public_key_hex(&me), cfg.listen);
+    println!(
+        "validator {} of {n}, p2p on {}, finalized height {}",
+        keys::public_key_hex(&me),
+        cfg.listen,
+        start.body().height
+    );
+    let _rpc = match cfg.rpc {
+        Some(addr) => Some(start_rpc(node.clone(), addr)?),
+        None => None,
+    };
 
-    let runtime = commonware_runtime::tokio::Config::new().with_storage_directory(&datadir).with_worker_threads(2);
+    let runtime =
+        commonware_runtime::tokio::Config::new().with_storage_directory(&consensus_dir).with_worker_threads(2);
     commonware_runtime::tokio::Runner::new(runtime).start(|context| async move {
         let handshake = Cups::<_, ChaCha20Poly1305>::new(
             Sake {
@@ -121,7 +166,11 @@ pub fn run(config: &Path, exit_after: Option<u64>) -> Result<()> {
             blocks: next(channel::BLOCKS),
             backfill: next(channel::BACKFILL),
         };
+        let (txs_out, txs_in) = next(channel::TXS);
         network.start();
+        context.child("gossip_out").spawn(move |_| gossip::send_loop(txs_out, gossip_rx));
+        let receiver_shared = shared.clone();
+        context.child("gossip_in").spawn(move |_| gossip::receive_loop(txs_in, receiver_shared));
         let vcfg = ValidatorConfig {
             namespace: namespace.clone(),
             key,
@@ -136,10 +185,11 @@ pub fn run(config: &Path, exit_after: Option<u64>) -> Result<()> {
             let f = shared.finalized();
             for b in f.iter().skip(printed) {
                 println!(
-                    "finalized height {} digest 0x{} state {}",
+                    "finalized height {} digest 0x{} state {} txs {}",
                     b.height,
                     hex::encode(b.digest.as_ref()),
-                    b.state_root
+                    b.state_root,
+                    b.txs
                 );
             }
             printed = f.len();
@@ -149,4 +199,33 @@ pub fn run(config: &Path, exit_after: Option<u64>) -> Result<()> {
         }
     });
     Ok(())
+}
+
+/// Serves JSON-RPC for `node` on `addr` from a thread of its own (commonware's runtime owns the
+/// caller's); returns once it listens.
+fn start_rpc(node: Arc<Node>, addr: SocketAddr) -> Result<std::thread::JoinHandle<()>> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = ready_tx.send(Err(anyhow::anyhow!("starting the RPC runtime: {e}")));
+                return;
+            }
+        };
+        rt.block_on(async move {
+            match crate::rpc::serve(node, addr).await {
+                Ok((handle, bound)) => {
+                    let _ = ready_tx.send(Ok(bound));
+                    handle.stopped().await;
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            }
+        });
+    });
+    let bound = ready_rx.recv().context("the RPC thread stopped")??;
+    println!("JSON-RPC on http://{bound} (finalized state)");
+    Ok(handle)
 }
