@@ -50,7 +50,7 @@ pub struct Executed {
 
 impl Executed {
     /// A block's execution; stages its models and upload chunks in the model store.
-    fn new(height: u64, out: BlockOutcome) -> Arc<Self> {
+    pub fn new(height: u64, out: BlockOutcome) -> Arc<Self> {
         // Content-addressed: staging a block's models early cannot change a result
         // (docs/precompiles.md), and children may be built before finalization.
         let scope = out.scope.commit();

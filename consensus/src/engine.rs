@@ -98,7 +98,11 @@ fn archive_cfg<C>(prefix: &str, name: &str, codec_config: C, page_cache: CacheRe
     }
 }
 
+/// Marshal's mailbox: finalized blocks and their certificates by height.
+pub type Marshal = marshal::core::Mailbox<Scheme, marshal::standard::Standard<Block>>;
+
 /// Starts one validator's engines on `context`; they run as its children until it is aborted.
+/// Returns marshal's mailbox (`None` if the validator could not start: not in the set, storage).
 pub async fn start_validator<E, S, R, B, P>(
     context: E,
     cfg: ValidatorConfig,
@@ -106,7 +110,8 @@ pub async fn start_validator<E, S, R, B, P>(
     blocker: B,
     peers: P,
     channels: Channels<S, R>,
-) where
+) -> Option<Marshal>
+where
     E: Spawner + Metrics + Clock + Storage + Supervisor + rand_core::CryptoRng,
     S: Sender<PublicKey = PublicKey>,
     R: Receiver<PublicKey = PublicKey>,
@@ -115,9 +120,8 @@ pub async fn start_validator<E, S, R, B, P>(
 {
     let ValidatorConfig { namespace, key, participants, genesis, partition_prefix: prefix } = cfg;
     let me = key.public_key();
-    let Some(scheme) = Scheme::signer(&namespace, participants.clone(), key) else {
-        return; // not in the validator set: nothing to sign with
-    };
+    // Not in the validator set: nothing to sign with.
+    let scheme = Scheme::signer(&namespace, participants.clone(), key)?;
     let page_cache = CacheRef::new(NZU16!(4096), NZUsize!(64));
     let mailbox: NonZeroUsize = NZUsize!(1024);
     let resolver = resolver::init(
@@ -153,7 +157,7 @@ pub async fn start_validator<E, S, R, B, P>(
     )
     .await
     else {
-        return;
+        return None;
     };
     let Ok(finalized_blocks) = immutable::Archive::init(
         context.child("blocks"),
@@ -161,7 +165,7 @@ pub async fn start_validator<E, S, R, B, P>(
     )
     .await
     else {
-        return;
+        return None;
     };
     let epocher = FixedEpocher::new(NZU64!(u64::MAX / 2));
     let genesis_digest = genesis.digest();
@@ -189,7 +193,7 @@ pub async fn start_validator<E, S, R, B, P>(
     )
     .await;
     actor.start(Finalizer::new(shared.clone()), buffer, resolver);
-    let inline = Inline::new(context.child("application"), App::new(shared), marshal_mailbox, epocher);
+    let inline = Inline::new(context.child("application"), App::new(shared), marshal_mailbox.clone(), epocher);
     let engine = Engine::new(
         context.child("simplex"),
         simplex::Config {
@@ -219,4 +223,5 @@ pub async fn start_validator<E, S, R, B, P>(
         },
     );
     engine.start(channels.votes, channels.certificates, channels.resolver);
+    Some(marshal_mailbox)
 }

@@ -13,6 +13,7 @@ pub mod app;
 pub mod block;
 pub mod engine;
 pub mod execute;
+pub mod follow;
 pub mod gossip;
 
 pub use block::{Block, BlockBody, BlockLimits};

@@ -1,11 +1,14 @@
-//! Load benchmark: the same JSON-RPC load against `fixpoint node --dev` and anvil (the pinned npm
-//! build), in one run. Signed transactions are prepared first, then sent over HTTP by one worker
+//! Load benchmark: the same JSON-RPC load against `fixpoint node --dev`, anvil (the pinned npm
+//! build) and a 4-validator `fixpoint testnet` (consensus: a transaction counts once it is in a
+//! finalized block served by the validator it was sent to; senders are spread over the four
+//! validators' RPCs), in one run. Signed transactions are prepared first, then sent over HTTP by one worker
 //! per sender (nonces in order) until every one is mined; then a single sender measures
 //! send-to-receipt latency. Workloads: ETH transfers, ERC-20 transfers (BenchToken), and calls of
 //! the DigitRecognizer dapp that run the example model (fixpoint only: anvil has no inference
 //! precompile).
 //!
-//! `cargo bench -p fixpoint-node --bench load` (env LOAD_TXS, LOAD_SENDERS, LOAD_LATENCY).
+//! `cargo bench -p fixpoint-node --bench load` (env LOAD_TXS, LOAD_SENDERS, LOAD_LATENCY,
+//! LOAD_ONLY=fixpoint|anvil|testnet).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -13,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy_consensus::TxEip1559;
-use alloy_primitives::{Address, B256, Bytes, TxKind, U256, keccak256};
+use alloy_primitives::{Address, B256, Bytes, TxKind, U64, U256, keccak256};
 use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::{SolCall, SolValue, sol};
 use fixpoint_node::client::{Client, sign};
@@ -36,11 +39,13 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(18545)
 }
 
-/// A node under test.
+/// A node (or network) under test.
 struct Target {
     name: &'static str,
     child: Child,
+    /// Setup goes through the first; load is spread over all.
     client: Arc<Client>,
+    clients: Vec<Arc<Client>>,
     chain_id: u64,
     funder: PrivateKeySigner,
     nonce: u64,
@@ -49,6 +54,9 @@ struct Target {
 
 impl Drop for Target {
     fn drop(&mut self) {
+        // SIGTERM first: a testnet stops its validators on it.
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        std::thread::sleep(Duration::from_millis(500));
         let _ = self.child.kill();
         let _ = self.child.wait();
         if let Some(d) = &self._dir {
@@ -59,7 +67,11 @@ impl Drop for Target {
 
 async fn start(name: &'static str, mut cmd: Command, port: u16, key: B256, dir: Option<PathBuf>) -> Target {
     let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start node");
-    let client = Arc::new(Client::new(&format!("http://127.0.0.1:{port}")).expect("client"));
+    start_with(name, child, &format!("http://127.0.0.1:{port}"), key, dir).await
+}
+
+async fn start_with(name: &'static str, child: Child, url: &str, key: B256, dir: Option<PathBuf>) -> Target {
+    let client = Arc::new(Client::new(url).expect("client"));
     let deadline = Instant::now() + Duration::from_secs(60);
     let chain_id = loop {
         if let Ok(id) = client.chain_id().await {
@@ -69,7 +81,37 @@ async fn start(name: &'static str, mut cmd: Command, port: u16, key: B256, dir: 
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let funder = PrivateKeySigner::from_bytes(&key).expect("key");
-    Target { name, child, client, chain_id, funder, nonce: 0, _dir: dir }
+    Target { name, child, clients: vec![client.clone()], client, chain_id, funder, nonce: 0, _dir: dir }
+}
+
+/// `fixpoint testnet --validators 4` on loopback, its four RPCs.
+async fn testnet() -> Target {
+    use std::io::BufRead as _;
+    let dir = std::env::temp_dir().join(format!("fixpoint-load-net-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fixpoint"))
+        .args(["testnet", "--validators", "4", "--rpc-port", "0", "--dir"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start testnet");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut urls = Vec::new();
+    while urls.len() < 4 {
+        let l = lines.next().expect("testnet output").expect("line");
+        if let Some((_, url)) = l.split_once("JSON-RPC on ") {
+            urls.push(url.split_whitespace().next().expect("url").to_string());
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let mut t = start_with("testnet", child, &urls[0], keccak256("fixpoint dev account 0"), Some(dir)).await;
+    t.clients = urls.iter().map(|u| Arc::new(Client::new(u).expect("client"))).collect();
+    // Consensus is running once a block is finalized.
+    while t.client.request::<U64>("eth_blockNumber", vec![]).await.map_or(0, |n| n.to::<u64>()) < 1 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    t
 }
 
 async fn fixpoint() -> Target {
@@ -138,6 +180,20 @@ impl Target {
         r["contractAddress"].as_str().expect("created").parse().expect("address")
     }
 
+    /// Waits until every RPC serves the first one's head (validators import finalized blocks
+    /// a few milliseconds apart).
+    async fn sync(&self) {
+        let n = |c: Arc<Client>| async move {
+            c.request::<U64>("eth_blockNumber", vec![]).await.map_or(0, |n| n.to::<u64>())
+        };
+        let head = n(self.client.clone()).await;
+        for c in &self.clients {
+            while n(c.clone()).await < head {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+
     /// `n` fresh senders with 100 ETH each.
     async fn senders(&mut self, n: usize, tag: &str) -> Vec<PrivateKeySigner> {
         let keys: Vec<_> =
@@ -146,6 +202,7 @@ impl Target {
             let eth100 = U256::from(100u64) * U256::from(10u64).pow(U256::from(18));
             self.fund_tx(TxKind::Call(k.address()), Bytes::new(), 21_000, eth100).await;
         }
+        self.sync().await;
         keys
     }
 }
@@ -157,7 +214,8 @@ async fn throughput(
     senders: &[PrivateKeySigner],
     per_sender: usize,
     make: &(dyn Fn(usize) -> (TxKind, Bytes, u64) + Sync),
-) -> f64 {
+) -> (f64, Blocks) {
+    let first_block = head(&t.client).await + 1;
     let lists: Vec<Vec<Bytes>> = senders
         .iter()
         .map(|k| {
@@ -171,8 +229,8 @@ async fn throughput(
         .collect();
     let start = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
-    for list in lists {
-        let c = t.client.clone();
+    for (i, list) in lists.into_iter().enumerate() {
+        let c = t.clients[i % t.clients.len()].clone();
         workers.spawn(async move {
             let mut last = B256::ZERO;
             for raw in list {
@@ -185,7 +243,40 @@ async fn throughput(
     while let Some(r) = workers.join_next().await {
         r.expect("worker");
     }
-    (senders.len() * per_sender) as f64 / start.elapsed().as_secs_f64()
+    let tps = (senders.len() * per_sender) as f64 / start.elapsed().as_secs_f64();
+    t.sync().await;
+    (tps, blocks(&t.client, first_block, head(&t.client).await).await)
+}
+
+async fn head(c: &Client) -> u64 {
+    c.request::<U64>("eth_blockNumber", vec![]).await.map_or(0, |n| n.to::<u64>())
+}
+
+/// The blocks a load filled: how many had transactions, the largest, and the most gas in one.
+#[derive(Debug, Default)]
+struct Blocks {
+    used: usize,
+    max_txs: usize,
+    max_gas: u64,
+}
+
+async fn blocks(c: &Client, from: u64, to: u64) -> Blocks {
+    let mut b = Blocks::default();
+    for n in from..=to {
+        let block: Value =
+            c.request("eth_getBlockByNumber", vec![json!(format!("{n:#x}")), json!(false)]).await.expect("block");
+        let txs = block["transactions"].as_array().map_or(0, Vec::len);
+        let gas = block["gasUsed"]
+            .as_str()
+            .and_then(|g| u64::from_str_radix(g.trim_start_matches("0x"), 16).ok())
+            .unwrap_or(0);
+        if txs > 0 {
+            b.used += 1;
+        }
+        b.max_txs = b.max_txs.max(txs);
+        b.max_gas = b.max_gas.max(gas);
+    }
+    b
 }
 
 /// Latency: one transaction at a time, from sending to its receipt being served.
@@ -200,11 +291,11 @@ async fn latency(
     for i in 0..n {
         let (to, input, gas) = make(i);
         let raw = sign(key, tx(t.chain_id, first_nonce + i as u64, to, input, gas, U256::ZERO)).expect("sign");
+        let c = &t.clients[i % t.clients.len()];
         let s = Instant::now();
-        let hash: B256 = t.client.request("eth_sendRawTransaction", vec![json!(raw)]).await.expect("send");
+        let hash: B256 = c.request("eth_sendRawTransaction", vec![json!(raw)]).await.expect("send");
         loop {
-            let r: Option<Value> =
-                t.client.request("eth_getTransactionReceipt", vec![json!(hash)]).await.expect("receipt");
+            let r: Option<Value> = c.request("eth_getTransactionReceipt", vec![json!(hash)]).await.expect("receipt");
             if r.is_some() {
                 break;
             }
@@ -237,6 +328,7 @@ struct Row {
     tps: f64,
     p50: f64,
     p99: f64,
+    blocks: Blocks,
 }
 
 fn push(rows: &mut Vec<Row>, r: Row) {
@@ -250,9 +342,9 @@ async fn run(t: &mut Target, rows: &mut Vec<Row>, n_senders: usize, per_sender: 
     let keys = t.senders(n_senders + 1, "eth").await;
     let (lat_key, keys) = keys.split_last().expect("senders");
     let make = |_: usize| (TxKind::Call(to), Bytes::new(), 21_000);
-    let tps = throughput(t, keys, per_sender, &make).await;
+    let (tps, blocks) = throughput(t, keys, per_sender, &make).await;
     let (p50, p99) = latency(t, lat_key, 0, lat, &make).await;
-    push(rows, Row { workload: "ETH transfer", node: t.name, txs: keys.len() * per_sender, tps, p50, p99 });
+    push(rows, Row { workload: "ETH transfer", node: t.name, txs: keys.len() * per_sender, tps, p50, p99, blocks });
 
     // ERC-20 transfers: every sender holds tokens.
     let mut code = artifact("BenchToken.sol", "BenchToken").to_vec();
@@ -263,14 +355,15 @@ async fn run(t: &mut Target, rows: &mut Vec<Row>, n_senders: usize, per_sender: 
         let give = transferCall { to: k.address(), value: U256::from(10u64).pow(U256::from(24)) }.abi_encode();
         t.fund_tx(TxKind::Call(token), give.into(), 100_000, U256::ZERO).await;
     }
+    t.sync().await;
     let (lat_key, keys) = keys.split_last().expect("senders");
     let make = |i: usize| {
         let data = transferCall { to: Address::with_last_byte((i % 200) as u8 + 1), value: U256::from(1) }.abi_encode();
         (TxKind::Call(token), Bytes::from(data), 80_000)
     };
-    let tps = throughput(t, keys, per_sender, &make).await;
+    let (tps, blocks) = throughput(t, keys, per_sender, &make).await;
     let (p50, p99) = latency(t, lat_key, 0, lat, &make).await;
-    push(rows, Row { workload: "ERC-20 transfer", node: t.name, txs: keys.len() * per_sender, tps, p50, p99 });
+    push(rows, Row { workload: "ERC-20 transfer", node: t.name, txs: keys.len() * per_sender, tps, p50, p99, blocks });
 
     if !inference {
         return;
@@ -280,6 +373,7 @@ async fn run(t: &mut Target, rows: &mut Vec<Row>, n_senders: usize, per_sender: 
     let mut code = artifact("DigitRecognizer.sol", "DigitRecognizer").to_vec();
     code.extend_from_slice(&id.abi_encode());
     let app = t.deploy(code.into()).await;
+    t.sync().await;
     let keys = t.senders(n_senders + 1, "infer").await;
     let (lat_key, keys) = keys.split_last().expect("senders");
     let make = |i: usize| {
@@ -289,11 +383,19 @@ async fn run(t: &mut Target, rows: &mut Vec<Row>, n_senders: usize, per_sender: 
         }
         (TxKind::Call(app), Bytes::from(recognizeCall { pixels }.abi_encode()), 300_000)
     };
-    let tps = throughput(t, keys, per_sender, &make).await;
+    let (tps, blocks) = throughput(t, keys, per_sender, &make).await;
     let (p50, p99) = latency(t, lat_key, 0, lat, &make).await;
     push(
         rows,
-        Row { workload: "model call (DigitRecognizer)", node: t.name, txs: keys.len() * per_sender, tps, p50, p99 },
+        Row {
+            workload: "model call (DigitRecognizer)",
+            node: t.name,
+            txs: keys.len() * per_sender,
+            tps,
+            p50,
+            p99,
+            blocks,
+        },
     );
 }
 
@@ -309,18 +411,28 @@ async fn main() {
     let per_sender = txs.div_ceil(n_senders);
     let mut rows = Vec::new();
     let only = std::env::var("LOAD_ONLY").unwrap_or_default();
-    if only != "anvil" {
+    if only.is_empty() || only == "fixpoint" {
         let mut f = fixpoint().await;
         run(&mut f, &mut rows, n_senders, per_sender, lat, true).await;
     }
-    if only != "fixpoint" {
+    if only.is_empty() || only == "testnet" {
+        let mut n = testnet().await;
+        run(&mut n, &mut rows, n_senders, per_sender, lat, true).await;
+    }
+    if only.is_empty() || only == "anvil" {
         let mut a = anvil().await;
         run(&mut a, &mut rows, n_senders, per_sender, lat, false).await;
     }
-    println!("| workload | node | transactions | tx/s | send→receipt p50 (ms) | p99 (ms) |");
-    println!("|---|---|---:|---:|---:|---:|");
+    println!(
+        "| workload | node | transactions | tx/s | send→receipt p50 (ms) | p99 (ms) | blocks used | most txs in a block | most gas in a block |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
-        println!("| {} | {} | {} | {:.0} | {:.2} | {:.2} |", r.workload, r.node, r.txs, r.tps, r.p50, r.p99);
+        let b = &r.blocks;
+        println!(
+            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} |",
+            r.workload, r.node, r.txs, r.tps, r.p50, r.p99, b.used, b.max_txs, b.max_gas
+        );
     }
     for w in ["ETH transfer", "ERC-20 transfer"] {
         let get = |n: &str| rows.iter().find(|r| r.workload == w && r.node == n).map(|r| r.tps);

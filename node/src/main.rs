@@ -80,7 +80,11 @@ struct NodeArgs {
     /// The validator configuration file.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Validator: stop once this height is finalized.
+    /// Follow a validator network through this validator's JSON-RPC URL (with --genesis and
+    /// --datadir): checks every block's finalization certificate and re-executes it.
+    #[arg(long, requires_all = ["genesis", "datadir"], conflicts_with_all = ["dev", "validator"])]
+    follow: Option<String>,
+    /// Validator or follower: stop once this height is finalized.
     #[arg(long)]
     exit_after: Option<u64>,
     /// Start from this genesis file (see `fixpoint init`).
@@ -367,6 +371,18 @@ async fn run_node(a: NodeArgs) -> Result<()> {
         return std::thread::spawn(move || fixpoint_node::validator::run(&config, exit_after))
             .join()
             .map_err(|_| anyhow::anyhow!("the validator stopped abnormally"))?;
+    }
+    if let (Some(upstream), Some(genesis), Some(datadir)) = (&a.follow, &a.genesis, &a.datadir) {
+        let cfg = fixpoint_node::follower::FollowConfig {
+            upstream: upstream.clone(),
+            genesis: genesis.clone(),
+            datadir: datadir.clone(),
+            rpc: format!("{}:{}", a.host, a.port).parse().context("bad --host/--port")?,
+            exit_after: a.exit_after,
+        };
+        return std::thread::spawn(move || fixpoint_node::follower::run(&cfg))
+            .join()
+            .map_err(|_| anyhow::anyhow!("the follower stopped abnormally"))?;
     }
     let accounts = dev_accounts(if a.dev { a.accounts } else { 0 });
     let (genesis, base) = match (&a.genesis, a.dev) {

@@ -36,6 +36,15 @@ impl std::fmt::Debug for Forward {
     }
 }
 
+/// A finalized consensus block and its finalization certificate, encoded (docs/consensus.md).
+pub type CertifiedBlock = (Vec<u8>, Vec<u8>);
+
+/// Where a validator finds finalized blocks with their certificates, to serve followers.
+pub trait Finality: Send + Sync + 'static {
+    /// Block `height` and its certificate, if this node has them.
+    fn certified(&self, height: u64) -> std::pin::Pin<Box<dyn Future<Output = Option<CertifiedBlock>> + Send>>;
+}
+
 /// The node as the RPC sees it.
 #[derive(Debug)]
 pub struct Node {
@@ -49,6 +58,14 @@ pub struct Node {
     wake: Option<SyncSender<()>>,
     /// Set when blocks come from consensus: where admitted transactions go.
     forward: Option<Forward>,
+    /// Set on validators: finalized blocks with certificates, for followers.
+    finality: std::sync::OnceLock<Arc<dyn Finality>>,
+}
+
+impl std::fmt::Debug for dyn Finality {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Finality")
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -94,6 +111,7 @@ impl Node {
             mining: Mutex::new(()),
             wake,
             forward: None,
+            finality: Default::default(),
         });
         if let Some(rx) = rx {
             let weak = Arc::downgrade(&node);
@@ -126,7 +144,13 @@ impl Node {
             mining: Mutex::new(()),
             wake: None,
             forward: Some(forward),
+            finality: Default::default(),
         })
+    }
+
+    /// Serves `fixpoint_certifiedBlock` from `finality` (validators; set once).
+    pub fn set_finality(&self, finality: Arc<dyn Finality>) {
+        let _ = self.finality.set(finality);
     }
 
     fn notify(&self) {
@@ -562,6 +586,16 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
             _ => n.notify(),
         }
         RpcResult::Ok(hash)
+    })?;
+    m.register_async_method("fixpoint_certifiedBlock", |p, n, _| async move {
+        let v = params_seq(&p)?;
+        let height: U64 = arg(&v, 0, "height")?;
+        let Some(f) = n.finality.get().cloned() else {
+            return Err(server("this node does not serve certified blocks (only validators do)"));
+        };
+        RpcResult::Ok(f.certified(height.to()).await.map(
+            |(block, certificate)| json!({ "block": Bytes::from(block), "certificate": Bytes::from(certificate) }),
+        ))
     })?;
     m.register_method("eth_getTransactionByHash", |p, n, _| {
         let v = params_seq(&p)?;

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::chain::{Chain, INITIAL_BASE_FEE};
 use crate::genesis::Genesis;
 use crate::keys;
-use crate::rpc::{Forward, Node};
+use crate::rpc::{CertifiedBlock, Finality, Forward, Node};
 use crate::storage::Store;
 
 /// A validator's configuration file; paths are relative to the file.
@@ -95,25 +95,8 @@ pub fn run(config: &Path, exit_after: Option<u64>) -> Result<()> {
     }
     let spec = ChainSpec { chain_id: genesis.chain_id, ..ChainSpec::DEV };
     let chain = Chain::open(spec, genesis.gas_limit, store, &built, genesis.timestamp)?;
-    let genesis_block =
-        Block::genesis(fixpoint_evm::state_root(&built.state), genesis.gas_limit, genesis.timestamp, INITIAL_BASE_FEE);
-    let start = match chain.store.consensus_block()? {
-        Some(bytes) => {
-            let b = Block::decode_cfg(bytes, &BlockLimits::default())
-                .map_err(|e| anyhow::anyhow!("the stored consensus block does not decode: {e}"))?;
-            let head = &chain.head().header;
-            if b.body().height != head.number || b.body().state_root != head.state_root {
-                bail!(
-                    "the stored consensus block (height {}) is not the database's head {}",
-                    b.body().height,
-                    head.number
-                );
-            }
-            b
-        }
-        None if chain.head().header.number == 0 => genesis_block.clone(),
-        None => bail!("{} holds a chain not made by consensus (a dev chain?): use another datadir", datadir.display()),
-    };
+    let genesis_block = consensus_genesis(&genesis, &built);
+    let start = resume_point(&chain, &genesis_block, &datadir)?;
     let exec = Executor {
         spec: chain.spec,
         gas_limit: genesis.gas_limit,
@@ -178,7 +161,12 @@ pub fn run(config: &Path, exit_after: Option<u64>) -> Result<()> {
             genesis: genesis_block,
             partition_prefix: "fixpoint".into(),
         };
-        engine::start_validator(context.child("node"), vcfg, shared.clone(), oracle.clone(), oracle, channels).await;
+        let marshal =
+            engine::start_validator(context.child("node"), vcfg, shared.clone(), oracle.clone(), oracle, channels)
+                .await;
+        if let Some(m) = marshal {
+            node.set_finality(Arc::new(MarshalFinality(std::sync::Mutex::new(m))));
+        }
         let mut printed = 0;
         loop {
             context.sleep(Duration::from_millis(100)).await;
@@ -201,9 +189,54 @@ pub fn run(config: &Path, exit_after: Option<u64>) -> Result<()> {
     Ok(())
 }
 
+/// Block 0 of the consensus chain for `genesis`.
+pub fn consensus_genesis(genesis: &Genesis, built: &crate::genesis::GenesisState) -> Block {
+    Block::genesis(fixpoint_evm::state_root(&built.state), genesis.gas_limit, genesis.timestamp, INITIAL_BASE_FEE)
+}
+
+/// The consensus block a node resumes from: the one stored with its database head (checked
+/// against it), or genesis for a new database.
+pub fn resume_point(chain: &Chain, genesis_block: &Block, datadir: &Path) -> Result<Block> {
+    match chain.store.consensus_block()? {
+        Some(bytes) => {
+            let b = Block::decode_cfg(bytes, &BlockLimits::default())
+                .map_err(|e| anyhow::anyhow!("the stored consensus block does not decode: {e}"))?;
+            let head = &chain.head().header;
+            if b.body().height != head.number || b.body().state_root != head.state_root {
+                bail!(
+                    "the stored consensus block (height {}) is not the database's head {}",
+                    b.body().height,
+                    head.number
+                );
+            }
+            Ok(b)
+        }
+        None if chain.head().header.number == 0 => Ok(genesis_block.clone()),
+        None => bail!("{} holds a chain not made by consensus (a dev chain?): use another datadir", datadir.display()),
+    }
+}
+
+/// Finalized blocks and certificates from marshal's archives.
+struct MarshalFinality(std::sync::Mutex<engine::Marshal>);
+
+impl Finality for MarshalFinality {
+    fn certified(&self, height: u64) -> std::pin::Pin<Box<dyn Future<Output = Option<CertifiedBlock>> + Send>> {
+        let m = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        Box::pin(async move {
+            let h = commonware_consensus::types::Height::new(height);
+            let block = m.get_block(h).await?;
+            let cert = m.get_finalization(h).await?;
+            Some((
+                commonware_codec::Encode::encode(&block).to_vec(),
+                fixpoint_consensus::follow::encode_certificate(&cert),
+            ))
+        })
+    }
+}
+
 /// Serves JSON-RPC for `node` on `addr` from a thread of its own (commonware's runtime owns the
 /// caller's); returns once it listens.
-fn start_rpc(node: Arc<Node>, addr: SocketAddr) -> Result<std::thread::JoinHandle<()>> {
+pub fn start_rpc(node: Arc<Node>, addr: SocketAddr) -> Result<std::thread::JoinHandle<()>> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let handle = std::thread::spawn(move || {
         let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {

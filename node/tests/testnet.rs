@@ -75,7 +75,7 @@ fn block_of(receipt: &str) -> u64 {
 }
 
 #[test]
-fn a_testnet_takes_transactions_on_any_validator_serves_them_from_all_and_resumes() {
+fn a_testnet_takes_transactions_on_any_validator_serves_them_from_all_followers_and_resumes() {
     let tmp = Tmp::new("testnet");
     let dir = tmp.0.join("net");
     let net = Testnet::start(&dir);
@@ -120,10 +120,45 @@ fn a_testnet_takes_transactions_on_any_validator_serves_them_from_all_and_resume
     // Every validator serves the same blocks (the Ethereum view is derived from the finalized
     // consensus blocks, so even its hashes agree).
     for n in [1, transfer_block, inference_block] {
-        let hashes: Vec<String> =
-            (0..4).map(|i| net.cast(i, &["block", &n.to_string(), "--field", "hash"])).collect();
+        let hashes: Vec<String> = (0..4).map(|i| net.cast(i, &["block", &n.to_string(), "--field", "hash"])).collect();
         assert!(hashes.iter().all(|h| *h == hashes[0]), "block {n}: {hashes:?}");
     }
+
+    // A follower (no vote) started late: it checks each block's certificate, re-executes it,
+    // serves the same chain, and forwards a transaction it is sent.
+    let port = free_port();
+    let follower_dir = tmp.0.join("follower");
+    let mut follower = Command::new(env!("CARGO_BIN_EXE_fixpoint"))
+        .args(["node", "--follow", &net.rpcs[0], "--port", &port.to_string(), "--genesis"])
+        .arg(dir.join("genesis.json"))
+        .arg("--datadir")
+        .arg(&follower_dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
+    assert!(lines.next().unwrap().unwrap().starts_with("following "));
+    std::thread::spawn(move || for _ in lines {});
+    let f = format!("http://127.0.0.1:{port}");
+    let fcast = |args: &[&str]| run(Command::new(tool("cast")).args(args).args(["--rpc-url", &f]));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while fcast(&["block-number"]).parse::<u64>().unwrap() < inference_block {
+        assert!(Instant::now() < deadline, "the follower did not catch up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let n = inference_block.to_string();
+    assert_eq!(fcast(&["block", &n, "--field", "hash"]), net.cast(0, &["block", &n, "--field", "hash"]));
+    assert_eq!(fcast(&["call", &app, "recorded()(uint256)"]), "1");
+    let r = fcast(&["send", sink, "--value", "5", "--private-key", &dev_key(2), "--json"]);
+    let via_follower = block_of(&r);
+    net.wait_for(via_follower);
+    assert_eq!(net.cast(2, &["balance", sink]), "12");
+    let out =
+        Command::new(tool("cast")).args(["rpc", "fixpoint_certifiedBlock", "1", "--rpc-url", &f]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only validators do"), "{out:?}");
+    let _ = follower.kill();
+    let _ = follower.wait();
+
     let head: u64 = net.cast(0, &["block-number"]).parse().unwrap();
     drop(net);
 

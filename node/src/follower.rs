@@ -1,0 +1,137 @@
+//! A follower (`fixpoint node --follow URL --genesis FILE --datadir DIR`): a node that does not
+//! vote but keeps the whole chain and serves JSON-RPC. It fetches each finalized block with its
+//! finalization certificate from a validator (`fixpoint_certifiedBlock`), accepts it only if the
+//! certificate verifies against the genesis validator set and the block re-executes on its own
+//! state to the roots it claims (inference included), and writes it to its database like a
+//! validator does. Transactions sent to it are checked by its pool and forwarded to the validator.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy_primitives::Bytes;
+use anyhow::{Context as _, Result, bail};
+use commonware_cryptography::Digestible as _;
+use commonware_runtime::{Clock as _, Runner as _, Spawner as _, Supervisor as _};
+use commonware_utils::ordered::Set;
+use fixpoint_consensus::app::{Executed, Sink as _};
+use fixpoint_consensus::follow::Checker;
+use fixpoint_consensus::{BlockLimits, Executor, PendingTx};
+use fixpoint_evm::ChainSpec;
+use futures::StreamExt as _;
+use serde_json::{Value, json};
+
+use crate::chain::Chain;
+use crate::client::Client;
+use crate::genesis::Genesis;
+use crate::rpc::{Forward, Node};
+use crate::storage::Store;
+use crate::validator::{consensus_genesis, resume_point, start_rpc};
+
+/// What a follower needs.
+#[derive(Debug, Clone)]
+pub struct FollowConfig {
+    /// A validator's JSON-RPC URL.
+    pub upstream: String,
+    /// The genesis file (with the validator set).
+    pub genesis: PathBuf,
+    /// Data directory.
+    pub datadir: PathBuf,
+    /// JSON-RPC listen address.
+    pub rpc: SocketAddr,
+    /// Stop once this height is in the database.
+    pub exit_after: Option<u64>,
+}
+
+/// Runs a follower until it fails or reaches `exit_after`.
+pub fn run(cfg: &FollowConfig) -> Result<()> {
+    let genesis = Genesis::load(&cfg.genesis)?;
+    let built = genesis.build(cfg.genesis.parent().unwrap_or(Path::new(".")))?;
+    if built.validators.is_empty() {
+        bail!("{} lists no validators: a follower checks blocks against them", cfg.genesis.display());
+    }
+    let participants = Set::try_from(built.validators.clone()).map_err(|_| anyhow::anyhow!("duplicate validators"))?;
+    let namespace = format!("fixpoint-{}", genesis.chain_id).into_bytes();
+    let checker = Checker::new(&namespace, participants);
+    std::fs::create_dir_all(&cfg.datadir).with_context(|| format!("creating {}", cfg.datadir.display()))?;
+    let store = Store::open(&cfg.datadir.join("chain.redb"))
+        .with_context(|| format!("opening the database in {} (is another node using it?)", cfg.datadir.display()))?;
+    let spec = ChainSpec { chain_id: genesis.chain_id, ..ChainSpec::DEV };
+    let chain = Chain::open(spec, genesis.gas_limit, store, &built, genesis.timestamp)?;
+    let mut parent = resume_point(&chain, &consensus_genesis(&genesis, &built), &cfg.datadir)?;
+    let exec = Executor {
+        spec: chain.spec,
+        gas_limit: genesis.gas_limit,
+        limits: BlockLimits::default(),
+        models: chain.models.clone(),
+    };
+    let mut state = Executed::start(parent.body().height, chain.state.clone());
+    let upstream = Arc::new(Client::new(&cfg.upstream)?);
+    let (tx_out, mut tx_in) = futures::channel::mpsc::unbounded::<PendingTx>();
+    let node = Node::follow(chain, Forward(Box::new(move |t| drop(tx_out.unbounded_send(t)))));
+    println!("following {} from height {}", cfg.upstream, parent.body().height);
+    let _rpc = start_rpc(node.clone(), cfg.rpc)?;
+
+    let runtime = commonware_runtime::tokio::Config::new()
+        .with_storage_directory(cfg.datadir.join("runtime"))
+        .with_worker_threads(2);
+    let exit_after = cfg.exit_after;
+    commonware_runtime::tokio::Runner::new(runtime).start(|mut context| async move {
+        let forward_to = upstream.clone();
+        context.child("forward").spawn(move |_| async move {
+            while let Some(t) = tx_in.next().await {
+                if let Err(e) = forward_to.request::<Value>("eth_sendRawTransaction", vec![json!(t.raw)]).await {
+                    eprintln!("forwarding {}: {e}", t.hash());
+                }
+            }
+        });
+        let mut last_error = String::new();
+        loop {
+            if exit_after.is_some_and(|h| parent.body().height >= h) {
+                return Ok(());
+            }
+            let height = parent.body().height + 1;
+            let served = match upstream.request::<Option<Value>>("fixpoint_certifiedBlock", vec![json!(height)]).await {
+                Ok(Some(v)) => v,
+                Ok(None) => {
+                    context.sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                Err(e) => {
+                    let e = e.to_string();
+                    if e != last_error {
+                        eprintln!("upstream: {e} (retrying)");
+                        last_error = e;
+                    }
+                    context.sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let field = |k: &str| serde_json::from_value::<Bytes>(served[k].clone()).map(|b| b.to_vec());
+            let (Ok(block), Ok(certificate)) = (field("block"), field("certificate")) else {
+                bail!("the upstream served a malformed certified block at height {height}");
+            };
+            let block = checker
+                .check(&mut context, block, certificate)
+                .with_context(|| format!("the upstream's block at height {height} is not finalized"))?;
+            if block.body().parent != parent.digest() || block.body().height != height {
+                bail!("the certified block at height {height} does not extend this node's chain");
+            }
+            // Certified by a quorum, yet it must re-execute here: otherwise stop, never diverge.
+            let out = exec
+                .verify(&parent, &state.state, &block)
+                .with_context(|| format!("finalized block {height} does not re-execute on this node"))?;
+            let executed = Executed::new(height, out);
+            node.finalized(&block, &executed).map_err(|e| anyhow::anyhow!("writing block {height}: {e}"))?;
+            println!(
+                "followed height {height} digest 0x{} state {} txs {}",
+                hex::encode(block.digest().as_ref()),
+                block.body().state_root,
+                block.body().txs.len()
+            );
+            parent = block;
+            state = executed;
+        }
+    })
+}
