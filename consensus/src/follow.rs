@@ -102,7 +102,8 @@ mod tests {
             })
             .collect();
         let verifier = Scheme::verifier(NS, set(keys));
-        let cert = Certificate::from_owned_finalizes(&verifier, NonEmpty::try_new(votes.into_iter()).unwrap(), &Sequential);
+        let cert =
+            Certificate::from_owned_finalizes(&verifier, NonEmpty::try_new(votes.into_iter()).unwrap(), &Sequential);
         encode_certificate(&cert.expect("quorum"))
     }
 
