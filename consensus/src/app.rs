@@ -22,10 +22,13 @@ use fixpoint_precompiles::{InferenceRecord, ScopeOutcome};
 use futures::StreamExt;
 
 use crate::block::Block;
-use crate::execute::{Executor, PendingTx, VerifyError};
+use crate::execute::{Executor, MAX_CLOCK_DRIFT, PendingTx, VerifyError};
 
 /// Most transactions a node holds for proposal; later arrivals are dropped until blocks drain it.
 pub const MAX_PENDING: usize = 100_000;
+
+/// How many finalized blocks [`Shared::finalized`] lists (the most recent).
+pub const MAX_FINALIZED_LOG: usize = 100_000;
 
 /// Most unexecuted ancestors a node executes to catch up before it can verify or build on a
 /// block (after a restart, the notarized blocks above its last finalized one).
@@ -97,6 +100,8 @@ pub enum Proposer {
     WrongRecordsRoot,
     /// Slips a transaction with a nonce gap into its block.
     InvalidTransaction,
+    /// Stamps its block an hour ahead of its clock (pushing block time ahead for every child).
+    FutureTimestamp,
 }
 
 /// A finalized block as this node recorded it.
@@ -217,6 +222,9 @@ impl Shared {
             if inner.mempool.len() >= MAX_PENDING {
                 break;
             }
+            if !self.exec.admits(&t) {
+                continue;
+            }
             if inner.known.insert(t.hash()) {
                 inner.mempool.push(t);
                 added += 1;
@@ -240,7 +248,7 @@ impl Shared {
             if let Some(e) = self.executed(&newest.digest()) {
                 break (pending.pop()?, e);
             }
-            if pending.len() > MAX_CATCH_UP || newest.body().height <= lock(&self.durable).block.body().height {
+            if pending.len() >= MAX_CATCH_UP || newest.body().height <= lock(&self.durable).block.body().height {
                 return None;
             }
             pending.push(ancestry.next().await?.inner().clone());
@@ -273,11 +281,17 @@ impl Shared {
         let mut out = Vec::new();
         for sender in order {
             let Some(mut txs) = by_sender.remove(&sender) else { continue };
+            // Stable: for one nonce, the latest arrival (a replacement, which the pool admitted
+            // only for a higher fee) comes last and is the one taken.
             txs.sort_by_key(PendingTx::nonce);
             let mut next = state.cache.accounts.get(&sender).map_or(0, |a| a.info.nonce);
-            for t in txs {
+            let mut iter = txs.into_iter().peekable();
+            while let Some(t) = iter.next() {
+                if iter.peek().is_some_and(|n| n.nonce() == t.nonce()) {
+                    continue;
+                }
                 if t.nonce() == next {
-                    next += 1;
+                    next = next.saturating_add(1);
                     out.push(t);
                 } else if t.nonce() > next {
                     break;
@@ -287,9 +301,16 @@ impl Shared {
         out
     }
 
-    /// The finalized blocks so far, in height order.
+    /// The finalized blocks so far (the last [`MAX_FINALIZED_LOG`]), in height order.
     pub fn finalized(&self) -> Vec<Finalized> {
         lock(&self.durable).finalized.clone()
+    }
+
+    /// The finalized blocks above `height`, in height order.
+    pub fn finalized_above(&self, height: Option<u64>) -> Vec<Finalized> {
+        let d = lock(&self.durable);
+        let from = height.map_or(0, |h| d.finalized.partition_point(|f| f.height <= h));
+        d.finalized.get(from..).unwrap_or_default().to_vec()
     }
 
     /// Proposals refused so far (height, reason).
@@ -327,6 +348,7 @@ impl Shared {
                 body.records_root = fixpoint_evm::records_root(&records);
             }
             Proposer::WrongRecordsRoot => body.records_root = keccak256(body.records_root),
+            Proposer::FutureTimestamp => body.timestamp = body.timestamp.saturating_add(3600),
             Proposer::InvalidTransaction => match body.txs.first().cloned() {
                 // A copy of a transaction already in the block: its nonce is used by then.
                 Some(t) => body.txs.push(t),
@@ -369,7 +391,16 @@ impl<E: Clock + Send + 'static> Application<E> for App {
         let candidates = s.candidates(&base.state);
         let now = runtime.current().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let view = context.round.view().get();
-        let (block, out) = s.exec.build(&parent, &base.state, view, now, s.beneficiary, candidates);
+        let (block, out, refused) = s.exec.build(&parent, &base.state, view, now, s.beneficiary, candidates);
+        if !refused.is_empty() {
+            // Refused by the executor on this state (e.g. the balance no longer covers it): drop
+            // them rather than retry them in every block.
+            let refused: HashSet<B256> = refused.into_iter().collect();
+            let mut inner = lock(&s.inner);
+            let Inner { mempool, known, .. } = &mut *inner;
+            mempool.retain(|t| !refused.contains(&t.hash()));
+            known.retain(|h| !refused.contains(h));
+        }
         let honest_digest = block.digest();
         let block = s.tamper(block, &out);
         {
@@ -383,12 +414,18 @@ impl<E: Clock + Send + 'static> Application<E> for App {
         Some(Digested::precomputed(block, digest))
     }
 
-    async fn verify(&mut self, _context: (E, Ctx), mut ancestry: impl Ancestry<Block>) -> bool {
+    async fn verify(&mut self, context: (E, Ctx), mut ancestry: impl Ancestry<Block>) -> bool {
         let Some(candidate) = ancestry.next().await else { return false };
         let candidate = candidate.inner().clone();
         let s = &self.shared;
         if s.executed(&candidate.digest()).is_some() {
             return true; // built or verified here already
+        }
+        let now = context.0.current().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if candidate.body().timestamp > now.saturating_add(MAX_CLOCK_DRIFT) {
+            let e = VerifyError::FutureTimestamp { got: candidate.body().timestamp, now };
+            lock(&s.inner).refused.push((candidate.body().height, e));
+            return false;
         }
         let Some(parent) = ancestry.next().await else { return false };
         let parent = parent.inner().clone();
@@ -450,6 +487,11 @@ impl Reporter for Finalizer {
             ack.acknowledge();
             return Feedback::Ok;
         }
+        if height > 0 && (b.body().parent != d.block.digest() || d.block.body().height.checked_add(1) != Some(height)) {
+            // Marshal delivers in order; anything else is a bug here: halt, never skip a block.
+            eprintln!("finalized block {height} does not extend this node's last finalized block");
+            return Feedback::Ok;
+        }
         let executed = match s.executed(&b.digest()) {
             Some(e) => e,
             None if height == 0 => d.executed.clone(),
@@ -474,6 +516,10 @@ impl Reporter for Finalizer {
             return Feedback::Ok;
         }
         d.finalized.push(Finalized::of(b));
+        if d.finalized.len() > MAX_FINALIZED_LOG + MAX_FINALIZED_LOG / 10 {
+            let excess = d.finalized.len() - MAX_FINALIZED_LOG;
+            d.finalized.drain(..excess);
+        }
         d.block = b.clone();
         d.executed = executed.clone();
         drop(d);

@@ -27,9 +27,17 @@ pub enum VerifyError {
         /// The parent's height.
         parent_height: u64,
     },
-    /// Timestamp not after the parent's.
-    #[error("timestamp {0} is not after the parent's")]
+    /// Timestamp before the parent's.
+    #[error("timestamp {0} is before the parent's")]
     Timestamp(u64),
+    /// Timestamp too far ahead of this validator's clock (checked when voting only).
+    #[error("timestamp {got} is more than {MAX_CLOCK_DRIFT} s ahead of this validator's clock ({now})")]
+    FutureTimestamp {
+        /// Claimed.
+        got: u64,
+        /// The validator's clock.
+        now: u64,
+    },
     /// Gas limit other than the chain's.
     #[error("gas limit {got}, the chain's is {want}")]
     GasLimit {
@@ -93,6 +101,9 @@ pub enum VerifyError {
         actual: u64,
     },
 }
+
+/// How far (seconds) a proposal's timestamp may be ahead of a voting validator's clock.
+pub const MAX_CLOCK_DRIFT: u64 = 15;
 
 /// What execution needs besides the parent: chain rules, the block gas limit, codec limits and
 /// the model store.
@@ -178,12 +189,25 @@ impl Executor {
         candidates: &[Bytes],
     ) -> (Block, BlockOutcome) {
         let pending: Vec<PendingTx> = candidates.iter().filter_map(|raw| PendingTx::decode(raw.clone()).ok()).collect();
-        self.build(parent, state, view, timestamp, beneficiary, pending)
+        let (block, outcome, _refused) = self.build(parent, state, view, timestamp, beneficiary, pending);
+        (block, outcome)
+    }
+
+    /// Whether `t` could ever be in a block of this chain: its chain id, a gas limit within the
+    /// block's, the size limit, not a blob transaction. Pending transactions that are not are
+    /// dropped on arrival (they would never use their nonce, so nothing else would remove them).
+    pub fn admits(&self, t: &PendingTx) -> bool {
+        use alloy_consensus::Transaction as _;
+        let tx = t.tx.inner();
+        tx.chain_id() == Some(self.spec.chain_id)
+            && tx.gas_limit() <= self.gas_limit
+            && t.raw.len() <= self.limits.max_tx_bytes
+            && !tx.is_eip4844()
     }
 
     /// Builds a child of `parent` (whose post-state is `state`) from recovered `candidates`, in
     /// their order, leaving out oversized ones and those the executor refuses, and stopping at
-    /// the block gas limit or the transaction limit.
+    /// the block gas limit or the transaction limit. Also returns the hashes of the refused ones.
     pub fn build(
         &self,
         parent: &Block,
@@ -192,7 +216,8 @@ impl Executor {
         timestamp: u64,
         beneficiary: Address,
         candidates: Vec<PendingTx>,
-    ) -> (Block, BlockOutcome) {
+    ) -> (Block, BlockOutcome, Vec<B256>) {
+        let mut refused = Vec::new();
         let p = parent.body();
         let mut txs = Vec::new();
         let mut raws = Vec::new();
@@ -207,9 +232,10 @@ impl Executor {
         }
         let mut body = BlockBody {
             parent: parent.digest(),
-            height: p.height + 1,
+            height: p.height.saturating_add(1),
             view,
-            timestamp: timestamp.max(p.timestamp + 1),
+            // Not before the parent's; equal when blocks come faster than one a second.
+            timestamp: timestamp.max(p.timestamp),
             gas_limit: self.gas_limit,
             base_fee: self.next_base_fee(p),
             beneficiary,
@@ -221,13 +247,19 @@ impl Executor {
                 Ok(o) => break o,
                 // An invalid transaction goes; later ones may still fit.
                 Err(ExecError::InvalidTx { index, .. }) if index < txs.len() => {
-                    txs.remove(index);
+                    refused.push(*txs.remove(index).inner().tx_hash());
                     raws.remove(index);
                 }
                 // The block is full from here on.
-                Err(ExecError::BlockGasLimit { index, .. }) if index < txs.len() => {
-                    txs.truncate(index);
-                    raws.truncate(index);
+                Err(ExecError::BlockGasLimit { index, tx_gas, limit, .. }) if index < txs.len() => {
+                    if tx_gas > limit {
+                        // Could never fit: it goes, not the rest of the block.
+                        refused.push(*txs.remove(index).inner().tx_hash());
+                        raws.remove(index);
+                    } else {
+                        txs.truncate(index);
+                        raws.truncate(index);
+                    }
                 }
                 // Unreachable with the refused transaction removed; an empty block is valid.
                 Err(_) => {
@@ -241,16 +273,16 @@ impl Executor {
         body.receipts_root = outcome.receipts_root;
         body.records_root = outcome.records_root;
         body.gas_used = outcome.gas_used;
-        (Block::new(body), outcome)
+        (Block::new(body), outcome, refused)
     }
 
     /// Re-executes `block` on `parent`'s post-state `state`; the outcome if every claim holds.
     pub fn verify(&self, parent: &Block, state: &MemState, block: &Block) -> Result<BlockOutcome, VerifyError> {
         let (p, b) = (parent.body(), block.body());
-        if b.parent != parent.digest() || b.height != p.height + 1 {
+        if b.parent != parent.digest() || p.height.checked_add(1) != Some(b.height) {
             return Err(VerifyError::NotAChild { height: b.height, parent_height: p.height });
         }
-        if b.timestamp <= p.timestamp {
+        if b.timestamp < p.timestamp {
             return Err(VerifyError::Timestamp(b.timestamp));
         }
         if b.gas_limit != self.gas_limit {

@@ -29,6 +29,9 @@ pub enum FollowError {
     /// The signatures do not verify against the validator set.
     #[error("the finalization certificate does not verify against the validator set")]
     Signatures,
+    /// No block, or the blocks are not a chain (each the parent of the next).
+    #[error("the served blocks are not a chain ending in the certified block")]
+    Broken,
     /// The certificate finalizes another block.
     #[error("the certificate finalizes {certified}, not this block ({block})")]
     OtherBlock {
@@ -63,16 +66,42 @@ impl Checker {
         block: Vec<u8>,
         certificate: Vec<u8>,
     ) -> Result<Block, FollowError> {
-        let b = Block::decode_cfg(block, &BlockLimits::default()).map_err(|e| FollowError::Block(e.to_string()))?;
+        let mut blocks = self.check_chain(rng, vec![block], certificate)?;
+        blocks.pop().ok_or(FollowError::Broken)
+    }
+
+    /// The blocks in `blocks` (consecutive heights, oldest first), if `certificate` is a valid
+    /// finalization of the last and each one is the parent of the next: finalizing a block
+    /// finalizes its ancestors, and not every height has a certificate of its own.
+    pub fn check_chain(
+        &self,
+        rng: &mut impl rand_core::CryptoRng,
+        blocks: Vec<Vec<u8>>,
+        certificate: Vec<u8>,
+    ) -> Result<Vec<Block>, FollowError> {
+        let limits = BlockLimits::default();
+        let blocks = blocks
+            .into_iter()
+            .map(|b| Block::decode_cfg(b, &limits).map_err(|e| FollowError::Block(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let last = blocks.last().ok_or(FollowError::Broken)?;
         let cfg = Scheme::certificate_codec_config_unbounded();
         let c = Certificate::decode_cfg(certificate, &cfg).map_err(|e| FollowError::Encoding(e.to_string()))?;
-        if c.proposal.payload != b.digest() {
-            return Err(FollowError::OtherBlock { certified: c.proposal.payload, block: b.digest() });
+        if c.proposal.payload != last.digest() {
+            return Err(FollowError::OtherBlock { certified: c.proposal.payload, block: last.digest() });
+        }
+        for pair in blocks.windows(2) {
+            if let [parent, child] = pair
+                && (child.body().parent != parent.digest()
+                    || parent.body().height.checked_add(1) != Some(child.body().height))
+            {
+                return Err(FollowError::Broken);
+            }
         }
         if !c.verify(rng, &self.verifier, &Sequential) {
             return Err(FollowError::Signatures);
         }
-        Ok(b)
+        Ok(blocks)
     }
 }
 
@@ -133,6 +162,26 @@ mod tests {
             checker.check(&mut rng, bytes.clone(), good[..good.len() - 3].to_vec()),
             Err(FollowError::Encoding(_))
         ));
-        assert!(matches!(checker.check(&mut rng, bytes[..10].to_vec(), good), Err(FollowError::Block(_))));
+        assert!(matches!(checker.check(&mut rng, bytes[..10].to_vec(), good.clone()), Err(FollowError::Block(_))));
+
+        // Ancestors without certificates of their own, finalized by their descendant's.
+        let child = |p: &Block| {
+            Block::new(crate::BlockBody { parent: p.digest(), height: p.body().height + 1, ..p.body().clone() })
+        };
+        let (b1, b2) = (child(&block), child(&child(&block)));
+        let mid = child(&block);
+        let chain = vec![bytes.clone(), mid.encode().to_vec(), b2.encode().to_vec()];
+        let cert2 = certify(&keys, 3, b2.digest());
+        assert_eq!(
+            checker.check_chain(&mut rng, chain.clone(), cert2.clone()).unwrap(),
+            vec![block.clone(), b1, b2.clone()]
+        );
+        // A gap or a foreign block in between breaks it; so does a certificate for the first.
+        let gapped = vec![bytes.clone(), b2.encode().to_vec()];
+        assert_eq!(checker.check_chain(&mut rng, gapped, cert2.clone()), Err(FollowError::Broken));
+        let foreign = vec![other.encode().to_vec(), mid.encode().to_vec(), b2.encode().to_vec()];
+        assert_eq!(checker.check_chain(&mut rng, foreign, cert2), Err(FollowError::Broken));
+        assert!(matches!(checker.check_chain(&mut rng, chain, good), Err(FollowError::OtherBlock { .. })));
+        assert_eq!(checker.check_chain(&mut rng, vec![], certify(&keys, 3, block.digest())), Err(FollowError::Broken));
     }
 }

@@ -53,7 +53,9 @@ fn genesis() -> (Block, MemState) {
     for i in 0..4 {
         fund(&mut state, user(i).address(), U256::from(10u128.pow(24)));
     }
-    (Block::genesis(fixpoint_evm::state_root(&state), 30_000_000, 1_700_000_000, 1_000_000_000), state)
+    // Timestamp 0: the deterministic runtime's clock starts at the Unix epoch, and validators
+    // refuse blocks stamped more than 15 s ahead of their clock.
+    (Block::genesis(fixpoint_evm::state_root(&state), 30_000_000, 0, 1_000_000_000), state)
 }
 
 const QUOTA: Quota = Quota::per_second(NZU32!(1_000_000));
@@ -327,6 +329,7 @@ fn byzantine_proposers_are_never_finalized() {
         (8, Proposer::WrongInferenceOutput),
         (9, Proposer::WrongRecordsRoot),
         (10, Proposer::InvalidTransaction),
+        (11, Proposer::FutureTimestamp),
     ] {
         let shared = run(seed, 10, 200, Some((0, fault)));
         let honest = [1, 2, 3];
@@ -341,6 +344,7 @@ fn byzantine_proposers_are_never_finalized() {
                     matches!(reason, VerifyError::RecordsRoot { .. })
                 }
                 Proposer::InvalidTransaction => matches!(reason, VerifyError::Execution(_)),
+                Proposer::FutureTimestamp => matches!(reason, VerifyError::FutureTimestamp { .. }),
                 Proposer::Honest => false,
             };
             assert!(expected, "{fault:?} refused for {reason}");

@@ -113,7 +113,7 @@ fn byzantine_proposals_are_refused_with_their_reason() {
     assert!(matches!(r, Err(VerifyError::GasLimit { .. })), "{r:?}");
     let r = check(&tampered(&block, |b| b.height = 2));
     assert!(matches!(r, Err(VerifyError::NotAChild { .. })), "{r:?}");
-    let r = check(&tampered(&block, |b| b.timestamp = 1_700_000_000));
+    let r = check(&tampered(&block, |b| b.timestamp = 1_699_999_999));
     assert!(matches!(r, Err(VerifyError::Timestamp(_))), "{r:?}");
     // An invalid transaction: a nonce gap (the executor refuses it), a forged signature, junk.
     let gap = tx(&key(1), 5, Address::ZERO, vec![], 21_000);
@@ -138,9 +138,30 @@ fn the_leader_leaves_out_what_cannot_be_included() {
     candidates.push(tx(&key(1), 7, Address::ZERO, vec![], 21_000)); // nonce gap
     let (block, _) = leader.exec.propose(&leader.genesis, &leader.state, 1, 0, Address::ZERO, &candidates);
     assert_eq!(block.body().txs, txs());
-    assert_eq!(block.body().timestamp, leader.genesis.body().timestamp + 1);
+    assert_eq!(block.body().timestamp, leader.genesis.body().timestamp, "never before the parent's");
     let v = node();
     assert!(v.exec.verify(&v.genesis, &v.state, &block).is_ok());
+}
+
+#[test]
+fn transactions_that_could_never_fit_are_refused_not_the_rest_of_the_block() {
+    let leader = node();
+    let pending = |raw: Bytes| fixpoint_consensus::PendingTx::decode(raw).unwrap();
+    // A gas limit above the block's: never admitted to the pending set, and if offered anyway,
+    // the leader drops it and still includes what follows.
+    let huge = tx(&key(0), 0, Address::ZERO, vec![], 40_000_000);
+    assert!(!leader.exec.admits(&pending(huge.clone())));
+    assert!(leader.exec.admits(&pending(tx(&key(0), 0, Address::ZERO, vec![], 21_000))));
+    let candidates: Vec<_> = [huge.clone(), tx(&key(1), 0, Address::ZERO, vec![], 21_000)].map(pending).into();
+    let (block, _, refused) = leader.exec.build(&leader.genesis, &leader.state, 1, 0, Address::ZERO, candidates);
+    assert_eq!(block.body().txs, vec![tx(&key(1), 0, Address::ZERO, vec![], 21_000)]);
+    assert_eq!(refused, vec![pending(huge).hash()]);
+    // One the executor refuses (key 5 holds nothing) is reported; the block is full otherwise.
+    let broke = tx(&key(5), 0, Address::ZERO, vec![], 21_000);
+    let (block, _, refused) =
+        leader.exec.build(&leader.genesis, &leader.state, 1, 0, Address::ZERO, vec![pending(broke.clone())]);
+    assert!(block.body().txs.is_empty());
+    assert_eq!(refused, vec![pending(broke).hash()]);
 }
 
 #[test]

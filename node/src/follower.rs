@@ -108,30 +108,34 @@ pub fn run(cfg: &FollowConfig) -> Result<()> {
                     continue;
                 }
             };
-            let field = |k: &str| serde_json::from_value::<Bytes>(served[k].clone()).map(|b| b.to_vec());
-            let (Ok(block), Ok(certificate)) = (field("block"), field("certificate")) else {
+            let blocks = serde_json::from_value::<Vec<Bytes>>(served["blocks"].clone());
+            let certificate = serde_json::from_value::<Bytes>(served["certificate"].clone());
+            let (Ok(blocks), Ok(certificate)) = (blocks, certificate) else {
                 bail!("the upstream served a malformed certified block at height {height}");
             };
-            let block = checker
-                .check(&mut context, block, certificate)
-                .with_context(|| format!("the upstream's block at height {height} is not finalized"))?;
-            if block.body().parent != parent.digest() || block.body().height != height {
-                bail!("the certified block at height {height} does not extend this node's chain");
+            let blocks = checker
+                .check_chain(&mut context, blocks.into_iter().map(|b| b.to_vec()).collect(), certificate.to_vec())
+                .with_context(|| format!("the upstream's blocks from height {height} are not finalized"))?;
+            for block in blocks {
+                let h = block.body().height;
+                if block.body().parent != parent.digest() || parent.body().height.checked_add(1) != Some(h) {
+                    bail!("the certified block at height {h} does not extend this node's chain");
+                }
+                // Certified by a quorum, yet it must re-execute here: otherwise stop, never diverge.
+                let out = exec
+                    .verify(&parent, &state.state, &block)
+                    .with_context(|| format!("finalized block {h} does not re-execute on this node"))?;
+                let executed = Executed::new(h, out);
+                node.finalized(&block, &executed).map_err(|e| anyhow::anyhow!("writing block {h}: {e}"))?;
+                println!(
+                    "followed height {h} digest 0x{} state {} txs {}",
+                    hex::encode(block.digest().as_ref()),
+                    block.body().state_root,
+                    block.body().txs.len()
+                );
+                parent = block;
+                state = executed;
             }
-            // Certified by a quorum, yet it must re-execute here: otherwise stop, never diverge.
-            let out = exec
-                .verify(&parent, &state.state, &block)
-                .with_context(|| format!("finalized block {height} does not re-execute on this node"))?;
-            let executed = Executed::new(height, out);
-            node.finalized(&block, &executed).map_err(|e| anyhow::anyhow!("writing block {height}: {e}"))?;
-            println!(
-                "followed height {height} digest 0x{} state {} txs {}",
-                hex::encode(block.digest().as_ref()),
-                block.body().state_root,
-                block.body().txs.len()
-            );
-            parent = block;
-            state = executed;
         }
     })
 }

@@ -36,8 +36,9 @@ impl std::fmt::Debug for Forward {
     }
 }
 
-/// A finalized consensus block and its finalization certificate, encoded (docs/consensus.md).
-pub type CertifiedBlock = (Vec<u8>, Vec<u8>);
+/// Finalized consensus blocks (consecutive heights, oldest first) and the finalization
+/// certificate of the last, encoded (docs/consensus.md §followers).
+pub type CertifiedBlock = (Vec<Vec<u8>>, Vec<u8>);
 
 /// Where a validator finds finalized blocks with their certificates, to serve followers.
 pub trait Finality: Send + Sync + 'static {
@@ -593,9 +594,10 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
         let Some(f) = n.finality.get().cloned() else {
             return Err(server("this node does not serve certified blocks (only validators do)"));
         };
-        RpcResult::Ok(f.certified(height.to()).await.map(
-            |(block, certificate)| json!({ "block": Bytes::from(block), "certificate": Bytes::from(certificate) }),
-        ))
+        RpcResult::Ok(f.certified(height.to()).await.map(|(blocks, certificate)| {
+            let blocks: Vec<Bytes> = blocks.into_iter().map(Bytes::from).collect();
+            json!({ "blocks": blocks, "certificate": Bytes::from(certificate) })
+        }))
     })?;
     m.register_method("eth_getTransactionByHash", |p, n, _| {
         let v = params_seq(&p)?;

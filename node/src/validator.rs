@@ -164,14 +164,15 @@ pub fn run(config: &Path, exit_after: Option<u64>) -> Result<()> {
         let marshal =
             engine::start_validator(context.child("node"), vcfg, shared.clone(), oracle.clone(), oracle, channels)
                 .await;
-        if let Some(m) = marshal {
-            node.set_finality(Arc::new(MarshalFinality(std::sync::Mutex::new(m))));
-        }
-        let mut printed = 0;
+        let Some(m) = marshal else {
+            bail!("consensus did not start (its storage in {} could not be opened)", consensus_dir.display());
+        };
+        node.set_finality(Arc::new(MarshalFinality(std::sync::Mutex::new(m))));
+        let mut printed = None;
         loop {
             context.sleep(Duration::from_millis(100)).await;
-            let f = shared.finalized();
-            for b in f.iter().skip(printed) {
+            let f = shared.finalized_above(printed);
+            for b in &f {
                 println!(
                     "finalized height {} digest 0x{} state {} txs {}",
                     b.height,
@@ -180,13 +181,14 @@ pub fn run(config: &Path, exit_after: Option<u64>) -> Result<()> {
                     b.txs
                 );
             }
-            printed = f.len();
-            if exit_after.is_some_and(|h| f.last().is_some_and(|b| b.height >= h)) {
-                break;
+            if let Some(last) = f.last() {
+                printed = Some(last.height);
+            }
+            if exit_after.is_some_and(|h| printed.is_some_and(|p| p >= h)) {
+                return Ok(());
             }
         }
-    });
-    Ok(())
+    })
 }
 
 /// Block 0 of the consensus chain for `genesis`.
@@ -223,16 +225,24 @@ impl Finality for MarshalFinality {
     fn certified(&self, height: u64) -> std::pin::Pin<Box<dyn Future<Output = Option<CertifiedBlock>> + Send>> {
         let m = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         Box::pin(async move {
-            let h = commonware_consensus::types::Height::new(height);
-            let block = m.get_block(h).await?;
-            let cert = m.get_finalization(h).await?;
-            Some((
-                commonware_codec::Encode::encode(&block).to_vec(),
-                fixpoint_consensus::follow::encode_certificate(&cert),
-            ))
+            use commonware_consensus::types::Height;
+            // Finalizing a block finalizes its ancestors, and not every height has its own
+            // certificate: serve the blocks up to the next certified one.
+            let mut blocks = Vec::new();
+            for h in height..height.saturating_add(MAX_UNCERTIFIED) {
+                let block = m.get_block(Height::new(h)).await?;
+                blocks.push(commonware_codec::Encode::encode(&block).to_vec());
+                if let Some(cert) = m.get_finalization(Height::new(h)).await {
+                    return Some((blocks, fixpoint_consensus::follow::encode_certificate(&cert)));
+                }
+            }
+            None
         })
     }
 }
+
+/// Most blocks served together up to a certified one.
+const MAX_UNCERTIFIED: u64 = 64;
 
 /// Serves JSON-RPC for `node` on `addr` from a thread of its own (commonware's runtime owns the
 /// caller's); returns once it listens.
