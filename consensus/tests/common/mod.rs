@@ -11,7 +11,11 @@ use fixpoint_evm::ChainSpec;
 
 /// Case 0 of a model vector (tests/vectors/models/NAME.json): model, input, output bytes.
 pub fn model_case(name: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/vectors/models/{name}.json"));
+    // The crate directory at run time (cargo sets it), so a test binary reused from another
+    // checkout sharing the target directory reads this checkout's files.
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")), std::path::PathBuf::from);
+    let path = crate_dir.join(format!("../tests/vectors/models/{name}.json"));
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(path).expect("vector")).expect("json");
     let h = |k: &str| hex::decode(doc["cases"][0][k].as_str().expect("hex")).expect("hex");
     (h("model"), h("input"), h("output"))

@@ -15,7 +15,9 @@ use fixpoint_precompiles::ModelStore;
 use serde_json::Value;
 
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("..")
 }
 
 /// Builds the contracts once per test binary with the pinned forge (scripts/test installs it).
