@@ -73,6 +73,19 @@ impl Executed {
     }
 }
 
+/// What became of a transaction offered for proposal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offered {
+    /// Pending now.
+    Added,
+    /// Already pending (e.g. gossiped by another validator first).
+    Known,
+    /// It could never be in a block of this chain ([`Executor::admits`]).
+    Refused,
+    /// [`MAX_PENDING`] transactions are pending already.
+    Full,
+}
+
 /// Where a node persists finalized blocks (its database), before marshal is acknowledged.
 pub trait Sink: Send + Sync + 'static {
     /// Persists finalized `block`, executed as `executed`. Called once per height, in order,
@@ -217,20 +230,27 @@ impl Shared {
     /// [`Shared::submit`] for transactions already decoded and recovered.
     pub fn submit_decoded(&self, decoded: Vec<PendingTx>) -> usize {
         let mut inner = lock(&self.inner);
-        let mut added = 0;
-        for t in decoded {
-            if inner.mempool.len() >= MAX_PENDING {
-                break;
-            }
-            if !self.exec.admits(&t) {
-                continue;
-            }
-            if inner.known.insert(t.hash()) {
-                inner.mempool.push(t);
-                added += 1;
-            }
+        decoded.into_iter().filter(|t| self.offer_locked(&mut inner, t.clone()) == Offered::Added).count()
+    }
+
+    /// Offers one transaction for proposal, saying what became of it.
+    pub fn offer(&self, t: PendingTx) -> Offered {
+        self.offer_locked(&mut lock(&self.inner), t)
+    }
+
+    fn offer_locked(&self, inner: &mut Inner, t: PendingTx) -> Offered {
+        if !self.exec.admits(&t) {
+            return Offered::Refused;
         }
-        added
+        if inner.known.contains(&t.hash()) {
+            return Offered::Known;
+        }
+        if inner.mempool.len() >= MAX_PENDING {
+            return Offered::Full;
+        }
+        inner.known.insert(t.hash());
+        inner.mempool.push(t);
+        Offered::Added
     }
 
     /// The executed block `digest`, if this node has it.

@@ -165,6 +165,19 @@ fn transactions_that_could_never_fit_are_refused_not_the_rest_of_the_block() {
 }
 
 #[test]
+fn offered_transactions_are_pending_once_and_never_fitting_ones_refused() {
+    use fixpoint_consensus::app::{Offered, Proposer, Shared};
+    let n = node();
+    let shared = Shared::new(n.exec, &n.genesis, n.state, Proposer::Honest, Address::ZERO);
+    let pending = |raw: Bytes| fixpoint_consensus::PendingTx::decode(raw).unwrap();
+    let t = pending(tx(&key(0), 0, Address::ZERO, vec![], 21_000));
+    assert_eq!(shared.offer(t.clone()), Offered::Added);
+    assert_eq!(shared.offer(t), Offered::Known, "gossiped twice");
+    assert_eq!(shared.offer(pending(tx(&key(0), 1, Address::ZERO, vec![], 40_000_000))), Offered::Refused);
+    assert_eq!(shared.pending(), 1);
+}
+
+#[test]
 fn encoding_round_trips_and_respects_limits() {
     let (block, _) = honest();
     let bytes = block.encode();

@@ -69,7 +69,11 @@ pub fn run(cfg: &FollowConfig) -> Result<()> {
     let mut state = Executed::start(parent.body().height, chain.state.clone());
     let upstream = Arc::new(Client::new(&cfg.upstream)?);
     let (tx_out, mut tx_in) = futures::channel::mpsc::unbounded::<PendingTx>();
-    let node = Node::follow(chain, Forward(Box::new(move |t| drop(tx_out.unbounded_send(t)))));
+    // Forwarded asynchronously: the validator's own refusal is logged here, not returned.
+    let node = Node::follow(
+        chain,
+        Forward(Box::new(move |t| tx_out.unbounded_send(t).map_err(|_| "the follower is stopping".into()))),
+    );
     println!("following {} from height {}", cfg.upstream, parent.body().height);
     let _rpc = start_rpc(node.clone(), cfg.rpc)?;
 

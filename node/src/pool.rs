@@ -192,6 +192,18 @@ impl Pool {
         Ok(hash)
     }
 
+    /// Forgets a pending transaction (consensus refused it).
+    pub fn remove(&mut self, hash: &B256) {
+        if let Some((sender, nonce)) = self.hashes.remove(hash)
+            && let Some(q) = self.by_sender.get_mut(&sender)
+        {
+            q.remove(&nonce);
+            if q.is_empty() {
+                self.by_sender.remove(&sender);
+            }
+        }
+    }
+
     /// Drops what the chain has made stale (nonces now used), after a block from consensus.
     pub fn prune(&mut self, chain: &Chain) {
         for (sender, queue) in &mut self.by_sender {

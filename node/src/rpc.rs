@@ -28,7 +28,9 @@ use fixpoint_evm::MemState;
 
 /// Where a validator or follower sends the transactions its pool admits: to consensus (its own
 /// proposals and the other validators).
-pub struct Forward(pub Box<dyn Fn(PendingTx) + Send + Sync>);
+/// An error is a refusal the RPC reports (e.g. the pending set is full); the pool then forgets
+/// the transaction.
+pub struct Forward(pub Box<dyn Fn(PendingTx) -> Result<(), String> + Send + Sync>);
 
 impl std::fmt::Debug for Forward {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -583,7 +585,12 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
             lock(&n.pool).add(&chain, tx).map_err(|e| server(e.to_string()))?
         };
         match (&n.forward, pending) {
-            (Some(f), Some(p)) => (f.0)(p),
+            (Some(f), Some(p)) => {
+                if let Err(e) = (f.0)(p) {
+                    lock(&n.pool).remove(&hash);
+                    return Err(server(e));
+                }
+            }
             _ => n.notify(),
         }
         RpcResult::Ok(hash)

@@ -22,7 +22,7 @@ use commonware_stream::cups::{self, Cups};
 use commonware_stream::sake::{self, Sake};
 use commonware_utils::ordered::{Map, Set};
 use commonware_utils::{NZU32, NZUsize};
-use fixpoint_consensus::app::{Proposer, PublicKey, Shared};
+use fixpoint_consensus::app::{Offered, Proposer, PublicKey, Shared};
 use fixpoint_consensus::engine::{self, Channels, ValidatorConfig, channel};
 use fixpoint_consensus::{Block, BlockLimits, Executor, PendingTx, gossip};
 use fixpoint_evm::ChainSpec;
@@ -106,9 +106,14 @@ pub fn run(config: &Path, exit_after: Option<u64>) -> Result<()> {
     let shared = Shared::new(exec, &start, chain.state.clone(), Proposer::Honest, alloy_primitives::Address::ZERO);
     let (gossip_tx, gossip_rx) = futures::channel::mpsc::unbounded::<PendingTx>();
     let to_consensus = shared.clone();
-    let forward = Forward(Box::new(move |t: PendingTx| {
-        to_consensus.submit_decoded(vec![t.clone()]);
-        let _ = gossip_tx.unbounded_send(t);
+    let forward = Forward(Box::new(move |t: PendingTx| match to_consensus.offer(t.clone()) {
+        Offered::Added => {
+            let _ = gossip_tx.unbounded_send(t);
+            Ok(())
+        }
+        Offered::Known => Ok(()),
+        Offered::Full => Err("txpool is full".into()),
+        Offered::Refused => Err("transaction can never be included in a block of this chain".into()),
     }));
     let node = Node::follow(chain, forward);
     shared.set_sink(node.clone());
