@@ -6,7 +6,7 @@
 //! validator does. Transactions sent to it are checked by its pool and forwarded to the validator.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,20 +14,15 @@ use alloy_primitives::Bytes;
 use anyhow::{Context as _, Result, bail};
 use commonware_cryptography::Digestible as _;
 use commonware_runtime::{Clock as _, Runner as _, Spawner as _, Supervisor as _};
-use commonware_utils::ordered::Set;
+use fixpoint_consensus::PendingTx;
 use fixpoint_consensus::app::{Executed, Sink as _};
 use fixpoint_consensus::follow::Checker;
-use fixpoint_consensus::{BlockLimits, Executor, PendingTx};
-use fixpoint_evm::ChainSpec;
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 
-use crate::chain::Chain;
 use crate::client::Client;
-use crate::genesis::Genesis;
 use crate::rpc::{Forward, Node};
-use crate::storage::Store;
-use crate::validator::{consensus_genesis, resume_point, start_rpc};
+use crate::validator::{Opened, open, start_rpc};
 
 /// What a follower needs.
 #[derive(Debug, Clone)]
@@ -46,26 +41,9 @@ pub struct FollowConfig {
 
 /// Runs a follower until it fails or reaches `exit_after`.
 pub fn run(cfg: &FollowConfig) -> Result<()> {
-    let genesis = Genesis::load(&cfg.genesis)?;
-    let built = genesis.build(cfg.genesis.parent().unwrap_or(Path::new(".")))?;
-    if built.validators.is_empty() {
-        bail!("{} lists no validators: a follower checks blocks against them", cfg.genesis.display());
-    }
-    let participants = Set::try_from(built.validators.clone()).map_err(|_| anyhow::anyhow!("duplicate validators"))?;
-    let namespace = format!("fixpoint-{}", genesis.chain_id).into_bytes();
+    let Opened { chain, participants, namespace, start: mut parent, executor: exec, .. } =
+        open(&cfg.genesis, &cfg.datadir)?;
     let checker = Checker::new(&namespace, participants);
-    std::fs::create_dir_all(&cfg.datadir).with_context(|| format!("creating {}", cfg.datadir.display()))?;
-    let store = Store::open(&cfg.datadir.join("chain.redb"))
-        .with_context(|| format!("opening the database in {} (is another node using it?)", cfg.datadir.display()))?;
-    let spec = ChainSpec { chain_id: genesis.chain_id, ..ChainSpec::DEV };
-    let chain = Chain::open(spec, genesis.gas_limit, store, &built, genesis.timestamp)?;
-    let mut parent = resume_point(&chain, &consensus_genesis(&genesis, &built), &cfg.datadir)?;
-    let exec = Executor {
-        spec: chain.spec,
-        gas_limit: genesis.gas_limit,
-        limits: BlockLimits::default(),
-        models: chain.models.clone(),
-    };
     let mut state = Executed::start(parent.body().height, chain.state.clone());
     let upstream = Arc::new(Client::new(&cfg.upstream)?);
     let (tx_out, mut tx_in) = futures::channel::mpsc::unbounded::<PendingTx>();

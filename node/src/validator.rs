@@ -59,16 +59,13 @@ pub fn run(config: &Path, exit_after: Option<u64>) -> Result<()> {
     let cfg: ValidatorFile =
         serde_json::from_slice(&text).with_context(|| format!("{} is not a validator config", config.display()))?;
     let base = config.parent().map(Path::to_path_buf).unwrap_or_default();
-    let genesis_path = base.join(&cfg.genesis);
-    let genesis = Genesis::load(&genesis_path)?;
-    let built = genesis.build(genesis_path.parent().unwrap_or(Path::new(".")))?;
-    if built.validators.is_empty() {
-        bail!("{} lists no validators", genesis_path.display());
-    }
     let key = keys::read_key_file(&base.join(&cfg.key))?;
     let me = key.public_key();
-    let participants = Set::try_from(built.validators.clone()).map_err(|_| anyhow::anyhow!("duplicate validators"))?;
-    if !built.validators.contains(&me) {
+    let datadir = base.join(&cfg.datadir);
+    let consensus_dir = datadir.join("consensus");
+    let Opened { chain, participants, namespace, genesis_block, start, executor: exec, fresh } =
+        open(&base.join(&cfg.genesis), &datadir)?;
+    if participants.position(&me).is_none() {
         bail!("this key ({}) is not in the genesis validator set", keys::public_key_hex(&me));
     }
     let mut addresses: Vec<(PublicKey, Address)> = Vec::new();
@@ -81,28 +78,11 @@ pub fn run(config: &Path, exit_after: Option<u64>) -> Result<()> {
     addresses.push((me.clone(), cfg.listen.into()));
     let peers: Map<PublicKey, Address> =
         Map::try_from(addresses).map_err(|_| anyhow::anyhow!("a peer is listed twice"))?;
-
-    let datadir = base.join(&cfg.datadir);
-    std::fs::create_dir_all(&datadir).with_context(|| format!("creating {}", datadir.display()))?;
-    let store = Store::open(&datadir.join("chain.redb"))
-        .with_context(|| format!("opening the database in {} (is another node using it?)", datadir.display()))?;
-    let fresh = store.head()?.is_none();
-    let consensus_dir = datadir.join("consensus");
     if fresh {
         // Consensus storage without the chain it belongs to (the database was deleted): start
         // both afresh, marshal backfills from the peers.
         let _ = std::fs::remove_dir_all(&consensus_dir);
     }
-    let spec = ChainSpec { chain_id: genesis.chain_id, ..ChainSpec::DEV };
-    let chain = Chain::open(spec, genesis.gas_limit, store, &built, genesis.timestamp)?;
-    let genesis_block = consensus_genesis(&genesis, &built);
-    let start = resume_point(&chain, &genesis_block, &datadir)?;
-    let exec = Executor {
-        spec: chain.spec,
-        gas_limit: genesis.gas_limit,
-        limits: BlockLimits::default(),
-        models: chain.models.clone(),
-    };
     let shared = Shared::new(exec, &start, chain.state.clone(), Proposer::Honest, alloy_primitives::Address::ZERO);
     let (gossip_tx, gossip_rx) = futures::channel::mpsc::unbounded::<PendingTx>();
     let to_consensus = shared.clone();
@@ -117,8 +97,7 @@ pub fn run(config: &Path, exit_after: Option<u64>) -> Result<()> {
     }));
     let node = Node::follow(chain, forward);
     shared.set_sink(node.clone());
-    let namespace = format!("fixpoint-{}", genesis.chain_id).into_bytes();
-    let n = built.validators.len();
+    let n = participants.len();
     println!(
         "validator {} of {n}, p2p on {}, finalized height {}",
         keys::public_key_hex(&me),
@@ -196,9 +175,50 @@ pub fn run(config: &Path, exit_after: Option<u64>) -> Result<()> {
     })
 }
 
-/// Block 0 of the consensus chain for `genesis`.
-pub fn consensus_genesis(genesis: &Genesis, built: &crate::genesis::GenesisState) -> Block {
-    Block::genesis(fixpoint_evm::state_root(&built.state), genesis.gas_limit, genesis.timestamp, INITIAL_BASE_FEE)
+/// A consensus node's chain (validator or follower), opened from its genesis and data directory.
+pub struct Opened {
+    /// The chain database, opened (genesis written if new).
+    pub chain: Chain,
+    /// The genesis validator set.
+    pub participants: Set<PublicKey>,
+    /// The signing namespace, `fixpoint-<chain id>`.
+    pub namespace: Vec<u8>,
+    /// Block 0 of the consensus chain.
+    pub genesis_block: Block,
+    /// The consensus block to resume from ([`resume_point`]).
+    pub start: Block,
+    /// The block executor over the chain's model store.
+    pub executor: Executor,
+    /// Whether the database was created just now.
+    pub fresh: bool,
+}
+
+/// Opens the chain of a validator or follower: the genesis file (which must list validators)
+/// and the database in `datadir`.
+pub fn open(genesis_path: &Path, datadir: &Path) -> Result<Opened> {
+    let genesis = Genesis::load(genesis_path)?;
+    let built = genesis.build(genesis_path.parent().unwrap_or(Path::new(".")))?;
+    if built.validators.is_empty() {
+        bail!("{} lists no validators", genesis_path.display());
+    }
+    let participants = Set::try_from(built.validators.clone()).map_err(|_| anyhow::anyhow!("duplicate validators"))?;
+    std::fs::create_dir_all(datadir).with_context(|| format!("creating {}", datadir.display()))?;
+    let store = Store::open(&datadir.join("chain.redb"))
+        .with_context(|| format!("opening the database in {} (is another node using it?)", datadir.display()))?;
+    let fresh = store.head()?.is_none();
+    let spec = ChainSpec { chain_id: genesis.chain_id, ..ChainSpec::DEV };
+    let chain = Chain::open(spec, genesis.gas_limit, store, &built, genesis.timestamp)?;
+    let genesis_block =
+        Block::genesis(fixpoint_evm::state_root(&built.state), genesis.gas_limit, genesis.timestamp, INITIAL_BASE_FEE);
+    let start = resume_point(&chain, &genesis_block, datadir)?;
+    let executor = Executor {
+        spec: chain.spec,
+        gas_limit: genesis.gas_limit,
+        limits: BlockLimits::default(),
+        models: chain.models.clone(),
+    };
+    let namespace = format!("fixpoint-{}", genesis.chain_id).into_bytes();
+    Ok(Opened { chain, participants, namespace, genesis_block, start, executor, fresh })
 }
 
 /// The consensus block a node resumes from: the one stored with its database head (checked
