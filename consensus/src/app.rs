@@ -23,9 +23,7 @@ use futures::StreamExt;
 
 use crate::block::Block;
 use crate::execute::{Executor, MAX_CLOCK_DRIFT, PendingTx, VerifyError};
-
-/// Most transactions a node holds for proposal; later arrivals are dropped until blocks drain it.
-pub const MAX_PENDING: usize = 100_000;
+pub use crate::mempool::{MAX_PENDING, Mempool, Offered, Refusal};
 
 /// How many finalized blocks [`Shared::finalized`] lists (the most recent).
 pub const MAX_FINALIZED_LOG: usize = 100_000;
@@ -71,19 +69,6 @@ impl Executed {
     pub fn start(height: u64, state: MemState) -> Arc<Self> {
         Arc::new(Self { height, state, ..Default::default() })
     }
-}
-
-/// What became of a transaction offered for proposal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Offered {
-    /// Pending now.
-    Added,
-    /// Already pending (e.g. gossiped by another validator first).
-    Known,
-    /// It could never be in a block of this chain ([`Executor::admits`]).
-    Refused,
-    /// [`MAX_PENDING`] transactions are pending already.
-    Full,
 }
 
 /// Where a node persists finalized blocks (its database), before marshal is acknowledged.
@@ -138,9 +123,8 @@ pub struct Finalized {
 struct Inner {
     /// Blocks this node built or verified, by digest.
     states: HashMap<Digest, Arc<Executed>>,
-    /// Pending transactions, in arrival order, and their hashes.
-    mempool: Vec<PendingTx>,
-    known: HashSet<B256>,
+    /// Pending transactions.
+    mempool: Mempool,
     /// Proposals this node refused, with the reason.
     refused: Vec<(u64, VerifyError)>,
     /// Blocks this node proposed, and how many of them it tampered with.
@@ -222,35 +206,30 @@ impl Shared {
     }
 
     /// Queues transactions for proposal (decoded and sender-recovered here, once); returns how
-    /// many were new. Undecodable ones, duplicates and arrivals beyond [`MAX_PENDING`] are dropped.
+    /// many were new. Undecodable ones, duplicates and those [`Shared::offer`] refuses are dropped.
     pub fn submit(&self, txs: impl IntoIterator<Item = Bytes>) -> usize {
         self.submit_decoded(txs.into_iter().filter_map(|raw| PendingTx::decode(raw).ok()).collect())
     }
 
     /// [`Shared::submit`] for transactions already decoded and recovered.
     pub fn submit_decoded(&self, decoded: Vec<PendingTx>) -> usize {
-        let mut inner = lock(&self.inner);
-        decoded.into_iter().filter(|t| self.offer_locked(&mut inner, t.clone()) == Offered::Added).count()
+        decoded.into_iter().filter(|t| self.offer(t.clone()) == Offered::Added).count()
     }
 
-    /// Offers one transaction for proposal, saying what became of it.
+    /// Offers one transaction for proposal, saying what became of it: admitted only if revm
+    /// would accept it on the last finalized state, with the sender's other pending
+    /// transactions (docs/consensus.md, mempool).
     pub fn offer(&self, t: PendingTx) -> Offered {
-        self.offer_locked(&mut lock(&self.inner), t)
-    }
-
-    fn offer_locked(&self, inner: &mut Inner, t: PendingTx) -> Offered {
-        if !self.exec.admits(&t) {
-            return Offered::Refused;
-        }
-        if inner.known.contains(&t.hash()) {
-            return Offered::Known;
-        }
-        if inner.mempool.len() >= MAX_PENDING {
-            return Offered::Full;
-        }
-        inner.known.insert(t.hash());
-        inner.mempool.push(t);
-        Offered::Added
+        // The finalizer takes `durable` then `inner`: never the other way round.
+        let (env, executed) = {
+            let d = lock(&self.durable);
+            (self.exec.next_env(&d.block), d.executed.clone())
+        };
+        let admitted = match self.exec.admits(&t, &env) {
+            Ok(a) => a,
+            Err(r) => return Offered::Refused(r),
+        };
+        lock(&self.inner).mempool.offer(t, admitted, &executed.state)
     }
 
     /// The executed block `digest`, if this node has it.
@@ -282,43 +261,9 @@ impl Shared {
         Some(base)
     }
 
-    /// The transactions to offer a block on `state`: pending ones, each sender's in nonce order
-    /// from its nonce in `state` without gaps (others wait), senders in order of first arrival.
-    fn candidates(&self, state: &MemState) -> Vec<PendingTx> {
-        let pending = lock(&self.inner).mempool.clone();
-        let mut by_sender: HashMap<Address, Vec<PendingTx>> = HashMap::new();
-        let mut order = Vec::new();
-        for t in pending {
-            let sender = t.sender();
-            by_sender
-                .entry(sender)
-                .or_insert_with(|| {
-                    order.push(sender);
-                    Vec::new()
-                })
-                .push(t);
-        }
-        let mut out = Vec::new();
-        for sender in order {
-            let Some(mut txs) = by_sender.remove(&sender) else { continue };
-            // Stable: for one nonce, the latest arrival (a replacement, which the pool admitted
-            // only for a higher fee) comes last and is the one taken.
-            txs.sort_by_key(PendingTx::nonce);
-            let mut next = state.cache.accounts.get(&sender).map_or(0, |a| a.info.nonce);
-            let mut iter = txs.into_iter().peekable();
-            while let Some(t) = iter.next() {
-                if iter.peek().is_some_and(|n| n.nonce() == t.nonce()) {
-                    continue;
-                }
-                if t.nonce() == next {
-                    next = next.saturating_add(1);
-                    out.push(t);
-                } else if t.nonce() > next {
-                    break;
-                }
-            }
-        }
-        out
+    /// The transactions to offer a block on `state` ([`Mempool::candidates`]).
+    pub fn candidates(&self, state: &MemState) -> Vec<PendingTx> {
+        lock(&self.inner).mempool.candidates(state)
     }
 
     /// The finalized blocks so far (the last [`MAX_FINALIZED_LOG`]), in height order.
@@ -416,10 +361,7 @@ impl<E: Clock + Send + 'static> Application<E> for App {
             // Refused by the executor on this state (e.g. the balance no longer covers it): drop
             // them rather than retry them in every block.
             let refused: HashSet<B256> = refused.into_iter().collect();
-            let mut inner = lock(&s.inner);
-            let Inner { mempool, known, .. } = &mut *inner;
-            mempool.retain(|t| !refused.contains(&t.hash()));
-            known.retain(|h| !refused.contains(h));
+            lock(&s.inner).mempool.remove(&refused);
         }
         let honest_digest = block.digest();
         let block = s.tamper(block, &out);
@@ -547,16 +489,7 @@ impl Reporter for Finalizer {
             let mut inner = lock(&s.inner);
             let digest = b.digest();
             // Included transactions go, and so do those whose nonce is now used.
-            let state = &executed.state;
-            let Inner { mempool, known, .. } = &mut *inner;
-            mempool.retain(|t| {
-                let next = state.cache.accounts.get(&t.sender()).map_or(0, |a| a.info.nonce);
-                let keep = t.nonce() >= next;
-                if !keep {
-                    known.remove(&t.hash());
-                }
-                keep
-            });
+            inner.mempool.prune(&executed.state);
             // Children are built and verified on this state, whether or not this node had
             // executed the block before it was finalized.
             inner.states.insert(digest, executed);

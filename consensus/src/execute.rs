@@ -10,7 +10,10 @@ use alloy_eips::eip1559::BaseFeeParams;
 use alloy_eips::eip2718::Decodable2718;
 use alloy_primitives::{Address, B256, Bytes, keccak256};
 use commonware_cryptography::Digestible;
-use fixpoint_evm::{BlockEnvInput, BlockOutcome, ChainSpec, ExecError, MemState, execute_block};
+use fixpoint_evm::admission::{Admitted, check_tx};
+use fixpoint_evm::{BlockEnvInput, BlockOutcome, ChainSpec, MemState, build_block, execute_block};
+
+use crate::mempool::Refusal;
 use fixpoint_precompiles::ModelStore;
 
 use crate::block::{Block, BlockBody, BlockLimits};
@@ -193,21 +196,38 @@ impl Executor {
         (block, outcome)
     }
 
-    /// Whether `t` could ever be in a block of this chain: its chain id, a gas limit within the
-    /// block's, the size limit, not a blob transaction. Pending transactions that are not are
-    /// dropped on arrival (they would never use their nonce, so nothing else would remove them).
-    pub fn admits(&self, t: &PendingTx) -> bool {
-        use alloy_consensus::Transaction as _;
-        let tx = t.tx.inner();
-        tx.chain_id() == Some(self.spec.chain_id)
-            && tx.gas_limit() <= self.gas_limit
-            && t.raw.len() <= self.limits.max_tx_bytes
-            && !tx.is_eip4844()
+    /// The environment of a child of `parent` built now (for admission checks: the fields that
+    /// matter are the base fee and the gas limit).
+    pub fn next_env(&self, parent: &Block) -> BlockEnvInput {
+        let p = parent.body();
+        BlockEnvInput {
+            number: p.height.saturating_add(1),
+            timestamp: p.timestamp,
+            gas_limit: self.gas_limit,
+            base_fee: self.next_base_fee(p),
+            beneficiary: Address::ZERO,
+            prev_randao: keccak256(parent.digest().as_ref()),
+        }
+    }
+
+    /// Whether `t` could be in a child block with environment `env`: within the size limit, not
+    /// a blob transaction, and revm's own checks of the transaction ([`check_tx`]: chain id, fee
+    /// against the base fee, gas limit, intrinsic gas with the EIP-7623 floor, EIP-7702).
+    /// Pending transactions that are not are refused on arrival.
+    pub fn admits(&self, t: &PendingTx, env: &BlockEnvInput) -> Result<Admitted, Refusal> {
+        if t.raw.len() > self.limits.max_tx_bytes {
+            return Err(Refusal::Never("larger than the block's transaction size limit"));
+        }
+        if t.tx.inner().is_eip4844() {
+            return Err(Refusal::Never("blob transactions are not supported"));
+        }
+        check_tx(&self.spec, env, &t.tx).map_err(Refusal::Invalid)
     }
 
     /// Builds a child of `parent` (whose post-state is `state`) from recovered `candidates`, in
-    /// their order, leaving out oversized ones and those the executor refuses, and stopping at
-    /// the block gas limit or the transaction limit. Also returns the hashes of the refused ones.
+    /// their order, in one pass ([`build_block`]): oversized ones and those revm refuses are left
+    /// out, ones that no longer fit wait, and at most the transaction limit go in. Also returns
+    /// the hashes of the refused ones, which can never be included on this state.
     pub fn build(
         &self,
         parent: &Block,
@@ -217,17 +237,16 @@ impl Executor {
         beneficiary: Address,
         candidates: Vec<PendingTx>,
     ) -> (Block, BlockOutcome, Vec<B256>) {
-        let mut refused = Vec::new();
         let p = parent.body();
-        let mut txs = Vec::new();
-        let mut raws = Vec::new();
+        let mut refused = Vec::new();
+        let mut txs = Vec::with_capacity(candidates.len());
+        let mut raws = Vec::with_capacity(candidates.len());
         for c in candidates {
-            if raws.len() >= self.limits.max_txs {
-                break;
-            }
             if c.raw.len() <= self.limits.max_tx_bytes {
                 txs.push(c.tx);
                 raws.push(c.raw);
+            } else {
+                refused.push(c.hash());
             }
         }
         let mut body = BlockBody {
@@ -242,33 +261,10 @@ impl Executor {
             ..Default::default()
         };
         let env = block_env(&body);
-        let outcome = loop {
-            match execute_block(state, &self.models, &self.spec, &env, &txs) {
-                Ok(o) => break o,
-                // An invalid transaction goes; later ones may still fit.
-                Err(ExecError::InvalidTx { index, .. }) if index < txs.len() => {
-                    refused.push(*txs.remove(index).inner().tx_hash());
-                    raws.remove(index);
-                }
-                // The block is full from here on.
-                Err(ExecError::BlockGasLimit { index, tx_gas, limit, .. }) if index < txs.len() => {
-                    if tx_gas > limit {
-                        // Could never fit: it goes, not the rest of the block.
-                        refused.push(*txs.remove(index).inner().tx_hash());
-                        raws.remove(index);
-                    } else {
-                        txs.truncate(index);
-                        raws.truncate(index);
-                    }
-                }
-                // Unreachable with the refused transaction removed; an empty block is valid.
-                Err(_) => {
-                    txs.clear();
-                    raws.clear();
-                }
-            }
-        };
-        body.txs = raws;
+        let built = build_block(state, &self.models, &self.spec, &env, &txs, self.limits.max_txs);
+        refused.extend(built.refused.iter().map(|r| r.hash));
+        body.txs = built.included.iter().filter_map(|&i| raws.get(i).cloned()).collect();
+        let outcome = built.outcome;
         body.state_root = outcome.state_root;
         body.receipts_root = outcome.receipts_root;
         body.records_root = outcome.records_root;

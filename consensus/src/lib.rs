@@ -15,6 +15,7 @@ pub mod engine;
 pub mod execute;
 pub mod follow;
 pub mod gossip;
+pub mod mempool;
 
 pub use block::{Block, BlockBody, BlockLimits};
 pub use execute::{Executor, PendingTx, VerifyError};

@@ -48,11 +48,20 @@ fn workload(calls: usize) -> Vec<Bytes> {
     txs
 }
 
+/// An account funded for exactly `FLOOD_AFFORDABLE` 21,000-gas transactions at the test fee.
+fn poor() -> PrivateKeySigner {
+    PrivateKeySigner::from_bytes(&keccak256("sim poor user")).unwrap()
+}
+
+const FLOOD_AFFORDABLE: u64 = 10;
+
 fn genesis() -> (Block, MemState) {
     let mut state = empty_state();
     for i in 0..4 {
         fund(&mut state, user(i).address(), U256::from(10u128.pow(24)));
     }
+    // signed_call's max fee is 100 gwei.
+    fund(&mut state, poor().address(), U256::from(21_000u64 * 100_000_000_000 * FLOOD_AFFORDABLE));
     // Timestamp 0: the deterministic runtime's clock starts at the Unix epoch, and validators
     // refuse blocks stamped more than 15 s ahead of their clock.
     (Block::genesis(fixpoint_evm::state_root(&state), 30_000_000, 0, 1_000_000_000), state)
@@ -439,4 +448,41 @@ fn thousands_of_inference_transactions_leave_identical_state_and_records() {
     assert_eq!(f.iter().map(|b| b.txs).sum::<usize>(), calls + 1);
     let with_records = f.iter().filter(|b| b.records_root != fixpoint_evm::records_root(&[])).count();
     assert!(with_records >= 2, "inference spread over several blocks");
+}
+
+/// Finding 4 of issue 11: a lightly funded account floods every validator with 10,000
+/// transactions it cannot pay for together. Admission refuses all but the affordable ones, the
+/// chain keeps finalizing, and every ordinary transaction lands. Prints the wall-clock time per
+/// finalized block (the deterministic runtime's clock does not move while a leader computes).
+#[test]
+fn a_flood_of_refused_transactions_does_not_slow_the_chain() {
+    let flood: Vec<Bytes> =
+        (0..10_000u64).map(|n| tx(&poor(), n, Address::repeat_byte(0x42), Vec::new(), 21_000)).collect();
+    let started = std::time::Instant::now();
+    let shared = runner(61).start(|context| async move {
+        let mut sim = Sim::new(context, LINK, None, 40).await;
+        for i in 0..N {
+            sim.start(i);
+        }
+        let admitted: Vec<usize> = sim.shared.iter().map(|s| s.submit(flood.iter().cloned())).collect();
+        assert_eq!(admitted, vec![FLOOD_AFFORDABLE as usize; N], "only what the balance covers is pending");
+        assert!(sim.drive(&[0, 1, 2, 3], 12, false, Duration::from_secs(300)).await, "the chain stalled");
+        let want = sim.txs.len() + FLOOD_AFFORDABLE as usize;
+        let end = sim.context.current() + Duration::from_secs(300);
+        while sim.shared[0].finalized().iter().map(|b| b.txs).sum::<usize>() < want {
+            assert!(sim.context.current() < end, "transactions missing");
+            sim.drive(&[0, 1, 2, 3], u64::MAX, false, Duration::from_secs(1)).await;
+        }
+        sim.shared
+    });
+    let h = shared.iter().map(|s| s.finalized().last().unwrap().height).min().unwrap();
+    assert_honest_agree(&shared, &[0, 1, 2, 3], h);
+    let f = shared[0].finalized();
+    assert_eq!(f.iter().map(|b| b.txs).sum::<usize>(), 41 + FLOOD_AFFORDABLE as usize);
+    assert!(shared.iter().all(|s| s.refused().is_empty()));
+    eprintln!(
+        "flood of 10,000 refused transactions: {} blocks finalized, {:.1} ms wall clock per block",
+        f.len() - 1,
+        started.elapsed().as_secs_f64() * 1e3 / (f.len() - 1) as f64
+    );
 }

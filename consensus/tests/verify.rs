@@ -150,8 +150,9 @@ fn transactions_that_could_never_fit_are_refused_not_the_rest_of_the_block() {
     // A gas limit above the block's: never admitted to the pending set, and if offered anyway,
     // the leader drops it and still includes what follows.
     let huge = tx(&key(0), 0, Address::ZERO, vec![], 40_000_000);
-    assert!(!leader.exec.admits(&pending(huge.clone())));
-    assert!(leader.exec.admits(&pending(tx(&key(0), 0, Address::ZERO, vec![], 21_000))));
+    let env = leader.exec.next_env(&leader.genesis);
+    assert!(leader.exec.admits(&pending(huge.clone()), &env).is_err());
+    assert!(leader.exec.admits(&pending(tx(&key(0), 0, Address::ZERO, vec![], 21_000)), &env).is_ok());
     let candidates: Vec<_> = [huge.clone(), tx(&key(1), 0, Address::ZERO, vec![], 21_000)].map(pending).into();
     let (block, _, refused) = leader.exec.build(&leader.genesis, &leader.state, 1, 0, Address::ZERO, candidates);
     assert_eq!(block.body().txs, vec![tx(&key(1), 0, Address::ZERO, vec![], 21_000)]);
@@ -173,8 +174,62 @@ fn offered_transactions_are_pending_once_and_never_fitting_ones_refused() {
     let t = pending(tx(&key(0), 0, Address::ZERO, vec![], 21_000));
     assert_eq!(shared.offer(t.clone()), Offered::Added);
     assert_eq!(shared.offer(t), Offered::Known, "gossiped twice");
-    assert_eq!(shared.offer(pending(tx(&key(0), 1, Address::ZERO, vec![], 40_000_000))), Offered::Refused);
+    assert!(matches!(shared.offer(pending(tx(&key(0), 1, Address::ZERO, vec![], 40_000_000))), Offered::Refused(_)));
     assert_eq!(shared.pending(), 1);
+}
+
+/// Finding 4 of issue 11: a lightly funded account floods the validators with transactions it
+/// cannot pay for together. Admission checks the sender's pending transactions cumulatively
+/// (as revm will when it executes them one after the other), so only those it can pay for are
+/// pending and the leader's block holds exactly them, refusing nothing.
+#[test]
+fn a_flood_of_unaffordable_transactions_is_refused_on_arrival() {
+    use fixpoint_consensus::app::{Offered, Proposer, Refusal, Shared};
+    use revm::context_interface::result::InvalidTransaction;
+    let mut n = node();
+    let poor = key(6);
+    let per_tx = U256::from(21_000u64) * U256::from(100_000_000_000u64); // gas · max fee
+    fund(&mut n.state, poor.address(), per_tx * U256::from(10));
+    let (genesis_state, genesis) = (n.state.clone(), n.genesis.clone());
+    let leader = node();
+    let shared = Shared::new(n.exec, &genesis, n.state, Proposer::Honest, Address::ZERO);
+    let pending = |raw: Bytes| fixpoint_consensus::PendingTx::decode(raw).unwrap();
+    let mut added = 0;
+    for nonce in 0..10_000u64 {
+        match shared.offer(pending(tx(&poor, nonce, Address::ZERO, vec![], 21_000))) {
+            Offered::Added => added += 1,
+            Offered::Refused(Refusal::Invalid(InvalidTransaction::LackOfFundForMaxFee { .. })) => {
+                assert!(nonce >= 10)
+            }
+            Offered::Refused(Refusal::SenderFull { .. }) => assert!(nonce >= 1_024),
+            other => panic!("nonce {nonce}: {other:?}"),
+        }
+    }
+    assert_eq!(added, 10);
+    assert_eq!(shared.pending(), 10);
+    let candidates = shared.candidates(&genesis_state);
+    let (block, _, refused) = leader.exec.build(&genesis, &genesis_state, 1, 0, Address::ZERO, candidates);
+    assert_eq!(block.body().txs.len(), 10);
+    assert!(refused.is_empty());
+}
+
+/// A sender may hold at most MAX_PER_SENDER pending transactions, however rich.
+#[test]
+fn pending_transactions_per_sender_are_capped() {
+    use fixpoint_consensus::app::{Offered, Proposer, Refusal, Shared};
+    use fixpoint_consensus::mempool::MAX_PER_SENDER;
+    let n = node();
+    let shared = Shared::new(n.exec, &n.genesis, n.state, Proposer::Honest, Address::ZERO);
+    let pending = |raw: Bytes| fixpoint_consensus::PendingTx::decode(raw).unwrap();
+    for nonce in 0..MAX_PER_SENDER {
+        assert_eq!(shared.offer(pending(tx(&key(0), nonce, Address::ZERO, vec![], 21_000))), Offered::Added);
+    }
+    let over = shared.offer(pending(tx(&key(0), MAX_PER_SENDER, Address::ZERO, vec![], 21_000)));
+    assert!(matches!(over, Offered::Refused(Refusal::SenderFull { .. })), "{over:?}");
+    // A replacement at a pending nonce needs 10 % more fee, then takes the slot.
+    let same_fee = shared.offer(pending(tx(&key(0), 5, Address::repeat_byte(1), vec![], 21_000)));
+    assert_eq!(same_fee, Offered::Refused(Refusal::Underpriced));
+    assert_eq!(shared.pending(), MAX_PER_SENDER as usize);
 }
 
 #[test]

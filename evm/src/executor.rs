@@ -6,12 +6,15 @@ use std::sync::Arc;
 use alloy_consensus::transaction::Recovered;
 use alloy_consensus::{Eip658Value, Receipt, ReceiptEnvelope, ReceiptWithBloom, Transaction, TxEnvelope, TxType};
 use alloy_eips::eip2718::Encodable2718;
+use alloy_evm::eth::EthEvm;
+use alloy_evm::precompiles::PrecompilesMap;
 use alloy_evm::{Evm, FromRecoveredTx};
 use alloy_primitives::{Address, B256, Bloom, Bytes, Log};
 use alloy_trie::root::ordered_trie_root_with_encoder;
 use fixpoint_precompiles::{InferenceRecord, ModelStore, Scope};
 use revm::context::TxEnv;
 use revm::context_interface::result::{ExecutionResult, Output};
+use revm::inspector::NoOpInspector;
 
 pub use crate::chain::BlockEnvInput;
 use crate::chain::{ChainSpec, create_evm};
@@ -91,7 +94,9 @@ pub fn records_root(records: &[InferenceRecord]) -> B256 {
     ordered_trie_root_with_encoder(records, |r, buf| buf.extend_from_slice(&r.encode()))
 }
 
-/// Executes `txs` on a copy of `parent`.
+/// Executes `txs` on a copy of `parent`: a proposed block, all or nothing (a validator's
+/// re-execution). Any transaction revm refuses, or one past the block gas limit, makes the whole
+/// block invalid.
 pub fn execute_block(
     parent: &MemState,
     store: &Arc<ModelStore>,
@@ -99,21 +104,103 @@ pub fn execute_block(
     block: &BlockEnvInput,
     txs: &[Recovered<TxEnvelope>],
 ) -> Result<BlockOutcome, ExecError> {
-    let scope = Scope::new(store.clone());
-    let mut evm = create_evm(parent.clone(), chain, block, &scope);
-    let mut outcomes = Vec::with_capacity(txs.len());
-    let mut cumulative = 0u64;
-    let mut bloom = Bloom::ZERO;
+    let mut run = Run::new(parent, store, chain, block, txs.len());
     for (index, tx) in txs.iter().enumerate() {
         let tx_gas = tx.inner().gas_limit();
-        if cumulative.saturating_add(tx_gas) > block.gas_limit {
-            return Err(ExecError::BlockGasLimit { index, used: cumulative, tx_gas, limit: block.gas_limit });
+        if run.cumulative.saturating_add(tx_gas) > block.gas_limit {
+            return Err(ExecError::BlockGasLimit { index, used: run.cumulative, tx_gas, limit: block.gas_limit });
         }
-        scope.begin_tx(u32::try_from(index).unwrap_or(u32::MAX));
+        run.apply(tx).map_err(|reason| ExecError::InvalidTx { index, reason })?;
+    }
+    Ok(run.finish())
+}
+
+/// A block built from candidates by [`build_block`].
+#[derive(Debug)]
+pub struct BuiltBlock {
+    /// The execution of the included transactions.
+    pub outcome: BlockOutcome,
+    /// Positions in the candidate list of the transactions included, in block order.
+    pub included: Vec<usize>,
+    /// Candidates that can never be in a block on this parent (revm refused them, or their gas
+    /// limit exceeds the block's), with the reason.
+    pub refused: Vec<Refused>,
+}
+
+/// A candidate [`build_block`] left out for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// Position in the candidate list.
+    pub index: usize,
+    /// Transaction hash.
+    pub hash: B256,
+    /// revm's reason, or the gas limit.
+    pub reason: String,
+}
+
+/// Builds a block from `candidates` in one pass (a proposer): each candidate is executed on the
+/// state the previous ones left; one revm refuses (nonce, balance, intrinsic gas...) is left out
+/// without touching the state, one whose gas limit no longer fits waits for a later block, and
+/// building stops after `max_txs` inclusions. Re-executing the included transactions with
+/// [`execute_block`] gives the same outcome: a refused transaction changes nothing.
+pub fn build_block(
+    parent: &MemState,
+    store: &Arc<ModelStore>,
+    chain: &ChainSpec,
+    block: &BlockEnvInput,
+    candidates: &[Recovered<TxEnvelope>],
+    max_txs: usize,
+) -> BuiltBlock {
+    let mut run = Run::new(parent, store, chain, block, candidates.len().min(max_txs));
+    let mut included = Vec::new();
+    let mut refused = Vec::new();
+    for (index, tx) in candidates.iter().enumerate() {
+        if included.len() >= max_txs {
+            break;
+        }
+        let tx_gas = tx.inner().gas_limit();
+        let hash = *tx.inner().tx_hash();
+        if tx_gas > block.gas_limit {
+            refused.push(Refused { index, hash, reason: format!("gas limit {tx_gas} above the block's") });
+            continue;
+        }
+        if run.cumulative.saturating_add(tx_gas) > block.gas_limit {
+            continue; // fits in a later block
+        }
+        match run.apply(tx) {
+            Ok(()) => included.push(index),
+            Err(reason) => refused.push(Refused { index, hash, reason }),
+        }
+    }
+    BuiltBlock { outcome: run.finish(), included, refused }
+}
+
+/// One block's execution in progress: the EVM over a copy of the parent state, the receipts so
+/// far, and the scope collecting inference records.
+struct Run {
+    evm: EthEvm<MemState, NoOpInspector, PrecompilesMap>,
+    scope: Arc<Scope>,
+    outcomes: Vec<TxOutcome>,
+    cumulative: u64,
+    bloom: Bloom,
+}
+
+impl Run {
+    fn new(parent: &MemState, store: &Arc<ModelStore>, chain: &ChainSpec, block: &BlockEnvInput, txs: usize) -> Self {
+        let scope = Scope::new(store.clone());
+        let evm = create_evm(parent.clone(), chain, block, &scope);
+        Self { evm, scope, outcomes: Vec::with_capacity(txs), cumulative: 0, bloom: Bloom::ZERO }
+    }
+
+    /// Executes `tx` as the next transaction of the block; `Err` (revm's reason) leaves the
+    /// state, the records and the receipts as they were.
+    fn apply(&mut self, tx: &Recovered<TxEnvelope>) -> Result<(), String> {
+        let index = self.outcomes.len();
+        self.scope.begin_tx(u32::try_from(index).unwrap_or(u32::MAX));
         let env = TxEnv::from_recovered_tx(tx.inner(), tx.signer());
-        let result = evm.transact_commit(env).map_err(|e| ExecError::InvalidTx { index, reason: e.to_string() })?;
+        let result = self.evm.transact_commit(env).map_err(|e| e.to_string())?;
         let gas_used = result.tx_gas_used();
-        cumulative = cumulative.saturating_add(gas_used);
+        self.cumulative = self.cumulative.saturating_add(gas_used);
         let (success, logs, output, contract_address): (bool, Vec<Log>, Bytes, Option<Address>) = match result {
             ExecutionResult::Success { logs, output, .. } => {
                 let created = match &output {
@@ -125,9 +212,9 @@ pub fn execute_block(
             ExecutionResult::Revert { output, .. } => (false, Vec::new(), output, None),
             ExecutionResult::Halt { .. } => (false, Vec::new(), Bytes::new(), None),
         };
-        let receipt = Receipt { status: Eip658Value::Eip658(success), cumulative_gas_used: cumulative, logs };
+        let receipt = Receipt { status: Eip658Value::Eip658(success), cumulative_gas_used: self.cumulative, logs };
         let with_bloom = ReceiptWithBloom::from(receipt);
-        bloom |= with_bloom.logs_bloom;
+        self.bloom |= with_bloom.logs_bloom;
         let receipt = match tx.inner().tx_type() {
             TxType::Legacy => ReceiptEnvelope::Legacy(with_bloom),
             TxType::Eip2930 => ReceiptEnvelope::Eip2930(with_bloom),
@@ -135,7 +222,7 @@ pub fn execute_block(
             TxType::Eip4844 => ReceiptEnvelope::Eip4844(with_bloom),
             TxType::Eip7702 => ReceiptEnvelope::Eip7702(with_bloom),
         };
-        outcomes.push(TxOutcome {
+        self.outcomes.push(TxOutcome {
             tx_hash: *tx.inner().tx_hash(),
             from: tx.signer(),
             success,
@@ -144,19 +231,23 @@ pub fn execute_block(
             output,
             receipt,
         });
+        Ok(())
     }
-    let state = evm.into_db();
-    let receipts_root = ordered_trie_root_with_encoder(&outcomes, |o, buf| o.receipt.encode_2718(buf));
-    let records = scope.records();
-    Ok(BlockOutcome {
-        state_root: state_root(&state),
-        state,
-        txs: outcomes,
-        gas_used: cumulative,
-        receipts_root,
-        records_root: records_root(&records),
-        logs_bloom: bloom,
-        records,
-        scope,
-    })
+
+    fn finish(self) -> BlockOutcome {
+        let state = self.evm.into_db();
+        let receipts_root = ordered_trie_root_with_encoder(&self.outcomes, |o, buf| o.receipt.encode_2718(buf));
+        let records = self.scope.records();
+        BlockOutcome {
+            state_root: state_root(&state),
+            state,
+            txs: self.outcomes,
+            gas_used: self.cumulative,
+            receipts_root,
+            records_root: records_root(&records),
+            logs_bloom: self.bloom,
+            records,
+            scope: self.scope,
+        }
+    }
 }

@@ -10,10 +10,13 @@
 #![deny(clippy::float_arithmetic)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
+pub mod admission;
 pub mod chain;
 pub mod executor;
 pub mod state;
 
 pub use chain::{ChainSpec, create_evm};
-pub use executor::{BlockEnvInput, BlockOutcome, ExecError, TxOutcome, execute_block, records_root};
+pub use executor::{
+    BlockEnvInput, BlockOutcome, BuiltBlock, ExecError, Refused, TxOutcome, build_block, execute_block, records_root,
+};
 pub use state::{MemState, state_root};

@@ -13,7 +13,7 @@ use alloy_primitives::{Address, B256, Bloom, BloomInput, TxKind, U256, keccak256
 use alloy_sol_types::{SolCall, SolEvent, SolValue, sol};
 use alloy_trie::EMPTY_ROOT_HASH;
 use common::*;
-use fixpoint_evm::{BlockEnvInput, BlockOutcome, ExecError, execute_block, records_root, state_root};
+use fixpoint_evm::{BlockEnvInput, BlockOutcome, ExecError, build_block, execute_block, records_root, state_root};
 use fixpoint_precompiles::abi::IInference as I;
 use fixpoint_precompiles::abi::IModelRegistry as R;
 use fixpoint_precompiles::{INFERENCE_ADDRESS, ModelStore, REGISTRY_ADDRESS};
@@ -189,6 +189,36 @@ fn an_invalid_transaction_refuses_the_block_and_leaves_the_parent() {
         other => panic!("expected the replay refused, got {other:?}"),
     }
     assert_eq!(state_root(&s.chain.state), root, "refused blocks leave the parent as it was");
+}
+
+/// A proposer builds in one pass: a refused transaction (nonce gap, no funds, replay) is left
+/// out without touching the state or the records, the rest of every sender still goes in, and
+/// re-executing what was included gives exactly the built block.
+#[test]
+fn building_leaves_refused_transactions_out_in_one_pass() {
+    let mut s = setup();
+    let env = s.chain.env();
+    let infer = I::inferCall { modelId: s.id, input: s.input.clone().into() }.abi_encode();
+    let a0 = s.chain.tx(ALICE, TxKind::Call(INFERENCE_ADDRESS), infer.clone(), 1_000_000);
+    s.chain.tx(ALICE, TxKind::Call(BOB), Vec::new(), 21_000); // nonce 1, never sent
+    let a_gap = s.chain.tx(ALICE, TxKind::Call(BOB), Vec::new(), 21_000);
+    let broke = s.chain.tx(Address::repeat_byte(0x99), TxKind::Call(INFERENCE_ADDRESS), infer.clone(), 1_000_000);
+    let b0 = s.chain.tx(BOB, TxKind::Call(INFERENCE_ADDRESS), infer, 1_000_000);
+    let huge = s.chain.tx(BOB, TxKind::Call(ALICE), Vec::new(), env.gas_limit + 1);
+    let candidates = vec![a0.clone(), a_gap, broke, a0.clone(), b0.clone(), huge];
+    let built = build_block(&s.chain.state, &s.chain.store, &s.chain.spec, &env, &candidates, 100);
+    assert_eq!(built.included, vec![0, 4]);
+    assert_eq!(built.refused.iter().map(|r| r.index).collect::<Vec<_>>(), vec![1, 2, 3, 5]);
+    assert!(built.refused[0].reason.to_lowercase().contains("nonce"), "{:?}", built.refused[0]);
+    assert!(built.refused[1].reason.to_lowercase().contains("fund"), "{:?}", built.refused[1]);
+    assert_eq!(built.outcome.records.len(), 2);
+    assert_eq!(built.outcome.records[1].tx_index, 1, "records are numbered by position in the block");
+    let again = execute_block(&s.chain.state, &s.chain.store, &s.chain.spec, &env, &[a0, b0]).unwrap();
+    assert_eq!(fingerprint(&built.outcome), fingerprint(&again));
+    assert_eq!(built.outcome.records, again.records);
+    // The transaction limit stops building.
+    let one = build_block(&s.chain.state, &s.chain.store, &s.chain.spec, &env, &candidates, 1);
+    assert_eq!(one.included, vec![0]);
 }
 
 #[test]

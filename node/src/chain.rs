@@ -17,10 +17,12 @@ use alloy_rpc_types_eth::state::StateOverride;
 use alloy_trie::EMPTY_ROOT_HASH;
 use fixpoint_consensus::Block as ConsensusBlock;
 use fixpoint_consensus::app::Executed;
-use fixpoint_evm::{BlockEnvInput, ChainSpec, MemState, TxOutcome, execute_block};
-use fixpoint_precompiles::{InferenceRecord, ModelStore, Scope, ScopeOutcome};
+use fixpoint_evm::{BlockEnvInput, ChainSpec, MemState, TxOutcome, build_block};
+use fixpoint_precompiles::{INFERENCE_ADDRESS, InferenceRecord, ModelStore, REGISTRY_ADDRESS, Scope, ScopeOutcome};
+use revm::bytecode::Bytecode;
 use revm::context::TxEnv;
 use revm::context_interface::result::ExecutionResult;
+use revm::database::CacheDB;
 
 use crate::genesis::GenesisState;
 use crate::storage::{BlockExtras, Store, StoreError, StoredBlock, StoredReceipt};
@@ -138,14 +140,14 @@ pub struct Chain {
     pub store: Store,
     /// Model bytes by id.
     pub models: Arc<ModelStore>,
-    /// The head state.
-    pub state: MemState,
+    /// The head state (shared: a query takes a snapshot and runs without holding the chain).
+    pub state: Arc<MemState>,
     /// Every block, by number.
     pub blocks: Vec<Block>,
     /// Transaction hash → (block, index).
     pub tx_index: HashMap<B256, (u64, usize)>,
     /// Post-states of the blocks before the head, newest last, at most [`RECENT_STATES`].
-    history: VecDeque<(u64, MemState)>,
+    history: VecDeque<(u64, Arc<MemState>)>,
 }
 
 /// How many past blocks' states are kept in memory for queries at older block tags.
@@ -210,7 +212,7 @@ impl Chain {
         let mut chain = Self {
             spec,
             gas_limit,
-            state: store.state()?,
+            state: Arc::new(store.state()?),
             store,
             models,
             blocks: Vec::new(),
@@ -266,28 +268,30 @@ impl Chain {
         }
     }
 
-    /// Executes `txs` as the next block and writes it to the database, without changing the
-    /// in-memory head (so readers are not blocked meanwhile); [`Chain::apply`] then makes it
-    /// the head. Transactions the executor refuses are dropped and returned.
+    /// Executes `txs` as the next block (in one pass: [`build_block`]) and writes it to the
+    /// database, without changing the in-memory head (so readers are not blocked meanwhile);
+    /// [`Chain::apply`] then makes it the head. Transactions the executor refuses are left out
+    /// (the others, of any sender, still go in) and returned.
     pub fn build(
         &self,
-        mut txs: Vec<Recovered<TxEnvelope>>,
+        txs: Vec<Recovered<TxEnvelope>>,
         timestamp: u64,
     ) -> Result<(NextBlock, Vec<Recovered<TxEnvelope>>), ChainError> {
         let env = self.next_env(timestamp);
+        let built = build_block(&self.state, &self.models, &self.spec, &env, &txs, usize::MAX);
+        let mut included = Vec::with_capacity(built.included.len());
         let mut dropped = Vec::new();
-        let outcome = loop {
-            match execute_block(&self.state, &self.models, &self.spec, &env, &txs) {
-                Ok(o) => break o,
-                Err(
-                    fixpoint_evm::ExecError::InvalidTx { index, .. }
-                    | fixpoint_evm::ExecError::BlockGasLimit { index, .. },
-                ) if index < txs.len() => {
-                    dropped.extend(txs.drain(index..));
-                }
-                Err(e) => return Err(e.into()),
+        let mut next_included = built.included.iter().peekable();
+        for (i, tx) in txs.into_iter().enumerate() {
+            if next_included.next_if_eq(&&i).is_some() {
+                included.push(tx);
+            } else {
+                // Refused; or past the gas limit, which `Pool::take_executable` rules out.
+                dropped.push(tx);
             }
-        };
+        }
+        let txs = included;
+        let outcome = built.outcome;
         let parts = Parts {
             state_root: outcome.state_root,
             receipts_root: outcome.receipts_root,
@@ -411,7 +415,7 @@ impl Chain {
 
     /// Makes a block from [`Chain::build`] the head; returns its hash.
     pub fn apply(&mut self, next: NextBlock) -> B256 {
-        let old = std::mem::replace(&mut self.state, next.state);
+        let old = std::mem::replace(&mut self.state, Arc::new(next.state));
         self.history.push_back((self.head().header.number, old));
         if self.history.len() > RECENT_STATES {
             self.history.pop_front();
@@ -439,23 +443,19 @@ impl Chain {
     }
 
     /// The state after block `number`: the head's, or one of the recent ones kept in memory.
-    pub fn state_at(&self, number: u64) -> Option<&MemState> {
+    pub fn state_at(&self, number: u64) -> Option<&Arc<MemState>> {
         if number == self.head().header.number {
             return Some(&self.state);
         }
         self.history.iter().find(|(n, _)| *n == number).map(|(_, s)| s)
     }
 
-    /// Runs `tx` on top of block `number`'s state with `overrides` applied, without committing
-    /// (eth_call, estimateGas): base fee and gas price zero, so no balance is needed for fees.
-    /// `Err` is a transaction revm refuses outright (e.g. value above the balance) or a state
-    /// that is not kept.
-    pub fn simulate(
-        &self,
-        number: u64,
-        mut tx: TxEnv,
-        overrides: Option<&StateOverride>,
-    ) -> Result<(ExecutionResult, Vec<InferenceRecord>), String> {
+    /// What a call on top of block `number` needs, taken under the chain's read lock in O(1)
+    /// (a shared snapshot of the state): the call itself then runs without holding the chain,
+    /// so finalization never waits behind it. `overrides` are applied to a layer over the
+    /// snapshot; they may not touch the precompiles' accounts (their storage is the registry,
+    /// whose records fix what inference costs).
+    pub fn simulation(&self, number: u64, overrides: Option<&StateOverride>) -> Result<Simulation, String> {
         let (Some(state), Some(block)) = (self.state_at(number), self.block(number)) else {
             return Err(format!("state of block {number} not available: this node keeps the last {RECENT_STATES}"));
         };
@@ -467,17 +467,11 @@ impl Chain {
             beneficiary: Address::ZERO,
             prev_randao: keccak256(block.hash),
         };
-        tx.gas_price = 0;
-        tx.gas_priority_fee = None;
-        let mut state = state.clone();
+        let mut base = CacheDB::new(state.clone());
         if let Some(o) = overrides {
-            apply_overrides(&mut state, o)?;
+            apply_overrides(&mut base, o)?;
         }
-        tx.nonce = state.cache.accounts.get(&tx.caller).map_or(0, |a| a.info.nonce);
-        let scope = Scope::new(self.models.clone());
-        let mut evm = fixpoint_evm::create_evm(state, &self.spec, &env, &scope);
-        let result = evm.transact(tx).map_err(|e| e.to_string())?.result;
-        Ok((result, scope.records()))
+        Ok(Simulation { base: Arc::new(base), env, spec: self.spec, models: self.models.clone() })
     }
 
     /// Nonce of `address` at the head.
@@ -498,33 +492,69 @@ impl Chain {
     }
 }
 
+/// A snapshot to run calls on (eth_call, estimateGas, fixpoint_infer): see [`Chain::simulation`].
+#[derive(Debug, Clone)]
+pub struct Simulation {
+    base: Arc<CacheDB<Arc<MemState>>>,
+    env: BlockEnvInput,
+    spec: ChainSpec,
+    models: Arc<ModelStore>,
+}
+
+impl Simulation {
+    /// The chain's id.
+    pub fn chain_id(&self) -> u64 {
+        self.spec.chain_id
+    }
+
+    /// The block gas limit.
+    pub fn gas_limit(&self) -> u64 {
+        self.env.gas_limit
+    }
+
+    /// Runs `tx` without committing: base fee and gas price zero, so no balance is needed for
+    /// fees, the nonce the sender's. `Err` is a transaction revm refuses outright (e.g. value
+    /// above the balance). What the call registers or uploads stays in its own scope.
+    pub fn run(&self, mut tx: TxEnv) -> Result<(ExecutionResult, Vec<InferenceRecord>), String> {
+        use revm::DatabaseRef as _;
+        tx.gas_price = 0;
+        tx.gas_priority_fee = None;
+        tx.nonce = self.base.basic_ref(tx.caller).map_err(|e| format!("{e:?}"))?.map_or(0, |a| a.nonce);
+        let scope = Scope::new(self.models.clone());
+        let mut evm = fixpoint_evm::create_evm(CacheDB::new(self.base.clone()), &self.spec, &self.env, &scope);
+        let result = evm.transact(tx).map_err(|e| e.to_string())?.result;
+        Ok((result, scope.records()))
+    }
+}
+
 /// Applies eth_call state overrides (geth's format) to `state`.
-fn apply_overrides(state: &mut MemState, overrides: &StateOverride) -> Result<(), String> {
+fn apply_overrides(state: &mut CacheDB<Arc<MemState>>, overrides: &StateOverride) -> Result<(), String> {
     for (address, o) in overrides {
+        if *address == REGISTRY_ADDRESS || *address == INFERENCE_ADDRESS {
+            return Err(format!("state overrides may not touch the precompile at {address}"));
+        }
         if o.move_precompile_to.is_some() {
             return Err("movePrecompileToAddress is not supported".into());
         }
         if o.state.is_some() && o.state_diff.is_some() {
             return Err(format!("account {address} has both state and stateDiff"));
         }
-        let mut info = state.cache.accounts.get(address).map(|a| a.info.clone()).unwrap_or_default();
+        let mut info = state.load_account(*address).map_err(|e| format!("{e:?}"))?.info.clone();
         if let Some(b) = o.balance {
             info.balance = b;
         }
         if let Some(n) = o.nonce {
             info.nonce = n;
         }
-        state.insert_account_info(*address, info);
         if let Some(code) = &o.code {
-            fixpoint_evm::state::set_code(state, *address, code.clone());
+            let bytecode = Bytecode::new_raw(code.clone());
+            info.code_hash = bytecode.hash_slow();
+            info.code = Some(bytecode);
         }
+        state.insert_account_info(*address, info);
         if let Some(full) = &o.state {
-            if let Some(acc) = state.cache.accounts.get_mut(address) {
-                acc.storage.clear();
-            }
-            for (k, v) in full {
-                state.insert_account_storage(*address, (*k).into(), (*v).into()).map_err(|e| format!("{e:?}"))?;
-            }
+            let slots = full.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+            state.replace_account_storage(*address, slots).map_err(|e| format!("{e:?}"))?;
         }
         for (k, v) in o.state_diff.iter().flatten() {
             state.insert_account_storage(*address, (*k).into(), (*v).into()).map_err(|e| format!("{e:?}"))?;

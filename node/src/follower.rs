@@ -44,7 +44,7 @@ pub fn run(cfg: &FollowConfig) -> Result<()> {
     let Opened { chain, participants, namespace, start: mut parent, executor: exec, .. } =
         open(&cfg.genesis, &cfg.datadir)?;
     let checker = Checker::new(&namespace, participants);
-    let mut state = Executed::start(parent.body().height, chain.state.clone());
+    let mut state = Executed::start(parent.body().height, (*chain.state).clone());
     let upstream = Arc::new(Client::new(&cfg.upstream)?);
     let (tx_out, mut tx_in) = futures::channel::mpsc::unbounded::<PendingTx>();
     // Forwarded asynchronously: the validator's own refusal is logged here, not returned.

@@ -102,6 +102,9 @@ struct NodeArgs {
     /// Seconds between blocks; 0 mines a block as soon as transactions arrive.
     #[arg(long, default_value_t = 0)]
     block_time: u64,
+    /// Most gas an eth_call, eth_estimateGas or fixpoint_infer may use (0: the block gas limit).
+    #[arg(long, default_value_t = 0)]
+    rpc_gas_cap: u64,
     /// Chain id (--dev; a genesis file sets its own).
     #[arg(long, conflicts_with = "genesis")]
     chain_id: Option<u64>,
@@ -413,6 +416,7 @@ async fn run_node(a: NodeArgs) -> Result<()> {
     let chain = Chain::open(spec, genesis.gas_limit, store, &built, genesis.timestamp)?;
     let head = chain.head().header.number;
     let node = Node::start(chain, a.block_time == 0);
+    node.set_gas_cap(a.rpc_gas_cap);
 
     let addr: SocketAddr = format!("{}:{}", a.host, a.port).parse().context("bad --host/--port")?;
     let (handle, bound) = fixpoint_node::rpc::serve(node.clone(), addr).await?;

@@ -8,6 +8,9 @@ use alloy_consensus::transaction::Recovered;
 use alloy_consensus::{Transaction, TxEnvelope};
 use alloy_primitives::{Address, B256, U256};
 
+use fixpoint_evm::admission::{check_sender, check_tx};
+use revm::context_interface::result::InvalidTransaction;
+
 use crate::chain::Chain;
 
 /// Largest accepted encoded transaction.
@@ -69,6 +72,17 @@ pub enum PoolError {
     /// Blob transactions are not supported.
     #[error("transaction type not supported")]
     Unsupported,
+    /// Gas limit under the EIP-7623 calldata floor.
+    #[error("insufficient gas for floor data gas cost: have {have}, want {want}")]
+    FloorDataGas {
+        /// Given.
+        have: u64,
+        /// Needed.
+        want: u64,
+    },
+    /// The sender has [`MAX_PER_SENDER`] pending transactions, or this nonce is that far ahead.
+    #[error("too many pending transactions from this sender (limit {MAX_PER_SENDER})")]
+    SenderFull,
 }
 
 /// Pending transactions by sender and nonce.
@@ -80,20 +94,40 @@ pub struct Pool {
     /// sender's nonce after them.
     building: HashSet<B256>,
     building_nonce: HashMap<Address, u64>,
+    /// What the block being built may spend of each sender's balance.
+    building_spend: HashMap<Address, U256>,
 }
 
-fn intrinsic_gas(tx: &TxEnvelope) -> u64 {
-    let data = tx.input();
-    let zeros = data.iter().filter(|b| **b == 0).count() as u64;
-    let nonzeros = data.len() as u64 - zeros;
-    let mut g = 21_000 + zeros * 4 + nonzeros * 16;
-    if tx.kind().is_create() {
-        g += 32_000 + 2 * (data.len() as u64).div_ceil(32);
+/// What revm requires the sender's balance to cover for `tx`.
+fn max_cost(tx: &Recovered<TxEnvelope>) -> U256 {
+    U256::from(tx.inner().gas_limit())
+        .saturating_mul(U256::from(tx.inner().max_fee_per_gas()))
+        .saturating_add(tx.inner().value())
+}
+
+/// Most pending transactions per sender, and how far ahead of its nonce one may be (the
+/// consensus mempool's limit, so what a validator's RPC admits its mempool admits too).
+pub const MAX_PER_SENDER: u64 = fixpoint_consensus::mempool::MAX_PER_SENDER;
+
+impl From<InvalidTransaction> for PoolError {
+    /// revm's reasons, in geth's words where clients match on them.
+    fn from(e: InvalidTransaction) -> Self {
+        match e {
+            InvalidTransaction::InvalidChainId | InvalidTransaction::MissingChainId => PoolError::ChainId,
+            InvalidTransaction::CallerGasLimitMoreThanBlock => PoolError::GasLimit,
+            InvalidTransaction::CallGasCostMoreThanGasLimit { gas_limit, initial_gas } => {
+                PoolError::IntrinsicGas { have: gas_limit, want: initial_gas }
+            }
+            InvalidTransaction::GasFloorMoreThanGasLimit { gas_floor, gas_limit } => {
+                PoolError::FloorDataGas { have: gas_limit, want: gas_floor }
+            }
+            InvalidTransaction::NonceTooLow { tx, state } => PoolError::NonceTooLow { next: state, got: tx },
+            InvalidTransaction::LackOfFundForMaxFee { fee, balance } => {
+                PoolError::InsufficientFunds { balance: *balance, cost: *fee }
+            }
+            other => PoolError::Invalid(other.to_string()),
+        }
     }
-    if let Some(list) = tx.access_list() {
-        g += list.iter().map(|i| 2_400 + 1_900 * i.storage_keys.len() as u64).sum::<u64>();
-    }
-    g
 }
 
 impl Pool {
@@ -116,6 +150,7 @@ impl Pool {
     pub fn built(&mut self) {
         self.building.clear();
         self.building_nonce.clear();
+        self.building_spend.clear();
     }
 
     /// Pending transactions from `sender` (for the "pending" nonce).
@@ -161,22 +196,29 @@ impl Pool {
         if t.nonce() < next {
             return Err(PoolError::NonceTooLow { next, got: t.nonce() });
         }
-        if t.gas_limit() > chain.gas_limit {
-            return Err(PoolError::GasLimit);
-        }
-        let want = intrinsic_gas(t);
-        if t.gas_limit() < want {
-            return Err(PoolError::IntrinsicGas { have: t.gas_limit(), want });
-        }
-        let base_fee = chain.next_base_fee();
+        // revm's own checks for the next block: fees, gas limit, intrinsic gas with the
+        // EIP-7623 floor, EIP-7702 (fixpoint_evm::admission).
+        let env = chain.next_env(chain.head().header.timestamp);
+        let base_fee = env.base_fee;
         if t.max_fee_per_gas() < u128::from(base_fee) {
             return Err(PoolError::FeeTooLow { max_fee: t.max_fee_per_gas(), base_fee });
         }
-        let cost = U256::from(t.gas_limit()) * U256::from(t.max_fee_per_gas()) + t.value();
-        let balance = chain.balance(&sender);
-        if cost > balance {
-            return Err(PoolError::InsufficientFunds { balance, cost });
+        let admitted = check_tx(&chain.spec, &env, &tx)?;
+        let queue = self.by_sender.get(&sender);
+        let others = queue
+            .map_or(0, |q| q.range(next..).count() as u64)
+            .saturating_sub(u64::from(queue.is_some_and(|q| q.contains_key(&t.nonce()))));
+        if t.nonce() >= next.saturating_add(MAX_PER_SENDER) || others >= MAX_PER_SENDER {
+            return Err(PoolError::SenderFull);
         }
+        // The sender's pending transactions ahead of this one and this one, together, within
+        // the balance (revm checks each against what the ones before it left).
+        let ahead = queue.map_or(U256::ZERO, |q| {
+            q.range(next..t.nonce()).fold(U256::ZERO, |a, (_, p)| a.saturating_add(max_cost(p)))
+        });
+        let account = chain.state.cache.accounts.get(&sender).map(|a| &a.info);
+        let building = self.building_spend.get(&sender).copied().unwrap_or_default();
+        check_sender(account, t.nonce(), admitted.max_cost, ahead.saturating_add(building))?;
         let queue = self.by_sender.entry(sender).or_default();
         if let Some(old) = queue.get(&t.nonce()) {
             let (o, n) = (old.inner().max_fee_per_gas(), t.max_fee_per_gas());
@@ -234,6 +276,8 @@ impl Pool {
                 if let Some(t) = queue.remove(&n) {
                     self.hashes.remove(t.inner().tx_hash());
                     self.building.insert(*t.inner().tx_hash());
+                    let spend = self.building_spend.entry(*sender).or_default();
+                    *spend = spend.saturating_add(max_cost(&t));
                     out.push(t);
                 }
                 n += 1;

@@ -35,16 +35,18 @@ pub struct AccountProof {
     pub storage: Vec<StorageProof>,
 }
 
-/// Nodes on the path to `target` in the trie of `leaves` (hashed keys → RLP values).
-fn path_nodes(mut leaves: Vec<(Nibbles, Vec<u8>)>, target: B256) -> Vec<Bytes> {
+/// Nodes on the path to each of `targets` in the trie of `leaves` (hashed keys → RLP values):
+/// the trie is hashed once for all of them.
+fn path_nodes(mut leaves: Vec<(Nibbles, Vec<u8>)>, targets: &[B256]) -> Vec<Vec<Bytes>> {
     leaves.sort_by_key(|l| l.0);
-    let target = Nibbles::unpack(target);
-    let mut hb = HashBuilder::default().with_proof_retainer(ProofRetainer::new(vec![target]));
+    let targets: Vec<Nibbles> = targets.iter().map(|t| Nibbles::unpack(*t)).collect();
+    let mut hb = HashBuilder::default().with_proof_retainer(ProofRetainer::new(targets.clone()));
     for (k, v) in &leaves {
         hb.add_leaf(*k, v);
     }
     let _root = hb.root();
-    hb.take_proof_nodes().matching_nodes_sorted(&target).into_iter().map(|(_, node)| node).collect()
+    let nodes = hb.take_proof_nodes();
+    targets.iter().map(|t| nodes.matching_nodes_sorted(t).into_iter().map(|(_, node)| node).collect()).collect()
 }
 
 fn rlp<T: Encodable>(v: &T) -> Vec<u8> {
@@ -63,7 +65,7 @@ pub fn prove(state: &MemState, address: Address, slots: &[B256]) -> AccountProof
         storage_root: EMPTY_ROOT_HASH,
         code_hash: KECCAK_EMPTY,
     });
-    let proof = path_nodes(leaves, keccak256(address));
+    let proof = path_nodes(leaves, &[keccak256(address)]).into_iter().next().unwrap_or_default();
     let slots_of = state.cache.accounts.get(&address);
     let storage_leaves: Vec<(Nibbles, Vec<u8>)> = slots_of
         .map(|a| {
@@ -74,12 +76,14 @@ pub fn prove(state: &MemState, address: Address, slots: &[B256]) -> AccountProof
                 .collect()
         })
         .unwrap_or_default();
+    let hashed: Vec<B256> = slots.iter().map(keccak256).collect();
     let storage = slots
         .iter()
-        .map(|key| StorageProof {
+        .zip(path_nodes(storage_leaves, &hashed))
+        .map(|(key, proof)| StorageProof {
             key: *key,
             value: slots_of.and_then(|a| a.storage.get(&U256::from_be_bytes(key.0))).copied().unwrap_or_default(),
-            proof: path_nodes(storage_leaves.clone(), keccak256(key)),
+            proof,
         })
         .collect();
     AccountProof { address, account, proof, storage }

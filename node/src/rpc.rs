@@ -20,7 +20,10 @@ use revm::context::TxEnv;
 use revm::context_interface::result::ExecutionResult;
 use serde_json::{Value, json};
 
-use crate::chain::{Block, Chain};
+use alloy_sol_types::SolCall as _;
+use fixpoint_precompiles::abi::IInference;
+
+use crate::chain::{Block, Chain, Simulation};
 use crate::pool::Pool;
 use fixpoint_consensus::app::{Executed, Sink};
 use fixpoint_consensus::{Block as ConsensusBlock, PendingTx};
@@ -63,6 +66,8 @@ pub struct Node {
     forward: Option<Forward>,
     /// Set on validators: finalized blocks with certificates, for followers.
     finality: std::sync::OnceLock<Arc<dyn Finality>>,
+    /// Gas cap of calls over RPC (0: the block gas limit).
+    gas_cap: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for dyn Finality {
@@ -87,6 +92,16 @@ fn invalid(msg: impl Into<String>) -> ErrorObjectOwned {
 
 fn server(msg: impl Into<String>) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(-32000, msg.into(), None::<()>)
+}
+
+/// A reverted `fixpoint_infer`: the inference precompile's ABI error, decoded into the message.
+fn inference_error(data: &Bytes) -> ErrorObjectOwned {
+    use alloy_sol_types::SolInterface as _;
+    let what = match IInference::IInferenceErrors::abi_decode(data) {
+        Ok(e) => format!("{e:?}"),
+        Err(_) => "execution reverted".into(),
+    };
+    ErrorObjectOwned::owned(3, what, Some(data.to_string()))
 }
 
 fn reverted(data: &Bytes) -> ErrorObjectOwned {
@@ -115,6 +130,7 @@ impl Node {
             wake,
             forward: None,
             finality: Default::default(),
+            gas_cap: Default::default(),
         });
         if let Some(rx) = rx {
             let weak = Arc::downgrade(&node);
@@ -148,6 +164,7 @@ impl Node {
             wake: None,
             forward: Some(forward),
             finality: Default::default(),
+            gas_cap: Default::default(),
         })
     }
 
@@ -200,16 +217,18 @@ impl Sink for Node {
     }
 }
 
-/// Serves `node`'s JSON-RPC over HTTP on `addr` (8 MiB requests); returns the handle and the
-/// bound address.
+/// Serves `node`'s JSON-RPC over HTTP on `addr` (limits: [`MAX_REQUEST_BYTES`], [`MAX_BATCH`],
+/// [`MAX_CONNECTIONS`]; docs/rpc.md); returns the handle and the bound address.
 pub async fn serve(
     node: Arc<Node>,
     addr: std::net::SocketAddr,
 ) -> anyhow::Result<(jsonrpsee::server::ServerHandle, std::net::SocketAddr)> {
     use anyhow::Context as _;
     let config = jsonrpsee::server::ServerConfig::builder()
-        .max_request_body_size(8 << 20)
-        .max_response_body_size(64 << 20)
+        .max_request_body_size(MAX_REQUEST_BYTES)
+        .max_response_body_size(MAX_RESPONSE_BYTES)
+        .max_connections(MAX_CONNECTIONS)
+        .set_batch_request_config(jsonrpsee::server::BatchRequestConfig::Limit(MAX_BATCH))
         .build();
     let server = jsonrpsee::server::Server::builder()
         .set_config(config)
@@ -349,15 +368,15 @@ fn rpc_block(b: &Block, full: bool) -> RpcBlock<RpcTransaction<TxEnvelope>> {
     }
 }
 
-/// A call request as revm's transaction.
-fn tx_env(chain: &Chain, req: &TransactionRequest) -> TxEnv {
+/// A call request as revm's transaction, its gas within `cap`.
+fn tx_env(sim: &Simulation, req: &TransactionRequest, cap: u64) -> TxEnv {
     TxEnv {
         caller: req.from.unwrap_or_default(),
         kind: req.to.unwrap_or(TxKind::Create),
         data: req.input.input().cloned().unwrap_or_default(),
         value: req.value.unwrap_or_default(),
-        gas_limit: req.gas.unwrap_or(chain.gas_limit).min(chain.gas_limit),
-        chain_id: Some(chain.spec.chain_id),
+        gas_limit: req.gas.unwrap_or(cap).min(cap),
+        chain_id: Some(sim.chain_id()),
         access_list: req.access_list.clone().unwrap_or_default(),
         ..TxEnv::default()
     }
@@ -383,41 +402,76 @@ fn opt_arg<T: serde::de::DeserializeOwned>(v: &[Value], i: usize, name: &str) ->
     }
 }
 
-/// Where a call runs: on top of block `number`, with optional state overrides.
-struct At<'a> {
-    number: u64,
-    overrides: Option<&'a StateOverride>,
+/// Where a call runs (a snapshot, [`Chain::simulation`]) and the most gas it may use.
+struct At {
+    sim: Simulation,
+    cap: u64,
 }
 
-fn call(
-    chain: &Chain,
-    at: &At<'_>,
-    req: &TransactionRequest,
-) -> RpcResult<(ExecutionResult, Vec<fixpoint_precompiles::InferenceRecord>)> {
-    chain.simulate(at.number, tx_env(chain, req), at.overrides).map_err(server)
+impl Node {
+    /// The most gas a call over RPC may use (`--rpc-gas-cap`; the block gas limit by default).
+    pub fn gas_cap(&self, chain: &Chain) -> u64 {
+        match self.gas_cap.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => chain.gas_limit,
+            cap => cap,
+        }
+    }
+
+    /// Sets the gas cap of calls over RPC (0: the block gas limit).
+    pub fn set_gas_cap(&self, cap: u64) {
+        self.gas_cap.store(cap, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A snapshot to run calls on, taken under the chain's read lock (which is released before
+    /// anything runs), for the block `tag` names (default `latest`).
+    fn at(&self, tag: Option<Value>, overrides: Option<&StateOverride>) -> RpcResult<At> {
+        let chain = read(&self.chain);
+        let (number, _) = state_for(&chain, tag)?;
+        let sim = chain.simulation(number, overrides).map_err(server)?;
+        Ok(At { sim, cap: self.gas_cap(&chain) })
+    }
 }
 
-fn estimate(chain: &Chain, at: &At<'_>, req: &TransactionRequest) -> RpcResult<u64> {
+fn call(at: &At, req: &TransactionRequest) -> RpcResult<(ExecutionResult, Vec<fixpoint_precompiles::InferenceRecord>)> {
+    at.sim.run(tx_env(&at.sim, req, at.cap)).map_err(server)
+}
+
+fn estimate(at: &At, req: &TransactionRequest) -> RpcResult<u64> {
     let mut r = req.clone();
-    r.gas = Some(req.gas.unwrap_or(chain.gas_limit).min(chain.gas_limit));
-    let (res, _) = call(chain, at, &r)?;
+    r.gas = Some(req.gas.unwrap_or(at.cap).min(at.cap));
+    let (res, _) = call(at, &r)?;
     match res {
         ExecutionResult::Success { .. } => {}
         ExecutionResult::Revert { output, .. } => return Err(reverted(&output)),
         ExecutionResult::Halt { reason, .. } => return Err(server(format!("execution failed: {reason:?}"))),
     }
     // `lo` always fails (below any intrinsic gas), `hi` always succeeds.
-    let (mut lo, mut hi) = (20_999u64, r.gas.unwrap_or(chain.gas_limit));
+    let (mut lo, mut hi) = (20_999u64, r.gas.unwrap_or(at.cap));
     while lo + 1 < hi {
         let mid = lo + (hi - lo) / 2;
         r.gas = Some(mid);
-        match call(chain, at, &r).map(|(x, _)| x.is_success()) {
+        match call(at, &r).map(|(x, _)| x.is_success()) {
             Ok(true) => hi = mid,
             _ => lo = mid,
         }
     }
     Ok(hi)
 }
+
+/// Most logs one `eth_getLogs` answers.
+pub const MAX_LOGS: usize = 10_000;
+/// Widest block range of one `eth_getLogs`.
+pub const MAX_LOG_RANGE: u64 = 10_000;
+/// Most storage keys of one `eth_getProof`.
+pub const MAX_PROOF_KEYS: usize = 256;
+/// Largest request body, bytes (a chunked model upload fits).
+pub const MAX_REQUEST_BYTES: u32 = 8 << 20;
+/// Largest response body, bytes.
+pub const MAX_RESPONSE_BYTES: u32 = 64 << 20;
+/// Most requests in one JSON-RPC batch.
+pub const MAX_BATCH: u32 = 100;
+/// Most simultaneous connections.
+pub const MAX_CONNECTIONS: u32 = 256;
 
 fn logs(chain: &Chain, f: &Filter) -> RpcResult<Vec<RpcLog>> {
     let head = chain.head().header.number;
@@ -439,14 +493,17 @@ fn logs(chain: &Chain, f: &Filter) -> RpcResult<Vec<RpcLog>> {
             resolve(f.block_option.get_to_block().copied(), head),
         )
     };
-    if to.saturating_sub(from) > 10_000 {
-        return Err(server("query exceeds max block range 10000"));
+    if to.saturating_sub(from) > MAX_LOG_RANGE {
+        return Err(server(format!("query exceeds max block range {MAX_LOG_RANGE}")));
     }
     let mut out = Vec::new();
     for n in from..=to.min(head) {
         let Some(b) = chain.block(n) else { continue };
         for i in 0..b.txs.len() {
             out.extend(rpc_logs(b, i).into_iter().filter(|l| f.matches(&l.inner)));
+        }
+        if out.len() > MAX_LOGS {
+            return Err(server(format!("query returned more than {MAX_LOGS} results")));
         }
     }
     Ok(out)
@@ -538,12 +595,14 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
         let v = params_seq(&p)?;
         let a: Address = arg(&v, 0, "address")?;
         let keys: Vec<B256> = opt_arg(&v, 1, "storageKeys")?.unwrap_or_default();
-        if keys.len() > 1024 {
-            return Err(invalid("at most 1024 storage keys"));
+        if keys.len() > MAX_PROOF_KEYS {
+            return Err(invalid(format!("at most {MAX_PROOF_KEYS} storage keys")));
         }
-        let chain = read(&n.chain);
-        let (_, st) = state_for(&chain, v.get(2).cloned())?;
-        let p = crate::proof::prove(st, a, &keys);
+        let st = {
+            let chain = read(&n.chain);
+            state_for(&chain, v.get(2).cloned())?.1.clone()
+        };
+        let p = crate::proof::prove(&st, a, &keys);
         RpcResult::Ok(json!({
             "address": p.address,
             "balance": p.account.balance,
@@ -558,9 +617,8 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
         let v = params_seq(&p)?;
         let req: TransactionRequest = arg(&v, 0, "transaction")?;
         let overrides: Option<StateOverride> = opt_arg(&v, 2, "state overrides")?;
-        let chain = read(&n.chain);
-        let (number, _) = state_for(&chain, v.get(1).cloned())?;
-        match call(&chain, &At { number, overrides: overrides.as_ref() }, &req)?.0 {
+        let at = n.at(v.get(1).cloned(), overrides.as_ref())?;
+        match call(&at, &req)?.0 {
             ExecutionResult::Success { output, .. } => RpcResult::Ok(output.into_data()),
             ExecutionResult::Revert { output, .. } => Err(reverted(&output)),
             ExecutionResult::Halt { reason, .. } => Err(server(format!("execution failed: {reason:?}"))),
@@ -570,9 +628,8 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
         let v = params_seq(&p)?;
         let req: TransactionRequest = arg(&v, 0, "transaction")?;
         let overrides: Option<StateOverride> = opt_arg(&v, 2, "state overrides")?;
-        let chain = read(&n.chain);
-        let (number, _) = state_for(&chain, v.get(1).cloned())?;
-        RpcResult::Ok(U64::from(estimate(&chain, &At { number, overrides: overrides.as_ref() }, &req)?))
+        let at = n.at(v.get(1).cloned(), overrides.as_ref())?;
+        RpcResult::Ok(U64::from(estimate(&at, &req)?))
     })?;
     m.register_blocking_method("eth_sendRawTransaction", |p, n, _| {
         let v = params_seq(&p)?;
@@ -667,11 +724,22 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
         let v = params_seq(&p)?;
         let id: B256 = arg(&v, 0, "modelId")?;
         let input: Bytes = arg(&v, 1, "input")?;
-        let chain = read(&n.chain);
-        let bytes = chain.models.get(&id).ok_or_else(|| server(format!("unknown model {id}")))?;
-        let engine = chain.models.engine(id, &bytes).map_err(|e| server(e.to_string()))?;
-        let out = engine.run_packed(&input).map_err(|e| invalid(e.to_string()))?;
-        RpcResult::Ok(Bytes::from(out))
+        let gas: Option<U64> = opt_arg(&v, 2, "gas")?;
+        // The inference precompile's own metered path, as an eth_call from the zero address:
+        // the gas cap bounds the work like any call's (docs/rpc.md).
+        let at = n.at(None, None)?;
+        let req = TransactionRequest {
+            to: Some(TxKind::Call(fixpoint_precompiles::INFERENCE_ADDRESS)),
+            input: Bytes::from(IInference::inferCall { modelId: id, input }.abi_encode()).into(),
+            gas: gas.map(|g| g.to()),
+            ..Default::default()
+        };
+        match call(&at, &req)?.0 {
+            ExecutionResult::Success { output, .. } => IInference::inferCall::abi_decode_returns(output.data())
+                .map_err(|e| server(format!("undecodable inference output: {e}"))),
+            ExecutionResult::Revert { output, .. } => Err(inference_error(&output)),
+            ExecutionResult::Halt { reason, .. } => Err(server(format!("execution failed: {reason:?}"))),
+        }
     })?;
     m.register_method("fixpoint_inferenceRecords", |p, n, _| {
         let v = params_seq(&p)?;

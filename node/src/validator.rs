@@ -83,7 +83,7 @@ pub fn run(config: &Path, exit_after: Option<u64>) -> Result<()> {
         // both afresh, marshal backfills from the peers.
         let _ = std::fs::remove_dir_all(&consensus_dir);
     }
-    let shared = Shared::new(exec, &start, chain.state.clone(), Proposer::Honest, alloy_primitives::Address::ZERO);
+    let shared = Shared::new(exec, &start, (*chain.state).clone(), Proposer::Honest, alloy_primitives::Address::ZERO);
     let (gossip_tx, gossip_rx) = futures::channel::mpsc::unbounded::<PendingTx>();
     let to_consensus = shared.clone();
     let forward = Forward(Box::new(move |t: PendingTx| match to_consensus.offer(t.clone()) {
@@ -93,7 +93,7 @@ pub fn run(config: &Path, exit_after: Option<u64>) -> Result<()> {
         }
         Offered::Known => Ok(()),
         Offered::Full => Err("txpool is full".into()),
-        Offered::Refused => Err("transaction can never be included in a block of this chain".into()),
+        Offered::Refused(r) => Err(r.to_string()),
     }));
     let node = Node::follow(chain, forward);
     shared.set_sink(node.clone());

@@ -285,4 +285,68 @@ async fn clients_get_errors_they_understand_and_the_node_keeps_serving() {
 
     let models: Vec<B256> = c.request("fixpoint_listModels", vec![]).await.unwrap();
     assert!(models.contains(&id));
+
+    // Overrides may not touch the precompiles' accounts: the registry's storage fixes what
+    // inference costs (a model's warm gas), so rewriting it would run inference for free.
+    let warm_slot = B256::from(fixpoint_precompiles::state::model_slots(id)[2].to_be_bytes());
+    match c
+        .request::<Bytes>(
+            "eth_call",
+            vec![
+                json!({"to": probe}),
+                json!("latest"),
+                json!({ REGISTRY_ADDRESS.to_string(): {"stateDiff": { warm_slot.to_string(): B256::ZERO }} }),
+            ],
+        )
+        .await
+    {
+        Err(ClientError::Rpc { code: -32000, message, .. }) => {
+            assert!(message.contains("may not touch the precompile"), "{message}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+
+    // fixpoint_infer runs the precompile's metered path: the same answer as an eth_call of
+    // `infer`, and a gas cap it cannot exceed.
+    let input = {
+        let path = root().join("tests/vectors/models/digits-cnn.json");
+        let doc: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        Bytes::from(hex::decode(doc["cases"][0]["input"].as_str().unwrap()).unwrap())
+    };
+    let out: Bytes = c.request("fixpoint_infer", vec![json!(id), json!(input)]).await.unwrap();
+    let via_call: Bytes = c
+        .request(
+            "eth_call",
+            vec![json!({"to": INFERENCE_ADDRESS, "input": Bytes::from(I::inferCall { modelId: id, input: input.clone() }.abi_encode())}), json!("latest")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, I::inferCall::abi_decode_returns(&via_call).unwrap());
+    match c.request::<Bytes>("fixpoint_infer", vec![json!(id), json!(input), json!("0xc350")]).await {
+        Err(ClientError::Rpc { message, .. }) => assert!(message.contains("OutOfGas"), "{message}"),
+        other => panic!("50,000 gas cannot pay for the CNN: {other:?}"),
+    }
+
+    // Admission applies revm's rules exactly. EIP-7623: 10,000 non-zero calldata bytes cost
+    // 21,000 + 16·10,000 = 181,000 in intrinsic gas, but the floor is 21,000 + 10·40,000.
+    let next: U64 = c.request("eth_getTransactionCount", vec![json!(me), json!("pending")]).await.unwrap();
+    let next = next.to::<u64>();
+    let heavy = tx(next, to, Bytes::from(vec![0xAB; 10_000]), 200_000, 10 * GWEI, GWEI, 3871);
+    assert_eq!(
+        refused(send(&c, sign(&key, heavy).unwrap()).await),
+        "insufficient gas for floor data gas cost: have 200000, want 421000"
+    );
+    // Balance is checked cumulatively per sender: two pending transactions that each fit the
+    // balance alone but not together (both wait behind a nonce gap, so neither executes).
+    let balance: U256 = c.request("eth_getBalance", vec![json!(me), json!("latest")]).await.unwrap();
+    let spend = |nonce: u64| TxEip1559 {
+        value: balance / U256::from(5) * U256::from(3),
+        ..tx(nonce, to, Bytes::new(), 21_000, 10 * GWEI, GWEI, 3871)
+    };
+    send(&c, sign(&key, spend(next + 10)).unwrap()).await.unwrap();
+    assert!(
+        refused(send(&c, sign(&key, spend(next + 11)).unwrap()).await)
+            .starts_with("insufficient funds for gas * price + value"),
+        "60 % of the balance twice"
+    );
 }
