@@ -562,3 +562,49 @@ fn apply_overrides(state: &mut CacheDB<Arc<MemState>>, overrides: &StateOverride
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_consensus::{SignableTransaction, Transaction as _, TxEip1559};
+    use alloy_primitives::{Signature, TxKind};
+
+    use crate::dev::dev_accounts;
+    use crate::genesis::Genesis;
+
+    fn transfer(from: Address, nonce: u64) -> Recovered<TxEnvelope> {
+        let t = TxEip1559 {
+            chain_id: ChainSpec::DEV.chain_id,
+            nonce,
+            gas_limit: 21_000,
+            max_fee_per_gas: 10_000_000_000,
+            max_priority_fee_per_gas: 1,
+            to: TxKind::Call(Address::repeat_byte(0x42)),
+            value: U256::from(1),
+            access_list: Default::default(),
+            input: Default::default(),
+        };
+        Recovered::new_unchecked(TxEnvelope::Eip1559(t.into_signed(Signature::test_signature())), from)
+    }
+
+    /// Issue 14's dev-mode bug: one refused transaction dropped every later transaction of the
+    /// batch, other senders' included. Now it alone is left out.
+    #[test]
+    fn a_refused_transaction_leaves_the_rest_of_the_batch_in_the_block() {
+        let dir = std::env::temp_dir().join(format!("fixpoint-chain-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let accounts = dev_accounts(2);
+        let genesis =
+            Genesis::dev(ChainSpec::DEV.chain_id, 30_000_000, &accounts).build(std::path::Path::new(".")).unwrap();
+        let store = Store::open(&dir.join("chain.redb")).unwrap();
+        let chain = Chain::open(ChainSpec::DEV, 30_000_000, store, &genesis, 1_700_000_000).unwrap();
+        let (a, b) = (accounts[0].address, accounts[1].address);
+        let batch = vec![transfer(a, 0), transfer(a, 5), transfer(b, 0), transfer(b, 1)];
+        let (next, dropped) = chain.build(batch, 1_700_000_001).unwrap();
+        let included: Vec<(Address, u64)> = next.block.txs.iter().map(|t| (t.signer(), t.inner().nonce())).collect();
+        assert_eq!(included, vec![(a, 0), (b, 0), (b, 1)]);
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(dropped[0].inner().nonce(), 5);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
