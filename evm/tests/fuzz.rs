@@ -6,7 +6,7 @@
 mod common;
 
 use alloy_primitives::{B256, TxKind, keccak256};
-use alloy_sol_types::SolCall;
+use alloy_sol_types::{SolCall, SolError};
 use common::*;
 use fixpoint_precompiles::abi::IInference as I;
 use fixpoint_precompiles::abi::IModelRegistry as R;
@@ -87,9 +87,25 @@ proptest! {
             m[at % n] = v;
         }
         m.truncate(cut.max(1).min(m.len()));
+        // What the verifier says of these bytes, independently of the chain.
+        let verdict = fixpoint_ml::Engine::load(&m, &fixpoint_ml::Limits::default()).map(|_| ());
         let mut chain = base().0.lock().unwrap_or_else(|e| e.into_inner());
-        let tx = chain.tx(BOB, TxKind::Call(REGISTRY_ADDRESS), R::registerCall { model: m.into() }.abi_encode(), 5_000_000);
+        let tx = chain.tx(BOB, TxKind::Call(REGISTRY_ADDRESS), R::registerCall { model: m.clone().into() }.abi_encode(), 5_000_000);
         let out = chain.dry_run(&[tx]);
         prop_assert!(out.txs[0].gas_used >= 21_000);
+        // Registration succeeds exactly when the verifier accepts, and a refusal carries the
+        // verifier's reason.
+        match verdict {
+            Ok(()) => {
+                prop_assert!(out.txs[0].success, "accepted by the verifier, refused by the chain");
+                prop_assert_eq!(R::registerCall::abi_decode_returns(&out.txs[0].output).unwrap(), keccak256(&m));
+            }
+            Err(e) => {
+                prop_assert!(!out.txs[0].success, "rejected by the verifier ({}), registered by the chain", e);
+                let err = R::ModelRejected::abi_decode(&out.txs[0].output);
+                prop_assert!(err.is_ok(), "revert is ModelRejected: {:?}", out.txs[0].output);
+                prop_assert_eq!(err.unwrap().reason, e.to_string());
+            }
+        }
     }
 }

@@ -37,7 +37,11 @@ fn forge_and_cast_against_the_binary_with_restart_and_crash() {
             &input,
         ],
     );
-    assert_eq!(label, "8");
+    let (model, _, expected) = example_vector();
+    assert_eq!(label, expected.to_string(), "the vector's label");
+    // The model the node registered at genesis is the vector's model, byte for byte.
+    assert_eq!(fixpoint_node::dev::EXAMPLE_MODEL, model.as_slice());
+    assert_eq!(n.model_id, format!("{}", alloy_primitives::keccak256(&model)));
 
     // forge create the dapp, cast send a recognition, cast call the record.
     let created = run(Command::new(tool("forge")).current_dir(root()).args([
@@ -122,7 +126,7 @@ fn viem_dapp_client_calls_and_sends_inference() {
         .env("INPUT_HEX", &input));
     let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     assert_eq!(v["chainId"], 3871);
-    assert_eq!(v["label"], "8", "the test digit is an 8 (tests/vectors)");
+    assert_eq!(v["label"], example_vector().2.to_string(), "the vector's label (tests/vectors)");
     assert_eq!(v["status"], "success");
     // The output viem simulated equals the one the chain recorded for the transaction.
     assert_eq!(v["outputHash"], v["recordOutputHash"], "{v}");

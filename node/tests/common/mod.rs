@@ -122,3 +122,23 @@ impl Drop for Tmp {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The conformance vector of the example model (tests/vectors/models/digits-mlp.json) whose input
+/// is the end-to-end tests' digit (node/assets/test-digit.hex): (model bytes, input, label). The
+/// label is the vector's output #0 (the argmax, i32 little-endian), not a figure from the code
+/// under test.
+pub fn example_vector() -> (Vec<u8>, Vec<u8>, u64) {
+    let path = root().join("tests/vectors/models/digits-mlp.json");
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(path).expect("vector")).expect("json");
+    let digit = hex::decode(include_str!("../../assets/test-digit.hex").trim()).expect("hex");
+    let case = doc["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .find(|c| hex::decode(c["input"].as_str().expect("input")).expect("hex") == digit)
+        .expect("the test digit is one of the vector's cases");
+    let h = |k: &str| hex::decode(case[k].as_str().expect("hex field")).expect("hex");
+    let output = h("output");
+    let label = i32::from_le_bytes(output[..4].try_into().expect("i32 label"));
+    (h("model"), digit, u64::try_from(label).expect("a class"))
+}
