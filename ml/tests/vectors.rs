@@ -1,7 +1,8 @@
 //! Conformance vectors (tests/vectors/, docs/conformance.md). Checks that every file matches its
 //! hash in MANIFEST and that every kernel path reproduces every expected output. With
-//! `FIXPOINT_REGENERATE_VECTORS=1` it rewrites the op vectors and the manifest instead: doing
-//! so is an explicit approval of a change to the arithmetic, to be reviewed as such.
+//! `FIXPOINT_REGENERATE_VECTORS=1` it rewrites the op vectors and the manifest and then fails:
+//! regenerating is an explicit approval of a change to the arithmetic, to be reviewed as such,
+//! and the MANIFEST's own hash pinned in docs/conformance.md must be updated by hand.
 
 mod common;
 
@@ -170,10 +171,10 @@ fn keccak_hex(b: &[u8]) -> String {
     hex::encode(model_id(b))
 }
 
-fn regenerate() {
-    let ops_dir = dir().join("ops");
-    fs::create_dir_all(&ops_dir).unwrap();
+/// The op vector files as the fixed seeds generate them: (file name, exact file contents).
+fn op_vector_files() -> Vec<(String, String)> {
     let mut r = rng(7);
+    let mut files = Vec::new();
     for (name, models) in families() {
         let mut cases = Vec::new();
         for (i, m) in models.iter().enumerate() {
@@ -192,9 +193,25 @@ fn regenerate() {
             }
         }
         let doc = json!({ "format": "fixpoint-vectors/1", "profile": 1, "op": name, "cases": cases });
-        fs::write(ops_dir.join(format!("{name}.json")), serde_json::to_string_pretty(&doc).unwrap() + "\n").unwrap();
+        files.push((format!("{name}.json"), serde_json::to_string_pretty(&doc).unwrap() + "\n"));
+    }
+    files
+}
+
+/// Rewrites the op vectors and the manifest, then fails: a regeneration is never a passing run.
+/// Review the diff, pin the new MANIFEST hash in docs/conformance.md, rerun without the variable.
+fn regenerate() -> ! {
+    let ops_dir = dir().join("ops");
+    fs::create_dir_all(&ops_dir).unwrap();
+    for (name, text) in op_vector_files() {
+        fs::write(ops_dir.join(name), text).unwrap();
     }
     write_manifest();
+    let hash = keccak_hex(&fs::read(dir().join("MANIFEST")).unwrap());
+    panic!(
+        "vectors and MANIFEST rewritten (MANIFEST keccak256 0x{hash}): review the diff, pin this hash in \
+         docs/conformance.md, and rerun without FIXPOINT_REGENERATE_VECTORS"
+    );
 }
 
 /// Every vector file with its keccak256, sorted by path.
@@ -266,4 +283,32 @@ fn conformance_vectors() {
     }
     assert!(n_cases >= 100, "only {n_cases} vector cases");
     let _ = NO_TENSOR;
+    eprintln!(
+        "conformance vectors: {n_cases} cases on paths {:?}",
+        Path::available().iter().map(|p| p.name()).collect::<Vec<_>>()
+    );
+}
+
+/// The committed op vectors are exactly what their fixed seeds generate: nobody edited a case
+/// by hand, and generation is reproducible.
+#[test]
+fn op_vectors_are_what_their_seeds_generate() {
+    for (name, text) in op_vector_files() {
+        let committed = fs::read_to_string(dir().join("ops").join(&name)).unwrap();
+        assert!(committed == text, "tests/vectors/ops/{name} differs from what its seed generates");
+    }
+}
+
+/// The MANIFEST itself is pinned in docs/conformance.md, so changing a vector and its manifest
+/// line together still shows up as a change to the spec.
+#[test]
+fn the_manifest_hash_is_pinned_in_the_spec() {
+    let doc = fs::read_to_string(dir().join("../../docs/conformance.md")).unwrap();
+    let pinned = doc
+        .split("MANIFEST keccak256: `0x")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .expect("docs/conformance.md pins the MANIFEST hash as: MANIFEST keccak256: `0x...`");
+    let actual = keccak_hex(&fs::read(dir().join("MANIFEST")).unwrap());
+    assert_eq!(pinned, actual, "tests/vectors/MANIFEST changed: pin its new hash in docs/conformance.md");
 }
