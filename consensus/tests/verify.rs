@@ -85,7 +85,7 @@ fn an_honest_block_verifies_on_a_validator_that_never_saw_the_model() {
     let (_, _, output) = model_case("digits-mlp");
     assert!(out.records.iter().all(|r| r.output_hash == keccak256(&output)), "the vector's output");
     // Once verified and committed, the model is in that validator's store too.
-    out.scope.commit();
+    out.scope.commit(1);
     assert!(v.exec.models.get(&keccak256(model_case("digits-mlp").0)).is_some());
 }
 

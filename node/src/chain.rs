@@ -18,7 +18,7 @@ use alloy_trie::EMPTY_ROOT_HASH;
 use fixpoint_consensus::Block as ConsensusBlock;
 use fixpoint_consensus::app::Executed;
 use fixpoint_evm::{BlockEnvInput, ChainSpec, MemState, TxOutcome, execute_block};
-use fixpoint_precompiles::{InferenceRecord, ModelStore, Scope, ScopeOutcome};
+use fixpoint_precompiles::{InferenceRecord, ModelStore, REGISTRY_ADDRESS, Scope, ScopeOutcome};
 use revm::context::TxEnv;
 use revm::context_interface::result::ExecutionResult;
 
@@ -205,7 +205,9 @@ impl Chain {
             models.insert(m.into());
         }
         for (key, bytes) in store.chunks()? {
-            models.insert_chunk(key, bytes.into());
+            if !models.restore_chunk(key, bytes.into()) {
+                return Err(ChainError::Inconsistent(format!("stored chunk {key:?} does not match its hash")));
+            }
         }
         let mut chain = Self {
             spec,
@@ -297,8 +299,11 @@ impl Chain {
             consensus_parent: None,
         };
         let block = self.assemble(&env, txs, &outcome.txs, outcome.records.clone(), &parts);
-        let scope_out = outcome.scope.commit();
+        let scope_out = outcome.scope.commit(env.number);
         let next = self.commit(block, outcome.state, &scope_out, None)?;
+        // A dev block is final once written.
+        let read = |slot| fixpoint_evm::state::storage_word(&next.state, REGISTRY_ADDRESS, slot);
+        self.models.finalize(env.number, &scope_out.released, read);
         Ok((next, dropped))
     }
 
@@ -399,12 +404,10 @@ impl Chain {
         consensus: Option<&[u8]>,
     ) -> Result<NextBlock, ChainError> {
         let models: Vec<Vec<u8>> = scope.models.iter().map(|(_, b)| b.to_vec()).collect();
-        let extras = BlockExtras {
-            models: &models,
-            chunks: &scope.chunks,
-            finished_uploads: &scope.finished_uploads,
-            consensus,
-        };
+        // The chunks the post-state names are kept; those it released go (docs/precompiles.md).
+        let (chunks, released) =
+            scope.persistence(|slot| fixpoint_evm::state::storage_word(&state, REGISTRY_ADDRESS, slot));
+        let extras = BlockExtras { models: &models, chunks: &chunks, released: &released, consensus };
         self.store.commit_block(block.header.number, &block.to_stored(), &self.state, &state, &extras)?;
         Ok(NextBlock { block, state })
     }
