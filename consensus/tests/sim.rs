@@ -97,8 +97,6 @@ struct Sim {
     participants: Set<PublicKey>,
     genesis: Block,
     shared: Vec<Arc<Shared>>,
-    /// Each validator's model store.
-    stores: Vec<Arc<ModelStore>>,
     handles: Vec<Option<Handle<()>>>,
     starts: usize,
     txs: Vec<Bytes>,
@@ -139,7 +137,6 @@ impl Sim {
             }
         }
         let (genesis, state) = genesis();
-        let stores: Vec<Arc<ModelStore>> = (0..N).map(|_| Arc::new(ModelStore::default())).collect();
         let shared = (0..N)
             .map(|i| {
                 let fault = byzantine.filter(|(b, _)| *b == i).map_or(Proposer::Honest, |(_, f)| f);
@@ -147,7 +144,7 @@ impl Sim {
                     spec: ChainSpec::DEV,
                     gas_limit: 30_000_000,
                     limits: BlockLimits::default(),
-                    models: stores[i].clone(),
+                    models: Arc::new(ModelStore::default()),
                 };
                 Shared::new(exec, &genesis, state.clone(), fault, Address::with_last_byte(i as u8 + 1))
             })
@@ -159,7 +156,6 @@ impl Sim {
             participants,
             genesis,
             shared,
-            stores,
             handles: (0..N).map(|_| None).collect(),
             starts: 0,
             txs: workload(calls),
@@ -443,76 +439,4 @@ fn thousands_of_inference_transactions_leave_identical_state_and_records() {
     assert_eq!(f.iter().map(|b| b.txs).sum::<usize>(), calls + 1);
     let with_records = f.iter().filter(|b| b.records_root != fixpoint_evm::records_root(&[])).count();
     assert!(with_records >= 2, "inference spread over several blocks");
-}
-
-/// Issue 11, finding 3: a leader's block that finalizes an upload reaches only one other
-/// validator (its links to the rest are down while it leads, as if it sent the proposal to fewer
-/// than 2/3), which verifies it; the block is never finalized. The canonical chain then finalizes
-/// the same transaction in another block: every validator, including the two that executed the
-/// dropped block, agrees and the chain keeps finalizing.
-#[test]
-fn an_upload_finalized_in_a_dropped_proposal_is_finalized_by_every_validator_later() {
-    let (model, input, output) = model_case("digits-mlp");
-    let id = keccak256(&model);
-    let u = user(0);
-    let mut upload = vec![tx(
-        &u,
-        0,
-        REGISTRY_ADDRESS,
-        R::beginUploadCall { modelId: id, size: model.len() as u64 }.abi_encode(),
-        1_000_000,
-    )];
-    for (i, c) in model.chunks(4096).enumerate() {
-        let put = R::putChunkCall { modelId: id, offset: (i * 4096) as u64, chunk: c.to_vec().into() };
-        upload.push(tx(&u, upload.len() as u64, REGISTRY_ADDRESS, put.abi_encode(), 2_000_000));
-    }
-    let fin =
-        tx(&u, upload.len() as u64, REGISTRY_ADDRESS, R::finalizeUploadCall { modelId: id }.abi_encode(), 10_000_000);
-    let infer =
-        tx(&user(1), 0, INFERENCE_ADDRESS, I::inferCall { modelId: id, input: input.into() }.abi_encode(), 1_000_000);
-    let shared = runner(61).start(|context| async move {
-        let mut sim = Sim::new(context, LINK, None, 0).await;
-        sim.txs = upload.clone();
-        for i in 0..N {
-            sim.start(i);
-        }
-        assert!(sim.drive(&[0, 1, 2, 3], 2, true, Duration::from_secs(120)).await, "upload chunks finalized");
-        // A 2 | 2 partition: validator 0's proposals reach validator 1 only, and nothing can be
-        // finalized; the finalizing transaction is known to validator 0 only.
-        let cut = [(0, 2), (0, 3), (1, 2), (1, 3)];
-        sim.set_links(&cut, None).await;
-        let height = sim.shared[2].finalized().last().map_or(0, |f| f.height);
-        sim.txs.push(fin.clone());
-        sim.only = Some(0);
-        let end = sim.context.current() + Duration::from_secs(120);
-        // Validator 1 verified (executed) a block of validator 0 with `finalizeUpload`: the model
-        // bytes it registered reached its store, yet no block with it is finalized.
-        while sim.stores[1].get(&id).is_none() {
-            assert!(sim.context.current() < end, "validator 0 never proposed the upload's finalization to 1");
-            sim.drive(&[], u64::MAX, false, Duration::from_millis(200)).await;
-        }
-        sim.context.sleep(Duration::from_secs(5)).await;
-        assert!(sim.stores[2].get(&id).is_none() && sim.stores[3].get(&id).is_none(), "2 and 3 never saw it");
-        assert!(sim.shared.iter().all(|s| s.finalized().last().map_or(0, |f| f.height) <= height + 1));
-        // The network heals; everyone gets the transaction (and a call of the model).
-        sim.set_links(&cut, Some(LINK)).await;
-        sim.only = None;
-        sim.txs.push(infer.clone());
-        for s in &sim.shared {
-            s.submit(sim.txs[sim.submitted..].iter().cloned());
-            s.submit([fin.clone()]);
-        }
-        sim.submitted = sim.txs.len();
-        assert!(
-            sim.drive(&[0, 1, 2, 3], height + 5, true, Duration::from_secs(300)).await,
-            "the chain did not finalize the upload on every validator: refused {:?}, heights {:?}",
-            sim.shared.iter().map(|s| s.refused()).collect::<Vec<_>>(),
-            sim.shared.iter().map(|s| s.finalized().last().map_or(0, |f| f.height)).collect::<Vec<_>>()
-        );
-        sim.shared
-    });
-    let h = shared.iter().map(|s| s.finalized().last().unwrap().height).min().unwrap();
-    assert_honest_agree(&shared, &[0, 1, 2, 3], h);
-    assert!(shared.iter().all(|s| s.refused().is_empty()), "no honest proposal was refused");
-    let _ = output;
 }

@@ -535,3 +535,83 @@ fn apply_overrides(state: &mut MemState, overrides: &StateOverride) -> Result<()
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_consensus::{SignableTransaction, TxEip1559};
+    use alloy_primitives::{Signature, TxKind};
+    use alloy_sol_types::SolCall;
+    use fixpoint_precompiles::abi::IModelRegistry as R;
+
+    const ALICE: Address = Address::repeat_byte(0xA1);
+
+    fn call(nonce: u64, data: Vec<u8>) -> Recovered<TxEnvelope> {
+        let t = TxEip1559 {
+            chain_id: ChainSpec::DEV.chain_id,
+            nonce,
+            gas_limit: 1_000_000,
+            max_fee_per_gas: 100_000_000_000,
+            max_priority_fee_per_gas: 1,
+            to: TxKind::Call(REGISTRY_ADDRESS),
+            value: U256::ZERO,
+            access_list: Default::default(),
+            input: data.into(),
+        };
+        Recovered::new_unchecked(TxEnvelope::Eip1559(t.into_signed(Signature::test_signature())), ALICE)
+    }
+
+    fn open(path: &std::path::Path) -> Chain {
+        let mut state = fixpoint_evm::state::empty_state();
+        fixpoint_evm::state::fund(&mut state, ALICE, U256::from(10u128.pow(24)));
+        let genesis = GenesisState { state, models: vec![], model_ids: vec![], validators: vec![] };
+        Chain::open(ChainSpec::DEV, 30_000_000, Store::open(path).unwrap(), &genesis, 0).unwrap()
+    }
+
+    fn block(chain: &mut Chain, txs: Vec<Recovered<TxEnvelope>>) {
+        let (next, dropped) = chain.build(txs, 1).unwrap();
+        assert!(dropped.is_empty());
+        assert!(next.block.receipts.iter().all(|r| r.output.is_empty()), "every call succeeds");
+        chain.apply(next);
+    }
+
+    /// Chunks are written with the finalized block that names them, survive a restart, and are
+    /// deleted with the block that ends their upload (here a cancel); a restart's dropped chunk
+    /// goes the same way.
+    #[test]
+    fn persisted_chunks_follow_the_finalized_state_across_restarts() {
+        let dir = std::env::temp_dir().join(format!("fixpoint-chunks-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("chain.redb");
+        let id = B256::repeat_byte(7);
+        let put = |nonce, offset: u64, b: &[u8]| {
+            call(nonce, R::putChunkCall { modelId: id, offset, chunk: b.to_vec().into() }.abi_encode())
+        };
+        let mut chain = open(&path);
+        block(
+            &mut chain,
+            vec![
+                call(0, R::beginUploadCall { modelId: id, size: 6 }.abi_encode()),
+                put(1, 0, b"abc"),
+                put(2, 3, b"de"),
+            ],
+        );
+        assert_eq!(chain.models.chunk_count(), 2);
+        drop(chain);
+        let mut chain = open(&path);
+        assert_eq!(chain.models.chunk_count(), 2, "the chunks survive a restart");
+        assert_eq!(chain.store.chunks().unwrap().len(), 2);
+        // Restart the upload: both chunks go, in memory and on disk.
+        block(&mut chain, vec![call(3, R::beginUploadCall { modelId: id, size: 6 }.abi_encode()), put(4, 0, b"xyz")]);
+        assert_eq!(chain.models.chunk_count(), 1);
+        assert_eq!(chain.store.chunks().unwrap().len(), 1);
+        block(&mut chain, vec![call(5, R::cancelUploadCall { modelId: id }.abi_encode())]);
+        assert_eq!(chain.models.chunk_count(), 0);
+        drop(chain);
+        let chain = open(&path);
+        assert_eq!(chain.models.chunk_count(), 0, "a cancelled upload leaves nothing on disk");
+        drop(chain);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
