@@ -79,7 +79,7 @@ fn main() {
         tx(&user(1), 0, REGISTRY_ADDRESS, R::registerCall { model: cnn.clone().into() }.abi_encode(), 10_000_000),
     ];
     let (b1, out1) = exec.propose(&genesis, &state, 1, 0, Address::ZERO, &regs);
-    out1.scope.commit();
+    out1.scope.commit(1);
     let s1: MemState = out1.state;
     let limits = Limits::default();
 

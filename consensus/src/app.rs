@@ -18,7 +18,7 @@ use commonware_cryptography::{Digested, Digestible};
 use commonware_runtime::Clock;
 use commonware_utils::Acknowledgement;
 use fixpoint_evm::{BlockOutcome, MemState, TxOutcome};
-use fixpoint_precompiles::{InferenceRecord, ScopeOutcome};
+use fixpoint_precompiles::{InferenceRecord, ModelStore, REGISTRY_ADDRESS, ScopeOutcome};
 use futures::StreamExt;
 
 use crate::block::Block;
@@ -52,9 +52,10 @@ pub struct Executed {
 impl Executed {
     /// A block's execution; stages its models and upload chunks in the model store.
     pub fn new(height: u64, out: BlockOutcome) -> Arc<Self> {
-        // Content-addressed: staging a block's models early cannot change a result
-        // (docs/precompiles.md), and children may be built before finalization.
-        let scope = out.scope.commit();
+        // Content-addressed: staging a block's models and chunks early cannot change a result
+        // (docs/precompiles.md), and children may be built before finalization. Nothing is
+        // removed here: only [`Executed::finalize_models`], for a finalized block.
+        let scope = out.scope.commit(height);
         Arc::new(Self {
             height,
             state: out.state,
@@ -63,6 +64,13 @@ impl Executed {
             records: out.records,
             scope,
         })
+    }
+
+    /// This block is final: drops from `models` the upload chunks no block that can still be
+    /// built on may name (`ModelStore::finalize`). Idempotent.
+    pub fn finalize_models(&self, models: &ModelStore) -> usize {
+        let read = |slot| fixpoint_evm::state::storage_word(&self.state, REGISTRY_ADDRESS, slot);
+        models.finalize(self.height, &self.scope.released, read)
     }
 
     /// The starting point of a node: block `height`'s post-state, nothing else.
@@ -477,6 +485,7 @@ impl Reporter for Finalizer {
             eprintln!("cannot persist finalized block {height}: {e}");
             return Feedback::Ok;
         }
+        executed.finalize_models(&s.exec.models);
         d.finalized.push(Finalized::of(b));
         if d.finalized.len() > MAX_FINALIZED_LOG + MAX_FINALIZED_LOG / 10 {
             let excess = d.finalized.len() - MAX_FINALIZED_LOG;

@@ -85,7 +85,7 @@ fn an_honest_block_verifies_on_a_validator_that_never_saw_the_model() {
     let (_, _, output) = model_case("digits-mlp");
     assert!(out.records.iter().all(|r| r.output_hash == keccak256(&output)), "the vector's output");
     // Once verified and committed, the model is in that validator's store too.
-    out.scope.commit();
+    out.scope.commit(1);
     assert!(v.exec.models.get(&keccak256(model_case("digits-mlp").0)).is_some());
 }
 
@@ -305,4 +305,57 @@ proptest! {
 fn encoded_honest() -> &'static [u8] {
     static ENCODED: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     ENCODED.get_or_init(|| honest().0.encode().to_vec())
+}
+
+/// Issue 11, finding 3, at the executor: validator A verifies a proposal that finalizes an upload
+/// (and keeps it, as every validator does for a block it votes for); the proposal is never
+/// finalized. Leader B's canonical block on the same parent has the same transaction: A verifies
+/// it and reaches B's roots, and once it is final A holds no chunk any more.
+#[test]
+fn a_verified_but_dropped_finalize_does_not_stop_the_validator_verifying_the_canonical_one() {
+    use fixpoint_consensus::app::Executed;
+    let (model, _, _) = model_case("digits-mlp");
+    let id = keccak256(&model);
+    let mut upload = vec![tx(
+        &key(0),
+        0,
+        REGISTRY_ADDRESS,
+        R::beginUploadCall { modelId: id, size: model.len() as u64 }.abi_encode(),
+        1_000_000,
+    )];
+    for (i, c) in model.chunks(4096).enumerate() {
+        let put = R::putChunkCall { modelId: id, offset: (i * 4096) as u64, chunk: c.to_vec().into() };
+        upload.push(tx(&key(0), upload.len() as u64, REGISTRY_ADDRESS, put.abi_encode(), 2_000_000));
+    }
+    let fin = tx(
+        &key(0),
+        upload.len() as u64,
+        REGISTRY_ADDRESS,
+        R::finalizeUploadCall { modelId: id }.abi_encode(),
+        10_000_000,
+    );
+    let (a, b) = (node(), node());
+    // Block 1 (final on both): the upload.
+    let (b1, out) = b.exec.propose(&b.genesis, &b.state, 1, 1_700_000_001, key(1).address(), &upload);
+    assert_eq!(b1.body().txs.len(), upload.len());
+    let on_b = Executed::new(1, out);
+    on_b.finalize_models(&b.exec.models);
+    let on_a = Executed::new(1, a.exec.verify(&a.genesis, &a.state, &b1).expect("block 1"));
+    on_a.finalize_models(&a.exec.models);
+    // Block 2 from a leader that reached only A: verified and kept there, never finalized.
+    let (fork, _) = a.exec.propose(&b1, &on_a.state, 2, 1_700_000_002, key(2).address(), std::slice::from_ref(&fin));
+    let kept = Executed::new(2, a.exec.verify(&b1, &on_a.state, &fork).expect("fork verifies"));
+    assert!(kept.txs[0].success);
+    assert!(a.exec.models.get(&id).is_some(), "A executed the dropped finalize");
+    // The canonical block 2, built by B who never saw the fork.
+    let (b2, out) = b.exec.propose(&b1, &on_b.state, 3, 1_700_000_003, key(1).address(), &[fin]);
+    assert_eq!(b2.body().txs.len(), 1, "B includes the finalize");
+    assert!(out.txs[0].success);
+    let verified = a.exec.verify(&b1, &on_a.state, &b2);
+    assert!(verified.is_ok(), "A refuses the canonical block: {:?}", verified.err());
+    // `verify` succeeding means A re-executed B's block to B's state, receipts and records roots.
+    let final_a = Executed::new(2, verified.unwrap());
+    assert!(final_a.txs[0].success);
+    final_a.finalize_models(&a.exec.models);
+    assert_eq!(a.exec.models.chunk_count(), 0, "the finalized upload's chunks are gone");
 }

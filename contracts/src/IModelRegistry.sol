@@ -36,6 +36,8 @@ interface IModelRegistry {
     event ModelRegistered(bytes32 indexed modelId, address indexed owner, uint64 size);
     /// A chunked upload was opened.
     event UploadStarted(bytes32 indexed modelId, address indexed owner, uint64 size);
+    /// A chunked upload was cancelled by its owner.
+    event UploadCancelled(bytes32 indexed modelId, address indexed owner);
 
     /// The model bytes were rejected by the verifier; `reason` says why.
     error ModelRejected(string reason);
@@ -49,6 +51,8 @@ interface IModelRegistry {
     error UploadOutOfOrder(bytes32 modelId, uint64 expected, uint64 got);
     /// A chunk would run past the declared size.
     error UploadOverflow(bytes32 modelId, uint64 size, uint64 end);
+    /// The upload already has the most chunks one upload may have.
+    error TooManyChunks(bytes32 modelId, uint64 max);
     /// `finalizeUpload` before every byte arrived.
     error UploadIncomplete(bytes32 modelId, uint64 received, uint64 size);
     /// The uploaded bytes hash to `actual`, not the declared id.
@@ -65,15 +69,20 @@ interface IModelRegistry {
     /// Registers a model that fits in one transaction; returns its id (keccak256 of the bytes).
     function register(bytes calldata model) external returns (bytes32 modelId);
 
-    /// Opens (or restarts) the caller's chunked upload of a `size`-byte model whose keccak256 is
-    /// `modelId`. Uploads are per caller, so nobody can block another's upload of the same model.
+    /// Opens (or restarts, dropping what was received) the caller's chunked upload of a
+    /// `size`-byte model whose keccak256 is `modelId`. Uploads are per caller, so nobody can block
+    /// another's upload of the same model.
     function beginUpload(bytes32 modelId, uint64 size) external;
 
     /// Appends `chunk` to the caller's upload at `offset` (which must equal the bytes received).
     function putChunk(bytes32 modelId, uint64 offset, bytes calldata chunk) external;
 
-    /// Checks the upload's hash, verifies the model and registers it.
+    /// Checks the upload's hash, verifies the model and registers it; the upload ends. On a
+    /// revert (`HashMismatch`, `ModelRejected`) the upload stays open: cancel or restart it.
     function finalizeUpload(bytes32 modelId) external returns (bytes32);
+
+    /// Drops the caller's upload of `modelId` and everything it received.
+    function cancelUpload(bytes32 modelId) external;
 
     /// Whether a model with this id is registered.
     function exists(bytes32 modelId) external view returns (bool);

@@ -83,8 +83,8 @@ pub struct BlockOutcome {
     pub logs_bloom: Bloom,
     /// Every inference executed, in order.
     pub records: Vec<InferenceRecord>,
-    /// The execution's scope: commit it (`scope.commit()`) when the block is final, so models
-    /// registered in it reach the model store.
+    /// The execution's scope: commit it (`scope.commit(height)`) when the node keeps the block,
+    /// so the models and upload chunks it received reach the model store.
     pub scope: Arc<Scope>,
 }
 

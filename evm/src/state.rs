@@ -30,6 +30,11 @@ pub fn set_code(state: &mut MemState, address: Address, code: Bytes) {
     state.insert_account_info(address, AccountInfo { code_hash: bytecode.hash_slow(), code: Some(bytecode), ..info });
 }
 
+/// The storage word at `slot` of `address` (zero if absent).
+pub fn storage_word(state: &MemState, address: Address, slot: U256) -> U256 {
+    state.cache.accounts.get(&address).and_then(|a| a.storage.get(&slot).copied()).unwrap_or_default()
+}
+
 /// The accounts the state trie holds, with their storage roots: those that exist and are not
 /// empty (EIP-161), each with the root of its non-zero storage. Unordered (the trie sorts).
 pub fn trie_accounts(state: &MemState) -> impl Iterator<Item = (Address, TrieAccount)> + '_ {

@@ -322,7 +322,7 @@ fn chunked_upload_across_blocks() {
     let b = chain.block(vec![infer]);
     assert_eq!(I::inferCall::abi_decode_returns(&b.txs[0].output).unwrap().to_vec(), case.output);
 
-    // A hash mismatch ends the upload with a decodable error.
+    // A hash mismatch reverts with a decodable error (the upload stays open).
     let fake = B256::repeat_byte(3);
     let begin = chain.tx(
         BOB,

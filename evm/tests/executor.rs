@@ -292,6 +292,6 @@ fn a_model_registered_in_the_block_is_usable_later_in_the_same_block() {
     assert_eq!(out.records.len(), 1);
     assert_eq!(out.records[0].output_hash, keccak256(&case.output));
     assert!(store.get(&id).is_none(), "nothing reaches the store before the block is committed");
-    out.scope.commit();
+    out.scope.commit(1);
     assert!(store.get(&id).is_some());
 }

@@ -207,7 +207,9 @@ impl Chain {
             models.insert(m.into());
         }
         for (key, bytes) in store.chunks()? {
-            models.insert_chunk(key, bytes.into());
+            if !models.restore_chunk(key, bytes.into()) {
+                return Err(ChainError::Inconsistent(format!("stored chunk {key:?} does not match its hash")));
+            }
         }
         let mut chain = Self {
             spec,
@@ -301,8 +303,11 @@ impl Chain {
             consensus_parent: None,
         };
         let block = self.assemble(&env, txs, &outcome.txs, outcome.records.clone(), &parts);
-        let scope_out = outcome.scope.commit();
+        let scope_out = outcome.scope.commit(env.number);
         let next = self.commit(block, outcome.state, &scope_out, None)?;
+        // A dev block is final once written.
+        let read = |slot| fixpoint_evm::state::storage_word(&next.state, REGISTRY_ADDRESS, slot);
+        self.models.finalize(env.number, &scope_out.released, read);
         Ok((next, dropped))
     }
 
@@ -403,12 +408,10 @@ impl Chain {
         consensus: Option<&[u8]>,
     ) -> Result<NextBlock, ChainError> {
         let models: Vec<Vec<u8>> = scope.models.iter().map(|(_, b)| b.to_vec()).collect();
-        let extras = BlockExtras {
-            models: &models,
-            chunks: &scope.chunks,
-            finished_uploads: &scope.finished_uploads,
-            consensus,
-        };
+        // The chunks the post-state names are kept; those it released go (docs/precompiles.md).
+        let (chunks, released) =
+            scope.persistence(|slot| fixpoint_evm::state::storage_word(&state, REGISTRY_ADDRESS, slot));
+        let extras = BlockExtras { models: &models, chunks: &chunks, released: &released, consensus };
         self.store.commit_block(block.header.number, &block.to_stored(), &self.state, &state, &extras)?;
         Ok(NextBlock { block, state })
     }
@@ -568,6 +571,8 @@ mod tests {
     use super::*;
     use alloy_consensus::{SignableTransaction, Transaction as _, TxEip1559};
     use alloy_primitives::{Signature, TxKind};
+    use alloy_sol_types::SolCall;
+    use fixpoint_precompiles::abi::IModelRegistry as R;
 
     use crate::dev::dev_accounts;
     use crate::genesis::Genesis;
@@ -606,5 +611,76 @@ mod tests {
         assert_eq!(dropped.len(), 1);
         assert_eq!(dropped[0].inner().nonce(), 5);
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    const ALICE: Address = Address::repeat_byte(0xA1);
+
+    fn call(nonce: u64, data: Vec<u8>) -> Recovered<TxEnvelope> {
+        let t = TxEip1559 {
+            chain_id: ChainSpec::DEV.chain_id,
+            nonce,
+            gas_limit: 1_000_000,
+            max_fee_per_gas: 100_000_000_000,
+            max_priority_fee_per_gas: 1,
+            to: TxKind::Call(REGISTRY_ADDRESS),
+            value: U256::ZERO,
+            access_list: Default::default(),
+            input: data.into(),
+        };
+        Recovered::new_unchecked(TxEnvelope::Eip1559(t.into_signed(Signature::test_signature())), ALICE)
+    }
+
+    fn open(path: &std::path::Path) -> Chain {
+        let mut state = fixpoint_evm::state::empty_state();
+        fixpoint_evm::state::fund(&mut state, ALICE, U256::from(10u128.pow(24)));
+        let genesis = GenesisState { state, models: vec![], model_ids: vec![], validators: vec![] };
+        Chain::open(ChainSpec::DEV, 30_000_000, Store::open(path).unwrap(), &genesis, 0).unwrap()
+    }
+
+    fn block(chain: &mut Chain, txs: Vec<Recovered<TxEnvelope>>) {
+        let (next, dropped) = chain.build(txs, 1).unwrap();
+        assert!(dropped.is_empty());
+        assert!(next.block.receipts.iter().all(|r| r.output.is_empty()), "every call succeeds");
+        chain.apply(next);
+    }
+
+    /// Chunks are written with the finalized block that names them, survive a restart, and are
+    /// deleted with the block that ends their upload (here a cancel); a restart's dropped chunk
+    /// goes the same way.
+    #[test]
+    fn persisted_chunks_follow_the_finalized_state_across_restarts() {
+        let dir = std::env::temp_dir().join(format!("fixpoint-chunks-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("chain.redb");
+        let id = B256::repeat_byte(7);
+        let put = |nonce, offset: u64, b: &[u8]| {
+            call(nonce, R::putChunkCall { modelId: id, offset, chunk: b.to_vec().into() }.abi_encode())
+        };
+        let mut chain = open(&path);
+        block(
+            &mut chain,
+            vec![
+                call(0, R::beginUploadCall { modelId: id, size: 6 }.abi_encode()),
+                put(1, 0, b"abc"),
+                put(2, 3, b"de"),
+            ],
+        );
+        assert_eq!(chain.models.chunk_count(), 2);
+        drop(chain);
+        let mut chain = open(&path);
+        assert_eq!(chain.models.chunk_count(), 2, "the chunks survive a restart");
+        assert_eq!(chain.store.chunks().unwrap().len(), 2);
+        // Restart the upload: both chunks go, in memory and on disk.
+        block(&mut chain, vec![call(3, R::beginUploadCall { modelId: id, size: 6 }.abi_encode()), put(4, 0, b"xyz")]);
+        assert_eq!(chain.models.chunk_count(), 1);
+        assert_eq!(chain.store.chunks().unwrap().len(), 1);
+        block(&mut chain, vec![call(5, R::cancelUploadCall { modelId: id }.abi_encode())]);
+        assert_eq!(chain.models.chunk_count(), 0);
+        drop(chain);
+        let chain = open(&path);
+        assert_eq!(chain.models.chunk_count(), 0, "a cancelled upload leaves nothing on disk");
+        drop(chain);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

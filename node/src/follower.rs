@@ -109,6 +109,7 @@ pub fn run(cfg: &FollowConfig) -> Result<()> {
                     .with_context(|| format!("finalized block {h} does not re-execute on this node"))?;
                 let executed = Executed::new(h, out);
                 node.finalized(&block, &executed).map_err(|e| anyhow::anyhow!("writing block {h}: {e}"))?;
+                executed.finalize_models(&exec.models);
                 println!(
                     "followed height {h} digest 0x{} state {} txs {}",
                     hex::encode(block.digest().as_ref()),

@@ -160,6 +160,16 @@ enum ModelCmd {
         #[arg(long, default_value_t = 96 * 1024)]
         chunk_size: usize,
     },
+    /// Cancel your unfinished chunked upload of a model (e.g. one interrupted for good).
+    Cancel {
+        /// Model id (0x + 64 hex).
+        id: B256,
+        #[command(flatten)]
+        rpc: Rpc,
+        /// Key of the account that began the upload (hex).
+        #[arg(long, env = "ETH_PRIVATE_KEY")]
+        private_key: String,
+    },
     /// What the chain records about a model: owner, size, cost, inputs and outputs.
     Info {
         /// Model id (0x + 64 hex).
@@ -476,6 +486,18 @@ async fn model(cmd: ModelCmd) -> Result<()> {
         ModelCmd::Register { file, rpc, private_key, chunk_size } => {
             register(&file, &rpc.rpc_url, &private_key, chunk_size).await
         }
+        ModelCmd::Cancel { id, rpc, private_key } => {
+            let client = Client::new(&rpc.rpc_url)?;
+            let sent = client
+                .send(
+                    &parse_key(&private_key)?,
+                    REGISTRY_ADDRESS,
+                    R::cancelUploadCall { modelId: id }.abi_encode().into(),
+                )
+                .await?;
+            eprintln!("upload of {id} cancelled in block {} (tx {})", sent.block, sent.hash);
+            Ok(())
+        }
         ModelCmd::Info { id, rpc } => info(id, &rpc.rpc_url).await,
         ModelCmd::Call { id, input, rpc } => call(id, &input, &rpc.rpc_url).await,
     }
@@ -496,7 +518,17 @@ async fn register(file: &Path, url: &str, key: &str, chunk_size: usize) -> Resul
     }
     let cost = engine.cost();
     eprintln!("model {id}: {} bytes, {} MACs per inference", bytes.len(), cost.macs);
-    let chunk_size = chunk_size.max(1);
+    // An upload has at most MAX_UPLOAD_CHUNKS chunks (docs/gas.md): larger chunks if need be.
+    let max_chunks = fixpoint_precompiles::gas::MAX_UPLOAD_CHUNKS as usize;
+    let chunk_size = chunk_size.max(1).max(bytes.len().div_ceil(max_chunks));
+    if bytes.len() > chunk_size && bytes.len() as u64 > fixpoint_precompiles::gas::MAX_UPLOAD_BYTES {
+        bail!(
+            "{} is {} bytes: a chunked upload may have at most {} bytes (docs/gas.md)",
+            file.display(),
+            bytes.len(),
+            fixpoint_precompiles::gas::MAX_UPLOAD_BYTES
+        );
+    }
     if bytes.len() <= chunk_size {
         let sent =
             client.send(&key, REGISTRY_ADDRESS, R::registerCall { model: bytes.into() }.abi_encode().into()).await?;

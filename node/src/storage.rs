@@ -23,27 +23,42 @@ const CODE: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("code");
 const MODELS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("models");
 /// Consensus data: key "finalized" holds the last finalized consensus block (validators).
 const CONSENSUS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("consensus");
-/// Chunks of open model uploads: key `id ‖ owner ‖ offset (u64 BE)`.
-const CHUNKS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("chunks");
+/// Chunks of open model uploads that the finalized state names: key `id ‖ owner ‖ index (u64 BE)
+/// ‖ keccak256(chunk)` (92 bytes, the model store's key). The v1 table keyed by offset is left
+/// alone: its chunks belong to the old state layout.
+const CHUNKS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("upload-chunks-v2");
 
 fn chunk_key(k: &ChunkKey) -> Vec<u8> {
-    let mut v = Vec::with_capacity(60);
-    v.extend_from_slice(k.0.as_slice());
-    v.extend_from_slice(k.1.as_slice());
-    v.extend_from_slice(&k.2.to_be_bytes());
+    let mut v = Vec::with_capacity(92);
+    v.extend_from_slice(k.id.as_slice());
+    v.extend_from_slice(k.owner.as_slice());
+    v.extend_from_slice(&k.index.to_be_bytes());
+    v.extend_from_slice(k.hash.as_slice());
     v
 }
 
-/// What a block adds beside state: registered models' bytes, upload chunks received, and
-/// uploads finished (whose chunks go).
+fn parse_chunk_key(k: &[u8]) -> Option<ChunkKey> {
+    if k.len() != 92 {
+        return None;
+    }
+    Some(ChunkKey {
+        id: B256::from_slice(k.get(..32)?),
+        owner: Address::from_slice(k.get(32..52)?),
+        index: u64::from_be_bytes(k.get(52..60)?.try_into().ok()?),
+        hash: B256::from_slice(k.get(60..)?),
+    })
+}
+
+/// What a finalized block adds beside state: registered models' bytes, the upload chunks it
+/// received that its post-state names, and the chunks its post-state no longer names (they go).
 #[derive(Debug, Default)]
 pub struct BlockExtras<'a> {
     /// Registered models.
     pub models: &'a [Vec<u8>],
-    /// Upload chunks.
+    /// Upload chunks to keep.
     pub chunks: &'a [(ChunkKey, std::sync::Arc<[u8]>)],
-    /// Finished uploads.
-    pub finished_uploads: &'a [(B256, Address)],
+    /// Upload chunks to delete.
+    pub released: &'a [ChunkKey],
     /// The finalized consensus block this block comes from (validators and followers).
     pub consensus: Option<&'a [u8]>,
 }
@@ -212,19 +227,15 @@ impl Store {
         Ok(out)
     }
 
-    /// The chunks of open uploads.
+    /// The chunks of open uploads that the head state names.
     pub fn chunks(&self) -> Result<Vec<(ChunkKey, Vec<u8>)>, StoreError> {
         let r = self.db.begin_read().map_err(dbe)?;
         let t = r.open_table(CHUNKS).map_err(dbe)?;
         let mut out = Vec::new();
         for item in t.iter().map_err(dbe)? {
             let (k, v) = item.map_err(dbe)?;
-            let k = k.value();
-            if k.len() != 60 {
-                return Err(StoreError::Corrupt("chunk key".into()));
-            }
-            let offset = u64::from_be_bytes(k[52..].try_into().map_err(|_| StoreError::Corrupt("chunk key".into()))?);
-            out.push(((B256::from_slice(&k[..32]), Address::from_slice(&k[32..52]), offset), v.value().to_vec()));
+            let key = parse_chunk_key(k.value()).ok_or_else(|| StoreError::Corrupt("chunk key".into()))?;
+            out.push((key, v.value().to_vec()));
         }
         Ok(out)
     }
@@ -281,20 +292,8 @@ impl Store {
             for (k, bytes) in extras.chunks {
                 ct.insert(chunk_key(k).as_slice(), &bytes[..]).map_err(dbe)?;
             }
-            for (id, owner) in extras.finished_uploads {
-                let mut lo = id.to_vec();
-                lo.extend_from_slice(owner.as_slice());
-                let mut hi = lo.clone();
-                lo.extend_from_slice(&[0; 8]);
-                hi.extend_from_slice(&[0xff; 8]);
-                let gone: Vec<Vec<u8>> = ct
-                    .range(lo.as_slice()..=hi.as_slice())
-                    .map_err(dbe)?
-                    .map(|e| e.map(|(k, _)| k.value().to_vec()).map_err(dbe))
-                    .collect::<Result<_, _>>()?;
-                for k in gone {
-                    ct.remove(k.as_slice()).map_err(dbe)?;
-                }
+            for k in extras.released {
+                ct.remove(chunk_key(k).as_slice()).map_err(dbe)?;
             }
             if let Some(c) = extras.consensus {
                 w.open_table(CONSENSUS).map_err(dbe)?.insert("finalized", c).map_err(dbe)?;

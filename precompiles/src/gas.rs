@@ -26,12 +26,24 @@ pub const PER_WORD_INTS: u64 = 3;
 pub const REGISTER_BASE: u64 = 40_000;
 /// Per 32-byte word of a model being registered: hashing, parsing, verification, storing.
 pub const REGISTER_PER_WORD: u64 = 60;
-/// Opening a chunked upload.
+/// Opening a chunked upload (plus [`FINISH_PER_CHUNK`] per chunk of a restarted one).
 pub const BEGIN_UPLOAD: u64 = 25_000;
-/// Fixed part of a chunk.
-pub const CHUNK_BASE: u64 = 8_000;
-/// Per 32-byte word of a chunk.
-pub const CHUNK_PER_WORD: u64 = 12;
+/// Fixed part of a chunk: reading the upload's record (2 × 2,100), setting the chunk's hash slot
+/// (22,100, as an EVM SSTORE of a fresh slot) and updating the record (5,000), rounded up.
+pub const CHUNK_BASE: u64 = 32_000;
+/// Per 32-byte word of a chunk: what registering the same bytes as a permanent model costs, since
+/// the node holds a chunk, in memory and on disk, until its upload ends (which may be never).
+pub const CHUNK_PER_WORD: u64 = REGISTER_PER_WORD;
+/// Per chunk when an upload ends (finalize, cancel, restart): reading its hash slot and zeroing
+/// it (2,100 + 2,900, as the EVM charges for a cold SSTORE to zero).
+pub const FINISH_PER_CHUNK: u64 = 5_000;
+/// `cancelUpload`: reading and zeroing the upload's record.
+pub const CANCEL_UPLOAD: u64 = 10_000;
+/// The block gas limit the upload caps are checked against (the chain default).
+pub const BLOCK_GAS_LIMIT: u64 = 30_000_000;
+/// Gas a transaction calling `finalizeUpload` spends outside the precompile: 21,000 intrinsic,
+/// 36 bytes of calldata at 16 gas, a call to a warm address (rounded up).
+pub const FINALIZE_TX_OVERHEAD: u64 = 25_000;
 /// Views (`exists`, `modelInfo`).
 pub const VIEW_BASE: u64 = 2_100;
 /// Per 32-byte word of a `modelIO` answer.
@@ -69,6 +81,28 @@ pub fn chunk_gas(len: u64) -> u64 {
     CHUNK_BASE.saturating_add(CHUNK_PER_WORD.saturating_mul(words(len)))
 }
 
+/// Gas of `finalizeUpload` of a `size`-byte upload in `chunks` chunks (besides [`REJECT`]).
+pub const fn finalize_gas(size: u64, chunks: u64) -> u64 {
+    REGISTER_BASE
+        .saturating_add(REGISTER_PER_WORD.saturating_mul(words(size)))
+        .saturating_add(FINISH_PER_CHUNK.saturating_mul(chunks))
+}
+
+/// Gas of ending an upload of `chunks` chunks without registering it (cancel).
+pub const fn cancel_gas(chunks: u64) -> u64 {
+    CANCEL_UPLOAD.saturating_add(FINISH_PER_CHUNK.saturating_mul(chunks))
+}
+
+/// Largest upload `beginUpload` accepts: with [`MAX_UPLOAD_CHUNKS`], its `finalizeUpload` fits
+/// in a block (docs/gas.md §Registry; checked at compile time below).
+pub const MAX_UPLOAD_BYTES: u64 = 8 << 20;
+/// Most chunks one upload may have.
+pub const MAX_UPLOAD_CHUNKS: u64 = 1024;
+
+// 40,000 + 60 · 262,144 + 5,000 · 1,024 + 1,000 + 25,000 = 20,914,640 ≤ 30,000,000.
+const _: () =
+    assert!(REJECT + finalize_gas(MAX_UPLOAD_BYTES, MAX_UPLOAD_CHUNKS) + FINALIZE_TX_OVERHEAD <= BLOCK_GAS_LIMIT);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +125,14 @@ mod tests {
         assert_eq!(words(0), 0);
         assert_eq!(words(33), 2);
         assert_eq!(warm_infer_gas(&Cost { macs: u64::MAX, ..Cost::default() }, u64::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn the_largest_upload_finalizes_within_a_block() {
+        let worst = REJECT + finalize_gas(MAX_UPLOAD_BYTES, MAX_UPLOAD_CHUNKS) + FINALIZE_TX_OVERHEAD;
+        assert_eq!(worst, 1_000 + 40_000 + 60 * 262_144 + 5_000 * 1_024 + 25_000);
+        assert!(worst <= BLOCK_GAS_LIMIT);
+        // A chunk costs at least as much per byte as registering the bytes, plus a slot.
+        assert!(chunk_gas(4096) >= register_gas(4096) - REGISTER_BASE + 22_100);
     }
 }

@@ -24,7 +24,7 @@ pub mod state;
 pub mod store;
 
 pub use records::InferenceRecord;
-pub use store::{ChunkKey, ModelStore, Scope, ScopeOutcome};
+pub use store::{Chunk, ChunkKey, ModelStore, Scope, ScopeOutcome};
 
 /// The model registry precompile: clear of Ethereum's 0x01–0x11 and Osaka's P256VERIFY (0x100).
 pub const REGISTRY_ADDRESS: Address = address!("0x0000000000000000000000000000000000000F00");

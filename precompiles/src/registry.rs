@@ -1,5 +1,11 @@
 //! The model registry precompile at [`REGISTRY_ADDRESS`] (docs/precompiles.md §2):
 //! `register`, chunked uploads, and the views `exists`, `modelInfo`, `modelIO`.
+//!
+//! A chunked upload lives in the block's state: the upload's record and, per chunk, the
+//! keccak256 of its bytes (`state.rs`); the bytes wait in the scope, then the model store, under
+//! that hash (`store.rs`). `finalizeUpload` reads the hashes from the state and the bytes by
+//! hash, so what another fork sent can never be read, and clears the slots; the store drops the
+//! bytes only once a block that cleared them is final.
 
 use std::sync::Arc;
 
@@ -12,8 +18,8 @@ use revm::precompile::PrecompileId;
 use crate::abi::IModelRegistry::{self as R, IModelRegistryCalls as Call};
 use crate::call::{Fail, Meter, finish, keep_alive, sload, sstore};
 use crate::gas;
-use crate::state::{ModelRecord, UploadRecord, model_slots, upload_slots};
-use crate::store::Scope;
+use crate::state::{ModelRecord, UploadRecord, chunk_slot, model_slots, upload_slots};
+use crate::store::{ChunkKey, Scope};
 use crate::{INFERENCE_ADDRESS, REGISTRY_ADDRESS};
 
 /// The registry precompile over `scope`.
@@ -54,6 +60,25 @@ fn write_upload(
     Ok(())
 }
 
+/// The keys the state names for the first `chunks` chunks of `owner`'s upload of `id`.
+fn chunk_keys(internals: &mut EvmInternals<'_>, id: B256, owner: Address, chunks: u64) -> Result<Vec<ChunkKey>, Fail> {
+    (0..chunks)
+        .map(|index| {
+            let h = sload(internals, REGISTRY_ADDRESS, chunk_slot(id, owner, index))?;
+            Ok(ChunkKey { id, owner, index, hash: B256::from(h.to_be_bytes::<32>()) })
+        })
+        .collect()
+}
+
+/// Ends an upload: zeroes its chunk slots and its record; the scope notes the released chunks.
+fn end_upload(scope: &Scope, internals: &mut EvmInternals<'_>, keys: &[ChunkKey]) -> Result<(), Fail> {
+    for k in keys {
+        sstore(internals, REGISTRY_ADDRESS, chunk_slot(k.id, k.owner, k.index), U256::ZERO)?;
+        scope.release(*k);
+    }
+    Ok(())
+}
+
 fn call(scope: &Scope, input: &mut PrecompileInput<'_>) -> Result<(u64, Bytes), Fail> {
     let mut meter = Meter::new(input.gas)?;
     if !input.is_direct_call() {
@@ -69,8 +94,10 @@ fn call(scope: &Scope, input: &mut PrecompileInput<'_>) -> Result<(u64, Bytes), 
     let Ok(decoded) = Call::abi_decode(data) else {
         return Err(meter.revert(R::BadCalldata {}));
     };
-    let writes =
-        matches!(decoded, Call::register(_) | Call::beginUpload(_) | Call::putChunk(_) | Call::finalizeUpload(_));
+    let writes = matches!(
+        decoded,
+        Call::register(_) | Call::beginUpload(_) | Call::putChunk(_) | Call::finalizeUpload(_) | Call::cancelUpload(_)
+    );
     if writes && input.is_static {
         return Err(meter.revert(R::StaticCallNotAllowed {}));
     }
@@ -83,15 +110,21 @@ fn call(scope: &Scope, input: &mut PrecompileInput<'_>) -> Result<(u64, Bytes), 
         }
         Call::beginUpload(c) => {
             meter.charge(gas::BEGIN_UPLOAD)?;
-            let max = scope.store().limits().max_model_bytes;
+            let max = scope.store().limits().max_model_bytes.min(gas::MAX_UPLOAD_BYTES);
             if c.size > max {
                 return Err(meter.revert(R::ModelTooLarge { size: c.size, max }));
             }
             if c.size == 0 {
                 return Err(meter.revert(R::ModelRejected { reason: "empty upload".into() }));
             }
+            // A restart drops what the previous upload received.
+            if let Some(old) = read_upload(&mut input.internals, c.modelId, caller)? {
+                meter.charge(gas::FINISH_PER_CHUNK.saturating_mul(old.chunks))?;
+                let keys = chunk_keys(&mut input.internals, c.modelId, caller, old.chunks)?;
+                end_upload(scope, &mut input.internals, &keys)?;
+            }
             keep_alive(&mut input.internals, REGISTRY_ADDRESS)?;
-            let up = UploadRecord { owner: caller, size: c.size, received: 0 };
+            let up = UploadRecord { owner: caller, size: c.size, received: 0, chunks: 0 };
             write_upload(&mut input.internals, c.modelId, caller, Some(up))?;
             let ev = R::UploadStarted { modelId: c.modelId, owner: caller, size: c.size };
             input.internals.log(Log { address: REGISTRY_ADDRESS, data: ev.encode_log_data() });
@@ -114,8 +147,14 @@ fn call(scope: &Scope, input: &mut PrecompileInput<'_>) -> Result<(u64, Bytes), 
             if end > up.size {
                 return Err(meter.revert(R::UploadOverflow { modelId: c.modelId, size: up.size, end }));
             }
-            scope.put_chunk((c.modelId, caller, c.offset), c.chunk.to_vec().into());
+            if up.chunks >= gas::MAX_UPLOAD_CHUNKS {
+                return Err(meter.revert(R::TooManyChunks { modelId: c.modelId, max: gas::MAX_UPLOAD_CHUNKS }));
+            }
+            let key = scope.put_chunk(c.modelId, caller, up.chunks, c.chunk.to_vec().into());
+            let slot = chunk_slot(c.modelId, caller, up.chunks);
+            sstore(&mut input.internals, REGISTRY_ADDRESS, slot, U256::from_be_bytes(key.hash.0))?;
             up.received = end;
+            up.chunks = up.chunks.saturating_add(1);
             write_upload(&mut input.internals, c.modelId, caller, Some(up))?;
             Vec::new()
         }
@@ -130,19 +169,42 @@ fn call(scope: &Scope, input: &mut PrecompileInput<'_>) -> Result<(u64, Bytes), 
                     size: up.size,
                 }));
             }
-            meter.charge(gas::register_gas(up.size))?;
-            let bytes = scope
-                .assemble(c.modelId, caller, up.size)
-                .ok_or_else(|| Fail::Fatal(format!("upload chunks of {} missing from the model store", c.modelId)))?;
-            // The upload ends here whatever the verdict; a failed one can be restarted.
+            meter.charge(gas::finalize_gas(up.size, up.chunks))?;
+            // The state names every chunk's hash; the bytes are in this node's scope or store
+            // whatever forks it executed (store.rs), so a miss is this node's fault: fatal.
+            let keys = chunk_keys(&mut input.internals, c.modelId, caller, up.chunks)?;
+            let missing = |what: &str| Fail::Fatal(format!("upload {} of {caller}: {what}", c.modelId));
+            let mut bytes = Vec::with_capacity(usize::try_from(up.size).map_err(|_| missing("size"))?);
+            for k in &keys {
+                let chunk = scope.chunk(k).ok_or_else(|| missing("chunk missing from the model store"))?;
+                bytes.extend_from_slice(&chunk);
+            }
+            if bytes.len() as u64 != up.size {
+                return Err(missing("chunks do not add up to the size"));
+            }
+            // The upload ends here; if the model is refused below, the revert undoes this too
+            // and the upload stays open (cancel or restart it).
+            end_upload(scope, &mut input.internals, &keys)?;
             write_upload(&mut input.internals, c.modelId, caller, None)?;
-            scope.finish_upload(c.modelId, caller);
             let actual = keccak256(&bytes);
             if actual != c.modelId {
                 return Err(meter.revert(R::HashMismatch { expected: c.modelId, actual }));
             }
             let id = register_bytes(scope, &mut input.internals, &meter, caller, bytes)?;
             R::finalizeUploadCall::abi_encode_returns(&id)
+        }
+        Call::cancelUpload(c) => {
+            meter.charge(gas::CANCEL_UPLOAD)?;
+            let Some(up) = read_upload(&mut input.internals, c.modelId, caller)? else {
+                return Err(meter.revert(R::UploadNotStarted { modelId: c.modelId }));
+            };
+            meter.charge(gas::FINISH_PER_CHUNK.saturating_mul(up.chunks))?;
+            let keys = chunk_keys(&mut input.internals, c.modelId, caller, up.chunks)?;
+            end_upload(scope, &mut input.internals, &keys)?;
+            write_upload(&mut input.internals, c.modelId, caller, None)?;
+            let ev = R::UploadCancelled { modelId: c.modelId, owner: caller };
+            input.internals.log(Log { address: REGISTRY_ADDRESS, data: ev.encode_log_data() });
+            Vec::new()
         }
         Call::exists(c) => {
             meter.charge(gas::VIEW_BASE)?;
@@ -211,8 +273,7 @@ fn register_bytes(
     if read_model(internals, id)?.is_some() {
         return Ok(id);
     }
-    let engine =
-        scope.store().engine(id, &bytes).map_err(|e| meter.revert(R::ModelRejected { reason: e.to_string() }))?;
+    let engine = scope.engine(id, &bytes).map_err(|e| meter.revert(R::ModelRejected { reason: e.to_string() }))?;
     let cost = engine.cost();
     let record = ModelRecord {
         owner,

@@ -9,7 +9,14 @@
 //! Upload of `id` by `owner`: `base = keccak256(id ‖ owner ‖ 0x01)` (a 53-byte preimage, so it
 //! never collides with a model's 64-byte one)
 //! - `base`:   `1 << 248 | size << 160 | owner`
-//! - `base+1`: bytes received
+//! - `base+1`: `chunks << 64 | received` (chunks received, bytes received)
+//!
+//! Chunk `i` of that upload: `keccak256(id ‖ owner ‖ 0x02) + i` (like a Solidity array) holds
+//! `keccak256(chunk)`. The state thus names the exact bytes of every chunk: the node keeps the
+//! bytes off the state, keyed by `(id, owner, i, keccak256(chunk))` (see `store.rs`), and any fork
+//! may put or drop chunks without touching another fork's. Finishing an upload (finalize, cancel,
+//! restart) zeroes its chunk slots and both record words. At most
+//! [`MAX_UPLOAD_CHUNKS`](crate::gas::MAX_UPLOAD_CHUNKS) chunks.
 
 use alloy_primitives::{Address, B256, U256, keccak256};
 
@@ -47,6 +54,8 @@ pub struct UploadRecord {
     pub size: u64,
     /// Bytes received so far.
     pub received: u64,
+    /// Chunks received so far.
+    pub chunks: u64,
 }
 
 const PRESENT: u64 = 1;
@@ -67,6 +76,15 @@ pub fn upload_slots(id: B256, owner: Address) -> [U256; 2] {
     buf[52] = 1;
     let b = U256::from_be_bytes(keccak256(buf).0);
     [b, b.wrapping_add(U256::from(1))]
+}
+
+/// The storage slot holding the keccak256 of chunk `index` of `owner`'s upload of `id`.
+pub fn chunk_slot(id: B256, owner: Address, index: u64) -> U256 {
+    let mut buf = [0u8; 53];
+    buf[..32].copy_from_slice(id.as_slice());
+    buf[32..52].copy_from_slice(owner.as_slice());
+    buf[52] = 2;
+    U256::from_be_bytes(keccak256(buf).0).wrapping_add(U256::from(index))
 }
 
 fn four(a: u64, b: u64, c: u64, d: u64) -> U256 {
@@ -122,13 +140,13 @@ impl ModelRecord {
 impl UploadRecord {
     /// The two storage words.
     pub fn encode(&self) -> [U256; 2] {
-        [head(self.owner, self.size), U256::from(self.received)]
+        [head(self.owner, self.size), (U256::from(self.chunks) << 64) | U256::from(self.received)]
     }
 
     /// The record from its storage words; `None` if absent.
     pub fn decode(w: [U256; 2]) -> Option<Self> {
         let (owner, size) = parse_head(w[0])?;
-        Some(Self { owner, size, received: w[1].as_limbs()[0] })
+        Some(Self { owner, size, received: w[1].as_limbs()[0], chunks: w[1].as_limbs()[1] })
     }
 }
 
@@ -155,8 +173,11 @@ mod tests {
         let z = ModelRecord::default();
         assert_eq!(ModelRecord::decode(z.encode()), Some(z));
         assert_eq!(ModelRecord::decode([U256::ZERO; 3]), None);
-        let u = UploadRecord { owner: Address::repeat_byte(1), size: 10, received: 4 };
+        let u = UploadRecord { owner: Address::repeat_byte(1), size: 10, received: 4, chunks: u64::MAX };
         assert_eq!(UploadRecord::decode(u.encode()), Some(u));
         assert_ne!(model_slots(B256::ZERO)[0], upload_slots(B256::ZERO, Address::ZERO)[0]);
+        let (id, o) = (B256::repeat_byte(3), Address::repeat_byte(4));
+        assert_eq!(chunk_slot(id, o, 5), chunk_slot(id, o, 0) + U256::from(5));
+        assert_ne!(chunk_slot(id, o, 0), upload_slots(id, o)[0]);
     }
 }

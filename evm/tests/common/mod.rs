@@ -125,13 +125,23 @@ impl Chain {
         execute_block(&self.state, &self.store, &self.spec, &self.env(), txs).expect("block executes")
     }
 
-    /// Executes and applies a block (committing its scope, as finalization does).
+    /// Executes and applies a block, final at once: commits its scope and finalizes it in the
+    /// model store.
     pub fn block(&mut self, txs: Vec<Recovered<TxEnvelope>>) -> BlockOutcome {
         let mut out = self.dry_run(&txs);
         self.nonces.clear();
-        out.scope.commit();
+        let scope = commit_scope(&out, self.number + 1);
         self.number += 1;
+        // Applied blocks are final here.
+        let read = |slot| fixpoint_evm::state::storage_word(&out.state, fixpoint_precompiles::REGISTRY_ADDRESS, slot);
+        self.store.finalize(self.number, &scope.released, read);
         self.state = std::mem::replace(&mut out.state, empty_state());
         out
     }
+}
+
+/// Commits an executed block's scope to the model store, as a node does for every block it
+/// builds or verifies (final or not).
+pub fn commit_scope(out: &BlockOutcome, height: u64) -> fixpoint_precompiles::ScopeOutcome {
+    out.scope.commit(height)
 }
