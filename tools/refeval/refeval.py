@@ -18,16 +18,22 @@ How to run it (CPython 3.11, standard library only):
 
     python3 tools/refeval/refeval.py tests/vectors          # every file under the directory
     python3 tools/refeval/refeval.py tests/vectors/ops/add.json
+    python3 tools/refeval/refeval.py --coverage tests/vectors   # also: which corners were reached
     python3 tools/refeval/refeval.py --self-test             # keccak and rounding known answers
 
 It prints one line per file and a summary; the exit code is 0 only when every case matched, 1 on
 any mismatch or rejection, 2 on a usage error. CI runs it through quantize/tests/refeval.rs.
 """
 
+import collections
 import json
 import os
 import struct
 import sys
+
+# Which subtle corners of the spec the vectors actually reach (printed with --coverage): a rule the
+# vectors never exercise (say a negative rounding tie) is a rule they cannot catch a mistake in.
+COV = collections.Counter()
 
 # ---------------------------------------------------------------------------------------------
 # Keccak-256 (the original Keccak padding 0x01, not SHA3's 0x06), rate 136 bytes.
@@ -100,10 +106,14 @@ def keccak256(data: bytes) -> bytes:
 def round_shift(v, n):
     """§1: floor((v + 2^(n-1)) / 2^n), ties toward +inf."""
     assert 1 <= n <= 62
+    if v % (1 << n) == 1 << (n - 1):
+        COV["round_shift tie, negative" if v < 0 else "round_shift tie, positive"] += 1
     return (v + (1 << (n - 1))) >> n
 
 
 def clamp(x, lo, hi):
+    if x < lo or x > hi:
+        COV["clamp saturated"] += 1
     return min(max(x, lo), hi)
 
 
@@ -119,6 +129,10 @@ def wrap_i32(v):
 
 def avg_round(s, cnt):
     """§5 AvgPool: sign(s)*floor((|s| + floor(cnt/2)) / cnt), ties away from zero."""
+    if cnt == 0:
+        raise Reject("AvgPool window of padding only")
+    if cnt % 2 == 0 and abs(s) % cnt == cnt // 2:
+        COV["avg_pool tie, negative" if s < 0 else "avg_pool tie, positive"] += 1
     q = (abs(s) + cnt // 2) // cnt
     return q if s >= 0 else -q
 
@@ -584,12 +598,36 @@ def run(m, vals, packed_in: bytes) -> bytes:
         off += size
     for i, op in enumerate(m.ops):
         v = len(m.inputs) + i
+        _note(m, op, [vals[j] for j in op.inputs])
         data.append(EVAL[op.code](m, op, [data[j] for j in op.inputs],
                                   [vals[j][1] for j in op.inputs], vals[v][1]))
     out = b""
     for v, _ in m.outputs:
         out += struct.pack(f"<{len(data[v])}{DTYPES[vals[v][0]][2]}", *data[v])
     return out
+
+
+def _note(m, op, ins):
+    """Coverage of the op's variants (see COV)."""
+    a = op.attrs
+    COV[f"{op.name} on {'/'.join(DTYPES[d][0] for d, _ in ins)} rank {len(ins[0][1])}"] += 1
+    if "mult" in a:
+        per = "per-channel" if len(m.tensors[a["mult"]].data) > 1 else "per-tensor"
+        COV[f"{op.name} requant {per}"] += 1
+    if a.get("bias") == NONE:
+        COV[f"{op.name} without bias"] += 1
+    if "window" in a:
+        kh, kw, sh, sw, dh, dw, pt, pl, pb, pr = a["window"]
+        if max(pt, pl, pb, pr) > 0:
+            COV[f"{op.name} padded"] += 1
+        if max(dh, dw) > 1:
+            COV[f"{op.name} dilated"] += 1
+        if max(sh, sw) > 1:
+            COV[f"{op.name} strided"] += 1
+    if a.get("groups", 1) > 1:
+        COV[f"{op.name} grouped" + (" (depthwise)" if a["groups"] == ins[0][1][2] else "")] += 1
+    if "axis" in a:
+        COV[f"{op.name} axis {a['axis']} of rank {len(ins[0][1])}"] += 1
 
 
 def _rq_params(m, op, c):
@@ -722,6 +760,8 @@ def ev_argmax(m, op, ins, shapes, out_shape):
         for j in range(1, k):
             if row[j] > row[best]:  # strict: ties keep the lowest index
                 best = j
+        if row.count(row[best]) > 1:
+            COV["argmax tie"] += 1
         out.append(best)
     return out
 
@@ -744,6 +784,8 @@ def ev_tree(m, op, ins, shapes, out_shape):
         j = root
         while nodes[4 * j] != -1:
             f, t, left, right = nodes[4 * j:4 * j + 4]
+            if x[f] == t:
+                COV["tree x[f] == t"] += 1
             j = left if x[f] <= t else right
         for c in range(o):
             out[c] += leaves[j * o + c]
@@ -840,6 +882,8 @@ def main(argv):
         self_test()
         print("self-test ok")
         return 0
+    coverage = "--coverage" in argv
+    argv = [a for a in argv if a != "--coverage"]
     if len(argv) < 2:
         print(__doc__)
         return 2
@@ -878,6 +922,10 @@ def main(argv):
             print(f"FAIL {root}/MANIFEST: hash differs for {', '.join(bad)}")
         else:
             print(f"MANIFEST ok ({root})")
+    if coverage:
+        print("coverage (how often the vectors reach each corner of the spec):")
+        for key in sorted(COV):
+            print(f"  {COV[key]:8d}  {key}")
     print(f"refeval: files {len(files)}, cases {total}, {total - failed} reproduced, "
           f"{failed} failed; ops covered: {', '.join(sorted(ops_seen)) or 'none'}")
     return 1 if failed or manifest_bad or total == 0 else 0
