@@ -3,11 +3,20 @@
 //! alone, sharing no code with `ml/`). Lives in this crate because it is cheap to build; it tests
 //! the vectors, not the quantizer. See docs/conformance.md.
 //!
-//! The negative cases prove the evaluator is not a rubber stamp: a vector with one output byte,
-//! one model byte or its `model_id` changed must make it exit non-zero.
+//! The negative cases prove the evaluator is not a rubber stamp: a vector with one output byte
+//! or its `model_id` changed, or a model with a trailing byte, must make it exit non-zero.
+//!
+//! `tools/refeval/edge-cases.json` holds hand-worked cases for rules the committed vectors never
+//! decide (rounding and ArgMax ties, a tree threshold equal to its feature, a middle-axis Concat, a
+//! FullyConnected without bias); both evaluators must reproduce them, the engine on every path.
+//! `tools/refeval/verdicts.json` holds small models the verifier must accept or refuse, for rules
+//! the docs stated only once the second evaluator was written; both must give every verdict.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use fixpoint_ml::kernels::Path as KernelPath;
+use fixpoint_ml::{Engine, Limits};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -69,6 +78,71 @@ fn independent_evaluator_reproduces_every_vector() {
     assert!(t.contains("files 14"), "{t}");
     assert!(t.contains("MANIFEST ok"), "{t}");
     assert!(t.contains(" 0 failed"), "{t}");
+}
+
+fn edge_cases() -> PathBuf {
+    root().join("tools/refeval/edge-cases.json")
+}
+
+#[test]
+fn independent_evaluator_reproduces_the_hand_worked_edge_cases() {
+    let o = refeval(&edge_cases());
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("cases 8, 8 reproduced"), "{t}");
+}
+
+#[test]
+fn engine_reproduces_the_hand_worked_edge_cases_on_every_path() {
+    let doc = json("edge-cases.json");
+    let cases = doc["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 8);
+    let paths = KernelPath::available();
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let model = hex::decode(case["model"].as_str().unwrap()).unwrap();
+        let input = hex::decode(case["input"].as_str().unwrap()).unwrap();
+        let expect = case["output"].as_str().unwrap();
+        assert_eq!(
+            hex::encode(fixpoint_ml::model_id(&model)),
+            case["model_id"].as_str().unwrap(),
+            "{name}: model id"
+        );
+        let e = Engine::load_with_path(&model, &Limits::default(), KernelPath::Reference)
+            .unwrap_or_else(|err| panic!("{name}: the engine refuses the model: {err}"));
+        for p in &paths {
+            let out = e.with_path(*p).unwrap().run_packed(&input).unwrap();
+            assert_eq!(hex::encode(out), expect, "{name} on {p:?}");
+        }
+    }
+    println!("edge cases checked on {paths:?}");
+}
+
+fn json(name: &str) -> serde_json::Value {
+    let path = root().join("tools/refeval").join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn independent_evaluator_gives_every_verdict() {
+    let o = refeval(&root().join("tools/refeval/verdicts.json"));
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains(" 0 failed"), "{t}");
+}
+
+#[test]
+fn engine_gives_every_verdict() {
+    let doc = json("verdicts.json");
+    let cases = doc["cases"].as_array().unwrap();
+    assert!(cases.len() >= 30, "only {} verdicts", cases.len());
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let model = hex::decode(case["model"].as_str().unwrap()).unwrap();
+        let accepted = case["accepted"].as_bool().unwrap();
+        let got = Engine::load(&model, &Limits::default());
+        assert_eq!(got.is_ok(), accepted, "{name}: the engine says {:?}", got.err());
+    }
 }
 
 #[test]

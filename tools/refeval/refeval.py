@@ -12,12 +12,15 @@ parser or verifier is unlikely to be repeated here. For every case of every vect
      proofs of arithmetic.md §3 and §9, the element and op caps);
   3. running the model on `input` (packed I/O, §8) gives exactly `output`.
 
-If the directory holds a MANIFEST, every listed file's keccak256 is checked too.
+If the directory holds a MANIFEST, every listed file's keccak256 is checked too. A file in the
+`fixpoint-verdicts/1` format ({name, model, accepted} cases, tools/refeval/verdicts.json) checks
+the parser and verifier alone: each model must be accepted or refused as stated.
 
 How to run it (CPython 3.11, standard library only):
 
     python3 tools/refeval/refeval.py tests/vectors          # every file under the directory
     python3 tools/refeval/refeval.py tests/vectors/ops/add.json
+    python3 tools/refeval/refeval.py tools/refeval/edge-cases.json tools/refeval/verdicts.json
     python3 tools/refeval/refeval.py --coverage tests/vectors   # also: which corners were reached
     python3 tools/refeval/refeval.py --self-test             # keccak and rounding known answers
 
@@ -831,6 +834,8 @@ def check_case(case, cache):
 def check_file(path, cache, ops_seen):
     with open(path) as f:
         doc = json.load(f)
+    if doc.get("format") == "fixpoint-verdicts/1":
+        return check_verdicts(doc)
     if doc.get("format") != "fixpoint-vectors/1" or doc.get("profile") != 1:
         return 0, [("<file>", "not a fixpoint-vectors/1 profile-1 file")]
     cases = doc.get("cases", [])
@@ -844,6 +849,22 @@ def check_file(path, cache, ops_seen):
                 ops_seen.add(op.name)
         except (Reject, KeyError, ValueError):
             pass
+    return len(cases), failures
+
+
+def check_verdicts(doc):
+    """`fixpoint-verdicts/1`: cases {name, model, accepted}; the verifier's verdict must match."""
+    cases = doc.get("cases", [])
+    failures = []
+    for case in cases:
+        try:
+            verify(parse(bytes.fromhex(case["model"])))
+            got, why = True, ""
+        except Reject as e:
+            got, why = False, f" ({e})"
+        if got != case["accepted"]:
+            failures.append((case["name"], f"verdict mismatch: accepted={got}{why}, expected "
+                                           f"accepted={case['accepted']}"))
     return len(cases), failures
 
 
@@ -888,6 +909,7 @@ def main(argv):
         print(__doc__)
         return 2
     self_test()
+    COV.clear()  # the self-test's known answers are not vector coverage
     files = []
     manifests = []
     for arg in argv[1:]:
