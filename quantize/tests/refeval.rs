@@ -8,7 +8,7 @@
 //!
 //! `tools/refeval/edge-cases.json` holds hand-worked cases for rules the committed vectors never
 //! decide (rounding and ArgMax ties, a tree threshold equal to its feature, a middle-axis Concat, a
-//! FullyConnected without bias); both evaluators must reproduce them, the engine on every path.
+//! FullyConnected without bias, a Conv2D window of padding only); both evaluators must reproduce them, the engine on every path.
 //! `tools/refeval/verdicts.json` holds small models the verifier must accept or refuse, for rules
 //! the docs stated only once the second evaluator was written; both must give every verdict.
 
@@ -89,14 +89,14 @@ fn independent_evaluator_reproduces_the_hand_worked_edge_cases() {
     let o = refeval(&edge_cases());
     let t = text(&o);
     assert!(o.status.success(), "{t}");
-    assert!(t.contains("cases 8, 8 reproduced"), "{t}");
+    assert!(t.contains("cases 9, 9 reproduced"), "{t}");
 }
 
 #[test]
 fn engine_reproduces_the_hand_worked_edge_cases_on_every_path() {
     let doc = json("edge-cases.json");
     let cases = doc["cases"].as_array().unwrap();
-    assert_eq!(cases.len(), 8);
+    assert_eq!(cases.len(), 9);
     let paths = KernelPath::available();
     for case in cases {
         let name = case["name"].as_str().unwrap();

@@ -6,7 +6,8 @@ vectors pass unchanged when (a) round_shift breaks ties away from zero instead o
 (arithmetic.md §1; the vectors' only three ties are all clamped away), (b) ArgMax breaks ties
 toward the highest index (§8; no vector has a tie), (c) a tree goes left on `x < t` instead of
 `x <= t` (§9; no vector has `x[f] == t`). The cases below pin those rules, plus a non-last-axis
-Concat and a FullyConnected without bias, which the vectors also never reach.
+Concat, a FullyConnected without bias and a Conv2D window made only of padding, which the
+vectors also never reach.
 
 Every expected output here is worked out by hand from the spec (the `expect` lists), not taken
 from either engine; the script checks that refeval agrees and writes
@@ -110,6 +111,16 @@ def cases():
     m = model([tensor(I8, [2, 3], [1, -1, 2, -128, 127, 0])], [(I8, [3])],
               [(1, [0], struct.pack("<IIiB", 0, 0xFFFFFFFF, 1, 0))], [1])
     out.append(("fully-connected-without-bias", m, pack(I8, [1, 2, 3]), pack(I32, [3, 127])))
+
+    # Conv2D padding may reach past the kernel (only pools restrict it): a 1x1 kernel with pad 1
+    # on a 2x2 image gives a 4x4 output whose border windows hold only padding, so they are the
+    # bias alone (-7); inside, (x - 1) * 3 - 7: x = 5 -> 5, -6 -> -28, 2 -> -4, 3 -> -1.
+    conv = struct.pack("<IIi", 0, 1, 1) + window(1, 1, 1, 1, 1, 1, 1, 1, 1, 1)
+    m = model([tensor(I8, [1, 1, 1, 1], [3]), tensor(I32, [1], [-7])], [(I8, [2, 2, 1])],
+              [(2, [0], conv + struct.pack("<IB", 1, 0))], [1])
+    y = [-7] * 16
+    y[5], y[6], y[9], y[10] = 5, -28, -4, -1
+    out.append(("conv2d-window-all-padding", m, pack(I8, [5, -6, 2, 3]), pack(I32, y)))
     return out
 
 
