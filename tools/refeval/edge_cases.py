@@ -150,6 +150,13 @@ def pool(dh, dw, pad_top=0):
                  [1])
 
 
+def with_input_quant(zp, mult, shift):
+    """An ArgMax model whose input carries the given quant description."""
+    b = model([], [(I8, [2])], [(9, [0], b"")], [1])
+    at = 8 + 4 + 1 + 1 + 1 + 4  # header, n_tensors, n_inputs, dtype, rank, dim
+    return b[:at] + struct.pack("<iiB", zp, mult, shift) + b[at + 9:]
+
+
 LEAF = [-1, 0, 0, 0]
 STUMP = [1, 10, 1, 2] + LEAF + LEAF
 
@@ -197,6 +204,10 @@ def verdicts():
                                           [(1, [0], struct.pack("<IIiB", 0, 0xFFFFFFFF, 200, 0))],
                                           [1]), False),
         ("output-is-a-model-input", model([], [(I8, [2])], [(9, [0], b"")], [0, 1]), True),
+        ("input-quant-zero-point-1000", with_input_quant(1000, 0, 0), True),
+        ("input-quant-multiplier-0-shift-3", with_input_quant(0, 0, 3), False),
+        ("window-wider-than-padded-input",
+         model([], [(I8, [3, 3, 1])], [(4, [0], window(4, 4, 1, 1, 1, 1, 0, 0, 0, 0))], [1]), False),
     ]
 
 
