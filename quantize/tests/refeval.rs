@@ -103,11 +103,7 @@ fn engine_reproduces_the_hand_worked_edge_cases_on_every_path() {
         let model = hex::decode(case["model"].as_str().unwrap()).unwrap();
         let input = hex::decode(case["input"].as_str().unwrap()).unwrap();
         let expect = case["output"].as_str().unwrap();
-        assert_eq!(
-            hex::encode(fixpoint_ml::model_id(&model)),
-            case["model_id"].as_str().unwrap(),
-            "{name}: model id"
-        );
+        assert_eq!(hex::encode(fixpoint_ml::model_id(&model)), case["model_id"].as_str().unwrap(), "{name}: model id");
         let e = Engine::load_with_path(&model, &Limits::default(), KernelPath::Reference)
             .unwrap_or_else(|err| panic!("{name}: the engine refuses the model: {err}"));
         for p in &paths {
