@@ -823,6 +823,9 @@ def check_case(case, cache):
     except Reject as e:
         problems.append(f"rejected: {e}")
         return problems
+    except Exception as e:  # noqa: BLE001 - a bug here must fail the case, not end the run
+        problems.append(f"evaluator error: {type(e).__name__}: {e}")
+        return problems
     if got != want:
         first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b),
                      min(len(got), len(want)))
