@@ -123,6 +123,43 @@ pub struct Finalized {
     pub records_root: B256,
     /// Transactions in it.
     pub txs: usize,
+    /// Its timestamp (seconds).
+    pub timestamp: u64,
+}
+
+/// A proposal this node refused to vote for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// Its height.
+    pub height: u64,
+    /// Its digest.
+    pub digest: Digest,
+    /// Why.
+    pub reason: VerifyError,
+}
+
+/// Why a finalized block could not be applied here (each halts finalization on this node).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FinalizerFailure {
+    /// Not a child of this node's last finalized block.
+    #[error("finalized block {0} does not extend this node's last finalized block")]
+    NotAChild(u64),
+    /// It does not re-execute to what it claims here.
+    #[error("finalized block {height} does not re-execute here: {reason}")]
+    Diverged {
+        /// Height.
+        height: u64,
+        /// What re-execution found.
+        reason: VerifyError,
+    },
+    /// The sink (database) refused it.
+    #[error("cannot persist finalized block {height}: {reason}")]
+    Persist {
+        /// Height.
+        height: u64,
+        /// The sink's error.
+        reason: String,
+    },
 }
 
 /// What a node loses when it crashes: executed-but-not-final states, the pool, its log of
@@ -134,9 +171,13 @@ struct Inner {
     /// Pending transactions.
     mempool: Mempool,
     /// Proposals this node refused, with the reason.
-    refused: Vec<(u64, VerifyError)>,
+    refused: Vec<Refused>,
+    /// Finalized blocks this node could not apply.
+    finalizer_failures: Vec<FinalizerFailure>,
     /// Blocks this node proposed, and how many of them it tampered with.
     proposed: (usize, usize),
+    /// The proposals it tampered with: height and digest.
+    tampered: Vec<(u64, Digest)>,
 }
 
 /// What a node keeps across a crash (its database): the last finalized block, the state after
@@ -286,9 +327,19 @@ impl Shared {
         d.finalized.get(from..).unwrap_or_default().to_vec()
     }
 
-    /// Proposals refused so far (height, reason).
-    pub fn refused(&self) -> Vec<(u64, VerifyError)> {
+    /// Proposals refused so far.
+    pub fn refused(&self) -> Vec<Refused> {
         lock(&self.inner).refused.clone()
+    }
+
+    /// Finalized blocks this node could not apply (empty on an honest, healthy node).
+    pub fn finalizer_failures(&self) -> Vec<FinalizerFailure> {
+        lock(&self.inner).finalizer_failures.clone()
+    }
+
+    /// The proposals this node tampered with, as (height, digest) (a byzantine test proposer).
+    pub fn tampered(&self) -> Vec<(u64, Digest)> {
+        lock(&self.inner).tampered.clone()
     }
 
     /// Blocks this node proposed since it (re)started, and how many it tampered with.
@@ -305,6 +356,16 @@ impl Shared {
     /// Pending transactions.
     pub fn pending(&self) -> usize {
         lock(&self.inner).mempool.len()
+    }
+
+    fn refuse(&self, block: &Block, reason: VerifyError) {
+        let r = Refused { height: block.body().height, digest: block.digest(), reason };
+        lock(&self.inner).refused.push(r);
+    }
+
+    fn finalizer_failed(&self, f: FinalizerFailure) {
+        eprintln!("{f}");
+        lock(&self.inner).finalizer_failures.push(f);
     }
 
     fn tamper(&self, block: Block, out: &fixpoint_evm::BlockOutcome) -> Block {
@@ -376,7 +437,10 @@ impl<E: Clock + Send + 'static> Application<E> for App {
         {
             let mut inner = lock(&s.inner);
             inner.proposed.0 += 1;
-            inner.proposed.1 += usize::from(block.digest() != honest_digest);
+            if block.digest() != honest_digest {
+                inner.proposed.1 += 1;
+                inner.tampered.push((block.body().height, block.digest()));
+            }
         }
         let executed = Executed::new(block.body().height, out);
         let digest = block.digest();
@@ -393,8 +457,8 @@ impl<E: Clock + Send + 'static> Application<E> for App {
         }
         let now = context.0.current().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if candidate.body().timestamp > now.saturating_add(MAX_CLOCK_DRIFT) {
-            let e = VerifyError::FutureTimestamp { got: candidate.body().timestamp, now };
-            lock(&s.inner).refused.push((candidate.body().height, e));
+            let reason = VerifyError::FutureTimestamp { got: candidate.body().timestamp, now };
+            s.refuse(&candidate, reason);
             return false;
         }
         let Some(parent) = ancestry.next().await else { return false };
@@ -410,7 +474,7 @@ impl<E: Clock + Send + 'static> Application<E> for App {
                 true
             }
             Err(e) => {
-                lock(&s.inner).refused.push((candidate.body().height, e));
+                s.refuse(&candidate, e);
                 false
             }
         }
@@ -438,6 +502,7 @@ impl Finalized {
             state_root: b.body().state_root,
             records_root: b.body().records_root,
             txs: b.body().txs.len(),
+            timestamp: b.body().timestamp,
         }
     }
 }
@@ -459,7 +524,7 @@ impl Reporter for Finalizer {
         }
         if height > 0 && (b.body().parent != d.block.digest() || d.block.body().height.checked_add(1) != Some(height)) {
             // Marshal delivers in order; anything else is a bug here: halt, never skip a block.
-            eprintln!("finalized block {height} does not extend this node's last finalized block");
+            s.finalizer_failed(FinalizerFailure::NotAChild(height));
             return Feedback::Ok;
         }
         let executed = match s.executed(&b.digest()) {
@@ -472,8 +537,7 @@ impl Reporter for Finalizer {
                 Err(e) => {
                     // A finalized block this node cannot reproduce: stop following (marshal
                     // halts without the acknowledgement) rather than diverge.
-                    eprintln!("finalized block {height} does not re-execute here: {e}");
-                    lock(&s.inner).refused.push((height, e));
+                    s.finalizer_failed(FinalizerFailure::Diverged { height, reason: e });
                     return Feedback::Ok;
                 }
             },
@@ -482,7 +546,7 @@ impl Reporter for Finalizer {
             && let Some(sink) = s.sink.get()
             && let Err(e) = sink.finalized(b, &executed)
         {
-            eprintln!("cannot persist finalized block {height}: {e}");
+            s.finalizer_failed(FinalizerFailure::Persist { height, reason: e.to_string() });
             return Feedback::Ok;
         }
         executed.finalize_models(&s.exec.models);

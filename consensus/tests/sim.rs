@@ -255,12 +255,16 @@ impl Sim {
     }
 }
 
+/// Simulated seconds after the Unix epoch (where the deterministic clock starts) that no run
+/// exceeds: the runner's timeout.
+const SIM_END_BOUND: u64 = 1200;
+
 const LINK: Link =
     Link { latency: Duration::from_millis(20), jitter: Duration::from_millis(5), success_rate: probability!(1.0) };
 
 fn runner(seed: u64) -> deterministic::Runner {
     deterministic::Runner::new(
-        deterministic::Config::new().with_seed(seed).with_timeout(Some(Duration::from_secs(1200))),
+        deterministic::Config::new().with_seed(seed).with_timeout(Some(Duration::from_secs(SIM_END_BOUND))),
     )
 }
 
@@ -323,6 +327,7 @@ fn four_validators_finalize_the_same_chain_with_inference() {
         assert_eq!(included, 41, "seed {seed}: every transaction finalized once");
         assert!(f.iter().any(|b| b.records_root != fixpoint_evm::records_root(&[])), "inference records committed");
         assert!(shared.iter().all(|s| s.refused().is_empty()), "honest proposals are never refused");
+        assert!(shared.iter().all(|s| s.finalizer_failures().is_empty()), "every finalized block applied");
         assert!(
             shared.iter().all(|s| s.proposed().0 > 0),
             "seed {seed}: every validator led: {:?}",
@@ -343,28 +348,56 @@ fn byzantine_proposers_are_never_finalized() {
         let shared = run(seed, 10, 200, Some((0, fault)));
         let honest = [1, 2, 3];
         assert_honest_agree(&shared, &honest, 10);
-        assert!(shared[0].proposed().1 > 0, "{fault:?}: the byzantine leader tampered");
-        let refused: Vec<_> = honest.iter().flat_map(|i| shared[*i].refused()).collect();
-        assert!(!refused.is_empty(), "{fault:?}: the byzantine leader proposed and was refused");
-        for (_, reason) in &refused {
-            let expected = match fault {
-                Proposer::WrongStateRoot => matches!(reason, VerifyError::StateRoot { .. }),
-                Proposer::WrongInferenceOutput | Proposer::WrongRecordsRoot => {
-                    matches!(reason, VerifyError::RecordsRoot { .. })
-                }
-                Proposer::InvalidTransaction => matches!(reason, VerifyError::Execution(_)),
-                Proposer::FutureTimestamp => matches!(reason, VerifyError::FutureTimestamp { .. }),
-                Proposer::Honest => false,
-            };
-            assert!(expected, "{fault:?} refused for {reason}");
+        let tampered = shared[0].tampered();
+        assert!(!tampered.is_empty(), "{fault:?}: the byzantine leader tampered");
+        // Every honest validator refused every tampered proposal for a height the run decided
+        // (one made as the run stopped may not have reached anyone), for the fault's reason.
+        let decided = honest.iter().map(|i| shared[*i].finalized().last().map_or(0, |f| f.height)).min().unwrap();
+        let tampered_digests: Vec<_> = tampered.iter().map(|(_, d)| *d).collect();
+        assert!(tampered.iter().any(|(h, _)| *h <= decided), "{fault:?}: nothing tampered was decided");
+        for i in honest {
+            let refused = shared[i].refused();
+            for (_, d) in tampered.iter().filter(|(h, _)| *h <= decided) {
+                let r = refused.iter().find(|r| r.digest == *d);
+                let r = r.unwrap_or_else(|| panic!("{fault:?}: validator {i} did not refuse tampered proposal {d:?}"));
+                let expected = match fault {
+                    Proposer::WrongStateRoot => matches!(r.reason, VerifyError::StateRoot { .. }),
+                    Proposer::WrongInferenceOutput | Proposer::WrongRecordsRoot => {
+                        matches!(r.reason, VerifyError::RecordsRoot { .. })
+                    }
+                    Proposer::InvalidTransaction => matches!(r.reason, VerifyError::Execution(_)),
+                    Proposer::FutureTimestamp => matches!(r.reason, VerifyError::FutureTimestamp { .. }),
+                    Proposer::Honest => false,
+                };
+                assert!(expected, "{fault:?}: validator {i} refused for {}", r.reason);
+            }
+            // Only tampered proposals were refused.
+            assert!(
+                refused.iter().all(|r| tampered_digests.contains(&r.digest)),
+                "{fault:?}: validator {i}: {refused:?}"
+            );
         }
-        // The byzantine validator itself ends up following the honest chain (through marshal).
+        // No tampered proposal is in any node's finalized chain, no node failed to apply a
+        // finalized block, and no finalized timestamp runs ahead of the clock.
+        for (i, s) in shared.iter().enumerate() {
+            let f = s.finalized();
+            assert!(
+                f.iter().all(|b| !tampered_digests.contains(&b.digest)),
+                "{fault:?}: validator {i} finalized a tampered block"
+            );
+            assert!(s.finalizer_failures().is_empty(), "{fault:?}: validator {i}: {:?}", s.finalizer_failures());
+            assert!(
+                f.iter().all(|b| b.timestamp <= SIM_END_BOUND + fixpoint_consensus::execute::MAX_CLOCK_DRIFT),
+                "{fault:?}: validator {i} finalized a timestamp from the future"
+            );
+        }
+        // The byzantine validator itself follows the honest chain (through marshal), and the
+        // run did something: it finalized the height too.
         let byz = shared[0].finalized();
         let reference = shared[1].finalized();
+        assert!(byz.len() > 10, "{fault:?}: the byzantine node finalized only {} blocks", byz.len());
         let common = byz.len().min(reference.len());
         assert_eq!(byz[..common], reference[..common], "{fault:?}");
-        // Every finalized block re-executed to what it claims on every honest node, so no
-        // tampered claim is in the finalized chain: its roots match honest execution.
         let included: usize = shared[1].finalized().iter().map(|b| b.txs).sum();
         assert_eq!(included, 201, "{fault:?}: honest leaders included every transaction");
     }
