@@ -89,11 +89,15 @@ impl Operator for Add {
         if !(-128 <= self.lo && self.lo <= self.hi && self.hi <= 127) {
             return Err(cx.err("clamp must satisfy -128 <= lo <= hi <= 127"));
         }
-        Ok(((*a).clone(), OpCost { macs: 0, elem_ops: a.numel() }))
+        let n = a.numel();
+        Ok(((*a).clone(), OpCost { elem_ops: n, calls: 2, bytes: n, ..OpCost::default() }))
     }
 
-    fn eval(&self, _cx: &EvalCx<'_>, inputs: &[&Tensor]) -> Result<Tensor> {
+    fn eval(&self, cx: &EvalCx<'_>, inputs: &[&Tensor]) -> Result<Tensor> {
         let [a, b] = inputs else { return Err(Error::Internal("Add takes two inputs")) };
+        cx.work.alloc(a.len());
+        cx.work.elems(a.len());
+        cx.work.calls(1);
         let out = i8_data(a)?
             .iter()
             .zip(i8_data(b)?)

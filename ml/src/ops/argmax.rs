@@ -40,15 +40,23 @@ impl Operator for ArgMax {
         if x.shape.is_empty() {
             return Err(cx.err("input must have rank >= 1"));
         }
-        Ok((ValueInfo { dtype: DType::I32, shape: out_shape(&x.shape) }, OpCost { macs: 0, elem_ops: x.numel() }))
+        let n = x.shape.last().copied().unwrap_or(1).max(1) as u64;
+        let rows = x.numel() / n;
+        let cost =
+            OpCost { elem_ops: x.numel(), steps: rows, calls: 2, bytes: rows.saturating_mul(4), ..OpCost::default() };
+        Ok((ValueInfo { dtype: DType::I32, shape: out_shape(&x.shape) }, cost))
     }
 
-    fn eval(&self, _cx: &EvalCx<'_>, inputs: &[&Tensor]) -> Result<Tensor> {
+    fn eval(&self, cx: &EvalCx<'_>, inputs: &[&Tensor]) -> Result<Tensor> {
         let x = one(inputs)?;
         let n = x.shape().last().copied().ok_or(Error::Internal("ArgMax on a scalar"))?.max(1);
         let rows = x.len() / n;
+        cx.work.alloc(rows * 4);
+        cx.work.calls(1);
         let mut out = Vec::with_capacity(rows);
         for r in 0..rows {
+            cx.work.steps(1);
+            cx.work.elems(n);
             let mut best = 0usize;
             let mut best_v = i64::MIN;
             for j in 0..n {

@@ -11,6 +11,7 @@ use crate::arith::{MULTIPLIER_END, MULTIPLIER_MIN, SHIFT_MAX, SHIFT_MIN, requant
 use crate::error::{Error, Result};
 use crate::format::{Reader, Writer};
 use crate::tensor::{DType, Tensor, TensorData};
+use crate::work::{Counter, Work};
 
 /// Output scaling of an accumulator into i8: per-channel multipliers and shifts (tensors of
 /// length 1 or C), output zero point and clamp bounds.
@@ -48,21 +49,28 @@ impl Resolved<'_> {
 
     /// Requantizes a row-major `[rows][channels]` i32 buffer into i8 (the same values as
     /// [`Resolved::apply`], through the exact i64 form [`requantize_i32`]).
-    pub(crate) fn apply_rows(&self, acc: &[i32], channels: usize) -> Vec<i8> {
+    pub(crate) fn apply_rows(&self, acc: &[i32], channels: usize, work: &Counter) -> Vec<i8> {
         let ch = channels.max(1);
         // Per-channel parameters as stored, or broadcast from a single value.
         let m: Cow<'_, [i32]> = if self.m.len() == ch {
             Cow::Borrowed(self.m)
         } else {
+            work.alloc(ch * 4);
+            work.elems(ch);
             Cow::Owned((0..ch).map(|c| self.m.get(c).or(self.m.first()).copied().unwrap_or(0)).collect())
         };
         let n: Cow<'_, [u8]> = if self.n.len() == ch {
             Cow::Borrowed(self.n)
         } else {
+            work.alloc(ch);
+            work.elems(ch);
             Cow::Owned((0..ch).map(|c| self.n.get(c).or(self.n.first()).copied().unwrap_or(SHIFT_MIN)).collect())
         };
+        work.alloc(acc.len());
         let mut out = Vec::with_capacity(acc.len());
         for row in acc.chunks(ch) {
+            work.steps(1);
+            work.elems(row.len());
             for ((&v, &m), &n) in row.iter().zip(m.iter()).zip(n.iter()) {
                 out.push(to_i8(requantize_i32(v, m, n, self.zp, self.lo, self.hi)));
             }
@@ -110,6 +118,18 @@ impl Requant {
             return Err(cx.err(format!("clamp [{}, {}] must satisfy -128 <= lo <= hi <= 127", self.lo, self.hi)));
         }
         Ok(())
+    }
+
+    /// The most work [`Resolved::apply_rows`] does on `elems` values of `channels` channels.
+    pub(crate) fn rows_cost(elems: u64, channels: usize) -> Work {
+        let ch = (channels as u64).max(1);
+        Work {
+            elem_ops: elems.saturating_add(ch.saturating_mul(2)),
+            steps: elems.div_ceil(ch),
+            calls: 3,
+            bytes: elems.saturating_add(ch.saturating_mul(5)),
+            ..Work::default()
+        }
     }
 
     /// Resolves the tensors for a run.
@@ -177,7 +197,9 @@ impl Operator for Requantize {
         cx.expect_dtype(x, "input", &[DType::I8, DType::I16, DType::I32])?;
         // Per channel along the last axis, or per tensor (`check` accepts length C or 1).
         self.requant.check(cx, x.shape.last().copied().unwrap_or(1))?;
-        Ok((ValueInfo { dtype: DType::I8, shape: x.shape.clone() }, OpCost { macs: 0, elem_ops: x.numel() }))
+        let n = x.numel();
+        let cost = OpCost { elem_ops: n, calls: 2, bytes: n, ..OpCost::default() };
+        Ok((ValueInfo { dtype: DType::I8, shape: x.shape.clone() }, cost))
     }
 
     fn eval(&self, cx: &EvalCx<'_>, inputs: &[&Tensor]) -> Result<Tensor> {
@@ -185,6 +207,9 @@ impl Operator for Requantize {
         let rq = self.requant.resolve(cx)?;
         let channels = x.shape().last().copied().unwrap_or(1).max(1);
         let zp = i64::from(self.input_zero_point);
+        cx.work.alloc(x.len());
+        cx.work.elems(x.len());
+        cx.work.calls(1);
         let out = (0..x.len())
             .map(|i| {
                 let v = x.data().get_i64(i).unwrap_or(0);

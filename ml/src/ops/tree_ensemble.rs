@@ -127,10 +127,17 @@ impl Operator for TreeEnsemble {
         if base_max + max_leaf * roots.len() as i128 >= 1i128 << 63 {
             return Err(cx.err("leaf sums may overflow i64"));
         }
-        Ok((
-            ValueInfo { dtype: DType::I64, shape: vec![o] },
-            OpCost { macs: 0, elem_ops: visits.saturating_add(o as u64) },
-        ))
+        // Every root's walk ends at a leaf whose O-wide row is added: T·O additions besides
+        // the copy of `base`; one step per root and per node visited.
+        let t = roots.len() as u64;
+        let cost = OpCost {
+            elem_ops: (o as u64).saturating_mul(t.saturating_add(1)),
+            steps: visits.saturating_add(t),
+            calls: 2,
+            bytes: (o as u64).saturating_mul(8),
+            ..OpCost::default()
+        };
+        Ok((ValueInfo { dtype: DType::I64, shape: vec![o] }, cost))
     }
 
     fn eval(&self, cx: &EvalCx<'_>, inputs: &[&Tensor]) -> Result<Tensor> {
@@ -138,13 +145,20 @@ impl Operator for TreeEnsemble {
         let nodes = cx.tensor(self.nodes)?.as_i32().ok_or(Error::Internal("nodes"))?;
         let leaves = cx.tensor(self.leaves)?.as_i64().ok_or(Error::Internal("leaves"))?;
         let roots = cx.tensor(self.roots)?.as_i32().ok_or(Error::Internal("roots"))?;
-        let mut out = cx.tensor(self.base)?.as_i64().ok_or(Error::Internal("base"))?.to_vec();
+        let base = cx.tensor(self.base)?.as_i64().ok_or(Error::Internal("base"))?;
+        cx.work.alloc(base.len() * 8);
+        cx.work.elems(base.len());
+        cx.work.calls(1);
+        let mut out = base.to_vec();
         let o = out.len();
         for &root in roots {
             let mut i = usize::try_from(root).map_err(|_| Error::Internal("root"))?;
+            cx.work.steps(1);
             loop {
+                cx.work.steps(1);
                 let [f, thr, l, r] = node_row(nodes, i)?;
                 if f == LEAF {
+                    cx.work.elems(o);
                     let vals = leaves.get(i * o..(i + 1) * o).ok_or(Error::Internal("leaf index"))?;
                     out.iter_mut().zip(vals).for_each(|(s, &v)| *s = s.wrapping_add(v));
                     break;

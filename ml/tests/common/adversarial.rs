@@ -94,7 +94,14 @@ pub fn conv(h: usize, w: usize, c: usize, oc: usize, groups: usize, win: Window,
     let with_rq = requant;
     let requant = with_rq.then(|| rq(&mut b, oc));
     let y = b.op(
-        Op::Conv2d(Conv2d { weights, bias: NO_TENSOR, input_zero_point: 2, window: win, groups: groups as u32, requant }),
+        Op::Conv2d(Conv2d {
+            weights,
+            bias: NO_TENSOR,
+            input_zero_point: 2,
+            window: win,
+            groups: groups as u32,
+            requant,
+        }),
         &[x],
     );
     let requant = with_rq;

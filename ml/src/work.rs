@@ -1,0 +1,116 @@
+//! Counted work: what the interpreter really did in a run, counted by the code that does it.
+//!
+//! Every loop that the engine runs adds its trip count here, once per loop entry (never per
+//! element, never through atomics), so counting costs a few additions per row, window or kernel
+//! call. The verifier's cost ([`crate::Cost`], docs/model-format.md §7) must bound this count
+//! component-wise for every model it accepts and every input; `ml/tests/cost.rs` checks that on
+//! random and adversarial models. Units (docs/gas.md):
+//!
+//! - `macs`: multiply-accumulates of the GEMM and convolution kernels;
+//! - `elem_ops`: other element steps (one element read, converted, compared, copied or written
+//!   by an inner loop: im2col fills, requantization, pooling reads, tree leaf additions ...);
+//! - `steps`: entries into an inner loop and other fixed per-row costs (a dot product, a window
+//!   cell, a tree node visit, a copied chunk);
+//! - `calls`: kernel invocations, heap allocations and per-op dispatch;
+//! - `bytes`: bytes of the buffers allocated.
+
+use std::cell::Cell;
+use std::ops::Add;
+
+/// Amounts of work, counted ([`Counter`]) or bounded (the verifier's cost).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Work {
+    /// Multiply-accumulates.
+    pub macs: u64,
+    /// Element steps other than MACs.
+    pub elem_ops: u64,
+    /// Inner-loop entries and per-row overheads.
+    pub steps: u64,
+    /// Kernel invocations, allocations, per-op dispatch.
+    pub calls: u64,
+    /// Bytes allocated.
+    pub bytes: u64,
+}
+
+impl Work {
+    /// True if every component of `self` is at most the same component of `bound`.
+    pub fn within(&self, bound: &Work) -> bool {
+        self.macs <= bound.macs
+            && self.elem_ops <= bound.elem_ops
+            && self.steps <= bound.steps
+            && self.calls <= bound.calls
+            && self.bytes <= bound.bytes
+    }
+}
+
+impl Add for Work {
+    type Output = Work;
+    fn add(self, o: Work) -> Work {
+        Work {
+            macs: self.macs.saturating_add(o.macs),
+            elem_ops: self.elem_ops.saturating_add(o.elem_ops),
+            steps: self.steps.saturating_add(o.steps),
+            calls: self.calls.saturating_add(o.calls),
+            bytes: self.bytes.saturating_add(o.bytes),
+        }
+    }
+}
+
+/// The counter a run carries in its [`crate::ops::EvalCx`]. Single-threaded, like a run.
+#[derive(Debug, Default)]
+pub struct Counter(Cell<Work>);
+
+fn sat(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+impl Counter {
+    /// A counter at zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn bump(&self, f: impl FnOnce(&mut Work)) {
+        let mut w = self.0.get();
+        f(&mut w);
+        self.0.set(w);
+    }
+
+    /// Adds `n` multiply-accumulates.
+    #[inline]
+    pub fn macs(&self, n: usize) {
+        self.bump(|w| w.macs = w.macs.saturating_add(sat(n)));
+    }
+
+    /// Adds `n` element steps.
+    #[inline]
+    pub fn elems(&self, n: usize) {
+        self.bump(|w| w.elem_ops = w.elem_ops.saturating_add(sat(n)));
+    }
+
+    /// Adds `n` inner-loop entries.
+    #[inline]
+    pub fn steps(&self, n: usize) {
+        self.bump(|w| w.steps = w.steps.saturating_add(sat(n)));
+    }
+
+    /// Adds `n` kernel calls or allocations.
+    #[inline]
+    pub fn calls(&self, n: usize) {
+        self.bump(|w| w.calls = w.calls.saturating_add(sat(n)));
+    }
+
+    /// Adds one allocation of `bytes` bytes.
+    #[inline]
+    pub fn alloc(&self, bytes: usize) {
+        self.bump(|w| {
+            w.calls = w.calls.saturating_add(1);
+            w.bytes = w.bytes.saturating_add(sat(bytes));
+        });
+    }
+
+    /// What has been counted.
+    pub fn get(&self) -> Work {
+        self.0.get()
+    }
+}
