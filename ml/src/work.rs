@@ -56,12 +56,20 @@ impl Add for Work {
     }
 }
 
-/// The counter a run carries in its [`crate::ops::EvalCx`]. Single-threaded, like a run.
+/// The counter a run carries in its [`crate::ops::EvalCx`]. Single-threaded, like a run; one
+/// cell per component so a bump is one add to memory.
 #[derive(Debug, Default)]
-pub struct Counter(Cell<Work>);
+pub struct Counter {
+    macs: Cell<u64>,
+    elem_ops: Cell<u64>,
+    steps: Cell<u64>,
+    calls: Cell<u64>,
+    bytes: Cell<u64>,
+}
 
-fn sat(n: usize) -> u64 {
-    u64::try_from(n).unwrap_or(u64::MAX)
+#[inline]
+fn bump(c: &Cell<u64>, n: usize) {
+    c.set(c.get().saturating_add(u64::try_from(n).unwrap_or(u64::MAX)));
 }
 
 impl Counter {
@@ -70,47 +78,45 @@ impl Counter {
         Self::default()
     }
 
-    fn bump(&self, f: impl FnOnce(&mut Work)) {
-        let mut w = self.0.get();
-        f(&mut w);
-        self.0.set(w);
-    }
-
     /// Adds `n` multiply-accumulates.
     #[inline]
     pub fn macs(&self, n: usize) {
-        self.bump(|w| w.macs = w.macs.saturating_add(sat(n)));
+        bump(&self.macs, n);
     }
 
     /// Adds `n` element steps.
     #[inline]
     pub fn elems(&self, n: usize) {
-        self.bump(|w| w.elem_ops = w.elem_ops.saturating_add(sat(n)));
+        bump(&self.elem_ops, n);
     }
 
     /// Adds `n` inner-loop entries.
     #[inline]
     pub fn steps(&self, n: usize) {
-        self.bump(|w| w.steps = w.steps.saturating_add(sat(n)));
+        bump(&self.steps, n);
     }
 
     /// Adds `n` kernel calls or allocations.
     #[inline]
     pub fn calls(&self, n: usize) {
-        self.bump(|w| w.calls = w.calls.saturating_add(sat(n)));
+        bump(&self.calls, n);
     }
 
     /// Adds one allocation of `bytes` bytes.
     #[inline]
     pub fn alloc(&self, bytes: usize) {
-        self.bump(|w| {
-            w.calls = w.calls.saturating_add(1);
-            w.bytes = w.bytes.saturating_add(sat(bytes));
-        });
+        bump(&self.calls, 1);
+        bump(&self.bytes, bytes);
     }
 
     /// What has been counted.
     pub fn get(&self) -> Work {
-        self.0.get()
+        Work {
+            macs: self.macs.get(),
+            elem_ops: self.elem_ops.get(),
+            steps: self.steps.get(),
+            calls: self.calls.get(),
+            bytes: self.bytes.get(),
+        }
     }
 }

@@ -102,9 +102,11 @@ impl Operator for Add {
             .iter()
             .zip(i8_data(b)?)
             .map(|(&x, &y)| {
-                let ta = (i128::from(x) - i128::from(self.a_zero_point)) * i128::from(self.a_multiplier);
-                let tb = (i128::from(y) - i128::from(self.b_zero_point)) * i128::from(self.b_multiplier);
-                to_i8(clamp_i128(i128::from(self.zero_point) + round_shift(ta + tb, self.shift), self.lo, self.hi))
+                // Exact in i64: |x - zp| <= 255 and m < 2^31, so each term is below 2^39.
+                let ta = (i64::from(x) - i64::from(self.a_zero_point)) * i64::from(self.a_multiplier);
+                let tb = (i64::from(y) - i64::from(self.b_zero_point)) * i64::from(self.b_multiplier);
+                let s = round_shift(i128::from(ta + tb), self.shift);
+                to_i8(clamp_i128(i128::from(self.zero_point) + s, self.lo, self.hi))
             })
             .collect();
         Tensor::new(a.shape().to_vec(), TensorData::I8(out))

@@ -54,9 +54,9 @@ impl Operator for ArgMax {
         cx.work.alloc(rows * 4);
         cx.work.calls(1);
         let mut out = Vec::with_capacity(rows);
+        cx.work.steps(rows);
+        cx.work.elems(rows * n);
         for r in 0..rows {
-            cx.work.steps(1);
-            cx.work.elems(n);
             let mut best = 0usize;
             let mut best_v = i64::MIN;
             for j in 0..n {

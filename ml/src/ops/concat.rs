@@ -19,8 +19,8 @@ fn join<T: Copy>(parts: &[&[T]], outer: usize, chunks: &[usize], work: &Counter)
     work.alloc(total * std::mem::size_of::<T>());
     work.elems(total);
     let mut out = Vec::with_capacity(total);
+    work.steps(outer * parts.len());
     for o in 0..outer {
-        work.steps(parts.len());
         for (p, &c) in parts.iter().zip(chunks) {
             if let Some(s) = p.get(o * c..(o + 1) * c) {
                 out.extend_from_slice(s);

@@ -164,13 +164,13 @@ impl Conv2d {
         let mut out = vec![0i32; rows * g.oc];
         for grp in 0..g.groups {
             let pw = packed.get(grp).ok_or(Error::Internal("Conv2D weights not prepared"))?;
-            work.steps(1);
+            // This group's im2col: a step per row and per window cell, `patch` fills per row.
+            work.steps(1 + rows * (1 + g.kh * g.kw));
+            work.elems(rows * patch);
             let mut dst = cols.chunks_exact_mut(patch.max(1));
             for oy in 0..g.oh {
                 for ox in 0..g.ow {
                     let Some(row) = dst.next() else { return Err(Error::Internal("im2col row count")) };
-                    work.steps(1 + g.kh * g.kw);
-                    work.elems(patch);
                     let mut cells = row.chunks_exact_mut(g.cg().max(1));
                     for ky in 0..g.kh {
                         for kx in 0..g.kw {
