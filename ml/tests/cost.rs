@@ -176,3 +176,35 @@ fn output_copies_are_priced() {
     assert!(counted.bytes >= 2 * 8000, "the reshape copy and the output copy: {counted:?}");
     assert!(bound.bytes >= counted.bytes);
 }
+
+/// Requantize takes the i64 form where it is exact and the i128 definition elsewhere: the
+/// values are the definition's, including i32 extremes and far zero points.
+#[test]
+fn requantize_equals_its_definition_at_the_extremes() {
+    use fixpoint_ml::arith::requantize;
+    use fixpoint_ml::format::{ModelBuilder, Quant};
+    use fixpoint_ml::ops::{Op, Requantize};
+    let mut rng = rng(13);
+    for zp in [0, 7, -128, i32::MIN, i32::MAX, 1 << 30] {
+        let mut b = ModelBuilder::new();
+        let x = b.input(DType::I32, vec![5, 3], Quant::NONE);
+        let m: Vec<i32> = (0..3).map(|_| rng.random_range((1 << 30)..i32::MAX)).collect();
+        let n: Vec<u8> = (0..3).map(|_| rng.random_range(1..=62)).collect();
+        let rq = requant(&mut b, m.clone(), n.clone(), 3, -100, 120);
+        let y = b.op(Op::Requantize(Requantize { input_zero_point: zp, requant: rq }), &[x]);
+        b.output(y, Quant::NONE);
+        let model = b.finish().unwrap();
+        let mut xs: Vec<i32> = (0..15).map(|_| rng.random()).collect();
+        xs[..4].copy_from_slice(&[i32::MIN, i32::MAX, 0, -1]);
+        let out = run_all_paths(&model, vec![Tensor::i32(vec![5, 3], xs.clone()).unwrap()]);
+        let want: Vec<i8> = xs
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let c = i % 3;
+                requantize(i64::from(v) - i64::from(zp), m[c], n[c], 3, -100, 120) as i8
+            })
+            .collect();
+        assert_eq!(out[0].as_i8().unwrap(), want.as_slice(), "zero point {zp}");
+    }
+}

@@ -56,7 +56,13 @@ impl Resolved<'_> {
         work: &Counter,
     ) -> Vec<i8> {
         self.map_rows(x, channels, work, |v, m, n| {
-            requantize(v.into().wrapping_sub(zp), m, n, self.zp, self.lo, self.hi)
+            let v = v.into().wrapping_sub(zp);
+            // The i64 form is exact for every i32 value (arith::requantize_i32); wider
+            // differences (an i32 input minus a far zero point) take the i128 definition.
+            match i32::try_from(v) {
+                Ok(v) => requantize_i32(v, m, n, self.zp, self.lo, self.hi),
+                Err(_) => requantize(v, m, n, self.zp, self.lo, self.hi),
+            }
         })
     }
 
