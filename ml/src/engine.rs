@@ -145,7 +145,6 @@ impl Engine {
                 let t =
                     values.get(o.value as usize).and_then(Option::clone).ok_or(Error::Internal("output missing"))?;
                 work.alloc(t.byte_len());
-                work.elems(t.len());
                 Ok(t)
             })
             .collect()

@@ -7,12 +7,14 @@
 //! random and adversarial models. Units (docs/gas.md):
 //!
 //! - `macs`: multiply-accumulates of the GEMM and convolution kernels;
-//! - `elem_ops`: other element steps (one element read, converted, compared, copied or written
-//!   by an inner loop: im2col fills, requantization, pooling reads, tree leaf additions ...);
+//! - `elem_ops`: other element steps (one element computed by an inner loop: requantization,
+//!   elementwise ops, pooling reads, comparisons, tree leaf additions, im2col fills);
 //! - `steps`: entries into an inner loop and other fixed per-row costs (a dot product, a window
 //!   cell, a tree node visit, a copied chunk);
 //! - `calls`: kernel invocations, heap allocations and per-op dispatch;
-//! - `bytes`: bytes of the buffers allocated.
+//! - `bytes`: bytes of the buffers allocated. Plain copies and conversions into a fresh buffer
+//!   (widening, output copies, Reshape, Concat) write each allocated byte once and are priced
+//!   by these bytes rather than as element steps.
 
 use std::cell::Cell;
 use std::ops::Add;

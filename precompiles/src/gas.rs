@@ -16,7 +16,7 @@ pub const GAS_PER_STEP: u64 = 20;
 /// Gas per kernel call or allocation.
 pub const GAS_PER_CALL: u64 = 40;
 /// Per 32-byte word of buffers a run allocates.
-pub const PER_WORD_ALLOC: u64 = 2;
+pub const PER_WORD_ALLOC: u64 = 4;
 /// Per 32-byte word of weights and activations the kernels read.
 pub const PER_WORD_READ: u64 = 1;
 /// Per 32-byte word of packed input and output: unpacking, packing, the record's two hashes.

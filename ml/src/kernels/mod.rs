@@ -208,7 +208,6 @@ pub fn gemm(
 #[cfg(target_arch = "x86_64")]
 fn simd_work(work: &Counter, m: usize, n: usize, k: usize) {
     work.alloc(m * k * 2);
-    work.elems(m * k);
     work.steps(m * n);
     work.macs(m * n * k);
 }

@@ -51,7 +51,6 @@ pub fn gemm(
         return Err(Error::Internal("portable gemm: shapes do not match"));
     }
     work.alloc(a.len() * 2);
-    work.elems(a.len());
     let a = widen(a);
     for (a_row, out_row) in a.chunks_exact(k).zip(out.chunks_exact_mut(n)) {
         work.steps(n);

@@ -61,10 +61,11 @@ impl Geometry {
         let rows = self.oh * self.ow;
         let (g, cells) = (self.groups as u64, self.kh * self.kw);
         // GEMM paths: three buffers; per group one step, per row one step plus one per window
-        // cell and one for the copy-out, `patch` im2col fills, one GEMM call, `ocg` copies.
+        // cell and one for the copy-out, `patch` im2col fills (the im2col buffer is rewritten
+        // by every group, so its fills are element steps, not just allocated bytes), one GEMM call.
         let per_group = gemm_cost(rows, self.ocg(), self.patch())
             + OpCost {
-                elem_ops: mul(&[rows, self.patch()]).saturating_add(mul(&[rows, self.ocg()])),
+                elem_ops: mul(&[rows, self.patch()]),
                 steps: mul(&[rows, cells + 2]).saturating_add(1),
                 ..OpCost::default()
             };
@@ -80,9 +81,10 @@ impl Geometry {
                 .saturating_add(mul(&[rows, self.ocg(), 4]))
                 .saturating_add(mul(&[rows, self.oc, 4])),
         };
-        // Reference: per output one step, one per kernel row, one per kernel cell, `cg` MACs.
-        let reference_steps = mul(&[rows, self.oc, 1 + self.kh + cells]);
-        OpCost { steps: gemm_path.steps.max(reference_steps), ..gemm_path }
+        // The reference loop (one step per output, kernel row and cell) is the definition the
+        // tests check the other paths against, not a path validators run: only its MACs are
+        // within this bound (docs/gas.md prices the portable path).
+        gemm_path
     }
 }
 
@@ -196,7 +198,6 @@ impl Conv2d {
             let gb = bias.and_then(|b| b.get(grp * ocg..(grp + 1) * ocg));
             gemm(&cols, rows, self.input_zero_point, pw, gb, &mut acc, work)?;
             work.steps(rows);
-            work.elems(rows * ocg);
             for (o_row, a_row) in out.chunks_exact_mut(g.oc).zip(acc.chunks_exact(ocg)) {
                 if let Some(dst) = o_row.get_mut(grp * ocg..(grp + 1) * ocg) {
                     dst.copy_from_slice(a_row);

@@ -42,12 +42,12 @@ pub(crate) fn prove_no_overflow(cx: &InferCx<'_>, w: &[i8], k: usize, bias: Opti
 }
 
 /// The most work one [`gemm`] call of `m × k` by `[n, k]` does on any path (crate::kernels
-/// counts it): the call, the per-channel correction, the widened activations, `m·n` dot
-/// products of `k` MACs.
+/// counts it): the call, the per-channel correction, the widened activations (their bytes),
+/// `m·n` dot products of `k` MACs.
 pub(crate) fn gemm_cost(m: usize, n: usize, k: usize) -> OpCost {
     OpCost {
         macs: mul(&[m, n, k]),
-        elem_ops: mul(&[m, k]).saturating_add(n as u64),
+        elem_ops: n as u64,
         steps: mul(&[m, n]),
         calls: 3,
         bytes: mul(&[m, k, 2]).saturating_add(mul(&[n, 4])),

@@ -75,14 +75,12 @@ impl Resolved<'_> {
             Cow::Borrowed(self.m)
         } else {
             work.alloc(ch * 4);
-            work.elems(ch);
             Cow::Owned((0..ch).map(|c| self.m.get(c).or(self.m.first()).copied().unwrap_or(0)).collect())
         };
         let n: Cow<'_, [u8]> = if self.n.len() == ch {
             Cow::Borrowed(self.n)
         } else {
             work.alloc(ch);
-            work.elems(ch);
             Cow::Owned((0..ch).map(|c| self.n.get(c).or(self.n.first()).copied().unwrap_or(SHIFT_MIN)).collect())
         };
         work.alloc(acc.len());
@@ -144,7 +142,7 @@ impl Requant {
     pub(crate) fn rows_cost(elems: u64, channels: usize) -> Work {
         let ch = (channels as u64).max(1);
         Work {
-            elem_ops: elems.saturating_add(ch.saturating_mul(2)),
+            elem_ops: elems,
             steps: elems.div_ceil(ch),
             calls: 3,
             bytes: elems.saturating_add(ch.saturating_mul(5)),

@@ -50,7 +50,7 @@ impl Operator for Reshape {
         if n != x.numel() {
             return Err(cx.err(format!("cannot reshape {:?} ({} elements) to {shape:?}", x.shape, x.numel())));
         }
-        let cost = OpCost { elem_ops: n, calls: 3, bytes: x.bytes(), ..OpCost::default() };
+        let cost = OpCost { calls: 3, bytes: x.bytes(), ..OpCost::default() };
         Ok((ValueInfo { dtype: x.dtype, shape }, cost))
     }
 
@@ -58,7 +58,6 @@ impl Operator for Reshape {
         let x = one(inputs)?;
         // A copy of the data, of its shape, and the new shape.
         cx.work.alloc(x.byte_len());
-        cx.work.elems(x.len());
         cx.work.calls(2);
         (*x).clone().reshaped(self.shape.iter().map(|&d| d as usize).collect())
     }

@@ -127,11 +127,11 @@ impl Operator for TreeEnsemble {
         if base_max + max_leaf * roots.len() as i128 >= 1i128 << 63 {
             return Err(cx.err("leaf sums may overflow i64"));
         }
-        // Every root's walk ends at a leaf whose O-wide row is added: T·O additions besides
-        // the copy of `base`; one step per root and per node visited.
+        // Every root's walk ends at a leaf whose O-wide row is added: T·O additions (the copy
+        // of `base` is its allocated bytes); one step per root and per node visited.
         let t = roots.len() as u64;
         let cost = OpCost {
-            elem_ops: (o as u64).saturating_mul(t.saturating_add(1)),
+            elem_ops: (o as u64).saturating_mul(t),
             steps: visits.saturating_add(t),
             calls: 2,
             bytes: (o as u64).saturating_mul(8),
@@ -147,7 +147,6 @@ impl Operator for TreeEnsemble {
         let roots = cx.tensor(self.roots)?.as_i32().ok_or(Error::Internal("roots"))?;
         let base = cx.tensor(self.base)?.as_i64().ok_or(Error::Internal("base"))?;
         cx.work.alloc(base.len() * 8);
-        cx.work.elems(base.len());
         cx.work.calls(1);
         let mut out = base.to_vec();
         let o = out.len();
