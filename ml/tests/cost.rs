@@ -233,3 +233,63 @@ fn example_models_are_priced_close_to_their_count() {
         assert!(counted.within(&bound));
     }
 }
+
+/// Add computes in i64 where the definition uses i128: same values over all i8 pairs at the
+/// extreme multipliers, zero points and shifts.
+#[test]
+fn add_matches_the_i128_definition() {
+    use fixpoint_ml::arith::{clamp_i128, round_shift};
+    use fixpoint_ml::format::{ModelBuilder, Quant};
+    use fixpoint_ml::ops::{Add, Op};
+    let xs: Vec<i8> = (0..=255u8).flat_map(|a| std::iter::repeat_n(a as i8, 256)).collect();
+    let ys: Vec<i8> = (0..65536u32).map(|i| (i % 256) as u8 as i8).collect();
+    for (ma, mb, shift, zpa, zpb) in [
+        (i32::MAX, i32::MAX, 1u8, -128, 127),
+        (i32::MAX, 0, 62, 127, -128),
+        (1 << 30, 12345, 31, 3, -7),
+        (0, 1, 1, 0, 0),
+    ] {
+        let op = Add {
+            a_zero_point: zpa,
+            a_multiplier: ma,
+            b_zero_point: zpb,
+            b_multiplier: mb,
+            shift,
+            zero_point: -5,
+            lo: -120,
+            hi: 110,
+        };
+        let mut b = ModelBuilder::new();
+        let x = b.input(DType::I8, vec![65536], Quant::NONE);
+        let y = b.input(DType::I8, vec![65536], Quant::NONE);
+        let z = b.op(Op::Add(op.clone()), &[x, y]);
+        b.output(z, Quant::NONE);
+        let model = b.finish().unwrap();
+        let out = run_all_paths(
+            &model,
+            vec![Tensor::i8(vec![65536], xs.clone()).unwrap(), Tensor::i8(vec![65536], ys.clone()).unwrap()],
+        );
+        for (i, (&a, &c)) in xs.iter().zip(&ys).enumerate() {
+            let ta = (i128::from(a) - i128::from(zpa)) * i128::from(ma);
+            let tb = (i128::from(c) - i128::from(zpb)) * i128::from(mb);
+            let want = clamp_i128(-5 + round_shift(ta + tb, shift), -120, 110) as i8;
+            assert_eq!(out[0].as_i8().unwrap()[i], want, "a {a} b {c} case {ma} {mb} {shift}");
+        }
+    }
+}
+
+/// ArgMax over typed rows: the first largest index of each row, whatever the dtype.
+#[test]
+fn argmax_takes_the_first_largest() {
+    for dtype in [DType::I8, DType::I32, DType::I64] {
+        let case = adversarial::argmax(dtype, 7, 5).unwrap();
+        let out = run_all_paths(&case.model, case.inputs.clone());
+        let x = &case.inputs[0];
+        let got = out[0].as_i32().unwrap();
+        for (r, &g) in got.iter().enumerate() {
+            let row: Vec<i64> = (0..5).map(|j| x.data().get_i64(r * 5 + j).unwrap()).collect();
+            let max = *row.iter().max().unwrap();
+            assert_eq!(g as usize, row.iter().position(|&v| v == max).unwrap());
+        }
+    }
+}

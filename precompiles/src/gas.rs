@@ -20,7 +20,7 @@ pub const PER_WORD_ALLOC: u64 = 4;
 /// Per 32-byte word of weights and activations the kernels read.
 pub const PER_WORD_READ: u64 = 1;
 /// Per 32-byte word of packed input and output: unpacking, packing, the record's two hashes.
-pub const PER_WORD_IO: u64 = 360;
+pub const PER_WORD_IO: u64 = 480;
 /// First use of a model in a block: loading and preparing it (EIP-2929 style).
 pub const COLD_BASE: u64 = 2_600;
 /// Per 32-byte word of model bytes on a cold load (parse, verify, pack weights).

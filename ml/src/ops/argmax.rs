@@ -18,6 +18,21 @@ fn out_shape(shape: &[usize]) -> Vec<usize> {
     }
 }
 
+/// The index of the first largest value of each row of `n`.
+fn argmax_rows<T: Copy + Ord>(v: &[T], n: usize) -> Result<Vec<i32>> {
+    v.chunks(n.max(1))
+        .map(|row| {
+            let mut best = 0usize;
+            for (j, x) in row.iter().enumerate() {
+                if row.get(best).is_some_and(|b| x > b) {
+                    best = j;
+                }
+            }
+            i32::try_from(best).map_err(|_| Error::Internal("argmax index"))
+        })
+        .collect()
+}
+
 impl Operator for ArgMax {
     const CODE: u8 = 9;
     const NAME: &'static str = "ArgMax";
@@ -53,21 +68,15 @@ impl Operator for ArgMax {
         let rows = x.len() / n;
         cx.work.alloc(rows * 4);
         cx.work.calls(1);
-        let mut out = Vec::with_capacity(rows);
         cx.work.steps(rows);
         cx.work.elems(rows * n);
-        for r in 0..rows {
-            let mut best = 0usize;
-            let mut best_v = i64::MIN;
-            for j in 0..n {
-                let v = x.data().get_i64(r * n + j).unwrap_or(i64::MIN);
-                if j == 0 || v > best_v {
-                    best = j;
-                    best_v = v;
-                }
-            }
-            out.push(i32::try_from(best).map_err(|_| Error::Internal("argmax index"))?);
-        }
+        let out = match x.data() {
+            TensorData::I8(v) => argmax_rows(v, n),
+            TensorData::I16(v) => argmax_rows(v, n),
+            TensorData::I32(v) => argmax_rows(v, n),
+            TensorData::I64(v) => argmax_rows(v, n),
+            TensorData::U8(v) => argmax_rows(v, n),
+        }?;
         Tensor::new(out_shape(x.shape()), TensorData::I32(out))
     }
 }
