@@ -4,17 +4,17 @@
 use fixpoint_ml::Cost;
 
 /// Fixed part of every inference call: ABI decoding, registry lookup, hashing, the record.
-pub const INFER_BASE: u64 = 10_000;
+pub const INFER_BASE: u64 = 6_000;
 /// Per operator in the model (per-op dispatch and allocation dominate small models).
 pub const PER_OP: u64 = 200;
 /// Multiply-accumulates per unit of gas (the portable kernel on small shapes).
 pub const MACS_PER_GAS: u64 = 2;
 /// Gas per element step (fixpoint_ml::work: requantization, pooling reads, leaf additions, copies...).
-pub const GAS_PER_ELEM: u64 = 10;
+pub const GAS_PER_ELEM: u64 = 6;
 /// Gas per step (an inner-loop entry: a dot product, a window cell, a tree node, a chunk).
-pub const GAS_PER_STEP: u64 = 20;
+pub const GAS_PER_STEP: u64 = 16;
 /// Gas per kernel call or allocation.
-pub const GAS_PER_CALL: u64 = 40;
+pub const GAS_PER_CALL: u64 = 24;
 /// Per 32-byte word of buffers a run allocates.
 pub const PER_WORD_ALLOC: u64 = 4;
 /// Per 32-byte word of weights and activations the kernels read.
