@@ -27,7 +27,7 @@ pub const COLD_BASE: u64 = 2_600;
 pub const COLD_PER_WORD: u64 = 6;
 /// Per `int256` of an `inferInts` input and per byte of its packed output (range checks,
 /// packing, conversion and ABI encoding of the result).
-pub const PER_INT: u64 = 3;
+pub const PER_INT: u64 = 40;
 
 /// Fixed part of a registration (`register`, `finalizeUpload`).
 pub const REGISTER_BASE: u64 = 40_000;
@@ -96,15 +96,27 @@ mod tests {
         let c = Cost {
             macs: 17_024,
             elem_ops: 10,
+            steps: 20,
+            calls: 30,
+            alloc_bytes: 3_200,
             bytes_read: 19_088,
             input_bytes: 64,
             output_bytes: 44,
             ..Cost::default()
         };
-        // 10000 + 4·800 + ceil(17024/2) + 10·5 + ceil(19088/32) + 3·ceil(108/32)
-        assert_eq!(warm_infer_gas(&c, 4), 10_000 + 3_200 + 8_512 + 50 + 597 + 12);
-        let bigger = Cost { macs: c.macs * 2, ..c };
-        assert!(warm_infer_gas(&bigger, 4) > warm_infer_gas(&c, 4));
+        // 6000 + 4·200 + ceil(17024/2) + 10·6 + 20·16 + 30·24 + 4·ceil(3200/32) + ceil(19088/32)
+        //      + 480·ceil(108/32)
+        assert_eq!(warm_infer_gas(&c, 4), 6_000 + 800 + 8_512 + 60 + 320 + 720 + 400 + 597 + 1_920);
+        for bigger in [
+            Cost { macs: c.macs * 2, ..c },
+            Cost { elem_ops: c.elem_ops + 1, ..c },
+            Cost { steps: c.steps + 1, ..c },
+            Cost { calls: c.calls + 1, ..c },
+            Cost { alloc_bytes: c.alloc_bytes + 32, ..c },
+        ] {
+            assert!(warm_infer_gas(&bigger, 4) > warm_infer_gas(&c, 4), "{bigger:?}");
+        }
+        assert_eq!(ints_gas(64, 44), 40 * 108);
         assert_eq!(cold_surcharge(64), 2_600 + 12);
         assert_eq!(words(0), 0);
         assert_eq!(words(33), 2);
