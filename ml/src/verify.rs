@@ -24,7 +24,7 @@ pub struct Limits {
     pub max_macs: u64,
     /// Most other element steps per inference.
     pub max_elem_ops: u64,
-    /// Most inner-loop entries (rows, windows, tree node visits) per inference.
+    /// Most inner-loop entries (rows, windows), and most tree node visits, per inference.
     pub max_steps: u64,
     /// Most kernel calls and allocations per inference.
     pub max_calls: u64,
@@ -59,6 +59,8 @@ pub struct Cost {
     pub elem_ops: u64,
     /// Inner-loop entries and per-row overheads.
     pub steps: u64,
+    /// Tree nodes visited.
+    pub visits: u64,
     /// Kernel calls, allocations and per-op dispatch.
     pub calls: u64,
     /// Bytes allocated by a run.
@@ -79,7 +81,14 @@ impl Cost {
     /// The counted-work bound of one run (crate::work): every run's
     /// [`Engine::run_counted`](crate::Engine::run_counted) is within it.
     pub fn work(&self) -> Work {
-        Work { macs: self.macs, elem_ops: self.elem_ops, steps: self.steps, calls: self.calls, bytes: self.alloc_bytes }
+        Work {
+            macs: self.macs,
+            elem_ops: self.elem_ops,
+            steps: self.steps,
+            visits: self.visits,
+            calls: self.calls,
+            bytes: self.alloc_bytes,
+        }
     }
 }
 
@@ -164,6 +173,7 @@ pub fn verify(model: Model, limits: &Limits) -> Result<Verified> {
         cap("MACs", total.macs, limits.max_macs)?;
         cap("element ops", total.elem_ops, limits.max_elem_ops)?;
         cap("steps", total.steps, limits.max_steps)?;
+        cap("tree visits", total.visits, limits.max_steps)?;
         cap("calls", total.calls, limits.max_calls)?;
         cap("allocated bytes", total.bytes, limits.max_alloc_bytes)?;
         op_costs.push(cost);
@@ -209,6 +219,7 @@ pub fn verify(model: Model, limits: &Limits) -> Result<Verified> {
         macs: total.macs,
         elem_ops: total.elem_ops,
         steps: total.steps,
+        visits: total.visits,
         calls: total.calls,
         alloc_bytes: total.bytes,
         weight_bytes,

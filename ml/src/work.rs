@@ -10,7 +10,9 @@
 //! - `elem_ops`: other element steps (one element computed by an inner loop: requantization,
 //!   elementwise ops, pooling reads, comparisons, tree leaf additions, im2col fills);
 //! - `steps`: entries into an inner loop and other fixed per-row costs (a dot product, a window
-//!   cell, a tree node visit, a copied chunk);
+//!   cell, a tree walk, a copied chunk);
+//! - `visits`: tree nodes visited (each a load that depends on the previous one, several times
+//!   the cost of a step);
 //! - `calls`: kernel invocations, heap allocations and per-op dispatch;
 //! - `bytes`: bytes of the buffers allocated. Plain copies and conversions into a fresh buffer
 //!   (widening, output copies, Reshape, Concat) write each allocated byte once and are priced
@@ -28,6 +30,8 @@ pub struct Work {
     pub elem_ops: u64,
     /// Inner-loop entries and per-row overheads.
     pub steps: u64,
+    /// Tree nodes visited.
+    pub visits: u64,
     /// Kernel invocations, allocations, per-op dispatch.
     pub calls: u64,
     /// Bytes allocated.
@@ -40,6 +44,7 @@ impl Work {
         self.macs <= bound.macs
             && self.elem_ops <= bound.elem_ops
             && self.steps <= bound.steps
+            && self.visits <= bound.visits
             && self.calls <= bound.calls
             && self.bytes <= bound.bytes
     }
@@ -52,6 +57,7 @@ impl Add for Work {
             macs: self.macs.saturating_add(o.macs),
             elem_ops: self.elem_ops.saturating_add(o.elem_ops),
             steps: self.steps.saturating_add(o.steps),
+            visits: self.visits.saturating_add(o.visits),
             calls: self.calls.saturating_add(o.calls),
             bytes: self.bytes.saturating_add(o.bytes),
         }
@@ -65,6 +71,7 @@ pub struct Counter {
     macs: Cell<u64>,
     elem_ops: Cell<u64>,
     steps: Cell<u64>,
+    visits: Cell<u64>,
     calls: Cell<u64>,
     bytes: Cell<u64>,
 }
@@ -98,6 +105,12 @@ impl Counter {
         bump(&self.steps, n);
     }
 
+    /// Adds `n` tree node visits.
+    #[inline]
+    pub fn visits(&self, n: usize) {
+        bump(&self.visits, n);
+    }
+
     /// Adds `n` kernel calls or allocations.
     #[inline]
     pub fn calls(&self, n: usize) {
@@ -117,6 +130,7 @@ impl Counter {
             macs: self.macs.get(),
             elem_ops: self.elem_ops.get(),
             steps: self.steps.get(),
+            visits: self.visits.get(),
             calls: self.calls.get(),
             bytes: self.bytes.get(),
         }

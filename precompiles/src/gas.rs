@@ -11,8 +11,10 @@ pub const PER_OP: u64 = 200;
 pub const MACS_PER_GAS: u64 = 2;
 /// Gas per element step (fixpoint_ml::work: requantization, pooling reads, leaf additions, copies...).
 pub const GAS_PER_ELEM: u64 = 6;
-/// Gas per step (an inner-loop entry: a dot product, a window cell, a tree node, a chunk).
-pub const GAS_PER_STEP: u64 = 16;
+/// Gas per step (an inner-loop entry: a dot product, a window cell, a tree walk, a chunk).
+pub const GAS_PER_STEP: u64 = 8;
+/// Gas per tree node visited (a load that depends on the previous one).
+pub const GAS_PER_VISIT: u64 = 24;
 /// Gas per kernel call or allocation.
 pub const GAS_PER_CALL: u64 = 24;
 /// Per 32-byte word of buffers a run allocates.
@@ -60,6 +62,7 @@ pub fn warm_infer_gas(cost: &Cost, ops: u64) -> u64 {
         .saturating_add(cost.macs.div_ceil(MACS_PER_GAS))
         .saturating_add(cost.elem_ops.saturating_mul(GAS_PER_ELEM))
         .saturating_add(cost.steps.saturating_mul(GAS_PER_STEP))
+        .saturating_add(cost.visits.saturating_mul(GAS_PER_VISIT))
         .saturating_add(cost.calls.saturating_mul(GAS_PER_CALL))
         .saturating_add(PER_WORD_ALLOC.saturating_mul(words(cost.alloc_bytes)))
         .saturating_add(PER_WORD_READ.saturating_mul(words(cost.bytes_read)))
@@ -97,6 +100,7 @@ mod tests {
             macs: 17_024,
             elem_ops: 10,
             steps: 20,
+            visits: 5,
             calls: 30,
             alloc_bytes: 3_200,
             bytes_read: 19_088,
@@ -104,13 +108,14 @@ mod tests {
             output_bytes: 44,
             ..Cost::default()
         };
-        // 6000 + 4·200 + ceil(17024/2) + 10·6 + 20·16 + 30·24 + 4·ceil(3200/32) + ceil(19088/32)
-        //      + 480·ceil(108/32)
-        assert_eq!(warm_infer_gas(&c, 4), 6_000 + 800 + 8_512 + 60 + 320 + 720 + 400 + 597 + 1_920);
+        // 6000 + 4·200 + ceil(17024/2) + 10·6 + 20·8 + 5·24 + 30·24 + 4·ceil(3200/32)
+        //      + ceil(19088/32) + 480·ceil(108/32)
+        assert_eq!(warm_infer_gas(&c, 4), 6_000 + 800 + 8_512 + 60 + 160 + 120 + 720 + 400 + 597 + 1_920);
         for bigger in [
             Cost { macs: c.macs * 2, ..c },
             Cost { elem_ops: c.elem_ops + 1, ..c },
             Cost { steps: c.steps + 1, ..c },
+            Cost { visits: c.visits + 1, ..c },
             Cost { calls: c.calls + 1, ..c },
             Cost { alloc_bytes: c.alloc_bytes + 32, ..c },
         ] {

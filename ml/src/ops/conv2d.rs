@@ -80,6 +80,7 @@ impl Geometry {
                 .saturating_add(mul(&[rows, self.patch()]))
                 .saturating_add(mul(&[rows, self.ocg(), 4]))
                 .saturating_add(mul(&[rows, self.oc, 4])),
+            ..OpCost::default()
         };
         // The reference loop (one step per output, kernel row and cell) is the definition the
         // tests check the other paths against, not a path validators run: only its MACs are

@@ -51,6 +51,7 @@ pub(crate) fn gemm_cost(m: usize, n: usize, k: usize) -> OpCost {
         steps: mul(&[m, n]),
         calls: 3,
         bytes: mul(&[m, k, 2]).saturating_add(mul(&[n, 4])),
+        ..OpCost::default()
     }
 }
 

@@ -128,11 +128,12 @@ impl Operator for TreeEnsemble {
             return Err(cx.err("leaf sums may overflow i64"));
         }
         // Every root's walk ends at a leaf whose O-wide row is added: T·O additions (the copy
-        // of `base` is its allocated bytes); one step per root and per node visited.
+        // of `base` is its allocated bytes); one step per root, one visit per node visited.
         let t = roots.len() as u64;
         let cost = OpCost {
             elem_ops: (o as u64).saturating_mul(t),
-            steps: visits.saturating_add(t),
+            steps: t,
+            visits,
             calls: 3,
             bytes: (o as u64).saturating_add(features as u64).saturating_mul(8),
             ..OpCost::default()
@@ -156,12 +157,13 @@ impl Operator for TreeEnsemble {
         for &root in roots {
             let mut i = usize::try_from(root).map_err(|_| Error::Internal("root"))?;
             // Nodes visited by this walk, added to the counter when it ends.
-            let mut visits = 1usize;
+            let mut visits = 0usize;
+            cx.work.steps(1);
             loop {
                 visits += 1;
                 let [f, thr, l, r] = node_row(nodes, i)?;
                 if f == LEAF {
-                    cx.work.steps(visits);
+                    cx.work.visits(visits);
                     cx.work.elems(o);
                     let vals = leaves.get(i * o..(i + 1) * o).ok_or(Error::Internal("leaf index"))?;
                     out.iter_mut().zip(vals).for_each(|(s, &v)| *s = s.wrapping_add(v));
