@@ -344,3 +344,29 @@ fn chunked_upload_across_blocks() {
         IModelRegistryErrors::HashMismatch(R::HashMismatch { expected: fake, actual: keccak256([1u8, 2, 3]) })
     );
 }
+
+/// Issue 11: the inference precompile charges REJECT + warm + cold, read from the stored record,
+/// before it loads or prepares the model. A node that lacks the model's bytes fails fatally only
+/// once the call has paid for preparing it; with less gas the call runs out of gas first. (On
+/// the old order, `engine_for` ran before the charge and the short call was fatal too.)
+#[test]
+fn preparation_is_charged_before_it_is_done() {
+    use fixpoint_precompiles::{ModelStore, gas};
+    let mut s = setup();
+    let engine = fixpoint_ml::Engine::load(&s.model, &fixpoint_ml::Limits::default()).unwrap();
+    let full = gas::REJECT
+        + gas::warm_infer_gas(engine.cost(), engine.model().nodes.len() as u64)
+        + gas::cold_surcharge(s.model.len() as u64);
+    let data = I::inferCall { modelId: s.id, input: s.input.clone().into() }.abi_encode();
+    let missing = std::sync::Arc::new(ModelStore::default());
+    let call = |s: &mut Setup, gas: u64| {
+        let call = Prober::callWithCall { target: INFERENCE_ADDRESS, data: data.clone().into(), gas: U256::from(gas) };
+        let tx = s.chain.tx(BOB, TxKind::Call(s.prober), call.abi_encode(), 10_000_000);
+        s.chain.nonces.clear();
+        fixpoint_evm::execute_block(&s.chain.state, &missing, &s.chain.spec, &s.chain.env(), &[tx])
+    };
+    let short = call(&mut s, full - 1).expect("out of gas before preparing: no fatal error");
+    let r = Prober::callWithCall::abi_decode_returns(&short.txs[0].output).unwrap();
+    assert!(!r.ok && r.ret.is_empty(), "out of gas, not a revert");
+    assert!(call(&mut s, full + 50_000).is_err(), "with the gas paid, the missing model is fatal");
+}

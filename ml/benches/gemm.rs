@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use candle_core::{Device, Tensor as CTensor};
 use criterion::{BenchmarkId, Criterion, Throughput};
+use fixpoint_ml::Counter;
 use fixpoint_ml::kernels::{PackedWeights, Path, gemm};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -22,13 +23,14 @@ fn bench_gemm(c: &mut Criterion) {
         let w: Vec<i8> = (0..n * n).map(|_| rng.random()).collect();
         let bias: Vec<i32> = (0..n).map(|_| rng.random_range(-1000..1000)).collect();
         let mut out = vec![0i32; n * n];
+        let counter = Counter::new();
         for path in Path::available() {
             if path == Path::Reference && n > 256 {
                 continue; // seconds per call; the reference is the definition, not a contender
             }
             let pw = PackedWeights::new(path, &w, n, n).unwrap();
             g.bench_with_input(BenchmarkId::new(path.name(), format!("n={n}")), &n, |b, &n| {
-                b.iter(|| gemm(black_box(&a), n, 3, &pw, Some(&bias), black_box(&mut out)).unwrap())
+                b.iter(|| gemm(black_box(&a), n, 3, &pw, Some(&bias), black_box(&mut out), &counter).unwrap())
             });
         }
         let x = CTensor::randn(0f32, 1.0, (n, n), &Device::Cpu).unwrap();

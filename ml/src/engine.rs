@@ -9,6 +9,7 @@ use crate::kernels::{PackedWeights, Path};
 use crate::ops::EvalCx;
 use crate::tensor::Tensor;
 use crate::verify::{Cost, Limits, Verified, verify};
+use crate::work::{Counter, Work};
 
 /// The kernel path of this process, detected once.
 pub fn default_path() -> Path {
@@ -81,6 +82,19 @@ impl Engine {
 
     /// Runs the model. Inputs must match the model's input descriptions exactly.
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        self.run_with(inputs, &Counter::new())
+    }
+
+    /// Runs the model and returns the work it counted (crate::work), which the verifier's cost
+    /// bounds: `work.within(&self.cost().work())` for every input.
+    pub fn run_counted(&self, inputs: Vec<Tensor>) -> Result<(Vec<Tensor>, Work)> {
+        let work = Counter::new();
+        let outs = self.run_with(inputs, &work)?;
+        Ok((outs, work.get()))
+    }
+
+    /// The interpreter: one loop over the ops, counting into `work`.
+    fn run_with(&self, inputs: Vec<Tensor>, work: &Counter) -> Result<Vec<Tensor>> {
         let model = self.verified.model();
         if inputs.len() != model.inputs.len() {
             return Err(Error::InputCount { expected: model.inputs.len(), got: inputs.len() });
@@ -101,6 +115,9 @@ impl Engine {
         let mut values: Vec<Option<Tensor>> = inputs.into_iter().map(Some).collect();
         values.resize(n_in + model.nodes.len(), None);
         for (i, (node, packed)) in model.nodes.iter().zip(&self.packed).enumerate() {
+            // Dispatch and the input list (crate::verify::OP_CALLS, OP_STEPS).
+            work.calls(2);
+            work.steps(node.inputs.len());
             let ins = node
                 .inputs
                 .iter()
@@ -108,7 +125,7 @@ impl Engine {
                     values.get(v as usize).and_then(Option::as_ref).ok_or(Error::Internal("value freed before use"))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let cx = EvalCx { tensors: &model.tensors, path: self.path, packed };
+            let cx = EvalCx { tensors: &model.tensors, path: self.path, packed, work };
             let out = node.op.eval(&cx, &ins)?;
             if let Some(slot) = values.get_mut(n_in + i) {
                 *slot = Some(out);
@@ -124,7 +141,12 @@ impl Engine {
         model
             .outputs
             .iter()
-            .map(|o| values.get(o.value as usize).and_then(Option::clone).ok_or(Error::Internal("output missing")))
+            .map(|o| {
+                let t =
+                    values.get(o.value as usize).and_then(Option::clone).ok_or(Error::Internal("output missing"))?;
+                work.alloc(t.byte_len());
+                Ok(t)
+            })
             .collect()
     }
 

@@ -29,9 +29,11 @@ pub mod kernels;
 pub mod ops;
 pub mod tensor;
 pub mod verify;
+pub mod work;
 
 pub use engine::Engine;
 pub use error::{Error, Result};
 pub use format::{Model, ModelId, model_id};
 pub use tensor::{DType, Tensor, TensorData};
 pub use verify::{Cost, Limits, Verified, verify};
+pub use work::{Counter, Work};

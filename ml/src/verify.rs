@@ -6,6 +6,10 @@ use crate::error::{Error, Result};
 use crate::format::Model;
 use crate::ops::{InferCx, OpCost, ValueInfo};
 use crate::tensor::numel;
+use crate::work::Work;
+
+/// Calls the interpreter makes per op besides the op's own (dispatch, the input list).
+pub const OP_CALLS: u64 = 2;
 
 /// Hard caps on a model (docs/model-format.md §7). The defaults are the chain's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +24,12 @@ pub struct Limits {
     pub max_macs: u64,
     /// Most other element steps per inference.
     pub max_elem_ops: u64,
+    /// Most inner-loop entries (rows, windows), and most tree node visits, per inference.
+    pub max_steps: u64,
+    /// Most kernel calls and allocations per inference.
+    pub max_calls: u64,
+    /// Most bytes allocated per inference.
+    pub max_alloc_bytes: u64,
     /// Most activation bytes alive at once.
     pub max_peak_activation_bytes: u64,
 }
@@ -32,6 +42,9 @@ impl Default for Limits {
             max_tensor_elements: 1 << 24,
             max_macs: 1 << 30,
             max_elem_ops: 1 << 26,
+            max_steps: 1 << 26,
+            max_calls: 1 << 22,
+            max_alloc_bytes: 1 << 31,
             max_peak_activation_bytes: 64 << 20,
         }
     }
@@ -44,6 +57,14 @@ pub struct Cost {
     pub macs: u64,
     /// Other element steps.
     pub elem_ops: u64,
+    /// Inner-loop entries and per-row overheads.
+    pub steps: u64,
+    /// Tree nodes visited.
+    pub visits: u64,
+    /// Kernel calls, allocations and per-op dispatch.
+    pub calls: u64,
+    /// Bytes allocated by a run.
+    pub alloc_bytes: u64,
     /// Bytes of constant tensors (weights, tables, trees).
     pub weight_bytes: u64,
     /// Bytes read: weights plus every op's inputs.
@@ -54,6 +75,21 @@ pub struct Cost {
     pub input_bytes: u64,
     /// Packed output size in bytes.
     pub output_bytes: u64,
+}
+
+impl Cost {
+    /// The counted-work bound of one run (crate::work): every run's
+    /// [`Engine::run_counted`](crate::Engine::run_counted) is within it.
+    pub fn work(&self) -> Work {
+        Work {
+            macs: self.macs,
+            elem_ops: self.elem_ops,
+            steps: self.steps,
+            visits: self.visits,
+            calls: self.calls,
+            bytes: self.alloc_bytes,
+        }
+    }
 }
 
 /// A model that passed verification, with what the verifier learnt.
@@ -119,7 +155,8 @@ pub fn verify(model: Model, limits: &Limits) -> Result<Verified> {
     let input_bytes = values.iter().fold(0u64, |a, v| a.saturating_add(v.bytes()));
 
     let mut op_costs = Vec::with_capacity(model.nodes.len());
-    let (mut macs, mut elem_ops, mut bytes_read) = (0u64, 0u64, weight_bytes);
+    let mut total = Work::default();
+    let mut bytes_read = weight_bytes;
     for (i, node) in model.nodes.iter().enumerate() {
         let ins = node
             .inputs
@@ -130,10 +167,15 @@ pub fn verify(model: Model, limits: &Limits) -> Result<Verified> {
         let (out, cost) = node.op.infer(&cx, &ins)?;
         cap("tensor elements", out.numel(), limits.max_tensor_elements)?;
         bytes_read = ins.iter().fold(bytes_read, |a, v| a.saturating_add(v.bytes()));
-        macs = macs.saturating_add(cost.macs);
-        elem_ops = elem_ops.saturating_add(cost.elem_ops);
-        cap("MACs", macs, limits.max_macs)?;
-        cap("element ops", elem_ops, limits.max_elem_ops)?;
+        // The interpreter's own per-op work (Engine::run_with).
+        let cost = cost + Work { calls: OP_CALLS, steps: node.inputs.len() as u64, ..Work::default() };
+        total = total + cost;
+        cap("MACs", total.macs, limits.max_macs)?;
+        cap("element ops", total.elem_ops, limits.max_elem_ops)?;
+        cap("steps", total.steps, limits.max_steps)?;
+        cap("tree visits", total.visits, limits.max_steps)?;
+        cap("calls", total.calls, limits.max_calls)?;
+        cap("allocated bytes", total.bytes, limits.max_alloc_bytes)?;
         op_costs.push(cost);
         values.push(out);
     }
@@ -171,7 +213,20 @@ pub fn verify(model: Model, limits: &Limits) -> Result<Verified> {
         .iter()
         .fold(0u64, |a, o| a.saturating_add(values.get(o.value as usize).map_or(0, ValueInfo::bytes)));
 
-    let cost =
-        Cost { macs, elem_ops, weight_bytes, bytes_read, peak_activation_bytes: peak, input_bytes, output_bytes };
+    // The outputs are copied out of the value table at the end of a run.
+    total = total + Work { calls: model.outputs.len() as u64, bytes: output_bytes, ..Work::default() };
+    let cost = Cost {
+        macs: total.macs,
+        elem_ops: total.elem_ops,
+        steps: total.steps,
+        visits: total.visits,
+        calls: total.calls,
+        alloc_bytes: total.bytes,
+        weight_bytes,
+        bytes_read,
+        peak_activation_bytes: peak,
+        input_bytes,
+        output_bytes,
+    };
     Ok(Verified { model, values, op_costs, last_use, cost })
 }

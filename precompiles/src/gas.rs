@@ -4,23 +4,32 @@
 use fixpoint_ml::Cost;
 
 /// Fixed part of every inference call: ABI decoding, registry lookup, hashing, the record.
-pub const INFER_BASE: u64 = 10_000;
+pub const INFER_BASE: u64 = 6_000;
 /// Per operator in the model (per-op dispatch and allocation dominate small models).
-pub const PER_OP: u64 = 800;
+pub const PER_OP: u64 = 200;
 /// Multiply-accumulates per unit of gas (the portable kernel on small shapes).
 pub const MACS_PER_GAS: u64 = 2;
-/// Gas per element operation (pooling reads, tree steps, argmax...).
-pub const GAS_PER_ELEM: u64 = 5;
+/// Gas per element step (fixpoint_ml::work: requantization, pooling reads, leaf additions, copies...).
+pub const GAS_PER_ELEM: u64 = 6;
+/// Gas per step (an inner-loop entry: a dot product, a window cell, a tree walk, a chunk).
+pub const GAS_PER_STEP: u64 = 8;
+/// Gas per tree node visited (a load that depends on the previous one).
+pub const GAS_PER_VISIT: u64 = 24;
+/// Gas per kernel call or allocation.
+pub const GAS_PER_CALL: u64 = 24;
+/// Per 32-byte word of buffers a run allocates.
+pub const PER_WORD_ALLOC: u64 = 4;
 /// Per 32-byte word of weights and activations the kernels read.
 pub const PER_WORD_READ: u64 = 1;
-/// Per 32-byte word of packed input and output.
-pub const PER_WORD_IO: u64 = 3;
+/// Per 32-byte word of packed input and output: unpacking, packing, the record's two hashes.
+pub const PER_WORD_IO: u64 = 480;
 /// First use of a model in a block: loading and preparing it (EIP-2929 style).
 pub const COLD_BASE: u64 = 2_600;
 /// Per 32-byte word of model bytes on a cold load (parse, verify, pack weights).
 pub const COLD_PER_WORD: u64 = 6;
-/// Per 32-byte word of an `int256[]` input or output (ABI conversion in `inferInts`).
-pub const PER_WORD_INTS: u64 = 3;
+/// Per `int256` of an `inferInts` input and per byte of its packed output (range checks,
+/// packing, conversion and ABI encoding of the result).
+pub const PER_INT: u64 = 40;
 
 /// Fixed part of a registration (`register`, `finalizeUpload`).
 pub const REGISTER_BASE: u64 = 40_000;
@@ -56,14 +65,26 @@ pub const fn words(bytes: u64) -> u64 {
     bytes.div_ceil(32)
 }
 
-/// Gas of a warm inference of a model with this cost and `ops` operators.
+/// Gas of a warm inference of a model with this cost and `ops` operators. Every term is a
+/// component of the verifier's cost, which bounds the work a run counts (fixpoint_ml::work), so
+/// the figure bounds the run whatever the input.
 pub fn warm_infer_gas(cost: &Cost, ops: u64) -> u64 {
     INFER_BASE
         .saturating_add(PER_OP.saturating_mul(ops))
         .saturating_add(cost.macs.div_ceil(MACS_PER_GAS))
         .saturating_add(cost.elem_ops.saturating_mul(GAS_PER_ELEM))
+        .saturating_add(cost.steps.saturating_mul(GAS_PER_STEP))
+        .saturating_add(cost.visits.saturating_mul(GAS_PER_VISIT))
+        .saturating_add(cost.calls.saturating_mul(GAS_PER_CALL))
+        .saturating_add(PER_WORD_ALLOC.saturating_mul(words(cost.alloc_bytes)))
         .saturating_add(PER_WORD_READ.saturating_mul(words(cost.bytes_read)))
         .saturating_add(PER_WORD_IO.saturating_mul(words(cost.input_bytes.saturating_add(cost.output_bytes))))
+}
+
+/// Conversions of an `inferInts` call with `inputs` integers and a packed output of
+/// `output_bytes` (at most that many integers).
+pub fn ints_gas(inputs: u64, output_bytes: u64) -> u64 {
+    PER_INT.saturating_mul(inputs.saturating_add(output_bytes))
 }
 
 /// Surcharge for the first use of a model of `size` bytes in a block.
@@ -112,15 +133,29 @@ mod tests {
         let c = Cost {
             macs: 17_024,
             elem_ops: 10,
+            steps: 20,
+            visits: 5,
+            calls: 30,
+            alloc_bytes: 3_200,
             bytes_read: 19_088,
             input_bytes: 64,
             output_bytes: 44,
             ..Cost::default()
         };
-        // 10000 + 4·800 + ceil(17024/2) + 10·5 + ceil(19088/32) + 3·ceil(108/32)
-        assert_eq!(warm_infer_gas(&c, 4), 10_000 + 3_200 + 8_512 + 50 + 597 + 12);
-        let bigger = Cost { macs: c.macs * 2, ..c };
-        assert!(warm_infer_gas(&bigger, 4) > warm_infer_gas(&c, 4));
+        // 6000 + 4·200 + ceil(17024/2) + 10·6 + 20·8 + 5·24 + 30·24 + 4·ceil(3200/32)
+        //      + ceil(19088/32) + 480·ceil(108/32)
+        assert_eq!(warm_infer_gas(&c, 4), 6_000 + 800 + 8_512 + 60 + 160 + 120 + 720 + 400 + 597 + 1_920);
+        for bigger in [
+            Cost { macs: c.macs * 2, ..c },
+            Cost { elem_ops: c.elem_ops + 1, ..c },
+            Cost { steps: c.steps + 1, ..c },
+            Cost { visits: c.visits + 1, ..c },
+            Cost { calls: c.calls + 1, ..c },
+            Cost { alloc_bytes: c.alloc_bytes + 32, ..c },
+        ] {
+            assert!(warm_infer_gas(&bigger, 4) > warm_infer_gas(&c, 4), "{bigger:?}");
+        }
+        assert_eq!(ints_gas(64, 44), 40 * 108);
         assert_eq!(cold_surcharge(64), 2_600 + 12);
         assert_eq!(words(0), 0);
         assert_eq!(words(33), 2);

@@ -1,6 +1,7 @@
 //! The inference precompile at [`INFERENCE_ADDRESS`](crate::INFERENCE_ADDRESS)
-//! (docs/precompiles.md §3): `infer`, `inferInts`, `classify`. Gas is charged before compute
-//! from the figure fixed at registration (docs/gas.md); every call is recorded in the scope.
+//! (docs/precompiles.md §3): `infer`, `inferInts`, `classify`. Gas is charged before any work
+//! on the model — before it is loaded and prepared, before inputs are converted — from the
+//! figures the registry stored with it (docs/gas.md); every call is recorded in the scope.
 
 use std::sync::Arc;
 
@@ -111,6 +112,26 @@ fn call(scope: &Scope, input: &mut PrecompileInput<'_>) -> Result<(u64, Bytes), 
     let Some(record) = read_model(&mut input.internals, id)? else {
         return Err(meter.revert(I::UnknownModel { modelId: id }));
     };
+    // A packed input of the wrong size is refused before anything is charged beyond REJECT.
+    if let Call::infer(I::inferCall { input, .. }) | Call::classify(I::classifyCall { input, .. }) = &decoded
+        && input.len() as u64 != record.input_bytes
+    {
+        let expected = U256::from(record.input_bytes);
+        return Err(meter.revert(I::BadInputLength { expected, got: U256::from(input.len()) }));
+    }
+    // Charge before preparing or computing anything: the warm figure fixed at registration
+    // (which prices the run, the input and output copies and the record's hashes), plus the
+    // cold surcharge (load, verify, pack weights) on the model's first use in this scope, plus
+    // the integer conversions of `inferInts`. All of it comes from the stored record.
+    let cold = !scope.is_warm(&id);
+    meter.charge(record.warm_gas)?;
+    if cold {
+        meter.charge(gas::cold_surcharge(record.size))?;
+    }
+    if let Call::inferInts(c) = &decoded {
+        meter.charge(gas::ints_gas(c.input.len() as u64, record.output_bytes))?;
+    }
+    scope.touch(id);
     let engine = engine_for(scope, id)?;
     let packed = match &decoded {
         Call::infer(c) => c.input.to_vec(),
@@ -122,8 +143,6 @@ fn call(scope: &Scope, input: &mut PrecompileInput<'_>) -> Result<(u64, Bytes), 
                     meter.revert(I::BadInputLength { expected: U256::from(want), got: U256::from(c.input.len()) })
                 );
             }
-            let words = (c.input.len() as u64).saturating_add(record.output_bytes);
-            meter.charge(gas::PER_WORD_INTS.saturating_mul(words))?;
             pack_ints(&engine, &meter, &c.input)?
         }
     };
@@ -134,14 +153,6 @@ fn call(scope: &Scope, input: &mut PrecompileInput<'_>) -> Result<(u64, Bytes), 
     if packed.len() != want {
         return Err(meter.revert(I::BadInputLength { expected: U256::from(want), got: U256::from(packed.len()) }));
     }
-    // Charge before computing: the warm figure fixed at registration, plus the cold surcharge
-    // on the model's first use in this scope.
-    let cold = !scope.is_warm(&id);
-    meter.charge(record.warm_gas)?;
-    if cold {
-        meter.charge(gas::cold_surcharge(record.size))?;
-    }
-    scope.touch(id);
     let inputs = io::unpack_inputs(engine.model(), &packed)
         .map_err(|e| meter.revert(I::InferenceFailed { reason: e.to_string() }))?;
     let outs = engine.run(inputs).map_err(|e| meter.revert(I::InferenceFailed { reason: e.to_string() }))?;

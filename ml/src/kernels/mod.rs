@@ -20,6 +20,7 @@ pub mod reference;
 mod x86_64;
 
 use crate::error::{Error, Result};
+use crate::work::Counter;
 
 /// An implementation of the GEMM kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -148,8 +149,17 @@ impl PackedWeights {
 }
 
 /// `out[m][n] = bias[n] + Σ_k (a[m][k] - a_zp)·w[n][k]`, wrapping i32, on the weights' path.
-/// `a` is `m × k` row-major; `out` is `m × n`.
-pub fn gemm(a: &[i8], m: usize, a_zp: i32, w: &PackedWeights, bias: Option<&[i32]>, out: &mut [i32]) -> Result<()> {
+/// `a` is `m × k` row-major; `out` is `m × n`. Counts its work into `work` (crate::work): one
+/// call, `m·n` dot products of `k` MACs, and what each path allocates.
+pub fn gemm(
+    a: &[i8],
+    m: usize,
+    a_zp: i32,
+    w: &PackedWeights,
+    bias: Option<&[i32]>,
+    out: &mut [i32],
+    work: &Counter,
+) -> Result<()> {
     let (n, k) = (w.n, w.k);
     if m == 0 || m.checked_mul(k) != Some(a.len()) || m.checked_mul(n) != Some(out.len()) {
         return Err(Error::Internal("gemm operand shapes do not match"));
@@ -159,7 +169,10 @@ pub fn gemm(a: &[i8], m: usize, a_zp: i32, w: &PackedWeights, bias: Option<&[i32
     }
     // Everything but the reference folds zero point and bias into one per-channel term:
     // Σ (a - zp)·w + bias = Σ a·w + (bias - zp·Σw)   (mod 2^32).
+    work.calls(1);
     let correction = |extra: i32| -> Vec<i32> {
+        work.alloc(n * 4);
+        work.elems(n);
         let zp = a_zp.wrapping_add(extra);
         w.row_sums
             .iter()
@@ -171,15 +184,32 @@ pub fn gemm(a: &[i8], m: usize, a_zp: i32, w: &PackedWeights, bias: Option<&[i32
             .collect()
     };
     match (&w.layout, w.path) {
-        (Layout::Plain(wp), _) => reference::gemm(a, m, k, a_zp, wp, n, bias, out),
-        (Layout::Wide(wp), _) => portable::gemm(a, m, k, wp, n, &correction(0), out),
+        (Layout::Plain(wp), _) => reference::gemm(a, m, k, a_zp, wp, n, bias, out, work),
+        (Layout::Wide(wp), _) => portable::gemm(a, m, k, wp, n, &correction(0), out, work),
+        // The SIMD kernels are counted here, by their logical shape: they are faster than the
+        // portable path on every shape, which is what gas is priced for (docs/gas.md).
         #[cfg(target_arch = "x86_64")]
-        (Layout::PairsI16(wp), _) => x86_64::avx2::gemm(a, m, k, wp, n, &correction(0), out),
+        (Layout::PairsI16(wp), _) => {
+            simd_work(work, m, n, k);
+            x86_64::avx2::gemm(a, m, k, wp, n, &correction(0), out)
+        }
         #[cfg(target_arch = "x86_64")]
-        (Layout::Quads(wp), _) => x86_64::avx512vnni::gemm(a, m, k, wp, n, &correction(128), out),
+        (Layout::Quads(wp), _) => {
+            simd_work(work, m, n, k);
+            x86_64::avx512vnni::gemm(a, m, k, wp, n, &correction(128), out)
+        }
         #[allow(unreachable_patterns)]
         _ => Err(Error::Internal("kernel path not available")),
     }
+}
+
+/// The work of a SIMD GEMM call by its logical shape: the activations are repacked once
+/// (counted like the portable path's widening), then `m·n` dot products of `k`.
+#[cfg(target_arch = "x86_64")]
+fn simd_work(work: &Counter, m: usize, n: usize, k: usize) {
+    work.alloc(m * k * 2);
+    work.steps(m * n);
+    work.macs(m * n * k);
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! where i8 operands would need several unpack steps per product.
 
 use crate::error::{Error, Result};
+use crate::work::Counter;
 
 /// Lanes of independent partial sums; wide enough for 512-bit vectors of i32.
 const LANES: usize = 16;
@@ -35,12 +36,25 @@ fn dot(a: &[i16], w: &[i16]) -> i32 {
 
 /// `out[i][j] = correction[j] + Σ_t a[i][t]·w[j][t]` (wrapping i32).
 /// `w` is the widened `[n][k]` weight matrix.
-pub fn gemm(a: &[i8], m: usize, k: usize, w: &[i16], n: usize, correction: &[i32], out: &mut [i32]) -> Result<()> {
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(
+    a: &[i8],
+    m: usize,
+    k: usize,
+    w: &[i16],
+    n: usize,
+    correction: &[i32],
+    out: &mut [i32],
+    work: &Counter,
+) -> Result<()> {
     if k == 0 || n == 0 || a.len() != m * k || w.len() != n * k || out.len() != m * n || correction.len() != n {
         return Err(Error::Internal("portable gemm: shapes do not match"));
     }
+    work.alloc(a.len() * 2);
     let a = widen(a);
     for (a_row, out_row) in a.chunks_exact(k).zip(out.chunks_exact_mut(n)) {
+        work.steps(n);
+        work.macs(n * k);
         for ((o, w_row), &c) in out_row.iter_mut().zip(w.chunks_exact(k)).zip(correction) {
             *o = c.wrapping_add(dot(a_row, w_row));
         }

@@ -15,11 +15,11 @@ fn check(rng: &mut ChaCha8Rng, m: usize, n: usize, k: usize, with_bias: bool) {
     let zp = rng.random_range(-128..=127);
     let bias: Option<Vec<i32>> = with_bias.then(|| (0..n).map(|_| rng.random_range(-(1 << 24)..(1 << 24))).collect());
     let mut expect = vec![0i32; m * n];
-    reference::gemm(&a, m, k, zp, &w, n, bias.as_deref(), &mut expect).unwrap();
+    reference::gemm(&a, m, k, zp, &w, n, bias.as_deref(), &mut expect, &Counter::new()).unwrap();
     for path in Path::available() {
         let pw = PackedWeights::new(path, &w, n, k).unwrap();
         let mut got = vec![0i32; m * n];
-        gemm(&a, m, zp, &pw, bias.as_deref(), &mut got).unwrap();
+        gemm(&a, m, zp, &pw, bias.as_deref(), &mut got, &Counter::new()).unwrap();
         assert_eq!(got, expect, "path {path:?} differs at m={m} n={n} k={k} zp={zp}");
     }
 }
@@ -57,13 +57,13 @@ fn extreme_values_wrap_identically() {
     let a = vec![-128i8; m * k];
     let w = vec![-128i8; n * k];
     let mut expect = vec![0i32; m * n];
-    reference::gemm(&a, m, k, 127, &w, n, None, &mut expect).unwrap();
+    reference::gemm(&a, m, k, 127, &w, n, None, &mut expect, &Counter::new()).unwrap();
     let exact: i64 = (-128i64 - 127) * -128 * k as i64;
     assert_eq!(expect[0], exact as i32, "reference wraps mod 2^32");
     for path in Path::available() {
         let pw = PackedWeights::new(path, &w, n, k).unwrap();
         let mut got = vec![0i32; m * n];
-        gemm(&a, m, 127, &pw, None, &mut got).unwrap();
+        gemm(&a, m, 127, &pw, None, &mut got, &Counter::new()).unwrap();
         assert_eq!(got, expect, "path {path:?}");
     }
 }
@@ -72,7 +72,7 @@ fn extreme_values_wrap_identically() {
 fn reference_matches_hand_computed_product() {
     // a = [[1, 2, 3]], zp = 1 -> [0, 1, 2]; w rows [1, 1, 1] and [-1, 0, 2]; bias [10, -10].
     let mut out = [0i32; 2];
-    reference::gemm(&[1, 2, 3], 1, 3, 1, &[1, 1, 1, -1, 0, 2], 2, Some(&[10, -10]), &mut out).unwrap();
+    reference::gemm(&[1, 2, 3], 1, 3, 1, &[1, 1, 1, -1, 0, 2], 2, Some(&[10, -10]), &mut out, &Counter::new()).unwrap();
     assert_eq!(out, [13, -6]);
 }
 
@@ -80,6 +80,6 @@ fn reference_matches_hand_computed_product() {
 fn shape_mismatch_is_an_error_not_a_panic() {
     let pw = PackedWeights::new(Path::Portable, &[1, 2, 3, 4], 2, 2).unwrap();
     let mut out = [0i32; 4];
-    assert!(gemm(&[1, 2, 3], 2, 0, &pw, None, &mut out).is_err());
+    assert!(gemm(&[1, 2, 3], 2, 0, &pw, None, &mut out, &Counter::new()).is_err());
     assert!(PackedWeights::new(Path::Portable, &[1, 2, 3], 2, 2).is_err());
 }

@@ -18,6 +18,21 @@ fn out_shape(shape: &[usize]) -> Vec<usize> {
     }
 }
 
+/// The index of the first largest value of each row of `n`.
+fn argmax_rows<T: Copy + Ord>(v: &[T], n: usize) -> Result<Vec<i32>> {
+    v.chunks(n.max(1))
+        .map(|row| {
+            let mut best = 0usize;
+            for (j, x) in row.iter().enumerate() {
+                if row.get(best).is_some_and(|b| x > b) {
+                    best = j;
+                }
+            }
+            i32::try_from(best).map_err(|_| Error::Internal("argmax index"))
+        })
+        .collect()
+}
+
 impl Operator for ArgMax {
     const CODE: u8 = 9;
     const NAME: &'static str = "ArgMax";
@@ -40,26 +55,28 @@ impl Operator for ArgMax {
         if x.shape.is_empty() {
             return Err(cx.err("input must have rank >= 1"));
         }
-        Ok((ValueInfo { dtype: DType::I32, shape: out_shape(&x.shape) }, OpCost { macs: 0, elem_ops: x.numel() }))
+        let n = x.shape.last().copied().unwrap_or(1).max(1) as u64;
+        let rows = x.numel() / n;
+        let cost =
+            OpCost { elem_ops: x.numel(), steps: rows, calls: 2, bytes: rows.saturating_mul(4), ..OpCost::default() };
+        Ok((ValueInfo { dtype: DType::I32, shape: out_shape(&x.shape) }, cost))
     }
 
-    fn eval(&self, _cx: &EvalCx<'_>, inputs: &[&Tensor]) -> Result<Tensor> {
+    fn eval(&self, cx: &EvalCx<'_>, inputs: &[&Tensor]) -> Result<Tensor> {
         let x = one(inputs)?;
         let n = x.shape().last().copied().ok_or(Error::Internal("ArgMax on a scalar"))?.max(1);
         let rows = x.len() / n;
-        let mut out = Vec::with_capacity(rows);
-        for r in 0..rows {
-            let mut best = 0usize;
-            let mut best_v = i64::MIN;
-            for j in 0..n {
-                let v = x.data().get_i64(r * n + j).unwrap_or(i64::MIN);
-                if j == 0 || v > best_v {
-                    best = j;
-                    best_v = v;
-                }
-            }
-            out.push(i32::try_from(best).map_err(|_| Error::Internal("argmax index"))?);
-        }
+        cx.work.alloc(rows * 4);
+        cx.work.calls(1);
+        cx.work.steps(rows);
+        cx.work.elems(rows * n);
+        let out = match x.data() {
+            TensorData::I8(v) => argmax_rows(v, n),
+            TensorData::I16(v) => argmax_rows(v, n),
+            TensorData::I32(v) => argmax_rows(v, n),
+            TensorData::I64(v) => argmax_rows(v, n),
+            TensorData::U8(v) => argmax_rows(v, n),
+        }?;
         Tensor::new(out_shape(x.shape()), TensorData::I32(out))
     }
 }

@@ -38,9 +38,10 @@ impl Operator for AvgPool {
         pool_infer(cx, &self.window, inputs)
     }
 
-    fn eval(&self, _cx: &EvalCx<'_>, inputs: &[&Tensor]) -> Result<Tensor> {
+    fn eval(&self, cx: &EvalCx<'_>, inputs: &[&Tensor]) -> Result<Tensor> {
         pool_eval(
             &self.window,
+            cx.work,
             one(inputs)?,
             0i64,
             |s, v| s + i64::from(v),

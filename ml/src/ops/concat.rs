@@ -5,6 +5,7 @@ use super::{EvalCx, InferCx, OpCost, Operator, ValueInfo};
 use crate::error::{Error, Result};
 use crate::format::{Reader, Writer};
 use crate::tensor::{Tensor, TensorData};
+use crate::work::Counter;
 
 /// Attributes of Concat.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,8 +14,11 @@ pub struct Concat {
     pub axis: u8,
 }
 
-fn join<T: Copy>(parts: &[&[T]], outer: usize, chunks: &[usize]) -> Vec<T> {
-    let mut out = Vec::with_capacity(chunks.iter().sum::<usize>() * outer);
+fn join<T: Copy>(parts: &[&[T]], outer: usize, chunks: &[usize], work: &Counter) -> Vec<T> {
+    let total = chunks.iter().sum::<usize>() * outer;
+    work.alloc(total * std::mem::size_of::<T>());
+    let mut out = Vec::with_capacity(total);
+    work.steps(outer * parts.len());
     for o in 0..outer {
         for (p, &c) in parts.iter().zip(chunks) {
             if let Some(s) = p.get(o * c..(o + 1) * c) {
@@ -26,7 +30,7 @@ fn join<T: Copy>(parts: &[&[T]], outer: usize, chunks: &[usize]) -> Vec<T> {
 }
 
 macro_rules! join_variant {
-    ($variant:ident, $inputs:expr, $outer:expr, $chunks:expr) => {{
+    ($variant:ident, $inputs:expr, $outer:expr, $chunks:expr, $work:expr) => {{
         let parts = $inputs
             .iter()
             .map(|t| match t.data() {
@@ -34,7 +38,7 @@ macro_rules! join_variant {
                 _ => Err(Error::Internal("Concat inputs differ in dtype")),
             })
             .collect::<Result<Vec<_>>>()?;
-        TensorData::$variant(join(&parts, $outer, $chunks))
+        TensorData::$variant(join(&parts, $outer, $chunks, $work))
     }};
 }
 
@@ -86,11 +90,21 @@ impl Operator for Concat {
             *d = total;
         }
         let out = ValueInfo { dtype: first.dtype, shape };
-        let n = out.numel();
-        Ok((out, OpCost { macs: 0, elem_ops: n }))
+        // One step per copied chunk: `outer` chunks per input.
+        let outer = first.shape.iter().take(axis).fold(1u64, |a, &d| a.saturating_mul(d as u64));
+        let cost = OpCost {
+            elem_ops: 0,
+            steps: outer.saturating_mul(inputs.len() as u64),
+            calls: 4,
+            bytes: out.bytes(),
+            ..OpCost::default()
+        };
+        Ok((out, cost))
     }
 
-    fn eval(&self, _cx: &EvalCx<'_>, inputs: &[&Tensor]) -> Result<Tensor> {
+    fn eval(&self, cx: &EvalCx<'_>, inputs: &[&Tensor]) -> Result<Tensor> {
+        // The chunk list, the part list, the shape.
+        cx.work.calls(3);
         let first = inputs.first().ok_or(Error::Internal("Concat without inputs"))?;
         let axis = usize::from(self.axis);
         let outer: usize = first.shape().iter().take(axis).product();
@@ -101,11 +115,11 @@ impl Operator for Concat {
             *d = inputs.iter().map(|t| t.shape().get(axis).copied().unwrap_or(0)).sum();
         }
         let data = match first.data() {
-            TensorData::I8(_) => join_variant!(I8, inputs, outer, &chunks),
-            TensorData::U8(_) => join_variant!(U8, inputs, outer, &chunks),
-            TensorData::I16(_) => join_variant!(I16, inputs, outer, &chunks),
-            TensorData::I32(_) => join_variant!(I32, inputs, outer, &chunks),
-            TensorData::I64(_) => join_variant!(I64, inputs, outer, &chunks),
+            TensorData::I8(_) => join_variant!(I8, inputs, outer, &chunks, cx.work),
+            TensorData::U8(_) => join_variant!(U8, inputs, outer, &chunks, cx.work),
+            TensorData::I16(_) => join_variant!(I16, inputs, outer, &chunks, cx.work),
+            TensorData::I32(_) => join_variant!(I32, inputs, outer, &chunks, cx.work),
+            TensorData::I64(_) => join_variant!(I64, inputs, outer, &chunks, cx.work),
         };
         Tensor::new(shape, data)
     }

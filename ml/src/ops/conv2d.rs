@@ -6,14 +6,15 @@
 //! FullyConnected (docs/arithmetic.md §3, §5). The reference path runs this loop as written;
 //! the others lower it to im2col (padding filled with `zp`, so it contributes zero) and GEMM.
 
-use super::fully_connected::prove_no_overflow;
+use super::fully_connected::{gemm_cost, prove_no_overflow};
 use super::requantize::{read_opt, refs_opt, write_opt};
 use super::window::hwc;
-use super::{EvalCx, InferCx, OpCost, Operator, Requant, ValueInfo, Window, i8_data, i32_data, one};
+use super::{EvalCx, InferCx, OpCost, Operator, Requant, ValueInfo, Window, i8_data, i32_data, mul, one};
 use crate::error::{Error, Result};
 use crate::format::{NO_TENSOR, Reader, Writer};
 use crate::kernels::{PackedWeights, Path, gemm};
 use crate::tensor::{DType, Tensor, TensorData};
+use crate::work::Counter;
 
 /// Attributes of Conv2D.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +55,38 @@ impl Geometry {
     fn patch(&self) -> usize {
         self.kh * self.kw * self.cg()
     }
+
+    /// The most work either evaluation does (what they count into the run's counter).
+    fn cost(&self) -> OpCost {
+        let rows = self.oh * self.ow;
+        let (g, cells) = (self.groups as u64, self.kh * self.kw);
+        // GEMM paths: three buffers; per group one step, per row one step plus one per window
+        // cell and one for the copy-out, `patch` im2col fills (the im2col buffer is rewritten
+        // by every group, so its fills are element steps, not just allocated bytes), one GEMM call.
+        let per_group = gemm_cost(rows, self.ocg(), self.patch())
+            + OpCost {
+                elem_ops: mul(&[rows, self.patch()]),
+                steps: mul(&[rows, cells + 2]).saturating_add(1),
+                ..OpCost::default()
+            };
+        let gemm_path = OpCost {
+            macs: per_group.macs.saturating_mul(g),
+            elem_ops: per_group.elem_ops.saturating_mul(g),
+            steps: per_group.steps.saturating_mul(g),
+            calls: per_group.calls.saturating_mul(g).saturating_add(3),
+            bytes: per_group
+                .bytes
+                .saturating_mul(g)
+                .saturating_add(mul(&[rows, self.patch()]))
+                .saturating_add(mul(&[rows, self.ocg(), 4]))
+                .saturating_add(mul(&[rows, self.oc, 4])),
+            ..OpCost::default()
+        };
+        // The reference loop (one step per output, kernel row and cell) is the definition the
+        // tests check the other paths against, not a path validators run: only its MACs are
+        // within this bound (docs/gas.md prices the portable path).
+        gemm_path
+    }
 }
 
 impl Conv2d {
@@ -81,8 +114,9 @@ impl Conv2d {
     }
 
     /// The definition, loop by loop.
-    fn eval_reference(&self, g: &Geometry, x: &[i8], wt: &[i8], bias: Option<&[i32]>) -> Vec<i32> {
+    fn eval_reference(&self, g: &Geometry, x: &[i8], wt: &[i8], bias: Option<&[i32]>, work: &Counter) -> Vec<i32> {
         let zp = self.input_zero_point;
+        work.alloc(g.oh * g.ow * g.oc * 4);
         let mut out = vec![0i32; g.oh * g.ow * g.oc];
         let mut idx = 0;
         for oy in 0..g.oh {
@@ -90,10 +124,13 @@ impl Conv2d {
                 for oc in 0..g.oc {
                     let grp = oc / g.ocg();
                     let mut acc = bias.and_then(|b| b.get(oc)).copied().unwrap_or(0);
+                    work.steps(1 + g.kh);
                     for ky in 0..g.kh {
                         let Some(iy) = self.window.in_row(oy, ky, g.h) else { continue };
+                        work.steps(g.kw);
                         for kx in 0..g.kw {
                             let Some(ix) = self.window.in_col(ox, kx, g.w) else { continue };
+                            work.macs(g.cg());
                             for c in 0..g.cg() {
                                 let xv = x.get((iy * g.w + ix) * g.c + grp * g.cg() + c).copied().unwrap_or(0);
                                 let wv = wt.get(((oc * g.kh + ky) * g.kw + kx) * g.cg() + c).copied().unwrap_or(0);
@@ -112,14 +149,27 @@ impl Conv2d {
     }
 
     /// im2col per group, then GEMM against that group's packed weights.
-    fn eval_gemm(&self, g: &Geometry, x: &[i8], packed: &[PackedWeights], bias: Option<&[i32]>) -> Result<Vec<i32>> {
+    fn eval_gemm(
+        &self,
+        g: &Geometry,
+        x: &[i8],
+        packed: &[PackedWeights],
+        bias: Option<&[i32]>,
+        work: &Counter,
+    ) -> Result<Vec<i32>> {
         let zp = i8::try_from(self.input_zero_point).map_err(|_| Error::Internal("zero point out of i8 range"))?;
         let (rows, patch, ocg) = (g.oh * g.ow, g.patch(), g.ocg());
+        work.alloc(rows * patch);
+        work.alloc(rows * ocg * 4);
+        work.alloc(rows * g.oc * 4);
         let mut cols = vec![0i8; rows * patch];
         let mut acc = vec![0i32; rows * ocg];
         let mut out = vec![0i32; rows * g.oc];
         for grp in 0..g.groups {
             let pw = packed.get(grp).ok_or(Error::Internal("Conv2D weights not prepared"))?;
+            // This group's im2col: a step per row and per window cell, `patch` fills per row.
+            work.steps(1 + rows * (1 + g.kh * g.kw));
+            work.elems(rows * patch);
             let mut dst = cols.chunks_exact_mut(patch.max(1));
             for oy in 0..g.oh {
                 for ox in 0..g.ow {
@@ -147,7 +197,8 @@ impl Conv2d {
                 }
             }
             let gb = bias.and_then(|b| b.get(grp * ocg..(grp + 1) * ocg));
-            gemm(&cols, rows, self.input_zero_point, pw, gb, &mut acc)?;
+            gemm(&cols, rows, self.input_zero_point, pw, gb, &mut acc, work)?;
+            work.steps(rows);
             for (o_row, a_row) in out.chunks_exact_mut(g.oc).zip(acc.chunks_exact(ocg)) {
                 if let Some(dst) = o_row.get_mut(grp * ocg..(grp + 1) * ocg) {
                     dst.copy_from_slice(a_row);
@@ -213,8 +264,11 @@ impl Operator for Conv2d {
             }
             None => DType::I32,
         };
-        let macs = [g.oh, g.ow, g.oc, g.patch()].iter().fold(1u64, |a, &d| a.saturating_mul(d as u64));
-        Ok((ValueInfo { dtype, shape: vec![g.oh, g.ow, g.oc] }, OpCost { macs, elem_ops: 0 }))
+        let mut cost = g.cost() + OpCost { calls: 1, ..OpCost::default() };
+        if self.requant.is_some() {
+            cost = cost + Requant::rows_cost(mul(&[g.oh, g.ow, g.oc]), g.oc);
+        }
+        Ok((ValueInfo { dtype, shape: vec![g.oh, g.ow, g.oc] }, cost))
     }
 
     fn prepare(&self, tensors: &[Tensor], path: Path) -> Result<Vec<PackedWeights>> {
@@ -239,14 +293,15 @@ impl Operator for Conv2d {
             .map_err(|_| Error::Internal("Conv2D geometry changed after verification"))?;
         let bias = cx.opt_tensor(self.bias)?.map(i32_data).transpose()?;
         let acc = if cx.path == Path::Reference {
-            self.eval_reference(&g, i8_data(x)?, i8_data(w)?, bias)
+            self.eval_reference(&g, i8_data(x)?, i8_data(w)?, bias, cx.work)
         } else {
-            self.eval_gemm(&g, i8_data(x)?, cx.packed, bias)?
+            self.eval_gemm(&g, i8_data(x)?, cx.packed, bias, cx.work)?
         };
+        cx.work.calls(1);
         let shape = vec![g.oh, g.ow, g.oc];
         match &self.requant {
             None => Tensor::new(shape, TensorData::I32(acc)),
-            Some(rq) => Tensor::new(shape, TensorData::I8(rq.resolve(cx)?.apply_rows(&acc, g.oc))),
+            Some(rq) => Tensor::new(shape, TensorData::I8(rq.resolve(cx)?.apply_rows(&acc, g.oc, cx.work))),
         }
     }
 }

@@ -6,7 +6,7 @@
 //! the raw i32 accumulator, or i8 through the fused [`Requant`] (docs/arithmetic.md §4).
 
 use super::requantize::{read_opt, refs_opt, write_opt};
-use super::{EvalCx, InferCx, OpCost, Operator, Requant, ValueInfo, i8_data, i32_data, one};
+use super::{EvalCx, InferCx, OpCost, Operator, Requant, ValueInfo, i8_data, i32_data, mul, one};
 use crate::arith::max_abs_diff_i8;
 use crate::error::{Error, Result};
 use crate::format::{NO_TENSOR, Reader, Writer};
@@ -39,6 +39,20 @@ pub(crate) fn prove_no_overflow(cx: &InferCx<'_>, w: &[i8], k: usize, bias: Opti
         }
     }
     Ok(())
+}
+
+/// The most work one [`gemm`] call of `m × k` by `[n, k]` does on any path (crate::kernels
+/// counts it): the call, the per-channel correction, the widened activations (their bytes),
+/// `m·n` dot products of `k` MACs.
+pub(crate) fn gemm_cost(m: usize, n: usize, k: usize) -> OpCost {
+    OpCost {
+        macs: mul(&[m, n, k]),
+        elem_ops: n as u64,
+        steps: mul(&[m, n]),
+        calls: 3,
+        bytes: mul(&[m, k, 2]).saturating_add(mul(&[n, 4])),
+        ..OpCost::default()
+    }
 }
 
 impl Operator for FullyConnected {
@@ -92,9 +106,13 @@ impl Operator for FullyConnected {
         if let Some(last) = shape.last_mut() {
             *last = n;
         }
-        let rows = x.numel() / (k as u64).max(1);
+        let rows = (x.numel() / (k as u64).max(1)) as usize;
         let out = ValueInfo { dtype, shape };
-        Ok((out, OpCost { macs: rows.saturating_mul(n as u64).saturating_mul(k as u64), elem_ops: 0 }))
+        let mut cost = gemm_cost(rows, n, k) + OpCost { calls: 2, bytes: mul(&[rows, n, 4]), ..OpCost::default() };
+        if self.requant.is_some() {
+            cost = cost + Requant::rows_cost(mul(&[rows, n]), n);
+        }
+        Ok((out, cost))
     }
 
     fn prepare(&self, tensors: &[Tensor], path: Path) -> Result<Vec<PackedWeights>> {
@@ -114,15 +132,17 @@ impl Operator for FullyConnected {
         let (n, k) = (pw.n(), pw.k());
         let rows = x.len() / k.max(1);
         let bias = cx.opt_tensor(self.bias)?.map(i32_data).transpose()?;
+        cx.work.alloc(rows * n * 4);
+        cx.work.calls(1);
         let mut acc = vec![0i32; rows * n];
-        gemm(i8_data(x)?, rows, self.input_zero_point, pw, bias, &mut acc)?;
+        gemm(i8_data(x)?, rows, self.input_zero_point, pw, bias, &mut acc, cx.work)?;
         let mut shape = x.shape().to_vec();
         if let Some(last) = shape.last_mut() {
             *last = n;
         }
         match &self.requant {
             None => Tensor::new(shape, TensorData::I32(acc)),
-            Some(rq) => Tensor::new(shape, TensorData::I8(rq.resolve(cx)?.apply_rows(&acc, n))),
+            Some(rq) => Tensor::new(shape, TensorData::I8(rq.resolve(cx)?.apply_rows(&acc, n, cx.work))),
         }
     }
 }

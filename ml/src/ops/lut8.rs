@@ -37,7 +37,8 @@ impl Operator for Lut8 {
         let x = one(inputs)?;
         cx.expect_dtype(x, "input", &[DType::I8])?;
         cx.tensor(self.table, "table", DType::I8, Some(&[256]))?;
-        Ok(((*x).clone(), OpCost { macs: 0, elem_ops: x.numel() }))
+        let n = x.numel();
+        Ok(((*x).clone(), OpCost { elem_ops: n, calls: 2, bytes: n, ..OpCost::default() }))
     }
 
     fn eval(&self, cx: &EvalCx<'_>, inputs: &[&Tensor]) -> Result<Tensor> {
@@ -46,6 +47,9 @@ impl Operator for Lut8 {
         if table.len() != 256 {
             return Err(Error::Internal("table is not 256 entries"));
         }
+        cx.work.alloc(x.len());
+        cx.work.elems(x.len());
+        cx.work.calls(1);
         let out = i8_data(x)?
             .iter()
             .map(|&v| table.get(usize::from(v.to_le_bytes()[0] ^ 0x80)).copied().unwrap_or(0))

@@ -33,6 +33,7 @@ use crate::error::{Error, Result};
 use crate::format::{NO_TENSOR, Reader, Writer};
 use crate::kernels::{PackedWeights, Path};
 use crate::tensor::{DType, Tensor};
+use crate::work::{Counter, Work};
 
 /// The dtype and shape of a value, known before running.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,13 +56,13 @@ impl ValueInfo {
     }
 }
 
-/// Work an op does, from which gas is priced (docs/model-format.md §7).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct OpCost {
-    /// Multiply-accumulates (FullyConnected, Conv2D).
-    pub macs: u64,
-    /// Other element steps: elementwise ops, pooling window reads, tree node visits.
-    pub elem_ops: u64,
+/// The most work an op may do in one run, from which gas is priced (docs/model-format.md §7):
+/// a bound on what its `eval` counts into [`EvalCx::work`], whatever the input.
+pub type OpCost = Work;
+
+/// Product of sizes, saturating (costs are computed in u64 and capped by the verifier).
+pub(crate) fn mul(dims: &[usize]) -> u64 {
+    dims.iter().fold(1u64, |a, &d| a.saturating_mul(d as u64))
 }
 
 /// What an op sees while it is verified: its index, name and the model's tensors.
@@ -117,6 +118,8 @@ pub struct EvalCx<'a> {
     pub path: Path,
     /// Weights packed for `path` at load time (FullyConnected, Conv2D: one per group).
     pub packed: &'a [PackedWeights],
+    /// Where the op counts the work it does (crate::work).
+    pub work: &'a Counter,
 }
 
 impl<'a> EvalCx<'a> {

@@ -11,6 +11,7 @@ use crate::arith::{MULTIPLIER_END, MULTIPLIER_MIN, SHIFT_MAX, SHIFT_MIN, requant
 use crate::error::{Error, Result};
 use crate::format::{Reader, Writer};
 use crate::tensor::{DType, Tensor, TensorData};
+use crate::work::{Counter, Work};
 
 /// Output scaling of an accumulator into i8: per-channel multipliers and shifts (tensors of
 /// length 1 or C), output zero point and clamp bounds.
@@ -39,32 +40,57 @@ pub(crate) struct Resolved<'a> {
 }
 
 impl Resolved<'_> {
-    /// Requantizes `v` for channel `c`.
-    pub(crate) fn apply(&self, v: i64, c: usize) -> i8 {
-        let m = self.m.get(c).or(self.m.first()).copied().unwrap_or(0);
-        let n = self.n.get(c).or(self.n.first()).copied().unwrap_or(SHIFT_MIN);
-        to_i8(requantize(v, m, n, self.zp, self.lo, self.hi))
-    }
-
     /// Requantizes a row-major `[rows][channels]` i32 buffer into i8 (the same values as
     /// [`Resolved::apply`], through the exact i64 form [`requantize_i32`]).
-    pub(crate) fn apply_rows(&self, acc: &[i32], channels: usize) -> Vec<i8> {
+    pub(crate) fn apply_rows(&self, acc: &[i32], channels: usize, work: &Counter) -> Vec<i8> {
+        self.map_rows(acc, channels, work, |v, m, n| requantize_i32(v, m, n, self.zp, self.lo, self.hi))
+    }
+
+    /// Requantizes a row-major `[rows][channels]` tensor of any integer type `x - zp` into i8
+    /// with the exact i128 form (the Requantize op; same values as [`Resolved::apply`]).
+    pub(crate) fn apply_rows_wide<T: Copy + Into<i64>>(
+        &self,
+        x: &[T],
+        zp: i64,
+        channels: usize,
+        work: &Counter,
+    ) -> Vec<i8> {
+        self.map_rows(x, channels, work, |v, m, n| {
+            let v = v.into().wrapping_sub(zp);
+            // The i64 form is exact for every i32 value (arith::requantize_i32); wider
+            // differences (an i32 input minus a far zero point) take the i128 definition.
+            match i32::try_from(v) {
+                Ok(v) => requantize_i32(v, m, n, self.zp, self.lo, self.hi),
+                Err(_) => requantize(v, m, n, self.zp, self.lo, self.hi),
+            }
+        })
+    }
+
+    /// Runs `f(value, multiplier, shift)` over rows of `channels`, with the per-channel
+    /// parameters broadcast once, and narrows the clamped results to i8.
+    fn map_rows<T: Copy>(&self, acc: &[T], channels: usize, work: &Counter, f: impl Fn(T, i32, u8) -> i32) -> Vec<i8> {
         let ch = channels.max(1);
         // Per-channel parameters as stored, or broadcast from a single value.
         let m: Cow<'_, [i32]> = if self.m.len() == ch {
             Cow::Borrowed(self.m)
         } else {
+            work.alloc(ch * 4);
             Cow::Owned((0..ch).map(|c| self.m.get(c).or(self.m.first()).copied().unwrap_or(0)).collect())
         };
         let n: Cow<'_, [u8]> = if self.n.len() == ch {
             Cow::Borrowed(self.n)
         } else {
+            work.alloc(ch);
             Cow::Owned((0..ch).map(|c| self.n.get(c).or(self.n.first()).copied().unwrap_or(SHIFT_MIN)).collect())
         };
+        work.alloc(acc.len());
         let mut out = Vec::with_capacity(acc.len());
+        // The trip counts of the loops below: one step per row, one element per value.
+        work.steps(acc.len().div_ceil(ch));
+        work.elems(acc.len());
         for row in acc.chunks(ch) {
             for ((&v, &m), &n) in row.iter().zip(m.iter()).zip(n.iter()) {
-                out.push(to_i8(requantize_i32(v, m, n, self.zp, self.lo, self.hi)));
+                out.push(to_i8(f(v, m, n)));
             }
         }
         out
@@ -110,6 +136,18 @@ impl Requant {
             return Err(cx.err(format!("clamp [{}, {}] must satisfy -128 <= lo <= hi <= 127", self.lo, self.hi)));
         }
         Ok(())
+    }
+
+    /// The most work [`Resolved::apply_rows`] does on `elems` values of `channels` channels.
+    pub(crate) fn rows_cost(elems: u64, channels: usize) -> Work {
+        let ch = (channels as u64).max(1);
+        Work {
+            elem_ops: elems,
+            steps: elems.div_ceil(ch),
+            calls: 3,
+            bytes: elems.saturating_add(ch.saturating_mul(5)),
+            ..Work::default()
+        }
     }
 
     /// Resolves the tensors for a run.
@@ -177,7 +215,9 @@ impl Operator for Requantize {
         cx.expect_dtype(x, "input", &[DType::I8, DType::I16, DType::I32])?;
         // Per channel along the last axis, or per tensor (`check` accepts length C or 1).
         self.requant.check(cx, x.shape.last().copied().unwrap_or(1))?;
-        Ok((ValueInfo { dtype: DType::I8, shape: x.shape.clone() }, OpCost { macs: 0, elem_ops: x.numel() }))
+        let channels = x.shape.last().copied().unwrap_or(1);
+        let cost = Requant::rows_cost(x.numel(), channels) + OpCost { calls: 1, ..OpCost::default() };
+        Ok((ValueInfo { dtype: DType::I8, shape: x.shape.clone() }, cost))
     }
 
     fn eval(&self, cx: &EvalCx<'_>, inputs: &[&Tensor]) -> Result<Tensor> {
@@ -185,12 +225,13 @@ impl Operator for Requantize {
         let rq = self.requant.resolve(cx)?;
         let channels = x.shape().last().copied().unwrap_or(1).max(1);
         let zp = i64::from(self.input_zero_point);
-        let out = (0..x.len())
-            .map(|i| {
-                let v = x.data().get_i64(i).unwrap_or(0);
-                rq.apply(v - zp, i % channels)
-            })
-            .collect();
+        cx.work.calls(1);
+        let out = match x.data() {
+            TensorData::I8(v) => rq.apply_rows_wide(v, zp, channels, cx.work),
+            TensorData::I16(v) => rq.apply_rows_wide(v, zp, channels, cx.work),
+            TensorData::I32(v) => rq.apply_rows_wide(v, zp, channels, cx.work),
+            _ => return Err(Error::Internal("Requantize input dtype")),
+        };
         Tensor::new(x.shape().to_vec(), TensorData::I8(out))
     }
 }

@@ -50,11 +50,15 @@ impl Operator for Reshape {
         if n != x.numel() {
             return Err(cx.err(format!("cannot reshape {:?} ({} elements) to {shape:?}", x.shape, x.numel())));
         }
-        Ok((ValueInfo { dtype: x.dtype, shape }, OpCost { macs: 0, elem_ops: n }))
+        let cost = OpCost { calls: 3, bytes: x.bytes(), ..OpCost::default() };
+        Ok((ValueInfo { dtype: x.dtype, shape }, cost))
     }
 
-    fn eval(&self, _cx: &EvalCx<'_>, inputs: &[&Tensor]) -> Result<Tensor> {
+    fn eval(&self, cx: &EvalCx<'_>, inputs: &[&Tensor]) -> Result<Tensor> {
         let x = one(inputs)?;
+        // A copy of the data, of its shape, and the new shape.
+        cx.work.alloc(x.byte_len());
+        cx.work.calls(2);
         (*x).clone().reshaped(self.shape.iter().map(|&d| d as usize).collect())
     }
 }

@@ -127,10 +127,18 @@ impl Operator for TreeEnsemble {
         if base_max + max_leaf * roots.len() as i128 >= 1i128 << 63 {
             return Err(cx.err("leaf sums may overflow i64"));
         }
-        Ok((
-            ValueInfo { dtype: DType::I64, shape: vec![o] },
-            OpCost { macs: 0, elem_ops: visits.saturating_add(o as u64) },
-        ))
+        // Every root's walk ends at a leaf whose O-wide row is added: T·O additions (the copy
+        // of `base` is its allocated bytes); one step per root, one visit per node visited.
+        let t = roots.len() as u64;
+        let cost = OpCost {
+            elem_ops: (o as u64).saturating_mul(t),
+            steps: t,
+            visits,
+            calls: 3,
+            bytes: (o as u64).saturating_add(features as u64).saturating_mul(8),
+            ..OpCost::default()
+        };
+        Ok((ValueInfo { dtype: DType::I64, shape: vec![o] }, cost))
     }
 
     fn eval(&self, cx: &EvalCx<'_>, inputs: &[&Tensor]) -> Result<Tensor> {
@@ -138,18 +146,30 @@ impl Operator for TreeEnsemble {
         let nodes = cx.tensor(self.nodes)?.as_i32().ok_or(Error::Internal("nodes"))?;
         let leaves = cx.tensor(self.leaves)?.as_i64().ok_or(Error::Internal("leaves"))?;
         let roots = cx.tensor(self.roots)?.as_i32().ok_or(Error::Internal("roots"))?;
-        let mut out = cx.tensor(self.base)?.as_i64().ok_or(Error::Internal("base"))?.to_vec();
+        let base = cx.tensor(self.base)?.as_i64().ok_or(Error::Internal("base"))?;
+        // The features widened once, so a node test is one load (not a dtype match per visit).
+        cx.work.alloc(x.len() * 8);
+        let features: Vec<i64> = (0..x.len()).map(|j| x.data().get_i64(j).unwrap_or(0)).collect();
+        cx.work.alloc(base.len() * 8);
+        cx.work.calls(1);
+        let mut out = base.to_vec();
         let o = out.len();
         for &root in roots {
             let mut i = usize::try_from(root).map_err(|_| Error::Internal("root"))?;
+            // Nodes visited by this walk, added to the counter when it ends.
+            let mut visits = 0usize;
+            cx.work.steps(1);
             loop {
+                visits += 1;
                 let [f, thr, l, r] = node_row(nodes, i)?;
                 if f == LEAF {
+                    cx.work.visits(visits);
+                    cx.work.elems(o);
                     let vals = leaves.get(i * o..(i + 1) * o).ok_or(Error::Internal("leaf index"))?;
                     out.iter_mut().zip(vals).for_each(|(s, &v)| *s = s.wrapping_add(v));
                     break;
                 }
-                let xv = x.data().get_i64(f as usize).ok_or(Error::Internal("feature index"))?;
+                let xv = *features.get(f as usize).ok_or(Error::Internal("feature index"))?;
                 let next = if xv <= i64::from(thr) { l } else { r };
                 let next = usize::try_from(next).map_err(|_| Error::Internal("child"))?;
                 if next <= i {
