@@ -598,7 +598,7 @@ async fn info(id: B256, url: &str) -> Result<()> {
         "cost         {} MACs, {} element ops, {} bytes read, {} bytes peak activations",
         m.macs, m.elemOps, m.bytesRead, m.peakActivationBytes
     );
-    println!("warm gas     {} per inference (plus input/output words; docs/gas.md)", m.warmGas);
+    println!("warm gas     {} per inference, input and output words included (docs/gas.md)", m.warmGas);
     let desc = |t: &R::TensorDesc| {
         let shape: Vec<String> = t.shape.iter().map(u32::to_string).collect();
         let scale = if t.multiplier == 0 {
