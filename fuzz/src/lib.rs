@@ -37,8 +37,11 @@ use fixpoint_precompiles::{INFERENCE_ADDRESS, ModelStore, REGISTRY_ADDRESS};
 use jsonrpsee::RpcModule;
 use serde_json::Value;
 
+/// A fuzz target's body.
+pub type Target = fn(&[u8]);
+
 /// The five targets, by the names of their libFuzzer drivers and corpus directories.
-pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+pub const TARGETS: [(&str, Target); 5] = [
     ("model", model),
     ("precompile_calldata", precompile_calldata),
     ("block_codec", block_codec),
@@ -51,29 +54,32 @@ pub const TARGETS: [(&str, fn(&[u8])); 5] = [
 /// and verify only, so one input stays well under the 100 ms hang threshold.
 pub const MODEL_RUN_BUDGET: u64 = 1 << 22;
 
-/// Panics if `f` takes longer than `FIXPOINT_FUZZ_MAX_MS` (when set): libFuzzer then keeps the
-/// input as a crash, which is how a hang shorter than its whole-second `-timeout` is caught.
-fn timed(f: impl FnOnce()) {
+/// Runs `f`; panics if it took longer than `FIXPOINT_FUZZ_MAX_MS` (when set): libFuzzer then
+/// keeps the input as a crash, which is how a hang shorter than its whole-second `-timeout` is
+/// caught.
+fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
     static MAX: OnceLock<Option<u128>> = OnceLock::new();
     let max = *MAX.get_or_init(|| std::env::var("FIXPOINT_FUZZ_MAX_MS").ok().and_then(|s| s.parse().ok()));
     let start = Instant::now();
-    f();
+    let out = f();
     if let Some(max) = max {
         let ms = start.elapsed().as_millis();
-        assert!(ms <= max, "hang: one input took {ms} ms (limit {max} ms)");
+        assert!(ms <= max, "hang: {what} took {ms} ms on one input (limit {max} ms)");
     }
+    out
 }
 
 /// Model bytes → [`Model::parse`] → [`verify`] with the chain's [`Limits`]; an accepted model
 /// within [`MODEL_RUN_BUDGET`] is prepared and run on the reference, portable and this machine's
 /// default path with an input derived from the same bytes, and all must agree bit for bit.
+/// Parse + verify, and each path's run, are timed separately.
 pub fn model(data: &[u8]) {
-    timed(|| model_body(data));
+    model_body(data);
 }
 
 fn model_body(data: &[u8]) {
-    let Ok(parsed) = Model::parse(data) else { return };
-    let Ok(verified) = verify(parsed, &Limits::default()) else { return };
+    let verified = timed("parse + verify", || Model::parse(data).and_then(|m| verify(m, &Limits::default())));
+    let Ok(verified) = verified else { return };
     let cost = *verified.cost();
     if cost.macs.saturating_add(cost.elem_ops) > MODEL_RUN_BUDGET {
         return;
@@ -85,11 +91,13 @@ fn model_body(data: &[u8]) {
         .map(|i| data.get(i.wrapping_mul(7).wrapping_add(3) % data.len()).copied().unwrap_or(0) ^ i as u8)
         .collect();
     let run = |path: Path| {
-        Engine::new(verified.clone(), id, path).map_err(|e| e.to_string()).and_then(|e| {
-            let out = e.run_packed(&input).map_err(|e| e.to_string());
-            let bad = e.run_packed(&input[..n / 2]).is_ok() && n > 0;
-            assert!(!bad, "a short input was accepted on {path:?}");
-            out
+        timed(&format!("prepare + run on {path:?}"), || {
+            Engine::new(verified.clone(), id, path).map_err(|e| e.to_string()).and_then(|e| {
+                let out = e.run_packed(&input).map_err(|e| e.to_string());
+                let short = input.get(..n / 2).unwrap_or_default();
+                assert!(n == 0 || e.run_packed(short).is_err(), "a short input was accepted on {path:?}");
+                out
+            })
         })
     };
     let reference = run(Path::Reference);
@@ -174,29 +182,35 @@ fn precompile_chain() -> &'static PrecompileChain {
 /// (60,000 + 100,000 per step). They run as one block, with the real executor, on a state where
 /// the digits MLP is registered; the block must execute whatever they hold.
 pub fn precompile_calldata(data: &[u8]) {
+    precompile_chain();
+    timed("a block", || precompile_block(data));
+}
+
+/// The block of [`precompile_calldata`], executed and checked; whether each transaction
+/// succeeded.
+pub fn precompile_block(data: &[u8]) -> Vec<bool> {
     let chain = precompile_chain();
-    timed(|| {
-        let txs: Vec<_> = split(data, TX_SEPARATOR)
-            .take(4)
-            .enumerate()
-            .map(|(nonce, part)| {
-                let (flags, calldata) = part.split_first().map_or((0, &[][..]), |(f, rest)| (*f, rest));
-                let to = if flags & 1 == 1 { INFERENCE_ADDRESS } else { REGISTRY_ADDRESS };
-                let gas = 60_000 + u64::from(flags >> 1) * 100_000;
-                tx(FUZZER, nonce as u64, to, gas, calldata.to_vec())
-            })
-            .collect();
-        let out = match execute_block(&chain.state, &chain.store, &ChainSpec::DEV, &env(2), &txs) {
-            Ok(out) => out,
-            Err(e) => panic!("a block of precompile calls must execute: {e}"),
-        };
-        assert_eq!(out.txs.len(), txs.len());
-        for t in &out.txs {
-            assert!(t.gas_used >= 21_000, "every call pays");
-            // A revert carries an ABI error (selector and arguments) or nothing (out of gas).
-            assert!(t.success || t.output.is_empty() || t.output.len() >= 4, "revert data {:?}", t.output);
-        }
-    });
+    let txs: Vec<_> = split(data, TX_SEPARATOR)
+        .take(4)
+        .enumerate()
+        .map(|(nonce, part)| {
+            let (flags, calldata) = part.split_first().map_or((0, &[][..]), |(f, rest)| (*f, rest));
+            let to = if flags & 1 == 1 { INFERENCE_ADDRESS } else { REGISTRY_ADDRESS };
+            let gas = 60_000 + u64::from(flags >> 1) * 100_000;
+            tx(FUZZER, nonce as u64, to, gas, calldata.to_vec())
+        })
+        .collect();
+    let out = match execute_block(&chain.state, &chain.store, &ChainSpec::DEV, &env(2), &txs) {
+        Ok(out) => out,
+        Err(e) => panic!("a block of precompile calls must execute: {e}"),
+    };
+    assert_eq!(out.txs.len(), txs.len());
+    for t in &out.txs {
+        assert!(t.gas_used >= 21_000, "every call pays");
+        // A revert carries an ABI error (selector and arguments) or nothing (out of gas).
+        assert!(t.success || t.output.is_empty() || t.output.len() >= 4, "revert data {:?}", t.output);
+    }
+    out.txs.iter().map(|t| t.success).collect()
 }
 
 fn split<'a>(data: &'a [u8], sep: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
@@ -219,7 +233,7 @@ fn split<'a>(data: &'a [u8], sep: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 
 /// An encoded consensus block → [`Block::decode_cfg`] with [`BlockLimits::default`]; a block
 /// that decodes must re-encode to exactly the input (one encoding per block, so one digest).
 pub fn block_codec(data: &[u8]) {
-    timed(|| {
+    timed("decode", || {
         if let Ok(block) = Block::decode_cfg(Copying(data), &BlockLimits::default()) {
             assert_eq!(block.encode().as_ref(), data, "re-encoding differs");
             let again = Block::decode_cfg(block.encode().to_vec(), &BlockLimits::default());
@@ -231,7 +245,7 @@ pub fn block_codec(data: &[u8]) {
 /// A gossip message → [`gossip::decode`]; a batch that decodes must re-encode to the input and
 /// respect the batch limits.
 pub fn gossip_batch(data: &[u8]) {
-    timed(|| {
+    timed("decode", || {
         if let Some(batch) = gossip::decode(data) {
             assert!(batch.len() <= gossip::MAX_BATCH_TXS);
             assert_eq!(gossip::encode(&batch), data, "re-encoding differs");
@@ -303,23 +317,28 @@ fn rpc() -> &'static Rpc {
 /// [`RpcModule::raw_json_request`] on a node opened on a temporary directory; it must be
 /// answered with a result or an error, never a panic or an internal error.
 pub fn rpc_params(data: &[u8]) {
+    rpc();
+    timed("a request", || rpc_response(data));
+}
+
+/// The response of [`rpc_params`] to `data`, checked (`Null` for an empty input).
+pub fn rpc_response(data: &[u8]) -> Value {
     let rpc = rpc();
-    timed(|| {
-        let Some((&m, rest)) = data.split_first() else { return };
-        let method = RPC_METHODS.get(usize::from(m) % RPC_METHODS.len()).copied().unwrap_or_default();
-        let text = String::from_utf8_lossy(rest);
-        let params =
-            serde_json::from_str::<Value>(&text).unwrap_or_else(|_| Value::Array(vec![Value::String(text.into())]));
-        let request = serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }).to_string();
-        let (response, _) = match rpc.runtime.block_on(rpc.module.raw_json_request(&request, 1)) {
-            Ok(r) => r,
-            Err(e) => panic!("a well-formed request was not answered: {e}"),
-        };
-        let response: Value = serde_json::from_str(response.get()).unwrap_or(Value::Null);
-        let code = response.get("error").and_then(|e| e.get("code")).and_then(Value::as_i64);
-        assert!(response.get("result").is_some() || code.is_some(), "neither result nor error: {response}");
-        assert_ne!(code, Some(-32603), "internal error (a panicked handler?): {response}");
-    });
+    let Some((&m, rest)) = data.split_first() else { return Value::Null };
+    let method = RPC_METHODS.get(usize::from(m) % RPC_METHODS.len()).copied().unwrap_or_default();
+    let text = String::from_utf8_lossy(rest);
+    let params =
+        serde_json::from_str::<Value>(&text).unwrap_or_else(|_| Value::Array(vec![Value::String(text.into())]));
+    let request = serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }).to_string();
+    let (response, _) = match rpc.runtime.block_on(rpc.module.raw_json_request(&request, 1)) {
+        Ok(r) => r,
+        Err(e) => panic!("a well-formed request was not answered: {e}"),
+    };
+    let response: Value = serde_json::from_str(response.get()).unwrap_or(Value::Null);
+    let code = response.get("error").and_then(|e| e.get("code")).and_then(Value::as_i64);
+    assert!(response.get("result").is_some() || code.is_some(), "neither result nor error: {response}");
+    assert_ne!(code, Some(-32603), "internal error (a panicked handler?): {response}");
+    response
 }
 
 /// Hash of a file's bytes, as used to name corpus entries (like libFuzzer, by content).

@@ -73,6 +73,21 @@ fn corpus_and_random_inputs() {
     }
 }
 
+/// The seeds reach the code they are meant for: the valid calls succeed, the RPC answers.
+#[test]
+fn seeds_are_valid() {
+    for (path, data) in files("seeds", "precompile_calldata") {
+        let ok = fixpoint_fuzz::precompile_block(&data);
+        eprintln!("{}: {ok:?}", path.display());
+    }
+    let infer = files("seeds", "precompile_calldata").into_iter().filter(|(_, d)| d.first() == Some(&41)).count();
+    assert!(infer >= 3, "inference seeds");
+    for (_, data) in files("seeds", "rpc_params") {
+        let r = fixpoint_fuzz::rpc_response(&data);
+        eprintln!("{}", &r.to_string()[..r.to_string().len().min(160)]);
+    }
+}
+
 fn write(target: &str, items: Vec<Vec<u8>>) {
     let dir = repo_root().join("fuzz/seeds").join(target);
     std::fs::create_dir_all(&dir).unwrap();
