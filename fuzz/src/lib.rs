@@ -179,7 +179,7 @@ fn precompile_chain() -> &'static PrecompileChain {
 
 /// Up to four transactions separated by [`TX_SEPARATOR`], each `flags ‖ calldata`: bit 0 of
 /// `flags` picks the inference (1) or registry (0) precompile, the other bits the gas limit
-/// (60,000 + 100,000 per step). They run as one block, with the real executor, on a state where
+/// (60,000 + 100,000 per step, at least the calldata floor). They run as one block, with the real executor, on a state where
 /// the digits MLP is registered; the block must execute whatever they hold.
 pub fn precompile_calldata(data: &[u8]) {
     precompile_chain();
@@ -196,7 +196,10 @@ pub fn precompile_block(data: &[u8]) -> Vec<bool> {
         .map(|(nonce, part)| {
             let (flags, calldata) = part.split_first().map_or((0, &[][..]), |(f, rest)| (*f, rest));
             let to = if flags & 1 == 1 { INFERENCE_ADDRESS } else { REGISTRY_ADDRESS };
-            let gas = 60_000 + u64::from(flags >> 1) * 100_000;
+            // At least the EIP-7623 calldata floor (21,000 + 10 gas per token, ≤ 4 tokens a
+            // byte): revm refuses a transaction below it, and no proposer includes one.
+            let floor = 21_000 + 40 * calldata.len() as u64;
+            let gas = (60_000 + u64::from(flags >> 1) * 100_000).max(floor);
             tx(FUZZER, nonce as u64, to, gas, calldata.to_vec())
         })
         .collect();
