@@ -1,0 +1,4 @@
+//! libFuzzer driver for [`fixpoint_fuzz::gossip_batch`] (scripts/fuzz builds and runs it).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fixpoint_fuzz::gossip_batch(data));
