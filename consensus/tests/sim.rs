@@ -4,6 +4,8 @@
 //! records; a byzantine proposer's blocks are refused by every honest validator and never
 //! finalized, and the chain goes on.
 
+#[path = "../../ml/tests/common/adversarial.rs"]
+mod adversarial;
 mod common;
 
 use common::{model_case, signed_call as tx};
@@ -516,6 +518,63 @@ fn a_flood_of_refused_transactions_does_not_slow_the_chain() {
     eprintln!(
         "flood of 10,000 refused transactions: {} blocks finalized, {:.1} ms wall clock per block",
         f.len() - 1,
+        started.elapsed().as_secs_f64() * 1e3 / (f.len() - 1) as f64
+    );
+}
+
+/// Issue 11: blocks full of the worst-priced model the adversarial calibration bench found (a
+/// 1×1×65,536 depthwise Conv2D: 65,536 one-channel groups, one GEMM call each), gas limits set
+/// from the registry's own figures. The chain keeps finalizing, every call lands, and every
+/// validator agrees; prints the wall-clock time per block.
+#[test]
+fn blocks_full_of_the_worst_priced_model_keep_finalizing() {
+    let case = adversarial::conv(1, 1, 1 << 16, 1 << 16, 1 << 16, fixpoint_ml::ops::Window::new(1, 1), false)
+        .expect("the verifier accepts it");
+    let model = case.model.to_bytes();
+    let engine = fixpoint_ml::Engine::load(&model, &fixpoint_ml::Limits::default()).unwrap();
+    let id = keccak256(&model);
+    let input = vec![0u8; fixpoint_ml::io::input_len(engine.model())];
+    let infer = I::inferCall { modelId: id, input: input.into() }.abi_encode();
+    let warm = fixpoint_precompiles::gas::warm_infer_gas(engine.cost(), engine.model().nodes.len() as u64);
+    let cold = fixpoint_precompiles::gas::cold_surcharge(model.len() as u64);
+    // Calldata (zeros: 4 gas each, the EIP-7623 floor 10 per token) plus the call and margin.
+    let floor = 21_000 + 10 * infer.len() as u64;
+    let gas = (21_000 + 16 * infer.len() as u64 + warm + cold).max(floor) + 50_000;
+    let calls = 48usize;
+    let mut txs = vec![tx(
+        &user(0),
+        0,
+        REGISTRY_ADDRESS,
+        R::registerCall { model: model.clone().into() }.abi_encode(),
+        10_000_000,
+    )];
+    for k in 0..calls {
+        let (u, n) = (k % 4, (k / 4) as u64 + u64::from(k % 4 == 0));
+        txs.push(tx(&user(u), n, INFERENCE_ADDRESS, infer.clone(), gas));
+    }
+    let started = std::time::Instant::now();
+    let shared = runner(71).start(|context| async move {
+        let mut sim = Sim::new(context, LINK, None, 0).await;
+        sim.txs = txs;
+        sim.batch = 64;
+        for i in 0..N {
+            sim.start(i);
+        }
+        assert!(sim.drive(&[0, 1, 2, 3], 3, true, Duration::from_secs(600)).await, "the chain stalled");
+        sim.shared
+    });
+    let h = shared.iter().map(|s| s.finalized().last().unwrap().height).min().unwrap();
+    assert_honest_agree(&shared, &[0, 1, 2, 3], h);
+    let f = shared[0].finalized();
+    assert_eq!(f.iter().map(|b| b.txs).sum::<usize>(), calls + 1, "every call finalized");
+    let full = f.iter().filter(|b| b.txs > 1).count();
+    assert!(shared.iter().all(|s| s.refused().is_empty() && s.finalizer_failures().is_empty()));
+    eprintln!(
+        "worst-priced model (warm {warm} gas, {} gas per call with calldata): {} blocks, {} with several calls, \
+         {:.1} ms wall clock per block",
+        gas,
+        f.len() - 1,
+        full,
         started.elapsed().as_secs_f64() * 1e3 / (f.len() - 1) as f64
     );
 }

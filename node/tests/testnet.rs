@@ -13,6 +13,14 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// Testnets run one at a time: two at once (eight validators and their load) on a two-core
+/// machine starve each other past the consensus timeouts.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A running `fixpoint testnet`, stopped (SIGTERM: it stops its validators) on drop.
 struct Testnet {
     child: Child,
@@ -76,6 +84,7 @@ fn block_of(receipt: &str) -> u64 {
 
 #[test]
 fn a_testnet_takes_transactions_on_any_validator_serves_them_from_all_followers_and_resumes() {
+    let _serial = one_at_a_time();
     let tmp = Tmp::new("testnet");
     let dir = tmp.0.join("net");
     let net = Testnet::start(&dir);
@@ -323,6 +332,7 @@ fn all_agree_and_kept(net: &Testnet, acked: &[String]) -> Result<u64, String> {
 /// directory, and catches up: every acknowledged transaction is on every validator and all four
 /// serve the same hash for every block.
 fn kill_9_rounds(rounds: usize) -> usize {
+    let _serial = one_at_a_time();
     let tmp = Tmp::new(&format!("testnet-kill-{rounds}"));
     let dir = tmp.0.join("net");
     let net = Testnet::start(&dir);
