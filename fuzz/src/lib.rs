@@ -172,7 +172,7 @@ fn precompile_chain() -> &'static PrecompileChain {
         let reg = tx(OWNER, 0, REGISTRY_ADDRESS, 10_000_000, R::registerCall { model: model.into() }.abi_encode());
         let out = execute_block(&state, &store, &ChainSpec::DEV, &env(1), &[reg]).expect("registration block");
         assert!(out.txs.first().is_some_and(|t| t.success), "digits-mlp registers");
-        out.scope.commit();
+        out.scope.commit(1);
         PrecompileChain { state: out.state, store }
     })
 }

@@ -224,7 +224,7 @@ fn validator_pid(dir: &Path, i: usize) -> Option<u32> {
         let pid: u32 = e.file_name().to_str()?.parse().ok()?;
         let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
         let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).to_string()).collect();
-        (args.iter().any(|a| a == "--validator") && args.iter().any(|a| *a == needle)).then_some(pid)
+        (args.iter().any(|a| a == "--validator") && args.contains(&needle)).then_some(pid)
     })
 }
 
