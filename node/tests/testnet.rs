@@ -351,6 +351,13 @@ fn kill_9_rounds(rounds: usize) -> usize {
         let pid = validator_pid(&dir, victim).expect("the victim is running");
         let killed = Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
         assert!(killed.success());
+        // SIGKILL lands when the process leaves the kernel (e.g. an fsync): wait until it is gone
+        // (or a zombie), so its database lock is released before the restart.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty()) {
+            assert!(Instant::now() < deadline, "validator {victim} (pid {pid}) survived SIGKILL");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         std::thread::sleep(Duration::from_millis(700));
         let again = Restarted::start(&dir, victim);
         std::thread::sleep(Duration::from_millis(700));
