@@ -162,7 +162,7 @@ pub enum FinalizerFailure {
     },
 }
 
-/// What a node loses when it crashes: executed-but-not-final states, the pool, its log of
+/// The unfinalized side of a node: executed-but-not-final states, the pool, its log of
 /// refusals.
 #[derive(Debug, Default)]
 struct Inner {
@@ -180,8 +180,9 @@ struct Inner {
     tampered: Vec<(u64, Digest)>,
 }
 
-/// What a node keeps across a crash (its database): the last finalized block, the state after
-/// it, and the finalized chain.
+/// The finalized side of a node: the last finalized block, the state after it, and the chain
+/// finalized since the node started (what survives a crash is what [`Sink`] persisted; a node
+/// restarts from it with [`Shared::new`]).
 #[derive(Debug)]
 struct Durable {
     block: Block,
@@ -195,8 +196,8 @@ pub struct Shared {
     proposer: Proposer,
     beneficiary: Address,
     inner: Mutex<Inner>,
-    durable: Arc<Mutex<Durable>>,
-    sink: Arc<OnceLock<Arc<dyn Sink>>>,
+    durable: Mutex<Durable>,
+    sink: OnceLock<Arc<dyn Sink>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -226,32 +227,14 @@ impl Shared {
             proposer,
             beneficiary,
             inner: Mutex::new(inner),
-            durable: Arc::new(Mutex::new(durable)),
-            sink: Arc::default(),
+            durable: Mutex::new(durable),
+            sink: OnceLock::new(),
         })
     }
 
     /// Persists finalized blocks through `sink` from now on (set once).
     pub fn set_sink(&self, sink: Arc<dyn Sink>) {
         let _ = self.sink.set(sink);
-    }
-
-    /// The same node after a crash: what was durable (finalized chain and state, model store)
-    /// survives; the pool and unfinalized states are gone.
-    pub fn restart(&self) -> Arc<Self> {
-        let mut inner = Inner::default();
-        {
-            let d = lock(&self.durable);
-            inner.states.insert(d.block.digest(), d.executed.clone());
-        }
-        Arc::new(Self {
-            exec: self.exec.clone(),
-            proposer: self.proposer,
-            beneficiary: self.beneficiary,
-            inner: Mutex::new(inner),
-            durable: self.durable.clone(),
-            sink: self.sink.clone(),
-        })
     }
 
     /// Queues transactions for proposal (decoded and sender-recovered here, once); returns how
@@ -351,6 +334,11 @@ impl Shared {
     pub fn head(&self) -> (Block, Arc<Executed>) {
         let d = lock(&self.durable);
         (d.block.clone(), d.executed.clone())
+    }
+
+    /// This node's model store (models by id, upload chunks).
+    pub fn models(&self) -> &Arc<ModelStore> {
+        &self.exec.models
     }
 
     /// Pending transactions.

@@ -9,18 +9,21 @@ mod adversarial;
 mod common;
 
 use common::{model_case, signed_call as tx};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alloy_primitives::{Address, Bytes, U256, keccak256};
 use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::SolCall;
+use commonware_codec::{Decode as _, Encode as _};
+use commonware_cryptography::Digestible as _;
 use commonware_cryptography::Signer;
 use commonware_cryptography::ed25519::PrivateKey;
 use commonware_p2p::simulated::{self, Link, Network, Oracle};
+use commonware_p2p::{LimitedSender, Recipients};
 use commonware_runtime::{Clock, Handle, Quota, Runner, Spawner, Supervisor as _, deterministic};
 use commonware_utils::{NZU32, NZUsize, ordered::Set, probability};
-use fixpoint_consensus::app::{Proposer, PublicKey, Shared};
+use fixpoint_consensus::app::{Executed, Proposer, PublicKey, Shared, Sink};
 use fixpoint_consensus::engine::{self, Channels, ValidatorConfig, channel};
 use fixpoint_consensus::{Block, BlockLimits, Executor, VerifyError};
 use fixpoint_evm::state::{empty_state, fund};
@@ -69,10 +72,85 @@ fn genesis() -> (Block, MemState) {
     (Block::genesis(fixpoint_evm::state_root(&state), 30_000_000, 0, 1_000_000_000), state)
 }
 
+/// A validator's database in the simulation: the finalized blocks it persisted, encoded, in
+/// height order. It outlives the validator's tasks; a restart reads only this.
+#[derive(Default)]
+struct Disk(Mutex<Vec<(u64, usize, Vec<u8>)>>);
+
+impl Sink for Disk {
+    fn finalized(&self, block: &Block, _executed: &Executed) -> Result<(), String> {
+        let mut d = self.0.lock().unwrap();
+        let height = block.body().height;
+        if d.last().map_or(1, |(h, _, _)| h + 1) != height {
+            return Err(format!("block {height} does not follow the persisted chain"));
+        }
+        d.push((height, block.body().txs.len(), block.encode().to_vec()));
+        Ok(())
+    }
+}
+
+impl Disk {
+    /// The persisted blocks, decoded.
+    fn blocks(&self) -> Vec<Block> {
+        let d = self.0.lock().unwrap();
+        d.iter().map(|(_, _, b)| Block::decode_cfg(b.clone(), &BlockLimits::default()).expect("decodes")).collect()
+    }
+
+    /// Height of the last persisted block and the transactions persisted.
+    fn summary(&self) -> (u64, usize) {
+        let d = self.0.lock().unwrap();
+        (d.last().map_or(0, |(h, _, _)| *h), d.iter().map(|(_, n, _)| n).sum())
+    }
+}
+
+/// A validator's executor, with a model store of its own.
+fn executor() -> Executor {
+    Executor {
+        spec: ChainSpec::DEV,
+        gas_limit: 30_000_000,
+        limits: BlockLimits::default(),
+        models: Arc::new(ModelStore::default()),
+    }
+}
+
 const QUOTA: Quota = Quota::per_second(NZU32!(1_000_000));
 
+/// The peers a validator's block and vote messages do not reach (set by a test: a byzantine
+/// leader withholding its proposal, or an honest validator's messages lost in the network).
+type Withheld = Arc<Mutex<Vec<PublicKey>>>;
+
+/// A channel sender that drops what it sends to the peers in `withheld`.
+#[derive(Clone)]
+struct Withholding<S> {
+    inner: S,
+    /// Every other validator (what `Recipients::All` means).
+    others: Vec<PublicKey>,
+    withheld: Withheld,
+}
+
+impl<S: LimitedSender<PublicKey = PublicKey>> LimitedSender for Withholding<S> {
+    type PublicKey = PublicKey;
+    type Checked<'a>
+        = S::Checked<'a>
+    where
+        S: 'a;
+
+    fn check(&mut self, recipients: Recipients<PublicKey>) -> Result<Self::Checked<'_>, std::time::SystemTime> {
+        let withheld = self.withheld.lock().unwrap().clone();
+        if withheld.is_empty() {
+            return self.inner.check(recipients);
+        }
+        let to = match recipients {
+            Recipients::All => self.others.clone(),
+            Recipients::Some(v) => v,
+            Recipients::One(p) => vec![p],
+        };
+        self.inner.check(Recipients::Some(to.into_iter().filter(|p| !withheld.contains(p)).collect()))
+    }
+}
+
 /// Registers validator `key`'s channels on the simulated network and starts its engines (the
-/// same `start_validator` a real node runs).
+/// same `start_validator` a real node runs). Its votes and blocks do not reach `withheld`.
 async fn start_validator(
     context: deterministic::Context,
     oracle: &Oracle<PublicKey, deterministic::Context>,
@@ -80,12 +158,17 @@ async fn start_validator(
     participants: Set<PublicKey>,
     shared: Arc<Shared>,
     genesis: Block,
+    withheld: Withheld,
 ) {
     let me = key.public_key();
     let control = oracle.control(me.clone());
+    let others: Vec<PublicKey> = participants.iter().filter(|p| **p != me).cloned().collect();
     let mut reg = Vec::new();
     for ch in [channel::VOTES, channel::CERTIFICATES, channel::RESOLVER, channel::BLOCKS, channel::BACKFILL] {
-        reg.push(control.register(ch, QUOTA).await.unwrap());
+        let (inner, receiver) = control.register(ch, QUOTA).await.unwrap();
+        let withheld =
+            if ch == channel::VOTES || ch == channel::BLOCKS { withheld.clone() } else { Withheld::default() };
+        reg.push((Withholding { inner, others: others.clone(), withheld }, receiver));
     }
     let mut reg = reg.into_iter();
     let mut next = || reg.next().unwrap();
@@ -108,6 +191,8 @@ struct Sim {
     participants: Set<PublicKey>,
     genesis: Block,
     shared: Vec<Arc<Shared>>,
+    disks: Vec<Arc<Disk>>,
+    withheld: Vec<Withheld>,
     handles: Vec<Option<Handle<()>>>,
     starts: usize,
     txs: Vec<Bytes>,
@@ -148,16 +233,13 @@ impl Sim {
             }
         }
         let (genesis, state) = genesis();
+        let disks: Vec<Arc<Disk>> = (0..N).map(|_| Arc::default()).collect();
         let shared = (0..N)
             .map(|i| {
                 let fault = byzantine.filter(|(b, _)| *b == i).map_or(Proposer::Honest, |(_, f)| f);
-                let exec = Executor {
-                    spec: ChainSpec::DEV,
-                    gas_limit: 30_000_000,
-                    limits: BlockLimits::default(),
-                    models: Arc::new(ModelStore::default()),
-                };
-                Shared::new(exec, &genesis, state.clone(), fault, Address::with_last_byte(i as u8 + 1))
+                let s = Shared::new(executor(), &genesis, state.clone(), fault, Address::with_last_byte(i as u8 + 1));
+                s.set_sink(disks[i].clone());
+                s
             })
             .collect();
         Self {
@@ -167,6 +249,8 @@ impl Sim {
             participants,
             genesis,
             shared,
+            disks,
+            withheld: (0..N).map(|_| Withheld::default()).collect(),
             handles: (0..N).map(|_| None).collect(),
             starts: 0,
             txs: workload(calls),
@@ -179,16 +263,17 @@ impl Sim {
     /// Starts validator `i` as one supervised task (aborting it stops everything it runs).
     fn start(&mut self, i: usize) {
         self.starts += 1;
-        let (oracle, key, participants, shared, genesis) = (
+        let (oracle, key, participants, shared, genesis, withheld) = (
             self.oracle.clone(),
             self.keys[i].clone(),
             self.participants.clone(),
             self.shared[i].clone(),
             self.genesis.clone(),
+            self.withheld[i].clone(),
         );
         let handle =
             self.context.child("validator").with_attribute("start", self.starts).spawn(move |ctx| async move {
-                start_validator(ctx.child("node"), &oracle, key, participants, shared, genesis).await;
+                start_validator(ctx.child("node"), &oracle, key, participants, shared, genesis, withheld).await;
                 futures::future::pending::<()>().await
             });
         self.handles[i] = Some(handle);
@@ -202,18 +287,33 @@ impl Sim {
         }
     }
 
-    /// Restarts validator `i` on what it had made durable.
+    /// Restarts validator `i` from its disk alone, as a node restarts from its database: a fresh
+    /// model store, the persisted blocks decoded and re-executed from genesis, and a new
+    /// [`Shared`] on the last one. Nothing of the crashed node's memory is reused.
     fn restart(&mut self, i: usize) {
-        self.shared[i] = self.shared[i].restart();
+        let exec = executor();
+        let (mut parent, state) = genesis();
+        let mut executed = Executed::start(0, state);
+        for block in self.disks[i].blocks() {
+            assert_eq!(block.body().parent, parent.digest(), "the disk holds a chain");
+            let out = exec.verify(&parent, &executed.state, &block).expect("a persisted block re-executes");
+            executed = Executed::new(block.body().height, out);
+            executed.finalize_models(&exec.models);
+            parent = block;
+        }
+        let state = Arc::try_unwrap(executed).map_or_else(|e| e.state.clone(), |e| e.state);
+        let shared = Shared::new(exec, &parent, state, Proposer::Honest, Address::with_last_byte(i as u8 + 1));
+        shared.set_sink(self.disks[i].clone());
+        self.shared[i] = shared;
         // Its pool was lost; clients resubmit (what is already final is skipped by nonce).
         self.shared[i].submit(self.txs[..self.submitted].iter().cloned());
         self.start(i);
     }
 
+    /// Validator `i` persisted height `height` (and, with `all_txs`, every transaction).
     fn reached(&self, i: usize, height: u64, all_txs: bool) -> bool {
-        let f = self.shared[i].finalized();
-        f.last().is_some_and(|b| b.height >= height)
-            && (!all_txs || f.iter().map(|b| b.txs).sum::<usize>() == self.txs.len())
+        let (h, txs) = self.disks[i].summary();
+        h >= height && (!all_txs || txs == self.txs.len())
     }
 
     /// Feeds four transactions every 200 ms to every validator until the validators in `nodes`
@@ -240,8 +340,16 @@ impl Sim {
         }
     }
 
+    /// From now on, the votes and blocks of the validators in `from` do not reach those in `to`.
+    fn withhold(&self, from: &[usize], to: &[usize]) {
+        for f in from {
+            *self.withheld[*f].lock().unwrap() = to.iter().map(|t| self.keys[*t].public_key()).collect();
+        }
+    }
+
     async fn set_links(&self, pairs: &[(usize, usize)], link: Option<Link>) {
-        let p: Vec<PublicKey> = self.participants.iter().cloned().collect();
+        // Validator i is keys[i] (the participant set is sorted by key, not in this order).
+        let p: Vec<PublicKey> = self.keys.iter().map(|k| k.public_key()).collect();
         for (a, b) in pairs {
             for (x, y) in [(*a, *b), (*b, *a)] {
                 match &link {
@@ -406,8 +514,8 @@ fn byzantine_proposers_are_never_finalized() {
 }
 
 #[test]
-fn a_crashed_validator_restarts_and_catches_up() {
-    let shared = runner(21).start(|context| async move {
+fn a_crashed_validator_restarts_from_its_disk_and_catches_up() {
+    let (shared, disks) = runner(21).start(|context| async move {
         let mut sim = Sim::new(context, LINK, None, 40).await;
         for i in 0..N {
             sim.start(i);
@@ -415,14 +523,25 @@ fn a_crashed_validator_restarts_and_catches_up() {
         assert!(sim.drive(&[0, 1, 2, 3], 3, false, Duration::from_secs(60)).await);
         sim.crash(3).await;
         // The other three are a quorum: the chain goes on without it.
-        let before = sim.shared[3].finalized().len();
+        let before = sim.disks[3].summary();
         assert!(sim.drive(&[0, 1, 2], 12, false, Duration::from_secs(300)).await, "three validators keep finalizing");
-        assert_eq!(sim.shared[3].finalized().len(), before, "a crashed node finalizes nothing");
+        assert_eq!(sim.disks[3].summary(), before, "a crashed node persists nothing");
         sim.restart(3);
         assert!(sim.drive(&[0, 1, 2, 3], 14, true, Duration::from_secs(300)).await, "the restarted node caught up");
-        sim.shared
+        (sim.shared, sim.disks)
     });
-    assert_honest_agree(&shared, &[0, 1, 2, 3], 14);
+    assert_honest_agree(&shared, &[0, 1, 2], 14);
+    // Every disk holds the same blocks, byte for byte, and the restarted node's log since its
+    // restart is the others' at the same heights.
+    let reference = disks[0].0.lock().unwrap()[..=13].to_vec();
+    for (i, d) in disks.iter().enumerate() {
+        assert_eq!(d.0.lock().unwrap()[..=13], reference[..], "validator {i}'s disk differs");
+    }
+    let restarted = shared[3].finalized();
+    let first = restarted[0].height as usize;
+    assert!(first >= 3, "validator 3 restarted on the blocks it had persisted");
+    assert_eq!(restarted[..], shared[0].finalized()[first..first + restarted.len()], "the restarted node's chain");
+    assert!(shared.iter().all(|s| s.finalizer_failures().is_empty()));
 }
 
 #[test]
@@ -577,4 +696,90 @@ fn blocks_full_of_the_worst_priced_model_keep_finalizing() {
         full,
         started.elapsed().as_secs_f64() * 1e3 / (f.len() - 1) as f64
     );
+}
+
+/// Issue 11, finding 3, on the network. Validator 0 leads a block that finalizes a model upload
+/// and withholds it (block and votes) from validators 2 and 3, a byzantine leader; validator 1's
+/// votes and blocks to them are lost meanwhile (asynchrony, which safety must survive). 0 and 1
+/// execute the block, it gets two of the three votes a quorum needs and is dropped. Then the
+/// network heals, every validator has the transaction, and an honest leader puts it on the
+/// canonical chain: all four verify and finalize it, hold the model, and agree block for block.
+#[test]
+fn a_withheld_upload_finalization_never_splits_honest_validators() {
+    let (model, _, _) = model_case("digits-mlp");
+    let id = keccak256(&model);
+    let owner = user(0);
+    let mut upload = vec![tx(
+        &owner,
+        0,
+        REGISTRY_ADDRESS,
+        R::beginUploadCall { modelId: id, size: model.len() as u64 }.abi_encode(),
+        1_000_000,
+    )];
+    for (i, c) in model.chunks(4096).enumerate() {
+        let put = R::putChunkCall { modelId: id, offset: (i * 4096) as u64, chunk: c.to_vec().into() };
+        upload.push(tx(&owner, upload.len() as u64, REGISTRY_ADDRESS, put.abi_encode(), 2_000_000));
+    }
+    let fin = tx(
+        &owner,
+        upload.len() as u64,
+        REGISTRY_ADDRESS,
+        R::finalizeUploadCall { modelId: id }.abi_encode(),
+        10_000_000,
+    );
+    let contains = |b: &Block, t: &Bytes| b.body().txs.iter().any(|x| x.as_ref() == t.as_ref());
+    let fin_sent = fin.clone();
+    let (shared, disks, stores, window) = runner(81).start(|context| async move {
+        let fin = fin_sent;
+        let mut sim = Sim::new(context, LINK, None, 0).await;
+        sim.txs = upload;
+        for i in 0..N {
+            sim.start(i);
+        }
+        assert!(sim.drive(&[0, 1, 2, 3], 2, true, Duration::from_secs(120)).await, "the chunks are final");
+        // The window: 0 withholds, 1 is cut off from 2 and 3; only 0 has the transaction.
+        sim.withhold(&[0, 1], &[2, 3]);
+        sim.shared[0].submit([fin.clone()]);
+        let end = sim.context.current() + Duration::from_secs(120);
+        while sim.shared[1].models().get(&id).is_none() {
+            assert!(sim.context.current() < end, "validator 1 never executed the withheld block");
+            sim.context.sleep(Duration::from_millis(50)).await;
+        }
+        // Let the view time out, and the chain go on for a while without the block.
+        sim.context.sleep(Duration::from_secs(10)).await;
+        let window: Vec<(u64, usize)> = sim.disks.iter().map(|d| d.summary()).collect();
+        for (i, d) in sim.disks.iter().enumerate() {
+            assert!(!d.blocks().iter().any(|b| contains(b, &fin)), "validator {i} finalized the withheld block");
+        }
+        assert!(sim.shared[0].models().get(&id).is_some() && sim.shared[1].models().get(&id).is_some());
+        assert!(sim.shared[2].models().get(&id).is_none() && sim.shared[3].models().get(&id).is_none());
+        // The network heals and every validator gets the transaction.
+        sim.withhold(&[0, 1], &[]);
+        sim.txs.push(fin.clone());
+        let top = window.iter().map(|w| w.0).max().unwrap_or(0);
+        assert!(sim.drive(&[0, 1, 2, 3], top + 3, true, Duration::from_secs(300)).await, "the chain stalled");
+        let stores: Vec<_> = sim.shared.iter().map(|s| s.models().clone()).collect();
+        (sim.shared, sim.disks, stores, window)
+    });
+    // Each validator finalized the transaction exactly once, after the window, in the same block.
+    let chains: Vec<Vec<Block>> = disks.iter().map(|d| d.blocks()).collect();
+    let common = chains.iter().map(Vec::len).min().unwrap();
+    for (i, c) in chains.iter().enumerate() {
+        assert_eq!(c[..common], chains[0][..common], "validator {i} differs");
+        let with_fin: Vec<u64> = c.iter().filter(|b| contains(b, &fin)).map(|b| b.body().height).collect();
+        assert_eq!(with_fin.len(), 1, "validator {i}: {with_fin:?}");
+        assert!(with_fin[0] > window[i].0, "validator {i} finalized it after the window");
+    }
+    eprintln!(
+        "withheld finalizeUpload: executed by validators 0 and 1 only; heights finalized during the window {:?}; \
+         the canonical block with it finalized at height {}",
+        window.iter().map(|w| w.0).collect::<Vec<_>>(),
+        chains[0].iter().find(|b| contains(b, &fin)).map_or(0, |b| b.body().height)
+    );
+    for (i, s) in shared.iter().enumerate() {
+        assert!(s.refused().is_empty(), "validator {i} refused {:?}", s.refused());
+        assert!(s.finalizer_failures().is_empty(), "validator {i}: {:?}", s.finalizer_failures());
+        assert!(stores[i].get(&id).is_some(), "validator {i} holds the model");
+        assert_eq!(stores[i].chunk_count(), 0, "validator {i} dropped the finalized upload's chunks");
+    }
 }
