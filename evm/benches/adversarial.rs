@@ -8,7 +8,8 @@
 //! the gas of a warm call (`REJECT + warm`). The ERC-20 figure is a block of 200 transfers run
 //! by the real block executor. Ratios above 2 break the goal of issue 11.
 //!
-//! Run: `taskset -c 1 cargo bench -p fixpoint-evm --bench adversarial`. A bench binary, not a
+//! Run: `taskset -c 1 cargo bench -p fixpoint-evm --bench adversarial`. Timed in process CPU time
+//! (`common::cpu_time`), so a busy machine moves the ratios little. A bench binary, not a
 //! test: nothing here asserts a time.
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -20,7 +21,7 @@ mod adversarial;
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use alloy_primitives::{Address, TxKind, U256, keccak256};
 use alloy_sol_types::{SolCall, SolConstructor, sol};
@@ -38,17 +39,17 @@ sol! {
 
 /// Median of 7 samples of `f`, each averaged over enough calls to last about `target`.
 fn median(target: Duration, mut f: impl FnMut()) -> Duration {
-    let t = Instant::now();
+    let t = cpu_time();
     f();
-    let once = t.elapsed().max(Duration::from_nanos(50));
+    let once = (cpu_time() - t).max(Duration::from_nanos(50));
     let inner = (target.as_nanos() / once.as_nanos()).clamp(1, 100_000) as u32;
     let mut v: Vec<Duration> = (0..7)
         .map(|_| {
-            let t = Instant::now();
+            let t = cpu_time();
             for _ in 0..inner {
                 f();
             }
-            t.elapsed() / inner
+            (cpu_time() - t) / inner
         })
         .collect();
     v.sort();

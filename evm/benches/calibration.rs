@@ -7,14 +7,15 @@
 //!    inference calls on the portable kernel (the slowest path a validator may run).
 //!
 //! Run: `taskset -c 0 cargo bench -p fixpoint-evm --bench calibration`. Medians of repeated,
-//! interleaved runs; a bench binary, not a test: nothing here asserts a time.
+//! interleaved runs, in process CPU time (`common::cpu_time`); a bench binary, not a test: nothing
+//! here asserts a time.
 #![allow(missing_docs)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use alloy_consensus::TxEnvelope;
 use alloy_consensus::transaction::Recovered;
@@ -40,11 +41,11 @@ const IDENTITY: Address = address!("0x0000000000000000000000000000000000000004")
 fn median(reps: usize, inner: u32, mut f: impl FnMut()) -> Duration {
     let mut v: Vec<Duration> = (0..reps)
         .map(|_| {
-            let t = Instant::now();
+            let t = cpu_time();
             for _ in 0..inner {
                 f();
             }
-            t.elapsed() / inner
+            (cpu_time() - t) / inner
         })
         .collect();
     v.sort();

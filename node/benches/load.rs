@@ -7,8 +7,12 @@
 //! the DigitRecognizer dapp that run the example model (fixpoint only: anvil has no inference
 //! precompile).
 //!
+//! Every transaction of a throughput run must have a successful receipt, the load's blocks must
+//! hold exactly its transactions, and the ETH transfers' wei must all arrive; a reverted
+//! transaction is not throughput.
+//!
 //! `cargo bench -p fixpoint-node --bench load` (env LOAD_TXS, LOAD_SENDERS, LOAD_LATENCY,
-//! LOAD_ONLY=fixpoint|anvil|testnet).
+//! LOAD_RUNS (interleaved repetitions; median and spread printed), LOAD_ONLY: a comma-separated subset of fixpoint,testnet,anvil).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -210,11 +214,13 @@ impl Target {
 }
 
 /// Throughput: every sender's transactions signed up front, one worker per sender sending in
-/// nonce order; the clock stops when the last one is mined.
+/// nonce order; the clock stops when the last one is mined. Then every receipt is fetched and
+/// must say success: a reverted transaction is not throughput.
 async fn throughput(
     t: &Target,
     senders: &[PrivateKeySigner],
     per_sender: usize,
+    value: U256,
     make: &(dyn Fn(usize) -> (TxKind, Bytes, u64) + Sync),
 ) -> (f64, Blocks) {
     let first_block = head(&t.client).await + 1;
@@ -224,7 +230,7 @@ async fn throughput(
             (0..per_sender)
                 .map(|i| {
                     let (to, input, gas) = make(i);
-                    sign(k, tx(t.chain_id, i as u64, to, input, gas, U256::ZERO)).expect("sign")
+                    sign(k, tx(t.chain_id, i as u64, to, input, gas, value)).expect("sign")
                 })
                 .collect()
         })
@@ -234,30 +240,45 @@ async fn throughput(
     for (i, list) in lists.into_iter().enumerate() {
         let c = t.clients[i % t.clients.len()].clone();
         workers.spawn(async move {
-            let mut last = B256::ZERO;
+            let mut hashes = Vec::with_capacity(list.len());
             for raw in list {
-                last = c.request("eth_sendRawTransaction", vec![json!(raw)]).await.expect("send");
+                hashes.push(c.request::<B256>("eth_sendRawTransaction", vec![json!(raw)]).await.expect("send"));
             }
-            let r = receipt(&c, last).await;
-            assert_eq!(r["status"], "0x1", "{r}");
+            receipt(&c, *hashes.last().expect("one transaction")).await;
+            (c, hashes)
         });
     }
+    let mut sent = Vec::new();
     while let Some(r) = workers.join_next().await {
-        r.expect("worker");
+        sent.push(r.expect("worker"));
     }
     let tps = (senders.len() * per_sender) as f64 / start.elapsed().as_secs_f64();
     t.sync().await;
-    (tps, blocks(&t.client, first_block, head(&t.client).await).await)
+    for (c, hashes) in &sent {
+        for h in hashes {
+            let r = receipt(c, *h).await;
+            assert_eq!(r["status"], "0x1", "{}: transaction {h} did not succeed: {r}", t.name);
+        }
+    }
+    let b = blocks(&t.client, first_block, head(&t.client).await).await;
+    assert_eq!(b.txs, senders.len() * per_sender, "{}: the load's blocks hold exactly its transactions", t.name);
+    (tps, b)
+}
+
+async fn balance(c: &Client, a: Address) -> U256 {
+    c.request("eth_getBalance", vec![json!(a), json!("latest")]).await.expect("balance")
 }
 
 async fn head(c: &Client) -> u64 {
     c.request::<U64>("eth_blockNumber", vec![]).await.map_or(0, |n| n.to::<u64>())
 }
 
-/// The blocks a load filled: how many had transactions, the largest, and the most gas in one.
+/// The blocks a load filled: how many had transactions, the transactions in them, the largest,
+/// and the most gas in one.
 #[derive(Debug, Default)]
 struct Blocks {
     used: usize,
+    txs: usize,
     max_txs: usize,
     max_gas: u64,
 }
@@ -275,6 +296,7 @@ async fn blocks(c: &Client, from: u64, to: u64) -> Blocks {
         if txs > 0 {
             b.used += 1;
         }
+        b.txs += txs;
         b.max_txs = b.max_txs.max(txs);
         b.max_gas = b.max_gas.max(gas);
     }
@@ -344,7 +366,10 @@ async fn run(t: &mut Target, rows: &mut Vec<Row>, n_senders: usize, per_sender: 
     let keys = t.senders(n_senders + 1, "eth").await;
     let (lat_key, keys) = keys.split_last().expect("senders");
     let make = |_: usize| (TxKind::Call(to), Bytes::new(), 21_000);
-    let (tps, blocks) = throughput(t, keys, per_sender, &make).await;
+    let before = balance(&t.client, to).await;
+    let (tps, blocks) = throughput(t, keys, per_sender, U256::from(1), &make).await;
+    let got = balance(&t.client, to).await - before;
+    assert_eq!(got, U256::from(keys.len() * per_sender), "{}: every transfer's wei arrived", t.name);
     let (p50, p99) = latency(t, lat_key, 0, lat, &make).await;
     push(rows, Row { workload: "ETH transfer", node: t.name, txs: keys.len() * per_sender, tps, p50, p99, blocks });
 
@@ -363,7 +388,7 @@ async fn run(t: &mut Target, rows: &mut Vec<Row>, n_senders: usize, per_sender: 
         let data = transferCall { to: Address::with_last_byte((i % 200) as u8 + 1), value: U256::from(1) }.abi_encode();
         (TxKind::Call(token), Bytes::from(data), 80_000)
     };
-    let (tps, blocks) = throughput(t, keys, per_sender, &make).await;
+    let (tps, blocks) = throughput(t, keys, per_sender, U256::ZERO, &make).await;
     let (p50, p99) = latency(t, lat_key, 0, lat, &make).await;
     push(rows, Row { workload: "ERC-20 transfer", node: t.name, txs: keys.len() * per_sender, tps, p50, p99, blocks });
 
@@ -385,7 +410,7 @@ async fn run(t: &mut Target, rows: &mut Vec<Row>, n_senders: usize, per_sender: 
         }
         (TxKind::Call(app), Bytes::from(recognizeCall { pixels }.abi_encode()), 300_000)
     };
-    let (tps, blocks) = throughput(t, keys, per_sender, &make).await;
+    let (tps, blocks) = throughput(t, keys, per_sender, U256::ZERO, &make).await;
     let (p50, p99) = latency(t, lat_key, 0, lat, &make).await;
     push(
         rows,
@@ -411,35 +436,64 @@ async fn main() {
     let n_senders = env_usize("LOAD_SENDERS", 16);
     let lat = env_usize("LOAD_LATENCY", 200);
     let per_sender = txs.div_ceil(n_senders);
+    let runs = env_usize("LOAD_RUNS", 1).max(1);
     let mut rows = Vec::new();
     let only = std::env::var("LOAD_ONLY").unwrap_or_default();
-    if only.is_empty() || only == "fixpoint" {
-        let mut f = fixpoint().await;
-        run(&mut f, &mut rows, n_senders, per_sender, lat, true).await;
-    }
-    if only.is_empty() || only == "testnet" {
-        let mut n = testnet().await;
-        run(&mut n, &mut rows, n_senders, per_sender, lat, true).await;
-    }
-    if only.is_empty() || only == "anvil" {
-        let mut a = anvil().await;
-        run(&mut a, &mut rows, n_senders, per_sender, lat, false).await;
+    let wants = |n: &str| only.is_empty() || only.split(',').any(|o| o == n);
+    // Runs interleave the nodes (fixpoint, testnet, anvil, fixpoint, …) so that a change in the
+    // machine's load hits all of them alike.
+    for _ in 0..runs {
+        if wants("fixpoint") {
+            let mut f = fixpoint().await;
+            run(&mut f, &mut rows, n_senders, per_sender, lat, true).await;
+        }
+        if wants("testnet") {
+            let mut n = testnet().await;
+            run(&mut n, &mut rows, n_senders, per_sender, lat, true).await;
+        }
+        if wants("anvil") {
+            let mut a = anvil().await;
+            run(&mut a, &mut rows, n_senders, per_sender, lat, false).await;
+        }
     }
     println!(
-        "| workload | node | transactions | tx/s | send→receipt p50 (ms) | p99 (ms) | blocks used | most txs in a block | most gas in a block |"
+        "| workload | node | transactions | tx/s | send→receipt p50 (ms) | p99 (ms) | blocks used | transactions per used block | most txs in a block | most gas in a block |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
         let b = &r.blocks;
         println!(
-            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} |",
-            r.workload, r.node, r.txs, r.tps, r.p50, r.p99, b.used, b.max_txs, b.max_gas
+            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {} | {:.1} | {} | {} |",
+            r.workload,
+            r.node,
+            r.txs,
+            r.tps,
+            r.p50,
+            r.p99,
+            b.used,
+            b.txs as f64 / b.used.max(1) as f64,
+            b.max_txs,
+            b.max_gas
         );
     }
-    for w in ["ETH transfer", "ERC-20 transfer"] {
-        let get = |n: &str| rows.iter().find(|r| r.workload == w && r.node == n).map(|r| r.tps);
-        if let (Some(f), Some(a)) = (get("fixpoint"), get("anvil")) {
-            println!("{w}: fixpoint / anvil throughput = {:.2}", f / a);
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[0], v[v.len() - 1])
+    };
+    println!("\n{runs} run(s): tx/s median [min–max]");
+    for w in ["ETH transfer", "ERC-20 transfer", "model call (DigitRecognizer)"] {
+        for n in ["fixpoint", "testnet", "anvil"] {
+            let v: Vec<f64> = rows.iter().filter(|r| r.workload == w && r.node == n).map(|r| r.tps).collect();
+            if !v.is_empty() {
+                let (m, lo, hi) = median(v);
+                println!("  {w}, {n}: {m:.0} [{lo:.0}–{hi:.0}]");
+            }
+        }
+        let get = |n: &str| rows.iter().filter(|r| r.workload == w && r.node == n).map(|r| r.tps).collect::<Vec<_>>();
+        let (f, a) = (get("fixpoint"), get("anvil"));
+        if !f.is_empty() && f.len() == a.len() {
+            let (m, lo, hi) = median(f.iter().zip(&a).map(|(f, a)| f / a).collect());
+            println!("  {w}: fixpoint / anvil throughput, run by run: median {m:.2} [{lo:.2}–{hi:.2}]");
         }
     }
 }

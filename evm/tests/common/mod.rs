@@ -145,3 +145,15 @@ impl Chain {
 pub fn commit_scope(out: &BlockOutcome, height: u64) -> fixpoint_precompiles::ScopeOutcome {
     out.scope.commit(height)
 }
+
+/// CPU time this process has used, all threads (`CLOCK_PROCESS_CPUTIME_ID`). The benches time
+/// with it rather than the wall clock: other work on a shared machine takes the CPU away from a
+/// bench (wall time grows) but does not add to its CPU time, so ratios measured in one run stay
+/// put when the machine is busy.
+pub fn cpu_time() -> std::time::Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID)");
+    std::time::Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
+}
