@@ -11,14 +11,15 @@
 
 use candle_core::D;
 use fixpoint_ml::format::{Model, ModelBuilder, Quant};
-use fixpoint_ml::ops::{ArgMax, Conv2d, FullyConnected, MaxPool, Op, Requant, Reshape, TreeEnsemble, Window};
+use fixpoint_ml::ops::{ArgMax, AvgPool, Conv2d, FullyConnected, MaxPool, Op, Requant, Reshape, TreeEnsemble, Window};
 use fixpoint_ml::{DType, TensorData};
 
 use crate::data::Dataset;
+use crate::ensemble::{Ensemble, Split};
 use crate::error::{Error, Result};
 use crate::gbdt::Gbdt;
 use crate::multiplier::{quant, requant_multiplier};
-use crate::net::{Layer, Net};
+use crate::net::{Head, Layer, Net};
 
 /// Fractional bits of tree-ensemble features and thresholds.
 pub const TREE_FEATURE_BITS: i32 = 16;
@@ -50,7 +51,7 @@ pub fn calibrate(net: &Net, ds: &Dataset, mut progress: impl FnMut(usize)) -> Re
 }
 
 /// Scale and zero point of an i8 tensor covering `[lo, hi]` (widened to include 0).
-fn activation_quant(lo: f32, hi: f32) -> (f64, i32) {
+pub fn activation_quant(lo: f32, hi: f32) -> (f64, i32) {
     let (lo, hi) = (f64::from(lo.min(0.0)), f64::from(hi.max(0.0)));
     let scale = ((hi - lo) / 255.0).max(1e-8);
     let zp = (-128.0 - (lo / scale).round()).clamp(-128.0, 127.0) as i32;
@@ -114,15 +115,15 @@ pub fn lower_net(net: &Net, ranges: &Ranges) -> Result<Model> {
         s => s.to_vec(),
     };
     let mut cur_shape = shape.clone();
-    let mut x = b.input(DType::I8, shape, quant(net.input_scale, 0)?);
-    let (mut s_in, mut zp_in) = (net.input_scale, 0i32);
+    let (mut s_in, mut zp_in) = net.input_quant.unwrap_or((net.input_scale, 0));
+    let mut x = b.input(DType::I8, shape, quant(s_in, zp_in)?);
     let mut params = 0;
     let last = net.layers.len().saturating_sub(1);
     let mut logits_quant = None;
     for (i, layer) in net.layers.iter().enumerate() {
         let (lo, hi) = ranges.get(i).copied().ok_or_else(|| Error::Quantize("missing calibration range".into()))?;
         match *layer {
-            Layer::Conv { out_c, k, pad, relu, .. } => {
+            Layer::Conv { out_c, k, pad, stride, groups, relu, .. } => {
                 let (w, bias) = net.param_values(params)?;
                 params += 1;
                 // candle [OC, IC, KH, KW] → fixpoint [OC, KH, KW, IC].
@@ -138,20 +139,44 @@ pub fn lower_net(net: &Net, ranges: &Ranges) -> Result<Model> {
                 let requant = Some(requant_tensors(&mut b, &a, zp_out, relu)?);
                 let p = u16::try_from(pad).map_err(|_| Error::Quantize("padding too large".into()))?;
                 let ku = u16::try_from(k).map_err(|_| Error::Quantize("kernel too large".into()))?;
-                let window = Window { pad_top: p, pad_left: p, pad_bottom: p, pad_right: p, ..Window::new(ku, ku) };
-                let op = Conv2d { weights, bias, input_zero_point: zp_in, window, groups: 1, requant };
+                let su = u16::try_from(stride).map_err(|_| Error::Quantize("stride too large".into()))?;
+                let window = Window {
+                    pad_top: p,
+                    pad_left: p,
+                    pad_bottom: p,
+                    pad_right: p,
+                    stride_h: su,
+                    stride_w: su,
+                    ..Window::new(ku, ku)
+                };
+                let groups = u32::try_from(groups).map_err(|_| Error::Quantize("too many groups".into()))?;
+                let op = Conv2d { weights, bias, input_zero_point: zp_in, window, groups, requant };
                 x = b.op(Op::Conv2d(op), &[x]);
                 if let [h, w, _] = cur_shape[..] {
-                    cur_shape = vec![h + 2 * pad + 1 - k, w + 2 * pad + 1 - k, out_c];
+                    let out = |d: usize| (d + 2 * pad).saturating_sub(k) / stride.max(1) + 1;
+                    cur_shape = vec![out(h), out(w), out_c];
                 }
                 (s_in, zp_in) = (s_out, zp_out);
             }
-            Layer::MaxPool2 => {
-                let window = Window { stride_h: 2, stride_w: 2, ..Window::new(2, 2) };
+            Layer::MaxPool { k, stride } => {
+                let ku = u16::try_from(k).map_err(|_| Error::Quantize("kernel too large".into()))?;
+                let su = u16::try_from(stride).map_err(|_| Error::Quantize("stride too large".into()))?;
+                let window = Window { stride_h: su, stride_w: su, ..Window::new(ku, ku) };
                 x = b.op(Op::MaxPool(MaxPool { window }), &[x]);
                 if let [h, w, c] = cur_shape[..] {
-                    cur_shape = vec![h / 2, w / 2, c];
+                    let out = |d: usize| d.saturating_sub(k) / stride.max(1) + 1;
+                    cur_shape = vec![out(h), out(w), c];
                 }
+            }
+            Layer::GlobalAvgPool => {
+                // The mean keeps its input's scale and zero point (docs/arithmetic.md §5).
+                let [h, w, c] = cur_shape[..] else {
+                    return Err(Error::Quantize("global average pooling needs a [C, H, W] input".into()));
+                };
+                let dim = |d: usize| u16::try_from(d).map_err(|_| Error::Quantize("pooling window too large".into()));
+                let window = Window::new(dim(h)?, dim(w)?);
+                x = b.op(Op::AvgPool(AvgPool { window }), &[x]);
+                cur_shape = vec![1, 1, c];
             }
             Layer::Flatten => {
                 let n: usize = cur_shape.iter().product();
@@ -190,8 +215,10 @@ pub fn lower_net(net: &Net, ranges: &Ranges) -> Result<Model> {
         }
     }
     let logits_quant = logits_quant.ok_or_else(|| Error::Quantize("the network must end in a dense layer".into()))?;
-    let label = b.op(Op::ArgMax(ArgMax), &[x]);
-    b.output(label, Quant::NONE);
+    if net.head == Head::Classes {
+        let label = b.op(Op::ArgMax(ArgMax), &[x]);
+        b.output(label, Quant::NONE);
+    }
     b.output(x, logits_quant);
     Ok(b.finish()?)
 }
@@ -203,56 +230,86 @@ fn itertools(out_c: usize, ic: usize, k: usize) -> impl Iterator<Item = (usize, 
 
 /// A feature as the integer the tree model reads: `floor(x·2^16)`.
 pub fn tree_feature(x: f32) -> Result<i32> {
-    let v = (f64::from(x) * 2f64.powi(TREE_FEATURE_BITS)).floor();
+    tree_feature_at(x, TREE_FEATURE_BITS)
+}
+
+/// A feature as the integer a tree model with `bits` fractional bits reads: `floor(x·2^bits)`.
+pub fn tree_feature_at(x: f32, bits: i32) -> Result<i32> {
+    let v = (f64::from(x) * 2f64.powi(bits)).floor();
     if !(f64::from(i32::MIN)..=f64::from(i32::MAX)).contains(&v) {
-        return Err(Error::Quantize(format!("feature {x} does not fit in i32 at 2^{TREE_FEATURE_BITS}")));
+        return Err(Error::Quantize(format!("feature {x} does not fit in i32 at 2^{bits}")));
     }
     Ok(v as i32)
 }
 
-fn tree_score(v: f64) -> Result<i64> {
-    let q = (v * 2f64.powi(TREE_SCORE_BITS)).round();
+fn tree_score(v: f64, bits: i32) -> Result<i64> {
+    let q = (v * 2f64.powi(bits)).round();
     if !q.is_finite() || q.abs() >= 2f64.powi(52) {
         return Err(Error::Quantize(format!("leaf value {v} out of range")));
     }
     Ok(q as i64)
 }
 
+/// The integer bound of a split on features with `bits` fractional bits: for every feature `q`
+/// on the grid (`x = q·2^-bits`), `q <= bound` exactly when the float test `x <= t` (`Leq`) or
+/// `x < t` (`Lt`) holds.
+pub fn tree_threshold(t: f64, split: Split, bits: i32) -> i32 {
+    let scaled = t * 2f64.powi(bits);
+    let bound = match split {
+        Split::Leq => scaled.floor(),
+        Split::Lt => scaled.ceil() - 1.0,
+    };
+    bound.clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32
+}
+
 /// Lowers a binary boosted ensemble: input i32 `[dim]` features, outputs the class (i32 `[1]`)
 /// and the scores i64 `[2]` = `(0, logit)` at 2^-32.
 pub fn lower_gbdt(m: &Gbdt) -> Result<Model> {
+    lower_ensemble(&m.ensemble(), TREE_FEATURE_BITS, TREE_SCORE_BITS, Head::Classes)
+}
+
+/// Lowers a tree ensemble: input i32 `[dim]` features at `2^-feature_bits`; outputs the argmax
+/// class (i32 `[1]`, for [`Head::Classes`]) and the scores i64 `[outputs]` at `2^-score_bits`.
+pub fn lower_ensemble(e: &Ensemble, feature_bits: i32, score_bits: i32, head: Head) -> Result<Model> {
     let mut b = ModelBuilder::new();
-    let x = b.input(DType::I32, vec![m.dim], quant(2f64.powi(-TREE_FEATURE_BITS), 0)?);
+    let x = b.input(DType::I32, vec![e.dim], quant(2f64.powi(-feature_bits), 0)?);
     let (mut nodes, mut leaves, mut roots) = (Vec::new(), Vec::new(), Vec::new());
     let idx = |v: usize| i32::try_from(v).map_err(|_| Error::Quantize("too many tree nodes".into()));
-    for tree in &m.trees {
+    let o = e.outputs;
+    for tree in &e.trees {
         let off = nodes.len() / 4;
         roots.push(idx(off)?);
         for n in tree {
             if n.feature < 0 {
                 nodes.extend([-1, 0, 0, 0]);
-                leaves.extend([0, tree_score(n.value)?]);
+                if n.values.len() != o {
+                    return Err(Error::Quantize(format!("a leaf has {} values, expected {o}", n.values.len())));
+                }
+                for &v in &n.values {
+                    leaves.push(tree_score(v, score_bits)?);
+                }
             } else {
-                let t = (n.threshold * 2f64.powi(TREE_FEATURE_BITS))
-                    .floor()
-                    .clamp(f64::from(i32::MIN), f64::from(i32::MAX));
+                let t = tree_threshold(n.threshold, n.split, feature_bits);
                 let f = i32::try_from(n.feature).map_err(|_| Error::Quantize("feature index too large".into()))?;
-                nodes.extend([f, t as i32, idx(off + n.left)?, idx(off + n.right)?]);
-                leaves.extend([0, 0]);
+                nodes.extend([f, t, idx(off + n.left)?, idx(off + n.right)?]);
+                leaves.extend(std::iter::repeat_n(0, o));
             }
         }
     }
     let n = nodes.len() / 4;
+    let base = e.base.iter().map(|&v| tree_score(v, score_bits)).collect::<Result<Vec<_>>>()?;
     let te = TreeEnsemble {
         nodes: b.tensor(fixpoint_ml::Tensor::i32(vec![n, 4], nodes)?),
-        leaves: b.tensor(fixpoint_ml::Tensor::i64(vec![n, 2], leaves)?),
+        leaves: b.tensor(fixpoint_ml::Tensor::i64(vec![n, o], leaves)?),
         roots: b.tensor(fixpoint_ml::Tensor::i32(vec![roots.len()], roots)?),
-        base: b.tensor(fixpoint_ml::Tensor::i64(vec![2], vec![0, tree_score(m.base)?])?),
+        base: b.tensor(fixpoint_ml::Tensor::i64(vec![o], base)?),
     };
     let scores = b.op(Op::TreeEnsemble(te), &[x]);
-    let label = b.op(Op::ArgMax(ArgMax), &[scores]);
-    b.output(label, Quant::NONE);
-    b.output(scores, quant(2f64.powi(-TREE_SCORE_BITS), 0)?);
+    if head == Head::Classes {
+        let label = b.op(Op::ArgMax(ArgMax), &[scores]);
+        b.output(label, Quant::NONE);
+    }
+    b.output(scores, quant(2f64.powi(-score_bits), 0)?);
     Ok(b.finish()?)
 }
 
@@ -279,5 +336,22 @@ mod tests {
         assert_eq!(tree_feature(1e-9).unwrap(), 0);
         assert_eq!(tree_feature(-1e-9).unwrap(), -1);
         assert!(tree_feature(40_000.0).is_err());
+    }
+
+    #[test]
+    fn tree_thresholds_are_exact_on_the_grid() {
+        for t in [0.0, 0.5, -0.5, 1.0 / 3.0, -2.75, 1e-7, -1e-7, 100.125] {
+            for split in [Split::Leq, Split::Lt] {
+                let bound = tree_threshold(t, split, 16);
+                for q in [bound - 1, bound, bound + 1] {
+                    let x = f64::from(q) / 65536.0;
+                    let float = match split {
+                        Split::Leq => x <= t,
+                        Split::Lt => x < t,
+                    };
+                    assert_eq!(q <= bound, float, "t {t} {split:?} q {q}");
+                }
+            }
+        }
     }
 }
