@@ -113,15 +113,15 @@ fn split_target(
         Some(TargetColumn::Index(i)) => {
             return Err(bad(path, format!("target column {i} but the file has {width} columns")));
         }
-        Some(TargetColumn::Name(name)) => {
-            let h = header
-                .ok_or_else(|| bad(path, format!("target column {name:?} given by name but the file has no header")))?;
-            Some(
-                h.iter()
-                    .position(|c| c == name)
-                    .ok_or_else(|| bad(path, format!("no column named {name:?}; columns are {}", h.join(","))))?,
-            )
-        }
+        // A named target absent from a file with exactly the features is fine (calibration rows).
+        Some(TargetColumn::Name(name)) => match header.and_then(|h| h.iter().position(|c| c == name)) {
+            Some(i) => Some(i),
+            None if width == dim => None,
+            None => {
+                let cols = header.map_or_else(|| "no header".to_string(), |h| format!("columns are {}", h.join(",")));
+                return Err(bad(path, format!("no column named {name:?} ({cols})")));
+            }
+        },
         None if width == dim => None,
         None if width == dim + 1 => Some(
             header
@@ -261,6 +261,7 @@ mod tests {
         let p = tmp("d.csv", b"1,2,3,4\n");
         assert!(matches!(load(&p, 2, None), Err(Error::Input { .. })));
         assert!(matches!(load(&p, 3, Some(&TargetColumn::Name("t".into()))), Err(Error::Input { .. })));
+        assert!(load(&p, 4, Some(&TargetColumn::Name("t".into()))).unwrap().targets.is_none());
         assert!(matches!(load(&p, 3, Some(&TargetColumn::Index(9))), Err(Error::Input { .. })));
         let p = tmp("e.csv", b"1,x,3\n");
         assert!(matches!(load(&p, 3, None), Err(Error::Input { .. })));

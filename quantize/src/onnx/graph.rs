@@ -108,7 +108,10 @@ pub(crate) fn decode_tensor(t: &TensorProto) -> Result<Const> {
         2 | 3 | 4 | 5 | 6 | 9 => ConstData::Int(t.int32_data.iter().map(|&v| i64::from(v)).collect()),
         8 => ConstData::Str(t.string_data.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect()),
         d => {
-            return Err(onnx_err(format!("tensor {:?} has element type {d}, which the importer does not read", t.name)));
+            return Err(onnx_err(format!(
+                "tensor {:?} has element type {d}, which the importer does not read",
+                t.name
+            )));
         }
     };
     let n = match &data {
@@ -256,14 +259,21 @@ fn float_init(name: String, values: &[f32]) -> TensorProto {
 /// probabilities stay available before them), `Scaler` as `Sub` then `Mul`, and
 /// `TreeEnsembleRegressor` as the `TreeEnsembleClassifier` with the same trees and one class per
 /// target (its score output is the regression output). Each replacement computes the same floats.
-pub(crate) fn reference_proto(g: &Graph) -> Result<ModelProto> {
+/// Also returns the element type of every output.
+pub(crate) fn reference_proto(g: &Graph) -> Result<(ModelProto, Vec<i32>)> {
     let mut proto = g.proto.clone();
     let graph = proto.graph.as_mut().ok_or_else(|| onnx_err("the model has no graph"))?;
     let mut nodes = Vec::new();
-    let mut dropped = Vec::new();
+    let (mut dropped, mut added) = (Vec::new(), Vec::new());
     for n in std::mem::take(&mut graph.node) {
         match n.op_type.as_str() {
-            "ZipMap" => dropped.extend(n.output.clone()),
+            "ZipMap" => {
+                // Its input, the probability tensor, becomes the output in its place.
+                dropped.extend(n.output.clone());
+                if let Some(probs) = n.input.first() {
+                    added.push(probs.clone());
+                }
+            }
             "Scaler" => {
                 let (x, y) =
                     (n.input.first().cloned().unwrap_or_default(), n.output.first().cloned().unwrap_or_default());
@@ -294,7 +304,13 @@ pub(crate) fn reference_proto(g: &Graph) -> Result<ModelProto> {
     }
     graph.node = nodes;
     graph.output.retain(|o| !dropped.contains(&o.name));
-    Ok(proto)
+    let mut types: Vec<i32> =
+        graph.output.iter().map(|o| g.outputs.iter().find(|(n, _)| *n == o.name).map_or(0, |(_, t)| *t)).collect();
+    for name in added {
+        graph.output.push(ValueInfoProto { name, ..Default::default() });
+        types.push(elem::FLOAT);
+    }
+    Ok((proto, types))
 }
 
 fn regressor_as_classifier(n: &NodeProto) -> Result<NodeProto> {

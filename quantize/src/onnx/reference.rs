@@ -11,7 +11,9 @@ use crate::error::{Error, Result};
 /// What the float model says about one row.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct FloatOut {
-    /// The label output, when the model has one (classifiers from skl2onnx/onnxmltools).
+    /// The label output, when the model has one (classifiers from skl2onnx/onnxmltools). The
+    /// report prefers the argmax of `scores` when there are scores: tract 0.23's label of a
+    /// binary tree classifier disagrees with its own probabilities (and with onnxruntime).
     pub(crate) label: Option<String>,
     /// The first float output, flattened (probabilities, logits or regression values).
     pub(crate) scores: Vec<f32>,
@@ -32,14 +34,7 @@ fn terr(e: impl std::fmt::Display) -> Error {
 impl Reference {
     /// Loads `g` for inputs of per-row shape `input_shape`.
     pub(crate) fn new(g: &Graph, input_shape: &[usize]) -> Result<Self> {
-        let proto = reference_proto(g)?;
-        let outputs: Vec<i32> = proto
-            .graph
-            .as_ref()
-            .map(|gr| {
-                gr.output.iter().map(|o| g.outputs.iter().find(|(n, _)| *n == o.name).map_or(0, |(_, t)| *t)).collect()
-            })
-            .unwrap_or_default();
+        let (proto, outputs) = reference_proto(g)?;
         let label = outputs.iter().position(|&t| t == elem::INT64 || t == elem::STRING);
         let scores = outputs.iter().position(|&t| t == elem::FLOAT || t == elem::DOUBLE);
         let mut shape = vec![1];

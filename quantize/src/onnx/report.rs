@@ -75,8 +75,8 @@ pub struct Report {
     pub accuracy: Accuracy,
     /// Networks: error after each layer.
     pub layers: Vec<LayerError>,
-    /// Trees: `(splits that decide like float32 just below, at and just above the threshold, splits)`.
-    pub splits: Option<(usize, usize)>,
+    /// Trees: how the integer splits decide.
+    pub splits: Option<Splits>,
 }
 
 fn argmax(v: &[f32]) -> usize {
@@ -121,8 +121,8 @@ pub(super) fn evaluate(im: &Imported, t: &Table, mut progress: impl FnMut(usize,
         let float_pred: Vec<u32> = fl
             .iter()
             .map(|f| match &f.label {
-                Some(l) => index_of(l),
-                None => argmax(&f.scores) as u32,
+                Some(l) if f.scores.is_empty() => index_of(l),
+                _ => argmax(&f.scores) as u32,
             })
             .collect();
         let int_pred: Vec<u32> = it
@@ -170,25 +170,40 @@ pub(super) fn evaluate(im: &Imported, t: &Table, mut progress: impl FnMut(usize,
     Ok(Report { has_targets, accuracy, layers, splits })
 }
 
-/// For every split: whether the integer test decides like the float32 test for the f32 values
-/// just below, at and just above the threshold. Returns `(exact, total)`.
-pub fn split_check(e: &crate::ensemble::Ensemble, bits: i32) -> (usize, usize) {
-    let (mut ok, mut total) = (0, 0);
+/// How the integer splits of a tree model decide compared with the float tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Splits {
+    /// Internal nodes.
+    pub total: usize,
+    /// Splits whose integer test equals the float test for every grid feature (checked at the
+    /// two grid points around the bound, where a flip would show); always all of them.
+    pub exact_on_grid: usize,
+    /// Splits that also decide like float32 for the f32 values just below, at and just above the
+    /// threshold (fails only when the threshold has finer precision than the 2^-F grid).
+    pub exact_f32: usize,
+}
+
+/// Checks every split of `e` on features with `bits` fractional bits.
+pub fn split_check(e: &crate::ensemble::Ensemble, bits: i32) -> Splits {
+    let mut r = Splits { total: 0, exact_on_grid: 0, exact_f32: 0 };
+    let float = |x: f64, n: &crate::ensemble::Node| match n.split {
+        Split::Leq => x <= n.threshold,
+        Split::Lt => x < n.threshold,
+    };
     for n in e.trees.iter().flatten().filter(|n| n.feature >= 0) {
-        total += 1;
-        let t = n.threshold as f32;
+        r.total += 1;
         let bound = tree_threshold(n.threshold, n.split, bits);
-        let near = [t.next_down(), t, t.next_up()];
-        let same = near.iter().all(|&x| {
-            let float = match n.split {
-                Split::Leq => f64::from(x) <= n.threshold,
-                Split::Lt => f64::from(x) < n.threshold,
-            };
-            crate::lower::tree_feature_at(x, bits).is_ok_and(|q| (q <= bound) == float)
-        });
-        ok += usize::from(same);
+        let grid = [i64::from(bound), i64::from(bound) + 1]
+            .iter()
+            .all(|&q| (q <= i64::from(bound)) == float(q as f64 * 2f64.powi(-bits), n));
+        r.exact_on_grid += usize::from(grid);
+        let t = n.threshold as f32;
+        let near = [t.next_down(), t, t.next_up()]
+            .iter()
+            .all(|&x| crate::lower::tree_feature_at(x, bits).is_ok_and(|q| (q <= bound) == float(f64::from(x), n)));
+        r.exact_f32 += usize::from(near);
     }
-    (ok, total)
+    r
 }
 
 /// Error after each layer: the lowered model with every layer's value added as an output, run
@@ -287,10 +302,11 @@ impl std::fmt::Display for Report {
                 writeln!(f, "  {:<28} {:.4}", l.layer, l.rel_rms)?;
             }
         }
-        if let Some((ok, total)) = self.splits {
+        if let Some(s) = self.splits {
             writeln!(
                 f,
-                "tree splits deciding like float32 at, just below and just above their threshold: {ok}/{total}"
+                "tree splits: {}/{} exact on the feature grid; {}/{} also exact for f32 values next to the threshold",
+                s.exact_on_grid, s.total, s.exact_f32, s.total
             )?;
         }
         Ok(())
