@@ -87,6 +87,14 @@ pub struct Net {
     /// The integer input's `(scale, zero point)` when the raw features are real numbers that
     /// the caller quantizes; `None` when they are already the i8 integers, at `input_scale`.
     pub input_quant: Option<(f64, i32)>,
+    /// Per-feature `(scale, zero point)` of a flat input: the model then takes one i8 `[1]`
+    /// input per feature (each described by its own quantization) and concatenates them; the
+    /// network's float input is the quantized integers themselves (`input_quant` = `(1, 0)`),
+    /// the scales having been folded into the first layer.
+    pub feature_quant: Option<Vec<(f64, i32)>>,
+    /// Second moments `E[x_k²]` of a flat input's features (in the network's input domain);
+    /// when known, the first dense layer's weight scales minimize the expected error.
+    pub input_moments: Option<Vec<f64>>,
     /// The layers, in order.
     pub layers: Vec<Layer>,
     /// `(weight, bias)` of each layer with parameters, in order.
@@ -111,7 +119,16 @@ impl Net {
                 params.push((w, b));
             }
         }
-        Ok(Self { input, input_scale, input_quant: None, layers, params, head: Head::Classes })
+        Ok(Self {
+            input,
+            input_scale,
+            input_quant: None,
+            feature_quant: None,
+            input_moments: None,
+            layers,
+            params,
+            head: Head::Classes,
+        })
     }
 
     /// A network with the given `(weights, bias)` per layer with parameters (candle layouts),
@@ -143,7 +160,16 @@ impl Net {
             let b = Var::from_tensor(&Tensor::from_vec(b, nb, &Device::Cpu)?)?;
             params.push((w, b));
         }
-        Ok(Self { input, input_scale: 1.0, input_quant: None, layers, params, head })
+        Ok(Self {
+            input,
+            input_scale: 1.0,
+            input_quant: None,
+            feature_quant: None,
+            input_moments: None,
+            layers,
+            params,
+            head,
+        })
     }
 
     /// A batch of raw rows as the network's input tensor `[B, ..input]`.

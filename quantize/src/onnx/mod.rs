@@ -61,6 +61,11 @@ pub enum Encoding {
         /// Image layout to transpose, if any.
         chw: Option<(usize, usize, usize)>,
     },
+    /// One i8 `[1]` tensor per feature, each `clamp(round(x_k/scale_k) + zero_point_k)`.
+    Features {
+        /// `(scale, zero point)` per feature.
+        quants: Vec<(f64, i32)>,
+    },
     /// i32 tree features `floor(x·2^bits)`.
     TreeFeatures {
         /// Fractional bits.
@@ -69,12 +74,16 @@ pub enum Encoding {
 }
 
 impl Encoding {
-    /// The input tensor for one row.
-    pub fn encode(&self, row: &[f32]) -> Result<Tensor> {
+    /// The input tensors for one row.
+    pub fn encode(&self, row: &[f32]) -> Result<Vec<Tensor>> {
         match *self {
+            Encoding::Features { ref quants } => row
+                .iter()
+                .zip(quants)
+                .map(|(&x, &(s, zp))| Ok(Tensor::i8(vec![1], vec![quantize_i8(x, s, zp)])?))
+                .collect(),
             Encoding::I8 { scale, zero_point, chw } => {
-                let q = |x: f32| (f64::from(x) / scale).round().clamp(-1e9, 1e9) as i64 + i64::from(zero_point);
-                let mut v: Vec<i8> = row.iter().map(|&x| q(x).clamp(-128, 127) as i8).collect();
+                let mut v: Vec<i8> = row.iter().map(|&x| quantize_i8(x, scale, zero_point)).collect();
                 let shape = match chw {
                     Some((c, h, w)) => {
                         let mut hwc = vec![0i8; v.len()];
@@ -90,14 +99,63 @@ impl Encoding {
                     }
                     None => vec![row.len()],
                 };
-                Ok(Tensor::i8(shape, v)?)
+                Ok(vec![Tensor::i8(shape, v)?])
             }
             Encoding::TreeFeatures { bits } => {
                 let f = row.iter().map(|&x| crate::lower::tree_feature_at(x, bits)).collect::<Result<Vec<_>>>()?;
-                Ok(Tensor::i32(vec![f.len()], f)?)
+                Ok(vec![Tensor::i32(vec![f.len()], f)?])
             }
         }
     }
+}
+
+/// `clamp(round(x/scale) + zero_point, -128, 127)`.
+fn quantize_i8(x: f32, scale: f64, zero_point: i32) -> i8 {
+    let q = (f64::from(x) / scale).round().clamp(-1e9, 1e9) as i64 + i64::from(zero_point);
+    q.clamp(-128, 127) as i8
+}
+
+/// Up to this many features, a flat input gets one quantization per feature (one model input
+/// each, concatenated); beyond, one per tensor (the format allows 16 inputs).
+pub const MAX_PER_FEATURE: usize = 16;
+
+/// Folds per-feature input quantization into the first dense layer: `x_k = s_k·(q_k − zp_k)`,
+/// so `W·x + b = (W∘s)·q + (b − (W∘s)·zp)`; returns the calibration rows as the integers `q`.
+fn per_feature(net: &mut crate::net::Net, calib: &Table) -> Result<(Vec<(f64, i32)>, Vec<f32>)> {
+    let dim = calib.dim;
+    let quants: Vec<(f64, i32)> = (0..dim)
+        .map(|k| {
+            let (lo, hi) = (0..calib.rows())
+                .map(|r| calib.row(r)[k])
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+            activation_quant(lo, hi)
+        })
+        .collect();
+    let (w, b) = net.param_values(0)?;
+    let out = b.len();
+    let mut w2 = w.clone();
+    let mut b2 = b.clone();
+    for n in 0..out {
+        let mut shift = 0f64;
+        for (k, &(s, zp)) in quants.iter().enumerate() {
+            let v = f64::from(w[n * dim + k]) * s;
+            w2[n * dim + k] = v as f32;
+            shift += v * f64::from(zp);
+        }
+        b2[n] = (f64::from(b[n]) - shift) as f32;
+    }
+    let dev = candle_core::Device::Cpu;
+    let wv = candle_core::Var::from_tensor(&candle_core::Tensor::from_vec(w2, (out, dim), &dev)?)?;
+    let bv = candle_core::Var::from_tensor(&candle_core::Tensor::from_vec(b2, out, &dev)?)?;
+    if let Some(p) = net.params.first_mut() {
+        *p = (wv, bv);
+    }
+    let rows: Vec<f32> = calib
+        .features
+        .chunks(dim)
+        .flat_map(|r| r.iter().zip(&quants).map(|(&x, &(s, zp))| f32::from(quantize_i8(x, s, zp))))
+        .collect();
+    Ok((quants, rows))
 }
 
 /// An imported model and everything the report needs.
@@ -147,24 +205,43 @@ pub fn import(
     let mut notes = Vec::new();
     let (model, encoding, ranges) = match &mut mapped.plan {
         Plan::Net(net) => {
-            let ds = Dataset { features: calib.features.clone(), labels: vec![0; calib.rows()], dim, classes: 1 };
             let (lo, hi) = calib.range();
             let integral = calib.features.iter().all(|&v| v.fract() == 0.0 && (-128.0..=127.0).contains(&v));
-            let (scale, zero_point) = if integral { (1.0, 0) } else { activation_quant(lo, hi) };
-            notes.push(if integral {
-                "input: calibration features are integers in [-128, 127]: passed to the model exactly (scale 1)".into()
+            let flat_dense =
+                net.input.len() == 1 && matches!(net.layers.first(), Some(crate::net::Layer::Dense { .. }));
+            let (encoding, rows) = if !integral && flat_dense && (2..=MAX_PER_FEATURE).contains(&dim) {
+                let (quants, rows) = per_feature(net, &calib)?;
+                notes.push(format!("input: {dim} features, each its own i8 input with its calibrated scale and zero point (folded into the first layer)"));
+                net.input_quant = Some((1.0, 0));
+                net.feature_quant = Some(quants.clone());
+                (Encoding::Features { quants }, rows)
             } else {
-                format!("input: calibrated range [{lo}, {hi}] → i8 scale {scale:.6e}, zero point {zero_point}")
-            });
-            net.input_quant = Some((scale, zero_point));
+                let (scale, zero_point) = if integral { (1.0, 0) } else { activation_quant(lo, hi) };
+                notes.push(if integral {
+                    "input: calibration features are integers in [-128, 127]: passed to the model exactly (scale 1)"
+                        .into()
+                } else {
+                    format!("input: calibrated range [{lo}, {hi}] → i8 scale {scale:.6e}, zero point {zero_point}")
+                });
+                net.input_quant = Some((scale, zero_point));
+                let chw = match net.input[..] {
+                    [c, h, w] => Some((c, h, w)),
+                    _ => None,
+                };
+                (Encoding::I8 { scale, zero_point, chw }, calib.features.clone())
+            };
+            if flat_dense {
+                let n = calib.rows().max(1) as f64;
+                let mut m = vec![0f64; dim];
+                for r in rows.chunks(dim) {
+                    m.iter_mut().zip(r).for_each(|(mk, &x)| *mk += f64::from(x).powi(2) / n);
+                }
+                net.input_moments = Some(m);
+            }
+            let ds = Dataset { features: rows, labels: vec![0; calib.rows()], dim, classes: 1 };
             let total = calib.rows();
             let ranges = calibrate(net, &ds, |d| progress("calibrating", d, total))?;
-            let model = lower_net(net, &ranges)?;
-            let chw = match net.input[..] {
-                [c, h, w] => Some((c, h, w)),
-                _ => None,
-            };
-            (model, Encoding::I8 { scale, zero_point, chw }, ranges)
+            (lower_net(net, &ranges)?, encoding, ranges)
         }
         Plan::Trees(t) => {
             let (lo, hi) = calib.range();

@@ -32,7 +32,8 @@ pub struct Regression {
     pub max_diff: f64,
     /// Rows where `|integer − float|` is within `tolerance`.
     pub agree: usize,
-    /// 1% of the standard deviation of the float predictions.
+    /// 5% of the standard deviation of the float predictions (int8 inputs alone move a
+    /// prediction by a few percent of its spread).
     pub tolerance: f64,
 }
 
@@ -107,7 +108,7 @@ pub(super) fn evaluate(im: &Imported, t: &Table, mut progress: impl FnMut(usize,
     for i in 0..rows {
         let row = t.row(i);
         fl.push(reference.run(row)?);
-        it.push(engine.run(vec![im.encoding.encode(row)?])?);
+        it.push(engine.run(im.encoding.encode(row)?)?);
         progress(i + 1, rows);
     }
     let has_targets = t.targets.is_some();
@@ -147,7 +148,7 @@ pub(super) fn evaluate(im: &Imported, t: &Table, mut progress: impl FnMut(usize,
         };
         let mean = fv.iter().sum::<f64>() / rows.max(1) as f64;
         let std = (fv.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / rows.max(1) as f64).sqrt();
-        let tolerance = 0.01 * std;
+        let tolerance = 0.05 * std;
         let diffs: Vec<f64> = fv.iter().zip(&iv).map(|(a, b)| (a - b).abs()).collect();
         Accuracy::Regression(Regression {
             rows,
@@ -209,7 +210,8 @@ pub fn split_check(e: &crate::ensemble::Ensemble, bits: i32) -> Splits {
 /// Error after each layer: the lowered model with every layer's value added as an output, run
 /// by the engine and dequantized, against the candle network's trace (NCHW permuted to HWC).
 fn layer_errors(im: &Imported, net: &crate::net::Net, t: &Table) -> Result<Vec<LayerError>> {
-    let n_in = im.model.inputs.len() as u32;
+    // Layer i is op i, after the Concat of per-feature inputs if there is one.
+    let n_in = im.model.inputs.len() as u32 + u32::from(net.feature_quant.is_some());
     let n_layers = net.layers.len();
     if n_layers + im.model.outputs.len() > fixpoint_ml::format::MAX_IO {
         return Ok(Vec::new());
@@ -247,15 +249,18 @@ fn layer_errors(im: &Imported, net: &crate::net::Net, t: &Table) -> Result<Vec<L
     let rows = t.rows().min(LAYER_ROWS);
     let (mut err, mut norm) = (vec![0f64; n_layers], vec![0f64; n_layers]);
     let idx: Vec<usize> = (0..rows).collect();
-    let ds = crate::data::Dataset {
-        features: t.features[..rows * t.dim].to_vec(),
-        labels: vec![0; rows],
-        dim: t.dim,
-        classes: 1,
+    // With per-feature inputs the network reads the quantized integers.
+    let features: Vec<f32> = match &im.encoding {
+        Encoding::Features { quants } => t.features[..rows * t.dim]
+            .chunks(t.dim)
+            .flat_map(|r| r.iter().zip(quants).map(|(&x, &(s, zp))| f32::from(super::quantize_i8(x, s, zp))))
+            .collect(),
+        _ => t.features[..rows * t.dim].to_vec(),
     };
+    let ds = crate::data::Dataset { features, labels: vec![0; rows], dim: t.dim, classes: 1 };
     let trace = net.trace(&net.batch(&ds, &idx)?)?;
     for r in 0..rows {
-        let outs = engine.run(vec![im.encoding.encode(t.row(r))?])?;
+        let outs = engine.run(im.encoding.encode(t.row(r))?)?;
         for (i, ft) in trace.iter().enumerate() {
             let f = ft.get(r)?;
             let f = if f.rank() == 3 { f.permute((1, 2, 0))? } else { f };
