@@ -119,9 +119,12 @@ fn quantize_i8(x: f32, scale: f64, zero_point: i32) -> i8 {
 /// each, concatenated); beyond, one per tensor (the format allows 16 inputs).
 pub const MAX_PER_FEATURE: usize = 16;
 
+/// `(scale, zero point)` of each feature.
+type FeatureQuants = Vec<(f64, i32)>;
+
 /// Folds per-feature input quantization into the first dense layer: `x_k = s_k·(q_k − zp_k)`,
 /// so `W·x + b = (W∘s)·q + (b − (W∘s)·zp)`; returns the calibration rows as the integers `q`.
-fn per_feature(net: &mut crate::net::Net, calib: &Table) -> Result<(Vec<(f64, i32)>, Vec<f32>)> {
+fn per_feature(net: &mut crate::net::Net, calib: &Table) -> Result<(FeatureQuants, Vec<f32>)> {
     let dim = calib.dim;
     let quants: Vec<(f64, i32)> = (0..dim)
         .map(|k| {
@@ -259,7 +262,7 @@ pub fn import(
     };
     let bytes = model.to_bytes();
     let engine = Engine::load(&bytes, &Limits::default())?;
-    let cost = engine.cost().clone();
+    let cost = *engine.cost();
     let warm_gas = gas::warm_infer_gas(&cost, model.nodes.len() as u64);
     let cold_gas = warm_gas.saturating_add(gas::cold_surcharge(bytes.len() as u64));
     Ok(Imported {
