@@ -31,6 +31,30 @@ pub enum Error {
     /// The float model cannot be expressed in the integer format.
     #[error("cannot quantize: {0}")]
     Quantize(String),
+    /// An ONNX op that has no mapping to the integer format.
+    #[error("unsupported ONNX op {op_type} (node {node:?}): {hint}")]
+    UnsupportedOp {
+        /// The op type, e.g. `LSTM`.
+        op_type: String,
+        /// The node's name in the graph.
+        node: String,
+        /// What is missing and what would make it supported.
+        hint: String,
+    },
+    /// An ONNX file that cannot be read or does not have the structure the importer needs.
+    #[error("ONNX model: {0}")]
+    Onnx(String),
+    /// The float reference runtime (tract) failed to load or run the model.
+    #[error("float reference (tract): {0}")]
+    Reference(String),
+    /// Calibration or evaluation data that does not fit the model.
+    #[error("{path}: {msg}")]
+    Input {
+        /// The file.
+        path: String,
+        /// What does not fit.
+        msg: String,
+    },
     /// The integer engine rejected the model or an input.
     #[error(transparent)]
     Ml(#[from] fixpoint_ml::Error),

@@ -7,6 +7,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 
 use crate::data::Dataset;
+use crate::ensemble::{Ensemble, Node, Split};
 use crate::error::{Error, Result};
 
 /// One tree node: a split `x[feature] <= threshold ? left : right`, or a leaf (`feature < 0`).
@@ -148,6 +149,24 @@ impl Gbdt {
             progress(t);
         }
         Ok(model)
+    }
+
+    /// The ensemble in general form: two outputs, `(0, logit)`.
+    pub fn ensemble(&self) -> Ensemble {
+        let node = |n: &TreeNode| Node {
+            feature: n.feature,
+            threshold: n.threshold,
+            split: Split::Leq,
+            left: n.left,
+            right: n.right,
+            values: if n.feature < 0 { vec![0.0, n.value] } else { Vec::new() },
+        };
+        Ensemble {
+            dim: self.dim,
+            outputs: 2,
+            base: vec![0.0, self.base],
+            trees: self.trees.iter().map(|t| t.iter().map(node).collect()).collect(),
+        }
     }
 
     /// The ensemble's logit for one row.

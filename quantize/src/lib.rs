@@ -6,12 +6,14 @@
 //! is trusted without the engine's own verifier.
 
 pub mod data;
+pub mod ensemble;
 pub mod error;
 pub mod eval;
 pub mod gbdt;
 pub mod lower;
 pub mod multiplier;
 pub mod net;
+pub mod onnx;
 pub mod task;
 
 pub use error::{Error, Result};

@@ -11,14 +11,17 @@
 
 use candle_core::D;
 use fixpoint_ml::format::{Model, ModelBuilder, Quant};
-use fixpoint_ml::ops::{ArgMax, Conv2d, FullyConnected, MaxPool, Op, Requant, Reshape, TreeEnsemble, Window};
+use fixpoint_ml::ops::{
+    ArgMax, AvgPool, Concat, Conv2d, FullyConnected, MaxPool, Op, Requant, Reshape, TreeEnsemble, Window,
+};
 use fixpoint_ml::{DType, TensorData};
 
 use crate::data::Dataset;
+use crate::ensemble::{Ensemble, Split};
 use crate::error::{Error, Result};
 use crate::gbdt::Gbdt;
 use crate::multiplier::{quant, requant_multiplier};
-use crate::net::{Layer, Net};
+use crate::net::{Head, Layer, Net};
 
 /// Fractional bits of tree-ensemble features and thresholds.
 pub const TREE_FEATURE_BITS: i32 = 16;
@@ -50,7 +53,7 @@ pub fn calibrate(net: &Net, ds: &Dataset, mut progress: impl FnMut(usize)) -> Re
 }
 
 /// Scale and zero point of an i8 tensor covering `[lo, hi]` (widened to include 0).
-fn activation_quant(lo: f32, hi: f32) -> (f64, i32) {
+pub fn activation_quant(lo: f32, hi: f32) -> (f64, i32) {
     let (lo, hi) = (f64::from(lo.min(0.0)), f64::from(hi.max(0.0)));
     let scale = ((hi - lo) / 255.0).max(1e-8);
     let zp = (-128.0 - (lo / scale).round()).clamp(-128.0, 127.0) as i32;
@@ -82,12 +85,40 @@ struct Affine {
     n: Vec<u8>,
 }
 
-/// Quantizes `w` (`[C, K]` row-major) and `b` for input scale `s_in` and output scale `s_out`.
-fn affine(w: &[f32], b: &[f32], s_in: f64, s_out: f64) -> Result<Affine> {
+/// The weight scale of `row` that minimizes `Σ_k m_k·(w_k − ŵ_k)²`, the expected squared error
+/// of the dot product for inputs with second moments `m` (`m` repeats if shorter than `row`),
+/// among `max|w|/127 · f` for `f` = 1, 0.95, …, 0.05. A folded input scaler can make a few
+/// columns of rarely active features dominate `max|w|`; this scale keeps the others precise.
+fn weighted_scale(row: &[f32], m: &[f64]) -> f64 {
+    let full = channel_scale(row);
+    let cost = |s: f64| -> f64 {
+        row.iter()
+            .zip(m.iter().cycle())
+            .map(|(&w, &mk)| {
+                let w = f64::from(w);
+                let q = (w / s).round().clamp(-127.0, 127.0) * s;
+                mk * (w - q).powi(2)
+            })
+            .sum()
+    };
+    let (mut best, mut best_cost) = (full, cost(full));
+    for i in 1..20 {
+        let s = full * f64::from(20 - i) / 20.0;
+        let c = cost(s);
+        if c < best_cost {
+            (best, best_cost) = (s, c);
+        }
+    }
+    best
+}
+
+/// Quantizes `w` (`[C, K]` row-major) and `b` for input scale `s_in` and output scale `s_out`;
+/// with input second moments, each row's scale is [`weighted_scale`].
+fn affine(w: &[f32], b: &[f32], s_in: f64, s_out: f64, moments: Option<&[f64]>) -> Result<Affine> {
     let k = w.len() / b.len().max(1);
     let mut a = Affine { weights: Vec::new(), bias: Vec::new(), m: Vec::new(), n: Vec::new() };
     for (row, &bias) in w.chunks(k.max(1)).zip(b) {
-        let s_w = channel_scale(row);
+        let s_w = moments.map_or_else(|| channel_scale(row), |m| weighted_scale(row, m));
         a.weights.extend(i8_weights(row, s_w));
         a.bias.push(bias_i32(bias, s_in * s_w)?);
         let (m, n) = requant_multiplier(s_in * s_w / s_out)?;
@@ -114,15 +145,24 @@ pub fn lower_net(net: &Net, ranges: &Ranges) -> Result<Model> {
         s => s.to_vec(),
     };
     let mut cur_shape = shape.clone();
-    let mut x = b.input(DType::I8, shape, quant(net.input_scale, 0)?);
-    let (mut s_in, mut zp_in) = (net.input_scale, 0i32);
+    let (mut s_in, mut zp_in) = net.input_quant.unwrap_or((net.input_scale, 0));
+    let mut x = match &net.feature_quant {
+        Some(fq) => {
+            let mut ins = Vec::with_capacity(fq.len());
+            for &(s, zp) in fq {
+                ins.push(b.input(DType::I8, vec![1], quant(s, zp)?));
+            }
+            b.op(Op::Concat(Concat { axis: 0 }), &ins)
+        }
+        None => b.input(DType::I8, shape, quant(s_in, zp_in)?),
+    };
     let mut params = 0;
     let last = net.layers.len().saturating_sub(1);
     let mut logits_quant = None;
     for (i, layer) in net.layers.iter().enumerate() {
         let (lo, hi) = ranges.get(i).copied().ok_or_else(|| Error::Quantize("missing calibration range".into()))?;
         match *layer {
-            Layer::Conv { out_c, k, pad, relu, .. } => {
+            Layer::Conv { out_c, k, pad, stride, groups, relu, .. } => {
                 let (w, bias) = net.param_values(params)?;
                 params += 1;
                 // candle [OC, IC, KH, KW] → fixpoint [OC, KH, KW, IC].
@@ -132,26 +172,50 @@ pub fn lower_net(net: &Net, ranges: &Ranges) -> Result<Model> {
                     hwc[((o * k + y) * k + x) * ic + c] = w[((o * ic + c) * k + y) * k + x];
                 }
                 let (s_out, zp_out) = activation_quant(lo, hi);
-                let a = affine(&hwc, &bias, s_in, s_out)?;
+                let a = affine(&hwc, &bias, s_in, s_out, None)?;
                 let weights = b.tensor(fixpoint_ml::Tensor::i8(vec![out_c, k, k, ic], a.weights.clone())?);
                 let bias = b.tensor(fixpoint_ml::Tensor::i32(vec![out_c], a.bias.clone())?);
                 let requant = Some(requant_tensors(&mut b, &a, zp_out, relu)?);
                 let p = u16::try_from(pad).map_err(|_| Error::Quantize("padding too large".into()))?;
                 let ku = u16::try_from(k).map_err(|_| Error::Quantize("kernel too large".into()))?;
-                let window = Window { pad_top: p, pad_left: p, pad_bottom: p, pad_right: p, ..Window::new(ku, ku) };
-                let op = Conv2d { weights, bias, input_zero_point: zp_in, window, groups: 1, requant };
+                let su = u16::try_from(stride).map_err(|_| Error::Quantize("stride too large".into()))?;
+                let window = Window {
+                    pad_top: p,
+                    pad_left: p,
+                    pad_bottom: p,
+                    pad_right: p,
+                    stride_h: su,
+                    stride_w: su,
+                    ..Window::new(ku, ku)
+                };
+                let groups = u32::try_from(groups).map_err(|_| Error::Quantize("too many groups".into()))?;
+                let op = Conv2d { weights, bias, input_zero_point: zp_in, window, groups, requant };
                 x = b.op(Op::Conv2d(op), &[x]);
                 if let [h, w, _] = cur_shape[..] {
-                    cur_shape = vec![h + 2 * pad + 1 - k, w + 2 * pad + 1 - k, out_c];
+                    let out = |d: usize| (d + 2 * pad).saturating_sub(k) / stride.max(1) + 1;
+                    cur_shape = vec![out(h), out(w), out_c];
                 }
                 (s_in, zp_in) = (s_out, zp_out);
             }
-            Layer::MaxPool2 => {
-                let window = Window { stride_h: 2, stride_w: 2, ..Window::new(2, 2) };
+            Layer::MaxPool { k, stride } => {
+                let ku = u16::try_from(k).map_err(|_| Error::Quantize("kernel too large".into()))?;
+                let su = u16::try_from(stride).map_err(|_| Error::Quantize("stride too large".into()))?;
+                let window = Window { stride_h: su, stride_w: su, ..Window::new(ku, ku) };
                 x = b.op(Op::MaxPool(MaxPool { window }), &[x]);
                 if let [h, w, c] = cur_shape[..] {
-                    cur_shape = vec![h / 2, w / 2, c];
+                    let out = |d: usize| d.saturating_sub(k) / stride.max(1) + 1;
+                    cur_shape = vec![out(h), out(w), c];
                 }
+            }
+            Layer::GlobalAvgPool => {
+                // The mean keeps its input's scale and zero point (docs/arithmetic.md §5).
+                let [h, w, c] = cur_shape[..] else {
+                    return Err(Error::Quantize("global average pooling needs a [C, H, W] input".into()));
+                };
+                let dim = |d: usize| u16::try_from(d).map_err(|_| Error::Quantize("pooling window too large".into()));
+                let window = Window::new(dim(h)?, dim(w)?);
+                x = b.op(Op::AvgPool(AvgPool { window }), &[x]);
+                cur_shape = vec![1, 1, c];
             }
             Layer::Flatten => {
                 let n: usize = cur_shape.iter().product();
@@ -168,7 +232,10 @@ pub fn lower_net(net: &Net, ranges: &Ranges) -> Result<Model> {
                         return Err(Error::Quantize("the last layer must output logits (no ReLU)".into()));
                     }
                     // One scale for all logits so their integer order is their real order.
-                    let s_w = channel_scale(&w);
+                    let s_w = match (&net.input_moments, i) {
+                        (Some(m), 0) => weighted_scale(&w, m),
+                        _ => channel_scale(&w),
+                    };
                     let weights = b.tensor(fixpoint_ml::Tensor::i8(vec![out, inp], i8_weights(&w, s_w))?);
                     let q_bias = bias.iter().map(|&v| bias_i32(v, s_in * s_w)).collect::<Result<Vec<_>>>()?;
                     let bias = b.tensor(fixpoint_ml::Tensor::i32(vec![out], q_bias)?);
@@ -177,7 +244,8 @@ pub fn lower_net(net: &Net, ranges: &Ranges) -> Result<Model> {
                     logits_quant = Some(quant(s_in * s_w, 0)?);
                 } else {
                     let (s_out, zp_out) = activation_quant(lo, hi);
-                    let a = affine(&w, &bias, s_in, s_out)?;
+                    let moments = if i == 0 { net.input_moments.as_deref() } else { None };
+                    let a = affine(&w, &bias, s_in, s_out, moments)?;
                     let weights = b.tensor(fixpoint_ml::Tensor::i8(vec![out, inp], a.weights.clone())?);
                     let bias = b.tensor(fixpoint_ml::Tensor::i32(vec![out], a.bias.clone())?);
                     let requant = Some(requant_tensors(&mut b, &a, zp_out, relu)?);
@@ -190,8 +258,10 @@ pub fn lower_net(net: &Net, ranges: &Ranges) -> Result<Model> {
         }
     }
     let logits_quant = logits_quant.ok_or_else(|| Error::Quantize("the network must end in a dense layer".into()))?;
-    let label = b.op(Op::ArgMax(ArgMax), &[x]);
-    b.output(label, Quant::NONE);
+    if net.head == Head::Classes {
+        let label = b.op(Op::ArgMax(ArgMax), &[x]);
+        b.output(label, Quant::NONE);
+    }
     b.output(x, logits_quant);
     Ok(b.finish()?)
 }
@@ -203,56 +273,86 @@ fn itertools(out_c: usize, ic: usize, k: usize) -> impl Iterator<Item = (usize, 
 
 /// A feature as the integer the tree model reads: `floor(x·2^16)`.
 pub fn tree_feature(x: f32) -> Result<i32> {
-    let v = (f64::from(x) * 2f64.powi(TREE_FEATURE_BITS)).floor();
+    tree_feature_at(x, TREE_FEATURE_BITS)
+}
+
+/// A feature as the integer a tree model with `bits` fractional bits reads: `floor(x·2^bits)`.
+pub fn tree_feature_at(x: f32, bits: i32) -> Result<i32> {
+    let v = (f64::from(x) * 2f64.powi(bits)).floor();
     if !(f64::from(i32::MIN)..=f64::from(i32::MAX)).contains(&v) {
-        return Err(Error::Quantize(format!("feature {x} does not fit in i32 at 2^{TREE_FEATURE_BITS}")));
+        return Err(Error::Quantize(format!("feature {x} does not fit in i32 at 2^{bits}")));
     }
     Ok(v as i32)
 }
 
-fn tree_score(v: f64) -> Result<i64> {
-    let q = (v * 2f64.powi(TREE_SCORE_BITS)).round();
+fn tree_score(v: f64, bits: i32) -> Result<i64> {
+    let q = (v * 2f64.powi(bits)).round();
     if !q.is_finite() || q.abs() >= 2f64.powi(52) {
         return Err(Error::Quantize(format!("leaf value {v} out of range")));
     }
     Ok(q as i64)
 }
 
+/// The integer bound of a split on features with `bits` fractional bits: for every feature `q`
+/// on the grid (`x = q·2^-bits`), `q <= bound` exactly when the float test `x <= t` (`Leq`) or
+/// `x < t` (`Lt`) holds.
+pub fn tree_threshold(t: f64, split: Split, bits: i32) -> i32 {
+    let scaled = t * 2f64.powi(bits);
+    let bound = match split {
+        Split::Leq => scaled.floor(),
+        Split::Lt => scaled.ceil() - 1.0,
+    };
+    bound.clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32
+}
+
 /// Lowers a binary boosted ensemble: input i32 `[dim]` features, outputs the class (i32 `[1]`)
 /// and the scores i64 `[2]` = `(0, logit)` at 2^-32.
 pub fn lower_gbdt(m: &Gbdt) -> Result<Model> {
+    lower_ensemble(&m.ensemble(), TREE_FEATURE_BITS, TREE_SCORE_BITS, Head::Classes)
+}
+
+/// Lowers a tree ensemble: input i32 `[dim]` features at `2^-feature_bits`; outputs the argmax
+/// class (i32 `[1]`, for [`Head::Classes`]) and the scores i64 `[outputs]` at `2^-score_bits`.
+pub fn lower_ensemble(e: &Ensemble, feature_bits: i32, score_bits: i32, head: Head) -> Result<Model> {
     let mut b = ModelBuilder::new();
-    let x = b.input(DType::I32, vec![m.dim], quant(2f64.powi(-TREE_FEATURE_BITS), 0)?);
+    let x = b.input(DType::I32, vec![e.dim], quant(2f64.powi(-feature_bits), 0)?);
     let (mut nodes, mut leaves, mut roots) = (Vec::new(), Vec::new(), Vec::new());
     let idx = |v: usize| i32::try_from(v).map_err(|_| Error::Quantize("too many tree nodes".into()));
-    for tree in &m.trees {
+    let o = e.outputs;
+    for tree in &e.trees {
         let off = nodes.len() / 4;
         roots.push(idx(off)?);
         for n in tree {
             if n.feature < 0 {
                 nodes.extend([-1, 0, 0, 0]);
-                leaves.extend([0, tree_score(n.value)?]);
+                if n.values.len() != o {
+                    return Err(Error::Quantize(format!("a leaf has {} values, expected {o}", n.values.len())));
+                }
+                for &v in &n.values {
+                    leaves.push(tree_score(v, score_bits)?);
+                }
             } else {
-                let t = (n.threshold * 2f64.powi(TREE_FEATURE_BITS))
-                    .floor()
-                    .clamp(f64::from(i32::MIN), f64::from(i32::MAX));
+                let t = tree_threshold(n.threshold, n.split, feature_bits);
                 let f = i32::try_from(n.feature).map_err(|_| Error::Quantize("feature index too large".into()))?;
-                nodes.extend([f, t as i32, idx(off + n.left)?, idx(off + n.right)?]);
-                leaves.extend([0, 0]);
+                nodes.extend([f, t, idx(off + n.left)?, idx(off + n.right)?]);
+                leaves.extend(std::iter::repeat_n(0, o));
             }
         }
     }
     let n = nodes.len() / 4;
+    let base = e.base.iter().map(|&v| tree_score(v, score_bits)).collect::<Result<Vec<_>>>()?;
     let te = TreeEnsemble {
         nodes: b.tensor(fixpoint_ml::Tensor::i32(vec![n, 4], nodes)?),
-        leaves: b.tensor(fixpoint_ml::Tensor::i64(vec![n, 2], leaves)?),
+        leaves: b.tensor(fixpoint_ml::Tensor::i64(vec![n, o], leaves)?),
         roots: b.tensor(fixpoint_ml::Tensor::i32(vec![roots.len()], roots)?),
-        base: b.tensor(fixpoint_ml::Tensor::i64(vec![2], vec![0, tree_score(m.base)?])?),
+        base: b.tensor(fixpoint_ml::Tensor::i64(vec![o], base)?),
     };
     let scores = b.op(Op::TreeEnsemble(te), &[x]);
-    let label = b.op(Op::ArgMax(ArgMax), &[scores]);
-    b.output(label, Quant::NONE);
-    b.output(scores, quant(2f64.powi(-TREE_SCORE_BITS), 0)?);
+    if head == Head::Classes {
+        let label = b.op(Op::ArgMax(ArgMax), &[scores]);
+        b.output(label, Quant::NONE);
+    }
+    b.output(scores, quant(2f64.powi(-score_bits), 0)?);
     Ok(b.finish()?)
 }
 
@@ -279,5 +379,22 @@ mod tests {
         assert_eq!(tree_feature(1e-9).unwrap(), 0);
         assert_eq!(tree_feature(-1e-9).unwrap(), -1);
         assert!(tree_feature(40_000.0).is_err());
+    }
+
+    #[test]
+    fn tree_thresholds_are_exact_on_the_grid() {
+        for t in [0.0, 0.5, -0.5, 1.0 / 3.0, -2.75, 1e-7, -1e-7, 100.125] {
+            for split in [Split::Leq, Split::Lt] {
+                let bound = tree_threshold(t, split, 16);
+                for q in [bound - 1, bound, bound + 1] {
+                    let x = f64::from(q) / 65536.0;
+                    let float = match split {
+                        Split::Leq => x <= t,
+                        Split::Lt => x < t,
+                    };
+                    assert_eq!(q <= bound, float, "t {t} {split:?} q {q}");
+                }
+            }
+        }
     }
 }

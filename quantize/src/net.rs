@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 /// The shape of one layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layer {
-    /// Square convolution, stride 1, `pad` on every side, optionally followed by ReLU.
+    /// Square convolution with `pad` on every side, optionally followed by ReLU.
     Conv {
         /// Input channels.
         in_c: usize,
@@ -28,11 +28,22 @@ pub enum Layer {
         k: usize,
         /// Padding on each side.
         pad: usize,
+        /// Stride in both directions.
+        stride: usize,
+        /// Channel groups (`in_c` and `out_c` are multiples of it).
+        groups: usize,
         /// ReLU after the convolution.
         relu: bool,
     },
-    /// 2×2 max pooling with stride 2.
-    MaxPool2,
+    /// Square max pooling without padding.
+    MaxPool {
+        /// Window size.
+        k: usize,
+        /// Stride in both directions.
+        stride: usize,
+    },
+    /// Mean over all positions of each channel: `[C, H, W]` to `[C, 1, 1]`.
+    GlobalAvgPool,
     /// Flattens `[C, H, W]` to `H·W·C` values in HWC order.
     Flatten,
     /// Dense layer `y = W x + b`, optionally followed by ReLU.
@@ -50,11 +61,20 @@ impl Layer {
     /// Weight and bias shapes, for layers with parameters.
     pub fn param_shapes(&self) -> Option<(Vec<usize>, usize)> {
         match *self {
-            Layer::Conv { in_c, out_c, k, .. } => Some((vec![out_c, in_c, k, k], out_c)),
+            Layer::Conv { in_c, out_c, k, groups, .. } => Some((vec![out_c, in_c / groups.max(1), k, k], out_c)),
             Layer::Dense { inp, out, .. } => Some((vec![out, inp], out)),
             _ => None,
         }
     }
+}
+
+/// What the last layer's outputs are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head {
+    /// Class scores: the integer model outputs the argmax class, then the scores.
+    Classes,
+    /// Real values (regression): the integer model outputs them alone.
+    Values,
 }
 
 /// A feed-forward float network over one data set's raw features.
@@ -64,10 +84,23 @@ pub struct Net {
     pub input: Vec<usize>,
     /// Raw features are multiplied by this before the first layer (digits: 1/16).
     pub input_scale: f64,
+    /// The integer input's `(scale, zero point)` when the raw features are real numbers that
+    /// the caller quantizes; `None` when they are already the i8 integers, at `input_scale`.
+    pub input_quant: Option<(f64, i32)>,
+    /// Per-feature `(scale, zero point)` of a flat input: the model then takes one i8 `[1]`
+    /// input per feature (each described by its own quantization) and concatenates them; the
+    /// network's float input is the quantized integers themselves (`input_quant` = `(1, 0)`),
+    /// the scales having been folded into the first layer.
+    pub feature_quant: Option<Vec<(f64, i32)>>,
+    /// Second moments `E[x_k²]` of a flat input's features (in the network's input domain);
+    /// when known, the first dense layer's weight scales minimize the expected error.
+    pub input_moments: Option<Vec<f64>>,
     /// The layers, in order.
     pub layers: Vec<Layer>,
     /// `(weight, bias)` of each layer with parameters, in order.
     pub params: Vec<(Var, Var)>,
+    /// What the outputs are.
+    pub head: Head,
 }
 
 impl Net {
@@ -86,7 +119,57 @@ impl Net {
                 params.push((w, b));
             }
         }
-        Ok(Self { input, input_scale, layers, params })
+        Ok(Self {
+            input,
+            input_scale,
+            input_quant: None,
+            feature_quant: None,
+            input_moments: None,
+            layers,
+            params,
+            head: Head::Classes,
+        })
+    }
+
+    /// A network with the given `(weights, bias)` per layer with parameters (candle layouts),
+    /// real-valued inputs (`input_scale` 1) and the input quantization still to be calibrated.
+    pub fn from_values(
+        input: Vec<usize>,
+        layers: Vec<Layer>,
+        values: Vec<(Vec<f32>, Vec<f32>)>,
+        head: Head,
+    ) -> Result<Self> {
+        let shapes: Vec<(Vec<usize>, usize)> = layers.iter().filter_map(Layer::param_shapes).collect();
+        if shapes.len() != values.len() {
+            return Err(Error::Weights(format!(
+                "{} parameter sets for {} layers with parameters",
+                values.len(),
+                shapes.len()
+            )));
+        }
+        let mut params = Vec::new();
+        for ((ws, nb), (w, b)) in shapes.into_iter().zip(values) {
+            if w.len() != ws.iter().product::<usize>() || b.len() != nb {
+                return Err(Error::Weights(format!(
+                    "parameters of {} and {} values do not fit {ws:?} and [{nb}]",
+                    w.len(),
+                    b.len()
+                )));
+            }
+            let w = Var::from_tensor(&Tensor::from_vec(w, ws, &Device::Cpu)?)?;
+            let b = Var::from_tensor(&Tensor::from_vec(b, nb, &Device::Cpu)?)?;
+            params.push((w, b));
+        }
+        Ok(Self {
+            input,
+            input_scale: 1.0,
+            input_quant: None,
+            feature_quant: None,
+            input_moments: None,
+            layers,
+            params,
+            head,
+        })
     }
 
     /// A batch of raw rows as the network's input tensor `[B, ..input]`.
@@ -104,17 +187,15 @@ impl Net {
         let mut p = self.params.iter();
         for l in &self.layers {
             x = match *l {
-                Layer::Conv { pad, relu, .. } => {
+                Layer::Conv { pad, stride, groups, relu, .. } => {
                     let (w, b) = p.next().ok_or_else(|| Error::Weights("missing conv parameters".into()))?;
-                    let y = x.conv2d(w.as_tensor(), pad, 1, 1, 1)?.broadcast_add(&b.as_tensor().reshape((
-                        1,
-                        (),
-                        1,
-                        1,
-                    ))?)?;
+                    let y = x
+                        .conv2d(w.as_tensor(), pad, stride, 1, groups)?
+                        .broadcast_add(&b.as_tensor().reshape((1, (), 1, 1))?)?;
                     if relu { y.relu()? } else { y }
                 }
-                Layer::MaxPool2 => x.max_pool2d(2)?,
+                Layer::MaxPool { k, stride } => x.max_pool2d_with_stride(k, stride)?,
+                Layer::GlobalAvgPool => x.mean_keepdim(3)?.mean_keepdim(2)?,
                 Layer::Flatten => x.permute((0, 2, 3, 1))?.flatten_from(1)?,
                 Layer::Dense { relu, .. } => {
                     let (w, b) = p.next().ok_or_else(|| Error::Weights("missing dense parameters".into()))?;

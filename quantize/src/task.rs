@@ -75,7 +75,7 @@ impl Task {
     /// A freshly initialised network for a network task.
     pub fn new_net(self, seed: u64) -> Result<Net> {
         let dense = |inp, out, relu| Layer::Dense { inp, out, relu };
-        let conv = |in_c, out_c| Layer::Conv { in_c, out_c, k: 3, pad: 1, relu: true };
+        let conv = |in_c, out_c| Layer::Conv { in_c, out_c, k: 3, pad: 1, stride: 1, groups: 1, relu: true };
         match self {
             Task::DigitsMlp => Net::new(
                 vec![64],
@@ -88,9 +88,9 @@ impl Task {
                 1.0 / 16.0,
                 vec![
                     conv(1, 16),
-                    Layer::MaxPool2,
+                    Layer::MaxPool { k: 2, stride: 2 },
                     conv(16, 32),
-                    Layer::MaxPool2,
+                    Layer::MaxPool { k: 2, stride: 2 },
                     Layer::Flatten,
                     dense(128, 10, false),
                 ],

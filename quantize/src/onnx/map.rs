@@ -1,0 +1,623 @@
+//! ONNX graph → a float model the existing lowering takes: a [`Net`] (networks and linear
+//! models, lowered by `lower::lower_net`) or an [`Ensemble`](crate::ensemble::Ensemble) (tree
+//! ops, lowered by `lower::lower_ensemble`). Float-side folds happen here, exactly:
+//! a leading scaler (`Scaler`, or `Sub`/`Div`/`Mul`/`Add` by constants) goes into the first
+//! layer's weights and bias, `BatchNormalization` and constant `Add`/`Mul` after a layer into
+//! that layer, and ONNX's CHW flatten order into the columns of the dense layer after it.
+//!
+//! The walk starts at the graph's one input and follows its single chain of compute nodes;
+//! `ArgMax`, `ZipMap` and `ArrayFeatureExtractor` (the label and probability post-processing
+//! skl2onnx emits) end it, and Softmax/LogSoftmax are accepted only at the end (monotone, so the
+//! argmax is unchanged). Every node that cannot be mapped fails with
+//! [`Error::UnsupportedOp`], naming the op, the node and what would make it supported.
+
+use tract_onnx::pb::NodeProto;
+
+use super::graph::{Const, ConstData, Graph, attr, attr_f, attr_floats, attr_i, attr_ints, attr_s, attr_strings, elem};
+use super::trees::{self, Trees};
+use crate::error::{Error, Result};
+use crate::net::{Head, Layer, Net};
+
+/// One ONNX node and what it became.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// ONNX op type.
+    pub op_type: String,
+    /// Node name.
+    pub node: String,
+    /// The fixpoint op(s) it maps to, or how it was folded.
+    pub mapped: String,
+}
+
+/// The float model the graph maps to.
+#[derive(Debug)]
+pub(crate) enum Plan {
+    /// A network or linear model.
+    Net(Net),
+    /// A tree ensemble.
+    Trees(Trees),
+}
+
+/// The result of mapping.
+#[derive(Debug)]
+pub(crate) struct Mapped {
+    /// The float model.
+    pub(crate) plan: Plan,
+    /// Class labels in score order, when the graph names them.
+    pub(crate) classes: Option<Vec<String>>,
+    /// Classification (true) or regression.
+    pub(crate) classify: bool,
+    /// Per-row input shape in ONNX layout (batch dimension removed).
+    pub(crate) input_shape: Vec<usize>,
+    /// The node-by-node mapping.
+    pub(crate) steps: Vec<Step>,
+}
+
+/// Ops the walk passes through unchanged.
+const PASS: [&str; 3] = ["Identity", "Dropout", "Cast"];
+/// Post-processing that ends the walk (labels and probability maps).
+const HEADS: [&str; 3] = ["ArgMax", "ZipMap", "ArrayFeatureExtractor"];
+/// Everything the walk maps, for the hint on an unknown op.
+const SUPPORTED: &str = "Gemm, MatMul, Add/Sub/Mul/Div by constants, Relu, BatchNormalization, Conv, MaxPool, \
+GlobalAveragePool, Flatten/Reshape/Squeeze/Unsqueeze, Identity/Dropout/Cast, Softmax/LogSoftmax at the output, \
+Scaler, LinearClassifier, LinearRegressor, TreeEnsembleClassifier, TreeEnsembleRegressor, ArgMax/ZipMap/ArrayFeatureExtractor";
+
+fn unsupported(n: &NodeProto, hint: impl Into<String>) -> Error {
+    Error::UnsupportedOp { op_type: n.op_type.clone(), node: n.name.clone(), hint: hint.into() }
+}
+
+/// The mutable state of the walk.
+struct Walk<'g> {
+    g: &'g Graph,
+    shape: Vec<usize>,
+    net_input: Option<Vec<usize>>,
+    layers: Vec<Layer>,
+    params: Vec<(Vec<f32>, Vec<f32>)>,
+    /// `x' = a∘x + b` per input feature, waiting for the first layer.
+    pre: Option<(Vec<f64>, Vec<f64>)>,
+    /// `(C, H, W)` of a CHW flatten the next dense layer's columns must be reordered for.
+    flatten_chw: Option<(usize, usize, usize)>,
+    /// Whether the last layer already has its activation (nothing can be folded into it).
+    activated: bool,
+    ended: bool,
+    softmax: bool,
+    steps: Vec<Step>,
+}
+
+/// Per-element values of a constant broadcast to `n` (a scalar or exactly `n` values).
+fn broadcast(c: &Const, n: usize) -> Option<Vec<f64>> {
+    let v = c.floats()?;
+    match v.len() {
+        1 => Some(vec![v[0]; n]),
+        l if l == n => Some(v),
+        _ => None,
+    }
+}
+
+impl Walk<'_> {
+    fn step(&mut self, n: &NodeProto, mapped: impl Into<String>) {
+        self.steps.push(Step { op_type: n.op_type.clone(), node: n.name.clone(), mapped: mapped.into() });
+    }
+
+    fn features(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// The single constant operand of a binary op and whether it is the first operand.
+    fn const_operand<'a>(&'a self, n: &NodeProto) -> Option<(&'a Const, bool)> {
+        match (self.g.const_input(n, 0), self.g.const_input(n, 1)) {
+            (None, Some(c)) => Some((c, false)),
+            (Some(c), None) => Some((c, true)),
+            _ => None,
+        }
+    }
+
+    fn push_dense(&mut self, n: &NodeProto, mut w: Vec<f64>, mut b: Vec<f64>, out: usize) -> Result<()> {
+        let k = self.features();
+        if w.len() != out * k || self.shape.len() != 1 {
+            return Err(unsupported(
+                n,
+                format!("weights of {} values do not fit {out} outputs × {k} inputs of a flat vector", w.len()),
+            ));
+        }
+        if let Some((c, h, wd)) = self.flatten_chw.take() {
+            // ONNX flattened in CHW order; the integer engine flattens HWC.
+            let mut re = vec![0.0; w.len()];
+            for o in 0..out {
+                for y in 0..h {
+                    for x in 0..wd {
+                        for ch in 0..c {
+                            re[o * k + (y * wd + x) * c + ch] = w[o * k + ch * h * wd + y * wd + x];
+                        }
+                    }
+                }
+            }
+            w = re;
+        }
+        if let Some((a, s)) = self.pre.take() {
+            for o in 0..out {
+                let row = &mut w[o * k..(o + 1) * k];
+                b[o] += row.iter().zip(&s).map(|(wi, si)| wi * si).sum::<f64>();
+                row.iter_mut().zip(&a).for_each(|(wi, ai)| *wi *= ai);
+            }
+        }
+        if self.net_input.is_none() {
+            self.net_input = Some(self.shape.clone());
+        }
+        self.layers.push(Layer::Dense { inp: k, out, relu: false });
+        self.params.push((w.iter().map(|&v| v as f32).collect(), b.iter().map(|&v| v as f32).collect()));
+        self.shape = vec![out];
+        self.activated = false;
+        Ok(())
+    }
+
+    /// `y = x·w + b` folded into the last layer's outputs (per output channel `c`).
+    fn fold_into_last(&mut self, n: &NodeProto, mul: &[f64], add: &[f64]) -> Result<()> {
+        if self.activated {
+            return Err(unsupported(
+                n,
+                "an affine op after an activation cannot be folded; only before the activation",
+            ));
+        }
+        let Some((w, b)) = self.params.last_mut() else {
+            return Err(unsupported(n, "nothing to fold into"));
+        };
+        let per = w.len() / b.len().max(1);
+        for (c, bias) in b.iter_mut().enumerate() {
+            let (m, a) = (mul.get(c).copied().unwrap_or(1.0), add.get(c).copied().unwrap_or(0.0));
+            *bias = (f64::from(*bias) * m + a) as f32;
+            for wi in &mut w[c * per..(c + 1) * per] {
+                *wi = (f64::from(*wi) * m) as f32;
+            }
+        }
+        Ok(())
+    }
+
+    /// The output channel count of the last layer (0 if none).
+    fn last_channels(&self) -> usize {
+        self.params.last().map_or(0, |(_, b)| b.len())
+    }
+
+    fn elementwise(&mut self, n: &NodeProto) -> Result<()> {
+        let Some((c, first)) = self.const_operand(n) else {
+            return Err(unsupported(
+                n,
+                "only elementwise ops with one constant operand are mapped (two live inputs would need the integer Add op wired in)",
+            ));
+        };
+        let c = c.clone();
+        let op = n.op_type.as_str();
+        if self.layers.is_empty() {
+            // Preprocessing on the input features.
+            if self.shape.len() != 1 {
+                return Err(unsupported(n, "preprocessing is folded only for flat feature vectors"));
+            }
+            let k = self.features();
+            let v = broadcast(&c, k).ok_or_else(|| {
+                unsupported(n, format!("constant of shape {:?} does not broadcast to {k} features", c.dims))
+            })?;
+            let (mut a, mut s) = self.pre.take().unwrap_or((vec![1.0; k], vec![0.0; k]));
+            for i in 0..k {
+                match (op, first) {
+                    ("Add", _) => s[i] += v[i],
+                    ("Sub", false) => s[i] -= v[i],
+                    ("Sub", true) => (a[i], s[i]) = (-a[i], v[i] - s[i]),
+                    ("Mul", _) => (a[i], s[i]) = (a[i] * v[i], s[i] * v[i]),
+                    ("Div", false) => (a[i], s[i]) = (a[i] / v[i], s[i] / v[i]),
+                    _ => return Err(unsupported(n, "a constant divided by the input is not affine")),
+                }
+            }
+            self.pre = Some((a, s));
+            self.step(n, "folded into the first layer (input preprocessing)");
+            return Ok(());
+        }
+        let ch = self.last_channels();
+        let v = broadcast(&c, ch).ok_or_else(|| {
+            unsupported(n, format!("constant of shape {:?} does not broadcast per channel ({ch})", c.dims))
+        })?;
+        match (op, first) {
+            ("Add", _) => self.fold_into_last(n, &[], &v)?,
+            ("Sub", false) => self.fold_into_last(n, &[], &v.iter().map(|x| -x).collect::<Vec<_>>())?,
+            ("Mul", _) => self.fold_into_last(n, &v, &[])?,
+            ("Div", false) => self.fold_into_last(n, &v.iter().map(|x| 1.0 / x).collect::<Vec<_>>(), &[])?,
+            _ => return Err(unsupported(n, "only x+c, x-c, x·c and x/c fold into the previous layer")),
+        }
+        self.step(n, "folded into the previous layer's bias/weights");
+        Ok(())
+    }
+
+    fn gemm(&mut self, n: &NodeProto) -> Result<()> {
+        let wc = self
+            .g
+            .const_input(n, 1)
+            .ok_or_else(|| unsupported(n, "the weight operand must be a constant initializer"))?
+            .clone();
+        let w = wc.floats().ok_or_else(|| unsupported(n, "string weights"))?;
+        let [r, c] = wc.dims[..] else {
+            return Err(unsupported(n, format!("weights of rank {} (2 needed)", wc.dims.len())));
+        };
+        let gemm = n.op_type == "Gemm";
+        if gemm && attr_i(n, "transA", 0) != 0 {
+            return Err(unsupported(n, "transA=1 (a transposed activation) is not mapped"));
+        }
+        let trans_b = gemm && attr_i(n, "transB", 0) != 0;
+        let alpha = if gemm { f64::from(attr_f(n, "alpha", 1.0)) } else { 1.0 };
+        let (out, k) = if trans_b { (r, c) } else { (c, r) };
+        let mut dense = vec![0.0; out * k];
+        for o in 0..out {
+            for i in 0..k {
+                dense[o * k + i] = alpha * if trans_b { w[o * k + i] } else { w[i * out + o] };
+            }
+        }
+        let mut bias = vec![0.0; out];
+        if gemm && let Some(cc) = self.g.const_input(n, 2) {
+            let beta = f64::from(attr_f(n, "beta", 1.0));
+            let v = broadcast(cc, out)
+                .ok_or_else(|| unsupported(n, format!("bias of shape {:?} for {out} outputs", cc.dims)))?;
+            bias.iter_mut().zip(v).for_each(|(b, v)| *b = beta * v);
+        } else if gemm && n.input.get(2).is_some_and(|s| !s.is_empty()) {
+            return Err(unsupported(n, "the bias operand must be a constant"));
+        }
+        self.push_dense(n, dense, bias, out)?;
+        self.step(n, format!("FullyConnected {k}→{out}"));
+        Ok(())
+    }
+
+    fn conv(&mut self, n: &NodeProto) -> Result<()> {
+        let wc = self
+            .g
+            .const_input(n, 1)
+            .ok_or_else(|| unsupported(n, "the kernel must be a constant initializer"))?
+            .clone();
+        let [oc, icg, kh, kw] = wc.dims[..] else { return Err(unsupported(n, "only 2-D convolutions are mapped")) };
+        let [c, h, w] = self.shape[..] else {
+            return Err(unsupported(n, format!("input shape {:?} is not [C, H, W]", self.shape)));
+        };
+        let groups = attr_i(n, "group", 1).max(1) as usize;
+        let strides = attr_ints(n, "strides");
+        let pads = attr_ints(n, "pads");
+        let dil = attr_ints(n, "dilations");
+        let auto = attr_s(n, "auto_pad", "NOTSET");
+        let stride = strides.first().copied().unwrap_or(1).max(1) as usize;
+        let pad = pads.first().copied().unwrap_or(0).max(0) as usize;
+        if kh != kw || strides.iter().any(|&s| s as usize != stride) || pads.iter().any(|&p| p as usize != pad) {
+            return Err(unsupported(
+                n,
+                "rectangular kernels, unequal strides or asymmetric pads: the integer Conv2D supports them, but the importer's float Conv layer (net::Layer::Conv) is square; extend it to map this",
+            ));
+        }
+        if dil.iter().any(|&d| d != 1) || !(auto == "NOTSET" || auto == "VALID") {
+            return Err(unsupported(n, "dilations ≠ 1 or auto_pad SAME_*: give explicit pads and dilation 1"));
+        }
+        if c != icg * groups || oc % groups != 0 {
+            return Err(unsupported(
+                n,
+                format!("kernel {:?} with {groups} groups does not fit {c} input channels", wc.dims),
+            ));
+        }
+        if self.pre.is_some() {
+            return Err(unsupported(
+                n,
+                "input preprocessing before a convolution is not folded; normalize the images beforehand",
+            ));
+        }
+        let bias = match self.g.const_input(n, 2) {
+            Some(b) => broadcast(b, oc).ok_or_else(|| unsupported(n, "bias shape"))?,
+            None => vec![0.0; oc],
+        };
+        if self.net_input.is_none() {
+            self.net_input = Some(self.shape.clone());
+        }
+        let wv = wc.floats().ok_or_else(|| unsupported(n, "string weights"))?;
+        self.layers.push(Layer::Conv { in_c: c, out_c: oc, k: kh, pad, stride, groups, relu: false });
+        self.params.push((wv.iter().map(|&v| v as f32).collect(), bias.iter().map(|&v| v as f32).collect()));
+        let out = |d: usize| (d + 2 * pad).saturating_sub(kh) / stride + 1;
+        self.shape = vec![oc, out(h), out(w)];
+        self.activated = false;
+        self.step(n, format!("Conv2D {kh}×{kw}/{stride} pad {pad}, {c}→{oc} channels, {groups} group(s)"));
+        Ok(())
+    }
+
+    fn batch_norm(&mut self, n: &NodeProto) -> Result<()> {
+        let get = |i: usize| self.g.const_input(n, i).and_then(|c| broadcast(c, self.last_channels()));
+        let (Some(gamma), Some(beta), Some(mean), Some(var)) = (get(1), get(2), get(3), get(4)) else {
+            return Err(unsupported(
+                n,
+                "BatchNormalization needs constant scale, bias, mean and variance per channel of the previous layer",
+            ));
+        };
+        if self.layers.is_empty() {
+            return Err(unsupported(n, "BatchNormalization on the input is not folded; it must follow a Conv or Gemm"));
+        }
+        let eps = f64::from(attr_f(n, "epsilon", 1e-5));
+        let scale: Vec<f64> = gamma.iter().zip(&var).map(|(g, v)| g / (v + eps).sqrt()).collect();
+        let shift: Vec<f64> = beta.iter().zip(&mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+        self.fold_into_last(n, &scale, &shift)?;
+        self.step(n, "folded into the previous layer");
+        Ok(())
+    }
+
+    fn relu(&mut self, n: &NodeProto) -> Result<()> {
+        if self.activated {
+            return Err(unsupported(n, "a second activation in a row"));
+        }
+        match self.layers.last_mut() {
+            Some(Layer::Dense { relu, .. } | Layer::Conv { relu, .. }) => *relu = true,
+            _ => {
+                return Err(unsupported(n, "Relu is fused into the Conv or dense layer before it; here there is none"));
+            }
+        }
+        self.activated = true;
+        self.step(n, "fused into the previous layer's requantization (clamp lo = zero point)");
+        Ok(())
+    }
+
+    fn pool(&mut self, n: &NodeProto) -> Result<()> {
+        let [c, h, w] = self.shape[..] else {
+            return Err(unsupported(n, format!("input shape {:?} is not [C, H, W]", self.shape)));
+        };
+        if n.op_type == "GlobalAveragePool" {
+            self.layers.push(Layer::GlobalAvgPool);
+            self.shape = vec![c, 1, 1];
+            self.step(n, format!("AvgPool {h}×{w} (whole image)"));
+            return Ok(());
+        }
+        let ks = attr_ints(n, "kernel_shape");
+        let strides = attr_ints(n, "strides");
+        let k = ks.first().copied().unwrap_or(1) as usize;
+        let stride = strides.first().copied().unwrap_or(1).max(1) as usize;
+        if ks.iter().any(|&v| v as usize != k)
+            || strides.iter().any(|&s| s as usize != stride)
+            || attr_ints(n, "pads").iter().any(|&p| p != 0)
+            || attr_i(n, "ceil_mode", 0) != 0
+            || attr_ints(n, "dilations").iter().any(|&d| d != 1)
+        {
+            return Err(unsupported(
+                n,
+                "MaxPool is mapped for square kernels, equal strides, no padding, floor mode, dilation 1 (extend net::Layer::MaxPool for more)",
+            ));
+        }
+        self.layers.push(Layer::MaxPool { k, stride });
+        let out = |d: usize| d.saturating_sub(k) / stride + 1;
+        self.shape = vec![c, out(h), out(w)];
+        self.step(n, format!("MaxPool {k}×{k}/{stride}"));
+        Ok(())
+    }
+
+    fn reshape(&mut self, n: &NodeProto) -> Result<()> {
+        if self.layers.is_empty() && self.pre.is_none() && n.op_type == "Reshape" {
+            // A reshape of the raw input (e.g. 64 pixels to [1, 8, 8]) only changes the model's input shape.
+            if let Some(Const { data: ConstData::Int(dims), .. }) = self.g.const_input(n, 1) {
+                let rest: Vec<usize> = dims.iter().skip(1).map(|&d| d.max(1) as usize).collect();
+                if rest.iter().product::<usize>() == self.features() && dims.iter().skip(1).all(|&d| d > 0) {
+                    self.shape = rest;
+                    self.step(n, "input shape (no op)");
+                    return Ok(());
+                }
+            }
+        }
+        match self.shape[..] {
+            [c, h, w] => {
+                self.layers.push(Layer::Flatten);
+                if h * w > 1 {
+                    self.flatten_chw = Some((c, h, w));
+                }
+                self.shape = vec![c * h * w];
+                self.step(n, "Reshape (flatten; CHW order carried into the next layer's columns)");
+            }
+            [_] => self.step(n, "removed (already flat)"),
+            _ => {
+                return Err(unsupported(
+                    n,
+                    format!("reshape of shape {:?}: only flattening [C, H, W] is mapped", self.shape),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn linear(&mut self, n: &NodeProto) -> Result<Option<Vec<String>>> {
+        let k = self.features();
+        let coef = attr_floats(n, "coefficients")?;
+        let mut icpt = attr_floats(n, "intercepts")?;
+        let classifier = n.op_type == "LinearClassifier";
+        let classes: Option<Vec<String>> = classifier.then(|| {
+            let ints = attr_ints(n, "classlabels_ints");
+            if ints.is_empty() {
+                attr_strings(n, "classlabels_strings")
+            } else {
+                ints.iter().map(i64::to_string).collect()
+            }
+        });
+        if classifier && attr_i(n, "multi_class", 0) != 0 {
+            // multi_class only changes the probabilities, not the argmax.
+        }
+        let rows = coef.len().checked_div(k).unwrap_or(0);
+        if rows == 0 || rows * k != coef.len() {
+            return Err(unsupported(n, format!("{} coefficients for {k} features", coef.len())));
+        }
+        icpt.resize(rows, 0.0);
+        let (w, b, out) = if classes.as_ref().is_some_and(|c| c.len() == 2) && rows == 1 {
+            // Binary layout: one score, positive when above 0; the other class scores 0.
+            let mut w = vec![0.0; k];
+            w.extend(&coef);
+            (w, vec![0.0, icpt[0]], 2)
+        } else {
+            (coef, icpt, rows)
+        };
+        self.push_dense(n, w, b, out)?;
+        self.step(n, format!("FullyConnected {k}→{out} (scores; argmax for the label)"));
+        Ok(classes)
+    }
+}
+
+/// Maps `g`; `classify` overrides the detection of classification vs regression.
+pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
+    let (name, et, dims) = &g.input;
+    if *et != elem::FLOAT && *et != elem::DOUBLE {
+        return Err(Error::Onnx(format!("input {name:?} has element type {et}; the importer maps float inputs")));
+    }
+    let per_row: Option<Vec<usize>> = dims.iter().skip(1).copied().collect();
+    let input_shape = per_row.filter(|s| !s.is_empty()).ok_or_else(|| {
+        Error::Onnx(format!("input {name:?} has shape {dims:?}; every dimension but the batch must be fixed"))
+    })?;
+    let mut w = Walk {
+        g,
+        shape: input_shape.clone(),
+        net_input: None,
+        layers: Vec::new(),
+        params: Vec::new(),
+        pre: None,
+        flatten_chw: None,
+        activated: false,
+        ended: false,
+        softmax: false,
+        steps: Vec::new(),
+    };
+    let mut cur = name.clone();
+    let mut ml_classes: Option<Vec<String>> = None;
+    let mut ml_kind: Option<bool> = None;
+    let mut trees_plan: Option<Trees> = None;
+    loop {
+        let consumers: Vec<&NodeProto> =
+            g.consumers(&cur).into_iter().filter(|n| !HEADS.contains(&n.op_type.as_str())).collect();
+        let n = match consumers.as_slice() {
+            [] => break,
+            [n] => *n,
+            many => {
+                let first = many[0];
+                return Err(unsupported(
+                    first,
+                    format!(
+                        "tensor {cur:?} feeds {} nodes ({}); only a single chain is mapped (branches need the integer Add/Concat ops wired in)",
+                        many.len(),
+                        many.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+        };
+        let op = n.op_type.as_str();
+        if w.ended && !PASS.contains(&op) && op != "Reshape" && op != "Flatten" {
+            return Err(unsupported(n, "only label/probability post-processing may follow Softmax/LogSoftmax"));
+        }
+        match op {
+            "Cast" => {
+                let to = attr_i(n, "to", i64::from(elem::FLOAT)) as i32;
+                if to != elem::FLOAT && to != elem::DOUBLE {
+                    return Err(unsupported(
+                        n,
+                        format!("Cast to element type {to} inside the model; only float casts are removed"),
+                    ));
+                }
+                w.step(n, "removed");
+            }
+            _ if PASS.contains(&op) => w.step(n, "removed"),
+            "Flatten" | "Reshape" | "Squeeze" | "Unsqueeze" => {
+                if w.ended {
+                    w.step(n, "removed (after the output)");
+                } else {
+                    w.reshape(n)?;
+                }
+            }
+            "Gemm" | "MatMul" => w.gemm(n)?,
+            "Add" | "Sub" | "Mul" | "Div" => w.elementwise(n)?,
+            "Relu" => w.relu(n)?,
+            "BatchNormalization" => w.batch_norm(n)?,
+            "Conv" => w.conv(n)?,
+            "MaxPool" | "GlobalAveragePool" => w.pool(n)?,
+            "Softmax" | "LogSoftmax" => {
+                if !matches!(w.layers.last(), Some(Layer::Dense { .. })) || w.activated {
+                    return Err(unsupported(
+                        n,
+                        "Softmax/LogSoftmax is mapped only right after the last dense layer (as argmax)",
+                    ));
+                }
+                if attr(n, "axis").is_some_and(|a| a.i != -1 && a.i != 1) {
+                    return Err(unsupported(n, "softmax over an axis other than the class axis"));
+                }
+                w.ended = true;
+                w.softmax = true;
+                w.step(n, "dropped: monotone, so ArgMax of the logits is the label");
+            }
+            "Scaler" => {
+                let off: Vec<f64> =
+                    attr(n, "offset").map(|a| a.floats.iter().map(|&v| f64::from(v)).collect()).unwrap_or_default();
+                let sc: Vec<f64> =
+                    attr(n, "scale").map(|a| a.floats.iter().map(|&v| f64::from(v)).collect()).unwrap_or_default();
+                let k = w.features();
+                let fit = |v: &Vec<f64>, d: f64| match v.len() {
+                    0 => Some(vec![d; k]),
+                    1 => Some(vec![v[0]; k]),
+                    l if l == k => Some(v.clone()),
+                    _ => None,
+                };
+                let (Some(off), Some(sc)) = (fit(&off, 0.0), fit(&sc, 1.0)) else {
+                    return Err(unsupported(n, format!("offset/scale lengths do not match {k} features")));
+                };
+                if !w.layers.is_empty() || w.pre.is_some() || w.shape.len() != 1 {
+                    return Err(unsupported(n, "Scaler is folded only as the first op on a flat feature vector"));
+                }
+                // y = (x - offset)·scale = scale∘x - offset∘scale.
+                let s: Vec<f64> = off.iter().zip(&sc).map(|(o, s)| -o * s).collect();
+                w.pre = Some((sc, s));
+                w.step(n, "folded into the first layer (input preprocessing)");
+            }
+            "LinearClassifier" | "LinearRegressor" => {
+                ml_classes = w.linear(n)?;
+                ml_kind = Some(op == "LinearClassifier");
+                break;
+            }
+            "TreeEnsembleClassifier" | "TreeEnsembleRegressor" => {
+                if !w.layers.is_empty() || w.pre.is_some() || w.shape.len() != 1 {
+                    return Err(unsupported(
+                        n,
+                        "tree ensembles are mapped only directly on the raw feature vector (no preprocessing before them)",
+                    ));
+                }
+                let t = trees::read(n, w.features())?;
+                w.step(n, format!("TreeEnsemble ({} trees, {} outputs)", t.ensemble.trees.len(), t.ensemble.outputs));
+                ml_classes = t.classes.clone();
+                ml_kind = Some(op == "TreeEnsembleClassifier");
+                trees_plan = Some(t);
+                break;
+            }
+            _ => return Err(unsupported(n, format!("no mapping for this op; mapped ops are: {SUPPORTED}"))),
+        }
+        cur = n.output.first().cloned().ok_or_else(|| Error::Onnx(format!("node {:?} has no output", n.name)))?;
+    }
+    // Post-processing nodes the walk did not enter.
+    for n in g.nodes.iter().filter(|n| HEADS.contains(&n.op_type.as_str())) {
+        w.step(
+            n,
+            if n.op_type == "ArgMax" { "ArgMax" } else { "label/probability output (argmax index → class label)" },
+        );
+    }
+    let afe_classes =
+        g.nodes.iter().filter(|n| n.op_type == "ArrayFeatureExtractor").find_map(|n| match g.const_input(n, 0) {
+            Some(Const { data: ConstData::Int(v), .. }) => Some(v.iter().map(i64::to_string).collect::<Vec<_>>()),
+            Some(Const { data: ConstData::Str(v), .. }) => Some(v.clone()),
+            _ => None,
+        });
+    let classes = ml_classes.or(afe_classes);
+    let int_output = g.outputs.iter().any(|(_, t)| *t == elem::INT64 || *t == elem::STRING);
+    let classify =
+        classify.or(ml_kind).unwrap_or(w.softmax || classes.is_some() || int_output || w.last_channels() > 1);
+    let head = if classify { Head::Classes } else { Head::Values };
+    if let Some(mut t) = trees_plan {
+        if !classify {
+            t.classes = None;
+        }
+        return Ok(Mapped { plan: Plan::Trees(t), classes, classify, input_shape, steps: w.steps });
+    }
+    if w.layers.is_empty() {
+        return Err(Error::Onnx(
+            "the graph has no layer the importer maps (no Gemm/MatMul/Conv/linear/tree op on the input's path)".into(),
+        ));
+    }
+    if w.activated || !matches!(w.layers.last(), Some(Layer::Dense { .. })) {
+        return Err(Error::Onnx("the network must end in a dense layer without activation (logits or values)".into()));
+    }
+    let net_input = w.net_input.clone().unwrap_or_else(|| input_shape.clone());
+    let net = Net::from_values(net_input, w.layers, w.params, head)?;
+    Ok(Mapped { plan: Plan::Net(net), classes, classify, input_shape, steps: w.steps })
+}

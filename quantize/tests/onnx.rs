@@ -1,0 +1,144 @@
+//! The ONNX importer on the committed fixtures (tests/fixtures/onnx, written by
+//! tools/onnx-fixtures): integer accuracy against the float reference (the ONNX file run by
+//! tract), determinism, exact tree splits and typed errors for what is not mapped.
+
+use std::path::{Path, PathBuf};
+
+use fixpoint_quantize::Error;
+use fixpoint_quantize::onnx::report::Accuracy;
+use fixpoint_quantize::onnx::{self, Imported, Options, Report, TargetColumn};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/onnx").join(name)
+}
+
+fn opts() -> Options {
+    Options { target: Some(TargetColumn::Name("target".into())), classify: None }
+}
+
+fn import(name: &str) -> Imported {
+    let d = fixture(name);
+    onnx::import(&d.join("model.onnx"), &d.join("calib.csv"), &opts(), |_, _, _| {}).unwrap()
+}
+
+fn run(name: &str) -> (Imported, Report) {
+    let im = import(name);
+    let table = onnx::data::load(&fixture(name).join("test.csv"), im.input_dim, opts().target.as_ref()).unwrap();
+    let report = im.evaluate(&table, |_, _| {}).unwrap();
+    println!("{name}: {report}");
+    (im, report)
+}
+
+/// The float metric onnxruntime measured (expected.json), which tract must reproduce.
+fn expected_metric(name: &str) -> f64 {
+    let text = std::fs::read_to_string(fixture(name).join("expected.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["float_reference"]["value"].as_f64().unwrap()
+}
+
+/// Integer accuracy within 1 point of float, agreement ≥ 98%, float accuracy = onnxruntime's.
+fn classification(name: &str) -> Report {
+    let (_, r) = run(name);
+    let Accuracy::Classification(a) = r.accuracy else { panic!("{name} is not a classifier") };
+    assert!((a.float_accuracy() - 100.0 * expected_metric(name)).abs() < 0.01, "{name}: tract {a} vs onnxruntime");
+    assert!(a.float_accuracy() - a.int_accuracy() <= 1.0, "{name}: {a}");
+    assert!(a.agreement() >= 98.0, "{name}: {a}");
+    r
+}
+
+/// Integer RMSE within 2% of float, agreement ≥ 98%, float RMSE = onnxruntime's.
+fn regression(name: &str) -> Report {
+    let (_, r) = run(name);
+    let Accuracy::Regression(a) = r.accuracy else { panic!("{name} is not a regressor") };
+    assert!((a.float_rmse - expected_metric(name)).abs() < 1e-3, "{name}: tract RMSE {}", a.float_rmse);
+    assert!(a.int_rmse <= a.float_rmse * 1.02, "{name}: {a:?}");
+    assert!(a.agreement() >= 98.0, "{name}: {a:?}");
+    r
+}
+
+fn all_splits_exact_on_grid(r: &Report) {
+    let s = r.splits.expect("a tree model");
+    assert!(s.total > 0);
+    assert_eq!(s.exact_on_grid, s.total, "a split flips on the grid: {s:?}");
+}
+
+#[test]
+fn digits_mlp() {
+    classification("digits_mlp");
+}
+
+#[test]
+fn digits_cnn() {
+    let r = classification("digits_cnn");
+    // Conv+BN+ReLU, MaxPool, Conv+BN+ReLU, GlobalAvgPool, Flatten, Gemm.
+    assert_eq!(r.layers.len(), 6, "{:?}", r.layers);
+    assert!(r.layers.iter().all(|l| l.rel_rms < 0.05), "{:?}", r.layers);
+}
+
+#[test]
+fn iris_logreg() {
+    classification("iris_logreg");
+}
+
+#[test]
+fn cancer_rf() {
+    all_splits_exact_on_grid(&classification("cancer_rf"));
+}
+
+#[test]
+fn cancer_xgb() {
+    all_splits_exact_on_grid(&classification("cancer_xgb"));
+}
+
+#[test]
+fn wine_lgbm() {
+    all_splits_exact_on_grid(&classification("wine_lgbm"));
+}
+
+#[test]
+fn diabetes_gbr() {
+    all_splits_exact_on_grid(&regression("diabetes_gbr"));
+}
+
+#[test]
+fn diabetes_ridge() {
+    regression("diabetes_ridge");
+}
+
+#[test]
+fn import_is_deterministic() {
+    for name in ["digits_cnn", "cancer_xgb", "iris_logreg"] {
+        let (a, b) = (import(name), import(name));
+        assert_eq!(a.bytes, b.bytes, "{name}");
+        assert_eq!(a.id, b.id, "{name}");
+    }
+}
+
+#[test]
+fn unmapped_ops_are_typed_errors() {
+    for (name, op) in [("digits_cnn_dynamo", "ReduceMean"), ("digits_mlp_qdq", "QuantizeLinear")] {
+        let d = fixture(name);
+        match onnx::import(&d.join("model.onnx"), &d.join("calib.csv"), &opts(), |_, _, _| {}) {
+            Err(Error::UnsupportedOp { op_type, node, hint }) => {
+                assert_eq!(op_type, op, "{name}");
+                assert!(!node.is_empty() && !hint.is_empty(), "{name}");
+            }
+            other => panic!("{name}: expected UnsupportedOp {op}, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn mismatched_data_is_a_typed_error() {
+    let d = fixture("iris_logreg");
+    let e = onnx::import(&d.join("model.onnx"), &fixture("wine_lgbm").join("calib.csv"), &opts(), |_, _, _| {});
+    assert!(matches!(e, Err(Error::Input { .. })), "{e:?}");
+}
+
+#[test]
+fn npy_calibration_gives_the_csv_model() {
+    let d = fixture("digits_cnn");
+    let csv = import("digits_cnn");
+    let npy = onnx::import(&d.join("model.onnx"), &d.join("calib.npy"), &Options::default(), |_, _, _| {}).unwrap();
+    assert_eq!(csv.id, npy.id);
+}
