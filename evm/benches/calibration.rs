@@ -70,9 +70,20 @@ fn overhead() {
     let env_infer = TxEnv::from_recovered_tx(to_infer.inner(), BOB);
     let env_identity = TxEnv { kind: TxKind::Call(IDENTITY), ..env_infer.clone() };
     assert!(evm.transact(env_infer.clone()).unwrap().result.is_success());
+    let ints: Vec<alloy_primitives::I256> =
+        case.input.iter().map(|b| alloy_primitives::I256::try_from(*b as i8).unwrap()).collect();
+    let data = I::inferIntsCall { modelId: id, input: ints }.abi_encode();
+    let env_ints = TxEnv { data: data.into(), ..env_infer.clone() };
+    let gas_infer = evm.transact(env_infer.clone()).unwrap().result.gas_used();
+    let r = evm.transact(env_ints.clone()).unwrap().result;
+    assert!(r.is_success(), "inferInts: {r:?}");
+    let gas_ints = r.gas_used();
     let engine = Engine::load(&case.model, &Limits::default()).unwrap();
-    let (mut t_infer, mut t_identity, mut t_kernel) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut t_infer, mut t_identity, mut t_kernel, mut t_ints) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..15 {
+        t_ints.push(median(5, 2000, || {
+            black_box(evm.transact(env_ints.clone()).unwrap());
+        }));
         t_infer.push(median(5, 2000, || {
             black_box(evm.transact(env_infer.clone()).unwrap());
         }));
@@ -83,7 +94,7 @@ fn overhead() {
             black_box(engine.run_packed(&case.input).unwrap());
         }));
     }
-    for v in [&mut t_infer, &mut t_identity, &mut t_kernel] {
+    for v in [&mut t_infer, &mut t_identity, &mut t_kernel, &mut t_ints] {
         v.sort();
     }
     let (a, b, k) = (t_infer[7], t_identity[7], t_kernel[7]);
@@ -94,6 +105,13 @@ fn overhead() {
     println!(
         "  precompile overhead = infer - identity - kernel = {:.3} µs",
         (a.as_secs_f64() - b.as_secs_f64() - k.as_secs_f64()) * 1e6
+    );
+    // inferInts: the same call with the input as int256[] (64 inputs, 10 outputs converted).
+    let (ti, extra) = (t_ints[7].as_secs_f64() - a.as_secs_f64(), gas_ints.saturating_sub(gas_infer));
+    println!(
+        "  inferInts - infer = {:.3} µs for {extra} more gas (calldata + PER_INT): {:.4} ns/gas",
+        ti * 1e6,
+        ti * 1e9 / extra.max(1) as f64
     );
 }
 

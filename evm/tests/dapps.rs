@@ -162,7 +162,7 @@ fn screening_desk_runs_the_tree_model() {
         + 6 * c.elem_ops
         + 8 * c.steps
         + 24 * c.visits
-        + 24 * c.calls
+        + 48 * c.calls
         + 4 * w(c.alloc_bytes)
         + w(c.bytes_read)
         + 480 * w(c.input_bytes + c.output_bytes);

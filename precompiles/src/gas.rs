@@ -16,7 +16,7 @@ pub const GAS_PER_STEP: u64 = 8;
 /// Gas per tree node visited (a load that depends on the previous one).
 pub const GAS_PER_VISIT: u64 = 24;
 /// Gas per kernel call or allocation.
-pub const GAS_PER_CALL: u64 = 24;
+pub const GAS_PER_CALL: u64 = 48;
 /// Per 32-byte word of buffers a run allocates.
 pub const PER_WORD_ALLOC: u64 = 4;
 /// Per 32-byte word of weights and activations the kernels read.
@@ -142,9 +142,9 @@ mod tests {
             output_bytes: 44,
             ..Cost::default()
         };
-        // 6000 + 4·200 + ceil(17024/2) + 10·6 + 20·8 + 5·24 + 30·24 + 4·ceil(3200/32)
+        // 6000 + 4·200 + ceil(17024/2) + 10·6 + 20·8 + 5·24 + 30·48 + 4·ceil(3200/32)
         //      + ceil(19088/32) + 480·ceil(108/32)
-        assert_eq!(warm_infer_gas(&c, 4), 6_000 + 800 + 8_512 + 60 + 160 + 120 + 720 + 400 + 597 + 1_920);
+        assert_eq!(warm_infer_gas(&c, 4), 6_000 + 800 + 8_512 + 60 + 160 + 120 + 1_440 + 400 + 597 + 1_920);
         for bigger in [
             Cost { macs: c.macs * 2, ..c },
             Cost { elem_ops: c.elem_ops + 1, ..c },
