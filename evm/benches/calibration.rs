@@ -74,10 +74,10 @@ fn overhead() {
         case.input.iter().map(|b| alloy_primitives::I256::try_from(*b as i8).unwrap()).collect();
     let data = I::inferIntsCall { modelId: id, input: ints }.abi_encode();
     let env_ints = TxEnv { data: data.into(), ..env_infer.clone() };
-    let gas_infer = evm.transact(env_infer.clone()).unwrap().result.gas_used();
+    let gas_infer = evm.transact(env_infer.clone()).unwrap().result.tx_gas_used();
     let r = evm.transact(env_ints.clone()).unwrap().result;
     assert!(r.is_success(), "inferInts: {r:?}");
-    let gas_ints = r.gas_used();
+    let gas_ints = r.tx_gas_used();
     let engine = Engine::load(&case.model, &Limits::default()).unwrap();
     let (mut t_infer, mut t_identity, mut t_kernel, mut t_ints) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..15 {
