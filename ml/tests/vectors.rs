@@ -164,6 +164,26 @@ fn families() -> Vec<(&'static str, Vec<Model>)> {
     }
     fams.push(("requantize", rqs));
     fams.push(("tree_ensemble", (0..4).map(|_| random_tree_model(&mut r)).collect()));
+    // Softmax: a decaying table 2^30·ρ^d (ρ in Q30), plain and causal, both outputs.
+    let mut softmaxes = Vec::new();
+    for (shape, causal, out) in
+        [(vec![3, 5], 0u8, 1u8), (vec![2, 4, 4], 1, 1), (vec![3, 6], 1, 2), (vec![1, 9], 0, 2), (vec![2, 2, 3], 1, 2)]
+    {
+        let ins = [(DType::I8, shape)];
+        let mut b = with_inputs(&ins);
+        let rho: i64 = r.random_range(700_000_000..1_070_000_000);
+        let mut v: i64 = 1 << 30;
+        let table: Vec<i32> = (0..256)
+            .map(|_| {
+                let e = v as i32;
+                v = (v * rho) >> 30;
+                e
+            })
+            .collect();
+        let table = b.tensor(Tensor::i32(vec![256], table).unwrap());
+        softmaxes.push(single_op(Op::Softmax(Softmax { table, causal, out }), &ins, b));
+    }
+    fams.push(("softmax", softmaxes));
     fams
 }
 

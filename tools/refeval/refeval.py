@@ -148,9 +148,9 @@ DTYPES = {I8: ("i8", 1, "b"), U8: ("u8", 1, "B"), I16: ("i16", 2, "h"), I32: ("i
           I64: ("i64", 8, "q")}
 NONE = 0xFFFFFFFF
 OPS = {1: "FullyConnected", 2: "Conv2D", 3: "Add", 4: "MaxPool", 5: "AvgPool", 6: "Reshape",
-       7: "Concat", 8: "Lut8", 9: "ArgMax", 10: "Requantize", 11: "TreeEnsemble"}
+       7: "Concat", 8: "Lut8", 9: "ArgMax", 10: "Requantize", 11: "TreeEnsemble", 12: "Softmax"}
 ARITY = {1: (1, 1), 2: (1, 1), 3: (2, 2), 4: (1, 1), 5: (1, 1), 6: (1, 1), 7: (2, 16), 8: (1, 1),
-         9: (1, 1), 10: (1, 1), 11: (1, 1)}
+         9: (1, 1), 10: (1, 1), 11: (1, 1), 12: (1, 1)}
 # Default caps (§7).
 MAX_MODEL_BYTES = 32 << 20
 MAX_OPS = 1024
@@ -377,6 +377,10 @@ def parse_attrs(r, op):
     elif c == 11:
         for k in ("nodes", "leaves", "roots", "base"):
             _tensor_ref(r, op, k)
+    elif c == 12:
+        _tensor_ref(r, op, "table")
+        op.attrs["causal"] = r.u8()
+        op.attrs["out"] = r.u8()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -539,6 +543,20 @@ def verify(m):
             out = (I8, shape)
         elif c == 11:
             out = _verify_tree(m, op, name, dt, shape)
+        elif c == 12:
+            if dt != I8 or len(shape) < 1 or shape[-1] < 1:
+                raise Reject(f"{name}: input must be i8 with a non-empty last axis")
+            if a["out"] not in (1, 2):
+                raise Reject(f"{name}: output dtype code {a['out']}")
+            if a["causal"] not in (0, 1):
+                raise Reject(f"{name}: causal must be 0 or 1")
+            if a["causal"] == 1 and (len(shape) < 2 or shape[-2] > shape[-1]):
+                raise Reject(f"{name}: causal mask needs rank >= 2 and Tq <= Tk")
+            _check_tensor(m, a["table"], I32, [256], name)
+            table = m.tensors[a["table"]].data
+            if any(e < 0 or e > 1 << 30 for e in table) or table[0] < 1:
+                raise Reject(f"{name}: table entries must be in [0, 2^30], entry 0 at least 1")
+            out = (I8 if a["out"] == 1 else I16, shape)
         if numel(out[1]) > MAX_ELEMENTS:
             raise Reject(f"{name}: LimitExceeded: tensor elements")
         vals.append(out)
@@ -795,8 +813,30 @@ def ev_tree(m, op, ins, shapes, out_shape):
     return out
 
 
+def ev_softmax(m, op, ins, shapes, out_shape):
+    """arithmetic.md §11."""
+    table = m.tensors[op.attrs["table"]].data
+    q = 127 if op.attrs["out"] == 1 else 32767
+    x, shape = ins[0], shapes[0]
+    n = shape[-1]
+    causal = op.attrs["causal"] == 1
+    tq = shape[-2] if causal else None
+    if causal:
+        COV["softmax causal"] += 1
+    out = []
+    for r in range(len(x) // n):
+        row = x[r * n:(r + 1) * n]
+        v = (r % tq) + 1 + n - tq if causal else n
+        mx = max(row[:v])
+        e = [table[mx - xj] for xj in row[:v]]
+        s = sum(e)
+        big_r = (q << 32) // s
+        out += [(ej * big_r + (1 << 31)) >> 32 for ej in e] + [0] * (n - v)
+    return out
+
+
 EVAL = {1: ev_fc, 2: ev_conv, 3: ev_add, 4: ev_max, 5: ev_avg, 6: ev_reshape, 7: ev_concat,
-        8: ev_lut, 9: ev_argmax, 10: ev_requantize, 11: ev_tree}
+        8: ev_lut, 9: ev_argmax, 10: ev_requantize, 11: ev_tree, 12: ev_softmax}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ pub mod lut8;
 pub mod max_pool;
 pub mod requantize;
 pub mod reshape;
+pub mod softmax;
 pub mod tree_ensemble;
 pub mod window;
 
@@ -26,6 +27,7 @@ pub use lut8::Lut8;
 pub use max_pool::MaxPool;
 pub use requantize::{Requant, Requantize};
 pub use reshape::Reshape;
+pub use softmax::Softmax;
 pub use tree_ensemble::TreeEnsemble;
 pub use window::Window;
 
@@ -186,6 +188,8 @@ pub enum Op {
     Requantize(Requantize),
     /// Code 11.
     TreeEnsemble(TreeEnsemble),
+    /// Code 12.
+    Softmax(Softmax),
 }
 
 /// Calls `$body` with `$o` bound to the op struct, whatever the variant.
@@ -203,6 +207,7 @@ macro_rules! on_op {
             Op::ArgMax($o) => $body,
             Op::Requantize($o) => $body,
             Op::TreeEnsemble($o) => $body,
+            Op::Softmax($o) => $body,
         }
     };
 }
@@ -231,6 +236,7 @@ impl Op {
             ArgMax::CODE => Op::ArgMax(ArgMax::read(r)?),
             Requantize::CODE => Op::Requantize(Requantize::read(r)?),
             TreeEnsemble::CODE => Op::TreeEnsemble(TreeEnsemble::read(r)?),
+            Softmax::CODE => Op::Softmax(Softmax::read(r)?),
             other => return Err(Error::UnknownOp(other)),
         })
     }

@@ -9,7 +9,7 @@
 
 use fixpoint_ml::format::{Model, ModelBuilder, NO_TENSOR, Quant};
 use fixpoint_ml::ops::{
-    Add, ArgMax, AvgPool, Concat, Conv2d, FullyConnected, Lut8, MaxPool, Op, Requant, Requantize, Reshape,
+    Add, ArgMax, AvgPool, Concat, Conv2d, FullyConnected, Lut8, MaxPool, Op, Requant, Requantize, Reshape, Softmax,
     TreeEnsemble, Window,
 };
 use fixpoint_ml::{DType, Tensor, TensorData};
@@ -186,6 +186,25 @@ pub fn lut(n: usize) -> Option<Case> {
     single("Lut8", format!("n={n}"), b, vec![i8_input(&mut g, vec![n])])
 }
 
+/// An exponential table as the quantizer would build it (any entries in range do: the work does
+/// not depend on them).
+pub fn exp_table(g: &mut Gen) -> Vec<i32> {
+    let mut t: Vec<i32> = (0..256).map(|_| (g.next() % (1 << 30)) as i32).collect();
+    t[0] = 1 << 30;
+    t
+}
+
+pub fn softmax(rows: usize, n: usize, causal: bool, out: u8) -> Option<Case> {
+    let mut g = Gen::new((rows * 31 + n) as u64);
+    let mut b = ModelBuilder::new();
+    let x = b.input(DType::I8, vec![rows, n], Quant::NONE);
+    let table = b.tensor(Tensor::i32(vec![256], exp_table(&mut g)).ok()?);
+    let y = b.op(Op::Softmax(Softmax { table, causal: u8::from(causal), out }), &[x]);
+    b.output(y, Quant::NONE);
+    let name = format!("[{rows}, {n}] causal={causal} out={}", if out == 1 { "i8" } else { "i16" });
+    single("Softmax", name, b, vec![i8_input(&mut g, vec![rows, n])])
+}
+
 pub fn argmax(dtype: DType, rows: usize, n: usize) -> Option<Case> {
     let mut g = Gen::new((rows + n) as u64);
     let mut b = ModelBuilder::new();
@@ -303,6 +322,11 @@ pub fn cases(big: usize) -> Vec<Case> {
         concat(DType::I8, 16, big / 16, 1),
         concat(DType::I64, 16, big / 128, 1),
         concat(DType::I8, 2, 1, big / 2),
+        // Softmax: rows of one (a division each), long rows, causal, both outputs.
+        softmax(big, 1, false, 1),
+        softmax(big / 2, 2, false, 2),
+        softmax(1, big, false, 2),
+        softmax(isqrt(big), isqrt(big), true, 1),
         // ArgMax: rows of one, long rows, wide dtypes.
         argmax(DType::I8, big, 1),
         argmax(DType::I8, 1, big),
