@@ -88,10 +88,8 @@ pub fn import(a: &ImportArgs) -> Result<Meta> {
             bail!("{what} {} does not exist", p.display());
         }
     }
-    let opts = onnx::Options {
-        target: a.target.as_deref().map(TargetColumn::parse),
-        classify: a.regression.then_some(false),
-    };
+    let opts =
+        onnx::Options { target: a.target.as_deref().map(TargetColumn::parse), classify: a.regression.then_some(false) };
     let started = std::time::Instant::now();
     let pb = bar(a.progress, 1, "calibrating");
     let im = onnx::import(&a.model, &a.calibration, &opts, |stage, done, total| {

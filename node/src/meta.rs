@@ -145,7 +145,8 @@ impl ModelView {
         let m = engine.model();
         let inputs = m.inputs.iter().map(|i| Tensor::from_model(i.dtype, &i.shape, &i.quant)).collect();
         let infos = engine.verified().output_infos();
-        let outputs = m.outputs.iter().zip(&infos).map(|(o, v)| Tensor::from_model(v.dtype, &v.shape, &o.quant)).collect();
+        let outputs =
+            m.outputs.iter().zip(&infos).map(|(o, v)| Tensor::from_model(v.dtype, &v.shape, &o.quant)).collect();
         let warm_gas = gas::warm_infer_gas(engine.cost(), m.nodes.len() as u64);
         let size = bytes.len() as u64;
         Ok(Self {
@@ -159,7 +160,7 @@ impl ModelView {
     }
 
     /// From the registry's `modelInfo` and `modelIO` answers.
-    pub fn from_chain(id: B256, info: &R::modelInfoReturn, io: &R::modelIOReturn) -> Self {
+    pub fn from_chain(id: B256, info: &R::ModelInfo, io: &R::modelIOReturn) -> Self {
         let size = info.size;
         Self {
             id,
@@ -254,7 +255,8 @@ impl Meta {
     /// Reads a sidecar; it must name `id`.
     pub fn load(path: &Path, id: B256) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let m: Meta = serde_json::from_str(&text).with_context(|| format!("{} is not a model sidecar", path.display()))?;
+        let m: Meta =
+            serde_json::from_str(&text).with_context(|| format!("{} is not a model sidecar", path.display()))?;
         if m.format != META_FORMAT {
             bail!("{}: unknown format {:?} (expected {META_FORMAT})", path.display(), m.format);
         }
@@ -327,7 +329,13 @@ pub fn quantize_fixed(x: I256, t: &Tensor) -> Result<i64> {
     let den = I256::try_from(10u128.pow(DECIMALS)).map_err(|_| anyhow::anyhow!("scale"))? * I256::try_from(m)?;
     let a = num.unsigned_abs();
     let d = den.unsigned_abs();
-    let mag = if t.floors() && num.is_negative() { (a + d - U256::from(1u8)) / d } else if t.floors() { a / d } else { (a + d / U256::from(2u8)) / d };
+    let mag = if t.floors() && num.is_negative() {
+        (a + d - U256::from(1u8)) / d
+    } else if t.floors() {
+        a / d
+    } else {
+        (a + d / U256::from(2u8)) / d
+    };
     let (lo, hi) = t.range();
     // Saturate before converting: anything past the dtype's range clamps anyway.
     let mag = i128::try_from(mag.min(U256::from(1u128 << 100))).unwrap_or(1 << 100);
@@ -338,10 +346,7 @@ pub fn quantize_fixed(x: I256, t: &Tensor) -> Result<i64> {
 /// Parses one decimal row (`1.2,3.4,…`) and quantizes it into the model's packed input
 /// (docs/model-format.md §8); `chw` reorders an image row from ONNX's CHW to the model's HWC.
 pub fn quantize_decimal(view: &ModelView, row: &str, chw: Option<[usize; 3]>) -> Result<(Vec<i64>, Vec<u8>)> {
-    let mut xs = row
-        .split(',')
-        .map(|c| parse_fixed(c).context("--csv-row"))
-        .collect::<Result<Vec<_>>>()?;
+    let mut xs = row.split(',').map(|c| parse_fixed(c).context("--csv-row")).collect::<Result<Vec<_>>>()?;
     if xs.len() != view.features() {
         bail!("--csv-row has {} values, the model takes {} features", xs.len(), view.features());
     }

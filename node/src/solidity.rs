@@ -69,7 +69,9 @@ pub fn generate(view: &ModelView, meta: Option<&Meta>, name: &str) -> String {
     };
     let classifier = view.is_classifier();
     let feature_name = |i: usize| -> String {
-        meta.and_then(|m| m.features.as_ref()).and_then(|f| f.get(i)).map_or_else(|| format!("feature {i}"), |s| clean(s))
+        meta.and_then(|m| m.features.as_ref())
+            .and_then(|f| f.get(i))
+            .map_or_else(|| format!("feature {i}"), |s| clean(s))
     };
     let warm = gas::REJECT + view.warm_gas;
     let cold = gas::REJECT + view.cold_gas;
@@ -181,7 +183,10 @@ pub fn generate(view: &ModelView, meta: Option<&Meta>, name: &str) -> String {
     }
     // pack
     let _ = writeln!(w, "    /// @notice Packs the model's integers into its input bytes (docs/model-format.md §8).");
-    let _ = writeln!(w, "    /// @param q the {n} features as the model's integers:\n{doc}    /// @return input the packed input");
+    let _ = writeln!(
+        w,
+        "    /// @param q the {n} features as the model's integers:\n{doc}    /// @return input the packed input"
+    );
     let _ = writeln!(w, "    function pack({elem}[{n}] memory q) internal pure returns (bytes memory input) {{");
     let _ = writeln!(w, "        input = new bytes(INPUT_BYTES);");
     let mut at = 0usize;
@@ -209,7 +214,10 @@ pub fn generate(view: &ModelView, meta: Option<&Meta>, name: &str) -> String {
         "    /// @notice Reals (x·10^DECIMALS) → the model's integers: q = clamp(R(x·2^shift / (10^DECIMALS·m)) + zp),\n    \
          /// R rounding half away from zero (int8 inputs) or down (int32 tree features); see docs/import.md."
     );
-    let _ = writeln!(w, "    /// @param x the {n} features as reals with DECIMALS decimals:\n{doc}    /// @return q the integers `pack` takes");
+    let _ = writeln!(
+        w,
+        "    /// @param x the {n} features as reals with DECIMALS decimals:\n{doc}    /// @return q the integers `pack` takes"
+    );
     let _ = writeln!(w, "    function quantize(int256[{n}] memory x) internal pure returns ({elem}[{n}] memory q) {{");
     let mut at = 0usize;
     for t in &view.inputs {
@@ -227,13 +235,22 @@ pub fn generate(view: &ModelView, meta: Option<&Meta>, name: &str) -> String {
     }
     let _ = writeln!(w, "    }}\n");
     // infer
-    let _ = writeln!(w, "    /// @notice Runs the model on its integers (STATICCALL: usable from views; recorded in a transaction).");
-    let _ = writeln!(w, "    /// @param q the {n} features as the model's integers:\n{doc}    /// @return p the decoded outputs");
+    let _ = writeln!(
+        w,
+        "    /// @notice Runs the model on its integers (STATICCALL: usable from views; recorded in a transaction)."
+    );
+    let _ = writeln!(
+        w,
+        "    /// @param q the {n} features as the model's integers:\n{doc}    /// @return p the decoded outputs"
+    );
     let _ = writeln!(w, "    function infer({elem}[{n}] memory q) internal view returns (Prediction memory p) {{");
     let _ = writeln!(w, "        return decode(inferPacked(pack(q)));");
     let _ = writeln!(w, "    }}\n");
     let _ = writeln!(w, "    /// @notice Runs the model on reals with DECIMALS decimals: `infer(quantize(x))`.");
-    let _ = writeln!(w, "    /// @param x the {n} features as reals (x·10^DECIMALS):\n{doc}    /// @return p the decoded outputs");
+    let _ = writeln!(
+        w,
+        "    /// @param x the {n} features as reals (x·10^DECIMALS):\n{doc}    /// @return p the decoded outputs"
+    );
     let _ = writeln!(w, "    function inferReal(int256[{n}] memory x) internal view returns (Prediction memory p) {{");
     let _ = writeln!(w, "        return infer(quantize(x));");
     let _ = writeln!(w, "    }}\n");
@@ -247,27 +264,34 @@ pub fn generate(view: &ModelView, meta: Option<&Meta>, name: &str) -> String {
         w,
         "        (bool ok, bytes memory ret) = INFERENCE.staticcall(abi.encodeWithSignature(\"infer(bytes32,bytes)\", ID, input));"
     );
-    let _ = writeln!(w, "        if (!ok) {{\n            assembly {{\n                revert(add(ret, 32), mload(ret))\n            }}\n        }}");
+    let _ = writeln!(
+        w,
+        "        if (!ok) {{\n            assembly {{\n                revert(add(ret, 32), mload(ret))\n            }}\n        }}"
+    );
     let _ = writeln!(w, "        output = abi.decode(ret, (bytes));");
     let _ = writeln!(w, "    }}\n");
     // decode
     let total: usize = view.outputs.iter().map(|t| t.len() * t.width()).sum();
-    let _ = writeln!(w, "    /// @notice Decodes packed outputs ({total} bytes).\n    /// @param output the packed outputs\n    /// @return p the decoded outputs");
+    let _ = writeln!(
+        w,
+        "    /// @notice Decodes packed outputs ({total} bytes).\n    /// @param output the packed outputs\n    /// @return p the decoded outputs"
+    );
     let _ = writeln!(w, "    function decode(bytes memory output) internal pure returns (Prediction memory p) {{");
     let _ = writeln!(w, "        require(output.length == {total}, \"{name}: bad output length\");");
     if classifier {
         let (l, sc) = (&view.outputs[0], &view.outputs[1]);
         let label_off = 0usize;
         let score_off = l.len() * l.width();
-        let _ = writeln!(
-            w,
-            "        p.label = uint256(_read(output, {label_off}, {}, {}));",
-            l.width(),
-            l.dtype != 1
-        );
+        let _ = writeln!(w, "        p.label = uint256(_read(output, {label_off}, {}, {}));", l.width(), l.dtype != 1);
         let _ = writeln!(w, "        p.scores = new int256[]({});", sc.len());
         let _ = writeln!(w, "        for (uint256 i = 0; i < {}; i++) {{", sc.len());
-        let _ = writeln!(w, "            p.scores[i] = _read(output, {score_off} + i * {}, {}, {});", sc.width(), sc.width(), sc.dtype != 1);
+        let _ = writeln!(
+            w,
+            "            p.scores[i] = _read(output, {score_off} + i * {}, {}, {});",
+            sc.width(),
+            sc.width(),
+            sc.dtype != 1
+        );
         let _ = writeln!(w, "        }}");
     } else {
         let count: usize = view.outputs.iter().map(Tensor::len).sum();
@@ -290,7 +314,10 @@ pub fn generate(view: &ModelView, meta: Option<&Meta>, name: &str) -> String {
     let _ = writeln!(w, "    }}\n");
     if classifier {
         let classes = meta.and_then(|m| m.classes.clone());
-        let _ = writeln!(w, "    /// @notice The name of class `label` (its index when the ONNX file names none).\n    /// @param label a class index\n    /// @return the class name");
+        let _ = writeln!(
+            w,
+            "    /// @notice The name of class `label` (its index when the ONNX file names none).\n    /// @param label a class index\n    /// @return the class name"
+        );
         let _ = writeln!(w, "    function labelName(uint256 label) internal pure returns (string memory) {{");
         if let Some(c) = classes {
             for (i, l) in c.iter().enumerate() {
@@ -300,8 +327,13 @@ pub fn generate(view: &ModelView, meta: Option<&Meta>, name: &str) -> String {
         } else {
             let c = view.outputs.get(1).map_or(0, Tensor::len);
             let _ = writeln!(w, "        require(label < {c}, \"{name}: no such class\");");
-            let _ = writeln!(w, "        if (label < 10) return string(abi.encodePacked(bytes1(uint8(48 + label))));");
-            let _ = writeln!(w, "        return string(abi.encodePacked(bytes1(uint8(48 + label / 10)), bytes1(uint8(48 + label % 10))));");
+            let _ = writeln!(
+                w,
+                "        bytes memory b;\n        uint256 v = label;\n        do {{\n            \
+                 // forge-lint: disable-next-line(unsafe-typecast)\n            \
+                 b = abi.encodePacked(bytes1(uint8(48 + v % 10)), b); // a digit: fits\n            \
+                 v /= 10;\n        }} while (v != 0);\n        return string(b);"
+            );
         }
         let _ = writeln!(w, "    }}\n");
     }
@@ -310,7 +342,10 @@ pub fn generate(view: &ModelView, meta: Option<&Meta>, name: &str) -> String {
         w,
         "    function _quantize(int256 x, int256 zp, int256 m, uint256 shift, bool down, int256 lo, int256 hi)\n        \
          private\n        pure\n        returns (int256 q)\n    {{\n        \
-         int256 num = x * int256(uint256(1) << shift); // reverts if x is too large for this scale\n        \
+         // shift <= 127 and m < 2^31: both casts are exact; the products revert on overflow\n        \
+         // forge-lint: disable-next-line(unsafe-typecast)\n        \
+         int256 num = x * int256(uint256(1) << shift);\n        \
+         // forge-lint: disable-next-line(unsafe-typecast)\n        \
          int256 den = int256(10 ** DECIMALS) * m;\n        \
          int256 a = num < 0 ? -num : num;\n        \
          if (down) {{\n            q = num < 0 ? -((a + den - 1) / den) : a / den;\n        }} else {{\n            \
@@ -322,7 +357,10 @@ pub fn generate(view: &ModelView, meta: Option<&Meta>, name: &str) -> String {
         "    function _read(bytes memory data, uint256 pos, uint256 width, bool signed) private pure returns (int256) {{\n        \
          uint256 v;\n        for (uint256 b = 0; b < width; b++) {{\n            \
          v |= uint256(uint8(data[pos + b])) << (8 * b);\n        }}\n        \
+         // v < 2^64: the casts are exact\n        \
+         // forge-lint: disable-next-line(unsafe-typecast)\n        \
          if (signed && v >> (8 * width - 1) == 1) return int256(v) - int256(uint256(1) << (8 * width));\n        \
+         // forge-lint: disable-next-line(unsafe-typecast)\n        \
          return int256(v);\n    }}"
     );
     let _ = writeln!(w, "}}");

@@ -98,7 +98,8 @@ fn onnx_fixture_to_a_contract_on_the_dev_node() {
     let id = out.lines().find_map(|l| l.strip_prefix("model id ")).unwrap().trim().to_string();
     let bytes = std::fs::read(&fxp).unwrap();
     assert_eq!(format!("{}", alloy_primitives::keccak256(&bytes)), id, "the .fxp is the canonical bytes");
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(tmp.0.join("iris.fxp.json")).unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.0.join("iris.fxp.json")).unwrap()).unwrap();
     assert_eq!(meta["id"], id);
     assert_eq!(meta["features"][0], "sepal length (cm)");
     // Deterministic: importing again gives the same id.
@@ -239,7 +240,15 @@ fn import_errors_are_messages_not_panics() {
     std::fs::write(&not_onnx, "not a protobuf").unwrap();
     check(&["model", "import", s(&not_onnx), "--calibration", s(&fx.join("calib.csv")), "--out", &out], "x.onnx");
     // A good import, then bad rows for `run`.
-    let (ok, o, e) = fixpoint(&["model", "import", s(&fx.join("model.onnx")), "--calibration", s(&fx.join("calib.csv")), "--out", &out]);
+    let (ok, o, e) = fixpoint(&[
+        "model",
+        "import",
+        s(&fx.join("model.onnx")),
+        "--calibration",
+        s(&fx.join("calib.csv")),
+        "--out",
+        &out,
+    ]);
     assert!(ok, "{o}{e}");
     check(&["model", "run", &out, "--csv-row", "1,2,3"], "4 features");
     check(&["model", "run", &out, "--csv-row", "1,2,abc,4"], "not a decimal");
