@@ -16,6 +16,7 @@ use fixpoint_node::client::{Client, ClientError, parse_key};
 use fixpoint_node::dev::{EXAMPLE_MODEL, dev_accounts};
 use fixpoint_node::genesis::{Genesis, GenesisModel};
 use fixpoint_node::keys;
+use fixpoint_node::meta::{Meta, ModelView, quantize_decimal};
 use fixpoint_node::rpc::Node;
 use fixpoint_node::storage::Store;
 use fixpoint_precompiles::abi::IInference as I;
@@ -178,12 +179,72 @@ enum ModelCmd {
         rpc: Rpc,
     },
     /// Run a model with eth_call: INPUT is packed bytes as 0x-hex, or integers separated by
-    /// commas (one per element).
+    /// commas (one per element); or --csv-row with real features (quantized with the model's
+    /// input scales, docs/import.md).
     Call {
         /// Model id.
         id: B256,
-        /// Input.
-        input: String,
+        /// Input (packed 0x-hex or integers); omit with --csv-row.
+        #[arg(required_unless_present = "csv_row", allow_hyphen_values = true)]
+        input: Option<String>,
+        /// Real features separated by commas, e.g. 5.1,3.5,1.4,0.2.
+        #[arg(long, allow_hyphen_values = true, conflicts_with = "input")]
+        csv_row: Option<String>,
+        /// The model's sidecar (model.fxp.json from `import`) for class names and image layout.
+        #[arg(long)]
+        meta: Option<PathBuf>,
+        #[command(flatten)]
+        rpc: Rpc,
+    },
+    /// Import an ONNX model: map its ops, calibrate, write the canonical model (.fxp) and its
+    /// sidecar (.fxp.json), and print the op mapping, accuracy, cost, gas and model id.
+    Import {
+        /// The ONNX file.
+        model: PathBuf,
+        /// Calibration rows: CSV (header optional) or .npy.
+        #[arg(long)]
+        calibration: PathBuf,
+        /// Evaluation rows for the float vs integer report (CSV or .npy).
+        #[arg(long)]
+        eval: Option<PathBuf>,
+        /// The target column, by header name or 0-based index (in both files).
+        #[arg(long)]
+        target: Option<String>,
+        /// Treat the model as a regressor (detected from the graph otherwise).
+        #[arg(long)]
+        regression: bool,
+        /// Where to write the model; the sidecar goes beside it as <out>.json.
+        #[arg(long)]
+        out: PathBuf,
+        /// Name for generated code (default: the output file's or the ONNX folder's name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Run a model file locally with the same engine as the chain (no node needed).
+    Run {
+        /// The model file (.fxp).
+        file: PathBuf,
+        /// Input: packed 0x-hex or integers (one per element); omit with --csv-row.
+        #[arg(required_unless_present = "csv_row", allow_hyphen_values = true)]
+        input: Option<String>,
+        /// Real features separated by commas (quantized as `call --csv-row` does).
+        #[arg(long, allow_hyphen_values = true, conflicts_with = "input")]
+        csv_row: Option<String>,
+    },
+    /// Write typed Solidity bindings (a library) for a model: from a file (.fxp, with its
+    /// sidecar if present) or a registered model id.
+    Solidity {
+        /// A model file, or a model id (then read from the chain).
+        model: String,
+        /// Library name (default: the sidecar's name, or Model_<id prefix>).
+        #[arg(long)]
+        name: Option<String>,
+        /// The model's sidecar, when giving an id.
+        #[arg(long)]
+        meta: Option<PathBuf>,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
         #[command(flatten)]
         rpc: Rpc,
     },
@@ -499,7 +560,29 @@ async fn model(cmd: ModelCmd) -> Result<()> {
             Ok(())
         }
         ModelCmd::Info { id, rpc } => info(id, &rpc.rpc_url).await,
-        ModelCmd::Call { id, input, rpc } => call(id, &input, &rpc.rpc_url).await,
+        ModelCmd::Call { id, input, csv_row, meta, rpc } => match csv_row {
+            Some(row) => call_csv(id, &row, meta.as_deref(), &rpc.rpc_url).await,
+            None => call(id, input.as_deref().unwrap_or_default(), &rpc.rpc_url).await,
+        },
+        ModelCmd::Import { model, calibration, eval, target, regression, out, name } => {
+            let args = fixpoint_node::import::ImportArgs {
+                model,
+                calibration,
+                eval,
+                target,
+                regression,
+                out,
+                name,
+                progress: true,
+            };
+            // The import is CPU work (float reference, calibration): keep it off the runtime.
+            tokio::task::spawn_blocking(move || fixpoint_node::import::import(&args)).await??;
+            Ok(())
+        }
+        ModelCmd::Run { file, input, csv_row } => run_local(&file, input.as_deref(), csv_row.as_deref()),
+        ModelCmd::Solidity { model, name, meta, out, rpc } => {
+            solidity(&model, name.as_deref(), meta.as_deref(), out.as_deref(), &rpc.rpc_url).await
+        }
     }
 }
 
@@ -656,6 +739,124 @@ async fn call(id: B256, input: &str, url: &str) -> Result<()> {
         let out = I::inferIntsCall::abi_decode_returns(&out)?;
         let vals: Vec<String> = out.iter().map(I256::to_string).collect();
         println!("output: [{}]", vals.join(", "));
+    }
+    Ok(())
+}
+
+/// Prints decoded outputs: the label (and its name) for a classifier, every output otherwise.
+fn print_outputs(view: &ModelView, meta: Option<&Meta>, outs: &[Vec<i64>]) {
+    if view.is_classifier()
+        && let Some(&label) = outs.first().and_then(|o| o.first())
+    {
+        let name = usize::try_from(label).ok().and_then(|l| meta.and_then(|m| m.label(l)));
+        match name {
+            Some(n) => println!("label: {label} ({n})"),
+            None => println!("label: {label}"),
+        }
+    }
+    for (i, (o, t)) in outs.iter().zip(&view.outputs).enumerate() {
+        let ints: Vec<String> = o.iter().map(i64::to_string).collect();
+        match t.scale() {
+            // Display only: the chain never sees these floats.
+            Some(s) => {
+                let reals: Vec<String> =
+                    o.iter().map(|&v| format!("{:.4}", (v - i64::from(t.zero_point)) as f64 * s)).collect();
+                println!("output {i}: [{}] (real ≈ [{}])", ints.join(", "), reals.join(", "));
+            }
+            None => println!("output {i}: [{}]", ints.join(", ")),
+        }
+    }
+}
+
+async fn call_csv(id: B256, row: &str, meta: Option<&Path>, url: &str) -> Result<()> {
+    let client = Client::new(url)?;
+    let io = model_io(&client, id).await?;
+    let raw = client
+        .call(REGISTRY_ADDRESS, &R::modelInfoCall { modelId: id }.abi_encode())
+        .await
+        .map_err(not_registered(id))?;
+    let info = R::modelInfoCall::abi_decode_returns(&raw)?;
+    let view = ModelView::from_chain(id, &info, &io);
+    let meta = meta.map(|p| Meta::load(p, id)).transpose()?;
+    let (ints, packed) = quantize_decimal(&view, row, meta.as_ref().and_then(|m| m.chw))?;
+    let ints: Vec<String> = ints.iter().map(i64::to_string).collect();
+    println!("input: [{}]", ints.join(", "));
+    let out = client.call(INFERENCE_ADDRESS, &I::inferCall { modelId: id, input: packed.into() }.abi_encode()).await?;
+    let out = I::inferCall::abi_decode_returns(&out)?;
+    print_outputs(&view, meta.as_ref(), &view.unpack_outputs(&out)?);
+    Ok(())
+}
+
+fn run_local(file: &Path, input: Option<&str>, csv_row: Option<&str>) -> Result<()> {
+    let (bytes, view, meta) = fixpoint_node::meta::load_file(file)?;
+    let engine = Engine::load(&bytes, &Limits::default())?;
+    let packed = match (csv_row, input) {
+        (Some(row), _) => {
+            let (ints, packed) = quantize_decimal(&view, row, meta.as_ref().and_then(|m| m.chw))?;
+            let ints: Vec<String> = ints.iter().map(i64::to_string).collect();
+            println!("input: [{}]", ints.join(", "));
+            packed
+        }
+        (None, Some(i)) if i.trim().starts_with("0x") => {
+            hex::decode(i.trim().trim_start_matches("0x")).context("INPUT: bad hex")?
+        }
+        (None, Some(i)) => {
+            let vals = i
+                .split([',', ' '])
+                .filter(|s| !s.is_empty())
+                .map(|s| s.trim().parse::<i64>().map_err(|e| anyhow::anyhow!("INPUT: `{s}`: {e}")))
+                .collect::<Result<Vec<_>>>()?;
+            if vals.len() != view.features() {
+                bail!("INPUT has {} integers, the model takes {}", vals.len(), view.features());
+            }
+            let mut packed = Vec::new();
+            for (v, t) in vals.iter().zip(view.feature_tensors()) {
+                let (lo, hi) = t.range();
+                if !(lo..=hi).contains(&i128::from(*v)) {
+                    bail!("INPUT: {v} does not fit {}", t.dtype_name());
+                }
+                packed.extend_from_slice(&v.to_le_bytes()[..t.width()]);
+            }
+            packed
+        }
+        (None, None) => bail!("give INPUT or --csv-row"),
+    };
+    let out = engine.run_packed(&packed).map_err(|e| anyhow::anyhow!("the model refused the input: {e}"))?;
+    print_outputs(&view, meta.as_ref(), &view.unpack_outputs(&out)?);
+    Ok(())
+}
+
+async fn solidity(model: &str, name: Option<&str>, meta: Option<&Path>, out: Option<&Path>, url: &str) -> Result<()> {
+    let path = Path::new(model);
+    let (view, meta) = match model.parse::<B256>() {
+        Ok(id) if !path.exists() => {
+            let client = Client::new(url)?;
+            let io = model_io(&client, id).await?;
+            let raw = client
+                .call(REGISTRY_ADDRESS, &R::modelInfoCall { modelId: id }.abi_encode())
+                .await
+                .map_err(not_registered(id))?;
+            let info = R::modelInfoCall::abi_decode_returns(&raw)?;
+            (ModelView::from_chain(id, &info, &io), meta.map(|p| Meta::load(p, id)).transpose()?)
+        }
+        _ => {
+            if !path.exists() {
+                bail!("{model} is neither a model file nor a model id (0x + 64 hex)");
+            }
+            let (_, view, side) = fixpoint_node::meta::load_file(path)?;
+            let meta = match meta {
+                Some(p) => Some(Meta::load(p, view.id)?),
+                None => side,
+            };
+            (view, meta)
+        }
+    };
+    let fallback = format!("Model_{}", hex::encode(&view.id[..4]));
+    let name = name.map(str::to_string).or_else(|| meta.as_ref().map(|m| m.name.clone())).unwrap_or(fallback);
+    let src = fixpoint_node::solidity::generate(&view, meta.as_ref(), &name);
+    match out {
+        Some(p) => std::fs::write(p, src).with_context(|| format!("writing {}", p.display()))?,
+        None => print!("{src}"),
     }
     Ok(())
 }
