@@ -184,6 +184,40 @@ fn families() -> Vec<(&'static str, Vec<Model>)> {
         softmaxes.push(single_op(Op::Softmax(Softmax { table, causal, out }), &ins, b));
     }
     fams.push(("softmax", softmaxes));
+    // LayerNorm and RMSNorm: random γ, β (or none), ε, F and per-channel or per-tensor requant.
+    for (name, rms) in [("layer_norm", false), ("rms_norm", true)] {
+        let mut models = Vec::new();
+        for (k, shape) in [vec![2, 5], vec![3, 1], vec![1, 2, 16], vec![4, 7]].into_iter().enumerate() {
+            let c = *shape.last().unwrap();
+            let ins = [(DType::I8, shape)];
+            let mut b = with_inputs(&ins);
+            let gamma = b.tensor(Tensor::i32(vec![c], (0..c).map(|_| r.random_range(-4000..=4000)).collect()).unwrap());
+            let beta = if k == 1 {
+                NO_TENSOR
+            } else {
+                b.tensor(Tensor::i32(vec![c], (0..c).map(|_| r.random_range(-50_000..=50_000)).collect()).unwrap())
+            };
+            let channels = if k % 2 == 0 { c } else { 1 };
+            // |γ·z| reaches about 2^(13+F): a shift near F + 36 lands the outputs in i8.
+            let frac: u8 = r.random_range(4..=12);
+            let rq = requant(
+                &mut b,
+                (0..channels).map(|_| r.random_range(1 << 30..i32::MAX)).collect(),
+                vec![frac + r.random_range(34..=37); channels],
+                r.random_range(-5..=5),
+                -128,
+                127,
+            );
+            let params = NormParams { gamma, beta, eps: r.random_range(1..=400), frac_bits: frac, requant: rq };
+            let op = if rms {
+                Op::RmsNorm(RmsNorm { input_zero_point: r.random_range(-20..=20), params })
+            } else {
+                Op::LayerNorm(LayerNorm { params })
+            };
+            models.push(single_op(op, &ins, b));
+        }
+        fams.push((name, models));
+    }
     fams
 }
 

@@ -30,6 +30,7 @@ any mismatch or rejection, 2 on a usage error. CI runs it through quantize/tests
 
 import collections
 import json
+import math
 import os
 import struct
 import sys
@@ -148,9 +149,10 @@ DTYPES = {I8: ("i8", 1, "b"), U8: ("u8", 1, "B"), I16: ("i16", 2, "h"), I32: ("i
           I64: ("i64", 8, "q")}
 NONE = 0xFFFFFFFF
 OPS = {1: "FullyConnected", 2: "Conv2D", 3: "Add", 4: "MaxPool", 5: "AvgPool", 6: "Reshape",
-       7: "Concat", 8: "Lut8", 9: "ArgMax", 10: "Requantize", 11: "TreeEnsemble", 12: "Softmax"}
+       7: "Concat", 8: "Lut8", 9: "ArgMax", 10: "Requantize", 11: "TreeEnsemble", 12: "Softmax",
+       13: "LayerNorm", 14: "RMSNorm"}
 ARITY = {1: (1, 1), 2: (1, 1), 3: (2, 2), 4: (1, 1), 5: (1, 1), 6: (1, 1), 7: (2, 16), 8: (1, 1),
-         9: (1, 1), 10: (1, 1), 11: (1, 1), 12: (1, 1)}
+         9: (1, 1), 10: (1, 1), 11: (1, 1), 12: (1, 1), 13: (1, 1), 14: (1, 1)}
 # Default caps (§7).
 MAX_MODEL_BYTES = 32 << 20
 MAX_OPS = 1024
@@ -381,6 +383,14 @@ def parse_attrs(r, op):
         _tensor_ref(r, op, "table")
         op.attrs["causal"] = r.u8()
         op.attrs["out"] = r.u8()
+    elif c in (13, 14):
+        if c == 14:
+            op.attrs["in_zp"] = r.i32()
+        _tensor_ref(r, op, "gamma")
+        _tensor_ref(r, op, "beta", optional=True)
+        op.attrs["eps"] = r.u32()
+        op.attrs["frac"] = r.u8()
+        _requant_body(r, op)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -557,6 +567,21 @@ def verify(m):
             if any(e < 0 or e > 1 << 30 for e in table) or table[0] < 1:
                 raise Reject(f"{name}: table entries must be in [0, 2^30], entry 0 at least 1")
             out = (I8 if a["out"] == 1 else I16, shape)
+        elif c in (13, 14):
+            if dt != I8 or len(shape) < 1 or not 1 <= shape[-1] <= 1 << 16:
+                raise Reject(f"{name}: input must be i8 with a last axis of 1 to 2^16")
+            ch = shape[-1]
+            if c == 14 and not -128 <= a["in_zp"] <= 127:
+                raise Reject(f"{name}: input zero point outside i8")
+            if a["eps"] < 1 or a["frac"] > 12:
+                raise Reject(f"{name}: eps must be >= 1 and frac_bits <= 12")
+            g = _check_tensor(m, a["gamma"], I32, [ch], name).data
+            b = [0] if a["beta"] == NONE else _check_tensor(m, a["beta"], I32, [ch], name).data
+            zmax = (math.isqrt(ch) + 1) << a["frac"]
+            if max(abs(v) for v in g) * zmax + max(abs(v) for v in b) >= 1 << 31:
+                raise Reject(f"{name}: overflow: gamma*z + beta does not fit i32")
+            _check_requant(m, op, ch)
+            out = (I8, shape)
         if numel(out[1]) > MAX_ELEMENTS:
             raise Reject(f"{name}: LimitExceeded: tensor elements")
         vals.append(out)
@@ -835,8 +860,40 @@ def ev_softmax(m, op, ins, shapes, out_shape):
     return out
 
 
+def _div_half_away(a, b):
+    """a / b (b > 0) rounded to nearest, ties away from zero."""
+    q = (2 * abs(a) + b) // (2 * b)
+    return q if a >= 0 else -q
+
+
+def ev_norm(m, op, ins, shapes, out_shape):
+    """arithmetic.md §12: LayerNorm (13) and RMSNorm (14)."""
+    a = op.attrs
+    ch = shapes[0][-1]
+    g = m.tensors[a["gamma"]].data
+    b = [0] * ch if a["beta"] == NONE else m.tensors[a["beta"]].data
+    f = a["frac"]
+    zmax = (math.isqrt(ch) + 1) << f
+    zp, lo, hi = a["rq"]
+    params = [_rq_params(m, op, c) for c in range(ch)]
+    out = []
+    x = ins[0]
+    for r in range(len(x) // ch):
+        row = x[r * ch:(r + 1) * ch]
+        if op.code == 13:
+            d = [ch * v - sum(row) for v in row]
+        else:
+            d = [v - a["in_zp"] for v in row]
+        den = math.isqrt(sum(v * v for v in d) // ch + a["eps"])
+        for j, dj in enumerate(d):
+            z = max(-zmax, min(zmax, _div_half_away(dj * (1 << f), den)))
+            out.append(requant(g[j] * z + b[j], *params[j], zp, lo, hi))
+    return out
+
+
 EVAL = {1: ev_fc, 2: ev_conv, 3: ev_add, 4: ev_max, 5: ev_avg, 6: ev_reshape, 7: ev_concat,
-        8: ev_lut, 9: ev_argmax, 10: ev_requantize, 11: ev_tree, 12: ev_softmax}
+        8: ev_lut, 9: ev_argmax, 10: ev_requantize, 11: ev_tree, 12: ev_softmax,
+        13: ev_norm, 14: ev_norm}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,10 +9,13 @@ pub mod avg_pool;
 pub mod concat;
 pub mod conv2d;
 pub mod fully_connected;
+pub mod layer_norm;
 pub mod lut8;
 pub mod max_pool;
+pub mod norm;
 pub mod requantize;
 pub mod reshape;
+pub mod rms_norm;
 pub mod softmax;
 pub mod tree_ensemble;
 pub mod window;
@@ -23,10 +26,13 @@ pub use avg_pool::AvgPool;
 pub use concat::Concat;
 pub use conv2d::Conv2d;
 pub use fully_connected::FullyConnected;
+pub use layer_norm::LayerNorm;
 pub use lut8::Lut8;
 pub use max_pool::MaxPool;
+pub use norm::NormParams;
 pub use requantize::{Requant, Requantize};
 pub use reshape::Reshape;
+pub use rms_norm::RmsNorm;
 pub use softmax::Softmax;
 pub use tree_ensemble::TreeEnsemble;
 pub use window::Window;
@@ -190,6 +196,10 @@ pub enum Op {
     TreeEnsemble(TreeEnsemble),
     /// Code 12.
     Softmax(Softmax),
+    /// Code 13.
+    LayerNorm(LayerNorm),
+    /// Code 14.
+    RmsNorm(RmsNorm),
 }
 
 /// Calls `$body` with `$o` bound to the op struct, whatever the variant.
@@ -208,6 +218,8 @@ macro_rules! on_op {
             Op::Requantize($o) => $body,
             Op::TreeEnsemble($o) => $body,
             Op::Softmax($o) => $body,
+            Op::LayerNorm($o) => $body,
+            Op::RmsNorm($o) => $body,
         }
     };
 }
@@ -237,6 +249,8 @@ impl Op {
             Requantize::CODE => Op::Requantize(Requantize::read(r)?),
             TreeEnsemble::CODE => Op::TreeEnsemble(TreeEnsemble::read(r)?),
             Softmax::CODE => Op::Softmax(Softmax::read(r)?),
+            LayerNorm::CODE => Op::LayerNorm(LayerNorm::read(r)?),
+            RmsNorm::CODE => Op::RmsNorm(RmsNorm::read(r)?),
             other => return Err(Error::UnknownOp(other)),
         })
     }

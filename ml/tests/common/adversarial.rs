@@ -9,8 +9,8 @@
 
 use fixpoint_ml::format::{Model, ModelBuilder, NO_TENSOR, Quant};
 use fixpoint_ml::ops::{
-    Add, ArgMax, AvgPool, Concat, Conv2d, FullyConnected, Lut8, MaxPool, Op, Requant, Requantize, Reshape, Softmax,
-    TreeEnsemble, Window,
+    Add, ArgMax, AvgPool, Concat, Conv2d, FullyConnected, LayerNorm, Lut8, MaxPool, NormParams, Op, Requant,
+    Requantize, Reshape, RmsNorm, Softmax, TreeEnsemble, Window,
 };
 use fixpoint_ml::{DType, Tensor, TensorData};
 
@@ -205,6 +205,22 @@ pub fn softmax(rows: usize, n: usize, causal: bool, out: u8) -> Option<Case> {
     single("Softmax", name, b, vec![i8_input(&mut g, vec![rows, n])])
 }
 
+/// LayerNorm (`rms = false`) or RMSNorm over `[rows, c]`, small γ so the proof passes.
+pub fn norm(rms: bool, rows: usize, c: usize) -> Option<Case> {
+    let mut g = Gen::new((rows * 7 + c) as u64 + u64::from(rms));
+    let mut b = ModelBuilder::new();
+    let x = b.input(DType::I8, vec![rows, c], Quant::NONE);
+    let gamma = b.tensor(Tensor::i32(vec![c], (0..c).map(|_| (g.next() % 2001) as i32 - 1000).collect()).ok()?);
+    let beta = b.tensor(Tensor::i32(vec![c], (0..c).map(|_| (g.next() % 2001) as i32 - 1000).collect()).ok()?);
+    let params = NormParams { gamma, beta, eps: 1 + (g.next() % 100) as u32, frac_bits: 8, requant: rq(&mut b, c) };
+    let op =
+        if rms { Op::RmsNorm(RmsNorm { input_zero_point: 3, params }) } else { Op::LayerNorm(LayerNorm { params }) };
+    let y = b.op(op, &[x]);
+    b.output(y, Quant::NONE);
+    let name = if rms { "RMSNorm" } else { "LayerNorm" };
+    single(name, format!("[{rows}, {c}]"), b, vec![i8_input(&mut g, vec![rows, c])])
+}
+
 pub fn argmax(dtype: DType, rows: usize, n: usize) -> Option<Case> {
     let mut g = Gen::new((rows + n) as u64);
     let mut b = ModelBuilder::new();
@@ -327,6 +343,12 @@ pub fn cases(big: usize) -> Vec<Case> {
         softmax(big / 2, 2, false, 2),
         softmax(1, big, false, 2),
         softmax(isqrt(big), isqrt(big), true, 1),
+        // LayerNorm, RMSNorm: rows of one (a square root each), long rows.
+        norm(false, big, 1),
+        norm(true, big, 1),
+        norm(false, big / 64, 64),
+        norm(true, 1, big.min(1 << 16)),
+        norm(false, 1, big.min(1 << 16)),
         // ArgMax: rows of one, long rows, wide dtypes.
         argmax(DType::I8, big, 1),
         argmax(DType::I8, 1, big),
