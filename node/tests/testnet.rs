@@ -352,9 +352,16 @@ fn kill_9_rounds(rounds: usize) -> usize {
         let killed = Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
         assert!(killed.success());
         // SIGKILL lands when the process leaves the kernel (e.g. an fsync): wait until it is gone
-        // (or a zombie), so its database lock is released before the restart.
+        // or a zombie, so its database lock is released before the restart. (An empty cmdline is
+        // not enough: the kernel drops the memory map before it closes the files.)
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty()) {
+        let alive = |pid: u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next()))
+                .is_some_and(|state| state != 'Z' && state != 'X')
+        };
+        while alive(pid) {
             assert!(Instant::now() < deadline, "validator {victim} (pid {pid}) survived SIGKILL");
             std::thread::sleep(Duration::from_millis(20));
         }
