@@ -105,9 +105,62 @@ fn diabetes_ridge() {
     regression("diabetes_ridge");
 }
 
+/// Our integer labels against onnxruntime's on the first 20 test rows (expected.json).
+fn onnxruntime_agreement(name: &str, im: &Imported) -> usize {
+    let text = std::fs::read_to_string(fixture(name).join("expected.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let rows = v["first_rows"].as_array().unwrap();
+    let table = onnx::data::load(&fixture(name).join("test.csv"), im.input_dim, opts().target.as_ref()).unwrap();
+    let engine = fixpoint_ml::Engine::load(&im.bytes, &fixpoint_ml::Limits::default()).unwrap();
+    let mut agree = 0;
+    for r in rows {
+        let i = r["row"].as_u64().unwrap() as usize;
+        let out = engine.run(im.encoding.encode(table.row(i)).unwrap()).unwrap();
+        let label = out[0].as_i32().unwrap()[0];
+        agree += usize::from(i64::from(label) == r["label"].as_i64().unwrap());
+    }
+    println!("{name}: {agree}/{} labels equal onnxruntime's", rows.len());
+    agree
+}
+
+/// Pre-quantized graphs keep the file's quantization: accuracy and agreement as for float
+/// models, and the labels of onnxruntime's first 20 rows.
+fn prequantized(name: &str) {
+    let r = classification(name);
+    assert!(r.layers.is_empty());
+    let im = import(name);
+    assert!(im.steps.iter().any(|s| s.op_type.starts_with('Q')), "{:?}", im.steps);
+    assert!(onnxruntime_agreement(name, &im) >= 19, "{name}");
+}
+
+#[test]
+fn digits_mlp_qdq() {
+    prequantized("digits_mlp_qdq");
+}
+
+#[test]
+fn digits_mlp_qop() {
+    prequantized("digits_mlp_qop");
+}
+
+#[test]
+fn digits_cnn_qop() {
+    prequantized("digits_cnn_qop");
+}
+
+#[test]
+fn qdq_keeps_the_file_scales() {
+    // The input's QuantizeLinear (scale 16/255, zero point -128) is the model's input quantization.
+    let im = import("digits_mlp_qdq");
+    let q = im.model.inputs[0].quant;
+    assert_eq!(q.zero_point, -128);
+    let s = fixpoint_quantize::multiplier::scale_of(&q);
+    assert!((s - 0.0627451).abs() < 1e-7, "{s}");
+}
+
 #[test]
 fn import_is_deterministic() {
-    for name in ["digits_cnn", "cancer_xgb", "iris_logreg"] {
+    for name in ["digits_cnn", "cancer_xgb", "iris_logreg", "digits_mlp_qdq", "digits_cnn_qop"] {
         let (a, b) = (import(name), import(name));
         assert_eq!(a.bytes, b.bytes, "{name}");
         assert_eq!(a.id, b.id, "{name}");

@@ -36,6 +36,8 @@ pub(crate) enum Plan {
     Net(Net),
     /// A tree ensemble.
     Trees(Trees),
+    /// A pre-quantized graph, already lowered with the file's scales.
+    Quantized(super::prequant::Quantized),
 }
 
 /// The result of mapping.
@@ -51,6 +53,8 @@ pub(crate) struct Mapped {
     pub(crate) input_shape: Vec<usize>,
     /// The node-by-node mapping.
     pub(crate) steps: Vec<Step>,
+    /// Observations for the import report.
+    pub(crate) notes: Vec<String>,
 }
 
 /// Ops the walk passes through unchanged.
@@ -607,7 +611,7 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
         if !classify {
             t.classes = None;
         }
-        return Ok(Mapped { plan: Plan::Trees(t), classes, classify, input_shape, steps: w.steps });
+        return Ok(Mapped { plan: Plan::Trees(t), classes, classify, input_shape, steps: w.steps, notes: Vec::new() });
     }
     if w.layers.is_empty() {
         return Err(Error::Onnx(
@@ -619,5 +623,5 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
     }
     let net_input = w.net_input.clone().unwrap_or_else(|| input_shape.clone());
     let net = Net::from_values(net_input, w.layers, w.params, head)?;
-    Ok(Mapped { plan: Plan::Net(net), classes, classify, input_shape, steps: w.steps })
+    Ok(Mapped { plan: Plan::Net(net), classes, classify, input_shape, steps: w.steps, notes: Vec::new() })
 }

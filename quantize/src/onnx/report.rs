@@ -161,6 +161,7 @@ pub(super) fn evaluate(im: &Imported, t: &Table, mut progress: impl FnMut(usize,
     };
     let (layers, splits) = match &im.mapped.plan {
         Plan::Net(net) => (layer_errors(im, net, t)?, None),
+        Plan::Quantized(_) => (Vec::new(), None),
         Plan::Trees(tr) => {
             let Encoding::TreeFeatures { bits } = im.encoding else {
                 return Err(Error::Quantize("tree model without tree encoding".into()));
