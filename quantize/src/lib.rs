@@ -13,6 +13,7 @@ pub mod gbdt;
 pub mod lower;
 pub mod multiplier;
 pub mod net;
+pub mod pointwise;
 pub mod onnx;
 pub mod task;
 

@@ -134,6 +134,37 @@ fn prequantized(name: &str) {
 }
 
 #[test]
+fn digits_cnn_dynamo() {
+    // ReduceMean over H and W is the global average pool.
+    classification("digits_cnn_dynamo");
+}
+
+#[test]
+fn digits_cnn_ops() {
+    // Pad folded into Conv, LeakyRelu, AveragePool, HardSwish, ReduceMean, Gelu.
+    let r = classification("digits_cnn_ops");
+    let im = import("digits_cnn_ops");
+    for op in ["Pad", "LeakyRelu", "AveragePool", "HardSwish", "ReduceMean", "Gelu"] {
+        assert!(im.steps.iter().any(|s| s.op_type == op), "{op} missing: {:?}", im.steps);
+    }
+    assert!(r.layers.iter().all(|l| l.rel_rms < 0.1), "{:?}", r.layers);
+}
+
+#[test]
+fn digits_mlp_act() {
+    // SiLU (Sigmoid·Mul), Clip, Tanh, Softplus, Sigmoid: one exact table each.
+    classification("digits_mlp_act");
+    let im = import("digits_mlp_act");
+    assert_eq!(im.steps.iter().filter(|s| s.mapped.starts_with("Lut8")).count(), 5, "{:?}", im.steps);
+}
+
+#[test]
+fn cancer_scaler_rf() {
+    // The StandardScaler folded into the thresholds: splits still exact on the feature grid.
+    all_splits_exact_on_grid(&classification("cancer_scaler_rf"));
+}
+
+#[test]
 fn digits_mlp_qdq() {
     prequantized("digits_mlp_qdq");
 }
@@ -167,18 +198,72 @@ fn import_is_deterministic() {
     }
 }
 
+/// A fixture's model with `from` renamed to `to` (same length: the protobuf stays valid),
+/// written to a temporary file.
+fn renamed(name: &str, from: &[u8], to: &[u8]) -> PathBuf {
+    let mut bytes = std::fs::read(fixture(name).join("model.onnx")).unwrap();
+    let at = bytes.windows(from.len()).position(|w| w == from).expect("op name in the file");
+    bytes[at..at + from.len()].copy_from_slice(to);
+    let path = std::env::temp_dir().join(format!("fixpoint-onnx-{}-{name}.onnx", std::process::id()));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
 #[test]
 fn unmapped_ops_are_typed_errors() {
-    for (name, op) in [("digits_cnn_dynamo", "ReduceMean"), ("digits_mlp_qdq", "QuantizeLinear")] {
-        let d = fixture(name);
-        match onnx::import(&d.join("model.onnx"), &d.join("calib.csv"), &opts(), |_, _, _| {}) {
+    // ReduceProd in a float graph, Selu after a QLinear op in a pre-quantized one.
+    for (name, from, to) in
+        [("digits_cnn_dynamo", &b"ReduceMean"[..], &b"ReduceProd"[..]), ("digits_mlp_qop", b"Relu", b"Selu")]
+    {
+        let path = renamed(name, from, to);
+        let r = onnx::import(&path, &fixture(name).join("calib.csv"), &opts(), |_, _, _| {});
+        std::fs::remove_file(&path).unwrap();
+        match r {
             Err(Error::UnsupportedOp { op_type, node, hint }) => {
-                assert_eq!(op_type, op, "{name}");
+                assert_eq!(op_type.as_bytes(), to, "{name}");
                 assert!(!node.is_empty() && !hint.is_empty(), "{name}");
             }
-            other => panic!("{name}: expected UnsupportedOp {op}, got {other:?}"),
+            other => panic!("{name}: expected UnsupportedOp, got {other:?}"),
         }
     }
+}
+
+/// Truncated and mutated files return errors or models, never a panic.
+#[test]
+fn mutated_files_never_panic() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(13);
+    let dir = std::env::temp_dir().join(format!("fixpoint-onnx-mutants-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (mut ok, mut err) = (0, 0);
+    for name in ["iris_logreg", "diabetes_ridge", "digits_mlp_qdq", "digits_cnn_qop", "cancer_xgb"] {
+        let original = std::fs::read(fixture(name).join("model.onnx")).unwrap();
+        for i in 0..60 {
+            let mut bytes = original.clone();
+            match i % 3 {
+                0 => bytes.truncate(rng.random_range(0..bytes.len())),
+                1 => {
+                    for _ in 0..rng.random_range(1..8) {
+                        let at = rng.random_range(0..bytes.len());
+                        bytes[at] = rng.random();
+                    }
+                }
+                _ => {
+                    let at = rng.random_range(0..bytes.len());
+                    bytes[at] ^= 1 << rng.random_range(0..8);
+                }
+            }
+            let path = dir.join(format!("{name}-{i}.onnx"));
+            std::fs::write(&path, &bytes).unwrap();
+            match onnx::import(&path, &fixture(name).join("calib.csv"), &opts(), |_, _, _| {}) {
+                Ok(_) => ok += 1,
+                Err(_) => err += 1,
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    println!("mutants: {ok} imported, {err} rejected");
+    assert!(err > 0);
 }
 
 #[test]

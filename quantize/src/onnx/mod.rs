@@ -121,6 +121,9 @@ fn quantize_i8(x: f32, scale: f64, zero_point: i32) -> i8 {
 /// each, concatenated); beyond, one per tensor (the format allows 16 inputs).
 pub const MAX_PER_FEATURE: usize = 16;
 
+/// The largest per-row input the importer accepts (the engine's tensor cap, model-format.md §7).
+pub const MAX_INPUT_ELEMENTS: usize = 1 << 24;
+
 /// `(scale, zero point)` of each feature.
 type FeatureQuants = Vec<(f64, i32)>;
 

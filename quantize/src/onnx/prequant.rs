@@ -37,6 +37,7 @@ use tract_onnx::pb::NodeProto;
 use super::graph::{Const, Graph, attr, attr_f, attr_i, attr_ints, attr_s, elem};
 use super::map::{Mapped, Plan, Step};
 use super::pointwise;
+use crate::pointwise::{range, silu, table};
 use super::Encoding;
 use crate::error::{Error, Result};
 use crate::lower::activation_quant;
@@ -707,10 +708,10 @@ impl Walk<'_> {
         } else if let Some(q) = next_q {
             (self.qparams(&q, 1)?, Some(q))
         } else {
-            let (lo, hi) = pointwise::range(f, (s, z));
+            let (lo, hi) = range(f, (s, z));
             (activation_quant(lo, hi), None)
         };
-        let table = self.b.tensor(Tensor::i8(vec![256], pointwise::table(f, (s, z), target))?);
+        let table = self.b.tensor(Tensor::i8(vec![256], table(f, (s, z), target))?);
         let v = self.b.op(Op::Lut8(Lut8 { table }), &[v]);
         self.cur = Cur::Int { v, s: target.0, zp: target.1 };
         let msg = format!("Lut8 ({what}), output scale {:.6e}, zero point {}", target.0, target.1);
@@ -830,6 +831,9 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
     let input_shape = per_row.filter(|s| !s.is_empty()).ok_or_else(|| {
         Error::Onnx(format!("input {name:?} has shape {dims:?}; every dimension but the batch must be fixed"))
     })?;
+    if input_shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).is_none_or(|n| n == 0 || n > super::MAX_INPUT_ELEMENTS) {
+        return Err(Error::Onnx(format!("input {name:?} has shape {dims:?}: empty or over {} elements per row", super::MAX_INPUT_ELEMENTS)));
+    }
     let mut w = Walk {
         g,
         b: ModelBuilder::new(),
@@ -866,7 +870,7 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
                     }
                     && mul.input.iter().any(|i| sig.output.first() == Some(i))
                 {
-                    let (m, live) = w.lut(mul, &pointwise::silu, "SiLU: x·sigmoid(x)")?;
+                    let (m, live) = w.lut(mul, &silu, "SiLU: x·sigmoid(x)")?;
                     w.step(sig, "part of SiLU");
                     w.step(mul, m);
                     skip.push(sig.name.clone());
@@ -927,9 +931,9 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
                 w.softmax = true;
                 w.step(n, "dropped: monotone, so ArgMax of the scores is the label");
             }
-            _ => match pointwise::function(n) {
+            _ => match pointwise::function(g, n) {
                 Some(f) => {
-                    let (m, live) = w.lut(n, &*f, op)?;
+                    let (m, live) = w.lut(n, &|x| f.eval(x), f.name())?;
                     w.step(n, m);
                     cur = live;
                     continue;

@@ -95,6 +95,8 @@ fn layer_name(l: &Layer) -> String {
         }
         Layer::MaxPool { k, stride } => format!("MaxPool {k}x{k}/{stride}"),
         Layer::GlobalAvgPool => "GlobalAvgPool".into(),
+        Layer::AvgPool { k, stride } => format!("AvgPool {k}x{k}/{stride}"),
+        Layer::Pointwise(f) => format!("{} (Lut8)", f.name()),
         Layer::Flatten => "Flatten".into(),
         Layer::Dense { inp, out, relu } => format!("Dense {inp}→{out}{}", if relu { " +ReLU" } else { "" }),
     }
@@ -226,7 +228,7 @@ fn layer_errors(im: &Imported, net: &crate::net::Net, t: &Table) -> Result<Vec<L
             Layer::Dense { .. } if i + 1 == n_layers => {
                 (s, zp) = (scale_of(&logits), logits.zero_point);
             }
-            Layer::Conv { .. } | Layer::Dense { .. } => {
+            Layer::Conv { .. } | Layer::Dense { .. } | Layer::Pointwise(_) => {
                 let (lo, hi) = im.ranges.get(i).copied().unwrap_or((0.0, 0.0));
                 (s, zp) = activation_quant(lo, hi);
             }
