@@ -13,8 +13,8 @@ pub mod gbdt;
 pub mod lower;
 pub mod multiplier;
 pub mod net;
-pub mod pointwise;
 pub mod onnx;
+pub mod pointwise;
 pub mod task;
 
 pub use error::{Error, Result};

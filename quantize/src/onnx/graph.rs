@@ -312,7 +312,8 @@ pub(crate) fn reference_proto(g: &Graph) -> Result<(ModelProto, Vec<i32>)> {
     // the batch of 1 the reference runs with; tract infers them again.
     graph.value_info.clear();
     for o in &mut graph.output {
-        if let Some(tract_onnx::pb::type_proto::Value::TensorType(t)) = o.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+        if let Some(tract_onnx::pb::type_proto::Value::TensorType(t)) = o.r#type.as_mut().and_then(|t| t.value.as_mut())
+        {
             t.shape = None;
         }
     }

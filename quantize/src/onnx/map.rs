@@ -401,12 +401,22 @@ impl Walk<'_> {
         if n.op_type == "ReduceMean" {
             let mut axes = attr_ints(n, "axes");
             if axes.is_empty() {
-                axes = self.g.const_input(n, 1).and_then(Const::floats).unwrap_or_default().iter().map(|&a| a as i64).collect();
+                axes = self
+                    .g
+                    .const_input(n, 1)
+                    .and_then(Const::floats)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|&a| a as i64)
+                    .collect();
             }
             let mut axes: Vec<i64> = axes.iter().map(|&a| if a < 0 { a + 4 } else { a }).collect();
             axes.sort_unstable();
             if axes != [2, 3] {
-                return Err(unsupported(n, format!("ReduceMean over axes {axes:?}: only the spatial axes [2, 3] are mapped (as AvgPool)")));
+                return Err(unsupported(
+                    n,
+                    format!("ReduceMean over axes {axes:?}: only the spatial axes [2, 3] are mapped (as AvgPool)"),
+                ));
             }
             self.layers.push(Layer::GlobalAvgPool);
             self.shape = vec![c, 1, 1];
@@ -447,7 +457,10 @@ impl Walk<'_> {
         self.layers.push(if avg { Layer::AvgPool { k, stride } } else { Layer::MaxPool { k, stride } });
         let out = |d: usize| d.saturating_sub(k) / stride + 1;
         self.shape = vec![c, out(h), out(w)];
-        self.step(n, format!("{} {k}×{k}/{stride}", if avg { "AvgPool (same scale; ties away from zero)" } else { "MaxPool" }));
+        self.step(
+            n,
+            format!("{} {k}×{k}/{stride}", if avg { "AvgPool (same scale; ties away from zero)" } else { "MaxPool" }),
+        );
         Ok(())
     }
 
@@ -563,8 +576,15 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
     let input_shape = per_row.filter(|s| !s.is_empty()).ok_or_else(|| {
         Error::Onnx(format!("input {name:?} has shape {dims:?}; every dimension but the batch must be fixed"))
     })?;
-    if input_shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).is_none_or(|n| n == 0 || n > super::MAX_INPUT_ELEMENTS) {
-        return Err(Error::Onnx(format!("input {name:?} has shape {dims:?}: empty or over {} elements per row", super::MAX_INPUT_ELEMENTS)));
+    if input_shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .is_none_or(|n| n == 0 || n > super::MAX_INPUT_ELEMENTS)
+    {
+        return Err(Error::Onnx(format!(
+            "input {name:?} has shape {dims:?}: empty or over {} elements per row",
+            super::MAX_INPUT_ELEMENTS
+        )));
     }
     let mut w = Walk {
         g,
@@ -595,7 +615,8 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
             }
             w.pointwise(mul, Pointwise::Silu, "Lut8 (SiLU: x·sigmoid(x), with the Sigmoid)")?;
             w.step(sig, "part of SiLU");
-            cur = mul.output.first().cloned().ok_or_else(|| Error::Onnx(format!("node {:?} has no output", mul.name)))?;
+            cur =
+                mul.output.first().cloned().ok_or_else(|| Error::Onnx(format!("node {:?} has no output", mul.name)))?;
             continue;
         }
         let n = match consumers.as_slice() {

@@ -23,7 +23,10 @@ pub(crate) fn function(g: &Graph, n: &NodeProto) -> Option<Pointwise> {
         "Clip" => {
             let bound = |i: usize, name: &str, d: f32| -> Option<u32> {
                 match n.input.get(i).filter(|s| !s.is_empty()) {
-                    Some(_) => g.const_input(n, i).and_then(|c| c.floats()).and_then(|v| v.first().map(|&x| (x as f32).to_bits())),
+                    Some(_) => g
+                        .const_input(n, i)
+                        .and_then(|c| c.floats())
+                        .and_then(|v| v.first().map(|&x| (x as f32).to_bits())),
                     None => Some(attr(n, name).map_or(d, |a| a.f).to_bits()),
                 }
             };

@@ -34,18 +34,25 @@ use fixpoint_ml::ops::{
 use fixpoint_ml::{DType, Tensor, TensorData};
 use tract_onnx::pb::NodeProto;
 
+use super::Encoding;
 use super::graph::{Const, Graph, attr, attr_f, attr_i, attr_ints, attr_s, elem};
 use super::map::{Mapped, Plan, Step};
 use super::pointwise;
-use crate::pointwise::{range, silu, table};
-use super::Encoding;
 use crate::error::{Error, Result};
 use crate::lower::activation_quant;
 use crate::multiplier::{quant, requant_multiplier};
+use crate::pointwise::{range, silu, table};
 
 /// Ops whose presence makes a graph pre-quantized.
-const QUANT_OPS: [&str; 7] =
-    ["QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "QLinearConv", "QGemm", "QLinearSigmoid", "QLinearLeakyRelu"];
+const QUANT_OPS: [&str; 7] = [
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "QLinearMatMul",
+    "QLinearConv",
+    "QGemm",
+    "QLinearSigmoid",
+    "QLinearLeakyRelu",
+];
 
 /// A pre-quantized model, lowered.
 #[derive(Debug)]
@@ -475,7 +482,9 @@ impl Walk<'_> {
         };
         let mut weights = Vec::with_capacity(out * k);
         for &v in &wq {
-            weights.push(i8::try_from(v).map_err(|_| unsupported(n, "weights minus their zero point leave the i8 range"))?);
+            weights.push(
+                i8::try_from(v).map_err(|_| unsupported(n, "weights minus their zero point leave the i8 range"))?,
+            );
         }
         if let Some((ch, h, wd)) = self.flatten_chw.take() {
             let mut re = weights.clone();
@@ -522,7 +531,10 @@ impl Walk<'_> {
             pools: Vec::new(),
         }));
         self.shape = vec![out];
-        self.step(n, format!("FullyConnected {k}→{out} (i8 weights, i32 bias; requantized at the next QuantizeLinear)"));
+        self.step(
+            n,
+            format!("FullyConnected {k}→{out} (i8 weights, i32 bias; requantized at the next QuantizeLinear)"),
+        );
         Ok(())
     }
 
@@ -626,7 +638,10 @@ impl Walk<'_> {
             None => self.floats(n, ci)?,
         };
         let Cur::Acc(a) = &mut self.cur else {
-            return Err(unsupported(n, "a constant Add is mapped only right after a quantized Gemm/MatMul/Conv (folded into its bias)"));
+            return Err(unsupported(
+                n,
+                "a constant Add is mapped only right after a quantized Gemm/MatMul/Conv (folded into its bias)",
+            ));
         };
         let ch = a.bias.len();
         let v = match v.len() {
@@ -733,12 +748,22 @@ impl Walk<'_> {
             "ReduceMean" | "ReduceMax" => {
                 let mut axes = attr_ints(n, "axes");
                 if axes.is_empty() {
-                    axes = self.g.const_input(n, 1).and_then(Const::floats).unwrap_or_default().iter().map(|&a| a as i64).collect();
+                    axes = self
+                        .g
+                        .const_input(n, 1)
+                        .and_then(Const::floats)
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|&a| a as i64)
+                        .collect();
                 }
                 let mut axes: Vec<i64> = axes.iter().map(|&a| if a < 0 { a + 4 } else { a }).collect();
                 axes.sort_unstable();
                 if axes != [2, 3] {
-                    return Err(unsupported(n, format!("a mean over axes {axes:?}: only the spatial axes [2, 3] are mapped")));
+                    return Err(unsupported(
+                        n,
+                        format!("a mean over axes {axes:?}: only the spatial axes [2, 3] are mapped"),
+                    ));
                 }
                 true
             }
@@ -756,7 +781,10 @@ impl Walk<'_> {
                 return Err(unsupported(n, "ceil_mode=1 or dilations ≠ 1"));
             }
             if !max && attr_i(n, "count_include_pad", 0) != 0 && pads.iter().any(|&p| p != 0) {
-                return Err(unsupported(n, "count_include_pad=1 with padding (the integer AvgPool counts real elements)"));
+                return Err(unsupported(
+                    n,
+                    "count_include_pad=1 with padding (the integer AvgPool counts real elements)",
+                ));
             }
             Window {
                 kernel_h: to_u16(g(&ks, 0, 1), "kernel")?,
@@ -779,7 +807,13 @@ impl Walk<'_> {
             // Max commutes with the (monotone) requantization still to come.
             a.pools.push(window);
             self.shape = vec![c, oh, ow];
-            self.step(n, format!("MaxPool {}×{}/{} (after the requantization)", window.kernel_h, window.kernel_w, window.stride_h));
+            self.step(
+                n,
+                format!(
+                    "MaxPool {}×{}/{} (after the requantization)",
+                    window.kernel_h, window.kernel_w, window.stride_h
+                ),
+            );
             return Ok(());
         }
         let (v, s, z) = self.int(n)?;
@@ -796,7 +830,13 @@ impl Walk<'_> {
         }
         self.step(
             n,
-            format!("{} {}×{}/{} (same scale; ties away from zero, §5)", if max { "MaxPool" } else { "AvgPool" }, window.kernel_h, window.kernel_w, window.stride_h),
+            format!(
+                "{} {}×{}/{} (same scale; ties away from zero, §5)",
+                if max { "MaxPool" } else { "AvgPool" },
+                window.kernel_h,
+                window.kernel_w,
+                window.stride_h
+            ),
         );
         Ok(())
     }
@@ -815,7 +855,12 @@ impl Walk<'_> {
                 self.step(n, "Reshape (flatten; CHW order carried into the next layer's columns)");
             }
             [_] => self.step(n, "removed (already flat)"),
-            _ => return Err(unsupported(n, format!("reshape of shape {:?}: only flattening [C, H, W] is mapped", self.shape))),
+            _ => {
+                return Err(unsupported(
+                    n,
+                    format!("reshape of shape {:?}: only flattening [C, H, W] is mapped", self.shape),
+                ));
+            }
         }
         Ok(())
     }
@@ -831,8 +876,15 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
     let input_shape = per_row.filter(|s| !s.is_empty()).ok_or_else(|| {
         Error::Onnx(format!("input {name:?} has shape {dims:?}; every dimension but the batch must be fixed"))
     })?;
-    if input_shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).is_none_or(|n| n == 0 || n > super::MAX_INPUT_ELEMENTS) {
-        return Err(Error::Onnx(format!("input {name:?} has shape {dims:?}: empty or over {} elements per row", super::MAX_INPUT_ELEMENTS)));
+    if input_shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .is_none_or(|n| n == 0 || n > super::MAX_INPUT_ELEMENTS)
+    {
+        return Err(Error::Onnx(format!(
+            "input {name:?} has shape {dims:?}: empty or over {} elements per row",
+            super::MAX_INPUT_ELEMENTS
+        )));
     }
     let mut w = Walk {
         g,
@@ -879,10 +931,7 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
                 }
                 return Err(unsupported(
                     first,
-                    format!(
-                        "tensor {cur:?} feeds {} nodes; only a single chain is mapped",
-                        many.len()
-                    ),
+                    format!("tensor {cur:?} feeds {} nodes; only a single chain is mapped", many.len()),
                 ));
             }
         };
@@ -901,7 +950,10 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
                 if let Cur::Int { s, zp, .. } = w.cur {
                     let (s2, z2) = w.qparams(n, 1)?;
                     if (s2 - s).abs() > s * 1e-6 || z2 != zp {
-                        return Err(unsupported(n, "dequantizes with other parameters than its input was quantized with"));
+                        return Err(unsupported(
+                            n,
+                            "dequantizes with other parameters than its input was quantized with",
+                        ));
                     }
                 }
                 w.step(n, "removed (the tensor keeps its scale and zero point)");
@@ -911,7 +963,9 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
             "Conv" | "QLinearConv" => w.conv(n)?,
             "Add" | "Sub" => w.add(n)?,
             "Relu" | "Clip" => w.clamp(n)?,
-            "MaxPool" | "AveragePool" | "GlobalAveragePool" | "GlobalMaxPool" | "ReduceMean" | "ReduceMax" => w.pool(n)?,
+            "MaxPool" | "AveragePool" | "GlobalAveragePool" | "GlobalMaxPool" | "ReduceMean" | "ReduceMax" => {
+                w.pool(n)?
+            }
             "Flatten" | "Reshape" | "Squeeze" | "Unsqueeze" => w.reshape(n)?,
             "QLinearSigmoid" => {
                 let (m, _) = w.lut(n, &|x: f64| 1.0 / (1.0 + (-x).exp()), "sigmoid")?;
