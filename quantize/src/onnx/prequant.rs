@@ -116,6 +116,9 @@ enum Weights {
 enum Layer {
     Dense { k: usize, n: usize },
     Conv { window: Window, groups: u32, dims: [usize; 4] },
+    /// `y_c = 127·(x_c − Z) + bias_c` per channel: a 1×1 depthwise Conv2D (on `[1, 1, C]`
+    /// between two Reshapes when the tensor is flat), for a float bias added to an i8 tensor.
+    Channelwise { c: usize, flat: bool },
 }
 
 /// A FullyConnected/Conv2D not yet requantized.
@@ -137,6 +140,9 @@ struct Acc {
     hi: Option<f64>,
     /// MaxPools to apply after the requantization (they commute with it).
     pools: Vec<Window>,
+    /// The file dequantized the QLinear op's output: its own quantization is final (rounded
+    /// there, as onnxruntime does), only a clamp and MaxPools may still join it.
+    fixed: bool,
 }
 
 /// The live tensor.
@@ -259,6 +265,9 @@ impl Walk<'_> {
         }
         if let Some(c) = self.g.consts.get(&name) {
             if let super::graph::ConstData::Int(v) = &c.data {
+                if !n.op_type.starts_with("QLinear") && n.op_type != "QGemm" {
+                    return Err(unsupported(n, "integer weights without a DequantizeLinear"));
+                }
                 // QLinear ops take the integer weights directly; their scales follow.
                 let (s, z) = (self.floats(n, i + 1)?, self.floats(n, i + 2)?);
                 let axis = if n.op_type == "QLinearConv" { 0 } else { c.dims.len().saturating_sub(1) };
@@ -322,6 +331,7 @@ impl Walk<'_> {
         let wshape = match a.layer {
             Layer::Dense { k, n } => vec![n, k],
             Layer::Conv { dims, .. } => dims.to_vec(),
+            Layer::Channelwise { c, .. } => vec![c, 1, 1, 1],
         };
         let weights = self.b.tensor(Tensor::i8(wshape, a.weights.clone())?);
         let bias = self.b.tensor(Tensor::i32(vec![c], bias)?);
@@ -351,10 +361,19 @@ impl Walk<'_> {
             Layer::Conv { window, groups, .. } => {
                 Op::Conv2d(Conv2d { weights, bias, input_zero_point: a.input_zp, window, groups, requant })
             }
+            Layer::Channelwise { c, .. } => {
+                let groups = u32::try_from(c).map_err(|_| q_err("too many channels"))?;
+                let window = Window::new(1, 1);
+                Op::Conv2d(Conv2d { weights, bias, input_zero_point: a.input_zp, window, groups, requant })
+            }
         };
         let mut v = self.b.op(op, &[a.input]);
         for &window in &a.pools {
             v = self.b.op(Op::MaxPool(MaxPool { window }), &[v]);
+        }
+        if let Layer::Channelwise { c, flat: true } = a.layer {
+            let cu = u32::try_from(c).map_err(|_| q_err("too many channels"))?;
+            v = self.b.op(Op::Reshape(Reshape { shape: vec![cu] }), &[v]);
         }
         Ok(v)
     }
@@ -381,11 +400,22 @@ impl Walk<'_> {
                 self.cur = Cur::Int { v, s, zp: z };
                 self.step(n, format!("model input i8, scale {s:.6e}, zero point {z}"));
             }
+            Cur::Acc(a) if a.fixed => {
+                // Rounded to the QLinear op's own scale first, then to this one, as onnxruntime does.
+                let t = a.target.ok_or_else(|| q_err("a fixed accumulator without its quantization"))?;
+                let mut v = self.emit(&a, Some(t))?;
+                if (t.0 - s).abs() > s * 1e-7 || t.1 != z {
+                    v = self.requantize(v, t, (s, z), -128, 127)?;
+                }
+                self.cur = Cur::Int { v, s, zp: z };
+                self.step(n, format!("Requantize to scale {s:.6e}, zero point {z} (a second rounding, as in the file)"));
+            }
             Cur::Acc(a) => {
                 let v = self.emit(&a, Some((s, z)))?;
                 let what = match a.layer {
                     Layer::Dense { .. } => "FullyConnected",
                     Layer::Conv { .. } => "Conv2D",
+                    Layer::Channelwise { .. } => "the bias Add (1×1 depthwise Conv2D)",
                 };
                 self.cur = Cur::Int { v, s, zp: z };
                 self.step(n, format!("{what}'s requantization to scale {s:.6e}, zero point {z}"));
@@ -529,11 +559,12 @@ impl Walk<'_> {
             lo: None,
             hi: None,
             pools: Vec::new(),
+            fixed: false,
         }));
         self.shape = vec![out];
         self.step(
             n,
-            format!("FullyConnected {k}→{out} (i8 weights, i32 bias; requantized at the next QuantizeLinear)"),
+            format!("FullyConnected {k}→{out} (i8 weights, i32 bias)"),
         );
         Ok(())
     }
@@ -620,6 +651,7 @@ impl Walk<'_> {
             lo: None,
             hi: None,
             pools: Vec::new(),
+            fixed: false,
         }));
         self.step(n, format!("Conv2D {kh}×{kw}/{sh} pads {pads:?}, {c}→{oc} channels, {groups} group(s)"));
         Ok(())
@@ -637,11 +669,13 @@ impl Walk<'_> {
             Some(q) => q.real(),
             None => self.floats(n, ci)?,
         };
+        if matches!(&self.cur, Cur::Acc(a) if a.fixed || !a.pools.is_empty() || a.lo.is_some() || a.hi.is_some())
+            || matches!(self.cur, Cur::Int { .. })
+        {
+            self.channelwise(n)?;
+        }
         let Cur::Acc(a) = &mut self.cur else {
-            return Err(unsupported(
-                n,
-                "a constant Add is mapped only right after a quantized Gemm/MatMul/Conv (folded into its bias)",
-            ));
+            return Err(unsupported(n, "a constant Add on the raw input"));
         };
         let ch = a.bias.len();
         let v = match v.len() {
@@ -649,16 +683,47 @@ impl Walk<'_> {
             l if l == ch => v,
             l => return Err(unsupported(n, format!("constant of {l} values for {ch} channels"))),
         };
-        if a.lo.is_some() || a.hi.is_some() || !a.pools.is_empty() {
-            return Err(unsupported(n, "an Add after an activation or pool cannot be folded into the bias"));
-        }
         let sign = match (n.op_type.as_str(), first) {
             ("Add", _) => 1.0,
             ("Sub", false) => -1.0,
             _ => return Err(unsupported(n, "constant minus a tensor is not mapped")),
         };
         a.bias.iter_mut().zip(&v).for_each(|(b, c)| *b += sign * c);
-        self.step(n, "folded into the layer's i32 bias (before its one rounding)");
+        let what = match a.layer {
+            Layer::Channelwise { .. } => "1×1 depthwise Conv2D: 127·(q − Z) plus the bias at scale s/127, rounded once at the next QuantizeLinear",
+            _ => "folded into the layer's i32 bias",
+        };
+        self.step(n, what);
+        Ok(())
+    }
+
+    /// Starts a channelwise accumulator on the live i8 tensor (rounding a pending layer first).
+    fn channelwise(&mut self, n: &NodeProto) -> Result<()> {
+        let (v, s, z) = self.int(n)?;
+        let (c, flat) = match self.shape[..] {
+            [c] => (c, true),
+            [c, _, _] => (c, false),
+            _ => return Err(unsupported(n, format!("a bias Add on shape {:?}", self.shape))),
+        };
+        let input = if flat {
+            let cu = u32::try_from(c).map_err(|_| q_err("too many channels"))?;
+            self.b.op(Op::Reshape(Reshape { shape: vec![1, 1, cu] }), &[v])
+        } else {
+            v
+        };
+        self.cur = Cur::Acc(Box::new(Acc {
+            layer: Layer::Channelwise { c, flat },
+            input,
+            input_zp: z,
+            weights: vec![127; c],
+            s_acc: vec![s / 127.0; c],
+            bias: vec![0.0; c],
+            target: None,
+            lo: None,
+            hi: None,
+            pools: Vec::new(),
+            fixed: false,
+        }));
         Ok(())
     }
 
@@ -824,8 +889,10 @@ impl Walk<'_> {
         };
         self.cur = Cur::Int { v, s, zp: z };
         self.shape = vec![c, oh, ow];
-        let keep = attr_i(n, "keepdims", 1) != 0;
-        if !keep {
+        if global && attr_i(n, "keepdims", 1) == 0 {
+            let cu = u32::try_from(c).map_err(|_| q_err("too many channels"))?;
+            let v = self.b.op(Op::Reshape(Reshape { shape: vec![cu] }), &[v]);
+            self.cur = Cur::Int { v, s, zp: z };
             self.shape = vec![c];
         }
         self.step(
@@ -956,6 +1023,11 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
                         ));
                     }
                 }
+                if let Cur::Acc(a) = &mut w.cur
+                    && a.target.is_some()
+                {
+                    a.fixed = true;
+                }
                 w.step(n, "removed (the tensor keeps its scale and zero point)");
             }
             "Identity" | "Dropout" => w.step(n, "removed"),
@@ -1014,7 +1086,7 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
         Cur::Acc(a) => {
             let uniform = a.s_acc.iter().all(|&s| (s - a.s_acc[0]).abs() <= a.s_acc[0] * 1e-12);
             match (uniform, a.target) {
-                (true, _) if a.lo.is_none() && a.hi.is_none() && a.pools.is_empty() => {
+                (true, _) if !a.fixed && a.lo.is_none() && a.hi.is_none() && a.pools.is_empty() => {
                     let v = w.emit(&a, None)?;
                     (v, quant(a.s_acc[0], 0)?)
                 }
