@@ -326,7 +326,9 @@ fn qdq_requantization_against_onnxruntimes_formula() {
         let x = x[0].as_i8().unwrap();
         for o in 0..n {
             let acc: i64 = i64::from(bias[o])
-                + (0..k).map(|i| (i64::from(x[i]) - i64::from(fc.input_zero_point)) * i64::from(w[o * k + i])).sum::<i64>();
+                + (0..k)
+                    .map(|i| (i64::from(x[i]) - i64::from(fc.input_zero_point)) * i64::from(w[o * k + i]))
+                    .sum::<i64>();
             let ours = (i64::from(rq.zero_point) + ((acc * mult + (1 << (shift - 1))) >> shift)).clamp(-128, 127);
             let ort = ((acc as f32 * ort_scale).round_ties_even() as i64 + i64::from(rq.zero_point)).clamp(-128, 127);
             total += 1;

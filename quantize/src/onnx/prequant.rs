@@ -11,19 +11,24 @@
 //! The walk follows the graph's single chain. A live tensor is either an i8 value with the
 //! file's per-tensor `(scale, zero point)` (u8 tensors become i8 by `q − 128`, exactly), or an
 //! **accumulator**: a FullyConnected/Conv2D whose requantization is not emitted yet, because
-//! ops that commute with it (a float bias `Add`, `Relu`/`Clip`, `MaxPool`, `DequantizeLinear`)
-//! may still follow. The next `QuantizeLinear` fixes its output `(scale, zero point)`; the real
-//! factor `s_x·s_w[c] / s_y` becomes the integer multiplier and shift of docs/arithmetic.md §4
-//! (`multiplier::requant_multiplier`, relative error ≤ 2^-31). An accumulator at the output
-//! (logits) stays i32 when its scale is one per tensor.
+//! ops that join it (a float bias `Add`, `Relu`/`Clip` as the clamp, `MaxPool`, which commutes
+//! with a monotone requantization) may still follow. The next `QuantizeLinear` fixes its output
+//! `(scale, zero point)`; the real factor `s_x·s_w[c] / s_y` becomes the integer multiplier and
+//! shift of docs/arithmetic.md §4 (`multiplier::requant_multiplier`, relative error ≤ 2^-31).
+//! The file's roundings are kept: a QLinear op's output that the file dequantizes is rounded to
+//! that op's own scale, then requantized at the next `QuantizeLinear`, as onnxruntime does; a
+//! float bias `Add` on an i8 tensor is a 1×1 depthwise Conv2D (`127·(q − Z)` plus the bias at
+//! `s/127`) rounded once at the next `QuantizeLinear`. An accumulator at the output (logits)
+//! stays i32 when its scale is one per tensor. A float `Gemm` right after a global average pool
+//! takes the mean exactly (weights repeated over the positions).
 //!
-//! Where this differs from onnxruntime (reported by the import): onnxruntime requantizes with a
-//! float product rounded half to even; here the product is exact and rounds half up (§4), so
-//! results differ only where `acc·s_x·s_w/s_y` lies within 2^-31 relative of a half-integer or
-//! exactly on one. A float bias `Add`, `Relu` or `MaxPool` between a QLinear op's output and the
-//! next `QuantizeLinear` is applied before the one rounding, where onnxruntime rounds twice (to
-//! the QLinear op's output scale, then to the next one); `AveragePool`/`GlobalAveragePool` on
-//! dequantized values round the mean to the input's grid (§5), where onnxruntime keeps it float.
+//! Where this still differs from onnxruntime (reported by the import, measured in
+//! quantize/tests/onnx.rs): onnxruntime requantizes with an f32 product rounded half to even;
+//! here the product is exact and rounds half up (§4), so results differ only within the f32
+//! product's error of a half-integer or exactly on one. A bias held at `s/127` can move a value
+//! within 0.006 of an output step across a tie. Layers the file leaves float on dequantized
+//! values are integer here (weights symmetric i8, one scale; a pooled mean not followed by a
+//! float Gemm is rounded to the input's grid, §5).
 
 use std::collections::BTreeMap;
 
@@ -114,11 +119,21 @@ enum Weights {
 /// The kind of an accumulator.
 #[derive(Debug, Clone)]
 enum Layer {
-    Dense { k: usize, n: usize },
-    Conv { window: Window, groups: u32, dims: [usize; 4] },
+    Dense {
+        k: usize,
+        n: usize,
+    },
+    Conv {
+        window: Window,
+        groups: u32,
+        dims: [usize; 4],
+    },
     /// `y_c = 127·(x_c − Z) + bias_c` per channel: a 1×1 depthwise Conv2D (on `[1, 1, C]`
     /// between two Reshapes when the tensor is flat), for a float bias added to an i8 tensor.
-    Channelwise { c: usize, flat: bool },
+    Channelwise {
+        c: usize,
+        flat: bool,
+    },
 }
 
 /// A FullyConnected/Conv2D not yet requantized.
@@ -163,6 +178,11 @@ struct Walk<'g> {
     /// Per-row shape in ONNX layout (CHW for images).
     shape: Vec<usize>,
     flatten_chw: Option<(usize, usize, usize)>,
+    /// A global average pool not emitted yet: `(H, W)` of the live i8 tensor, which is still the
+    /// un-pooled `[H, W, C]`. A float Gemm right after it takes the mean exactly (its weights
+    /// repeated over the positions, the accumulator scale divided by `H·W`) instead of rounding
+    /// the mean to the input's grid as AvgPool must.
+    mean: Option<(usize, usize)>,
     dq: BTreeMap<String, QConst>,
     encoding: Option<Encoding>,
     ended: bool,
@@ -408,7 +428,10 @@ impl Walk<'_> {
                     v = self.requantize(v, t, (s, z), -128, 127)?;
                 }
                 self.cur = Cur::Int { v, s, zp: z };
-                self.step(n, format!("Requantize to scale {s:.6e}, zero point {z} (a second rounding, as in the file)"));
+                self.step(
+                    n,
+                    format!("Requantize to scale {s:.6e}, zero point {z} (a second rounding, as in the file)"),
+                );
             }
             Cur::Acc(a) => {
                 let v = self.emit(&a, Some((s, z)))?;
@@ -436,6 +459,10 @@ impl Walk<'_> {
     /// Gemm/MatMul on a dequantized input, QLinearMatMul and QGemm.
     fn dense(&mut self, n: &NodeProto) -> Result<()> {
         let op = n.op_type.as_str();
+        let early = if matches!(op, "QLinearMatMul" | "QGemm") { 3 } else { 1 };
+        if self.mean.is_some() && !matches!(self.weights(n, early)?, Weights::Float(_)) {
+            self.emit_mean()?;
+        }
         let (x, s_x, z_x) = self.int(n)?;
         let (w_idx, b_idx) = match op {
             "QLinearMatMul" => (3, None),
@@ -459,6 +486,14 @@ impl Walk<'_> {
             return Err(unsupported(n, "alpha must be positive"));
         }
         let k = self.shape.iter().product::<usize>();
+        let positions = self.mean.map_or(1, |(h, w)| h * w);
+        let (x, positions) = match (self.mean.take(), self.cur.clone()) {
+            (Some(_), Cur::Int { v, .. }) => {
+                let total = u32::try_from(k * positions).map_err(|_| q_err("tensor too large"))?;
+                (self.b.op(Op::Reshape(Reshape { shape: vec![total] }), &[v]), positions)
+            }
+            _ => (x, 1),
+        };
         if self.shape.len() != 1 && self.flatten_chw.is_none() {
             return Err(unsupported(n, format!("input of shape {:?}: flatten it first", self.shape)));
         }
@@ -529,7 +564,18 @@ impl Walk<'_> {
             }
             weights = re;
         }
-        let s_acc: Vec<f64> = s_w.iter().map(|sw| s_x * sw * alpha).collect();
+        if positions > 1 {
+            // The mean over H·W positions: every weight once per position (HWC order).
+            let mut rep = Vec::with_capacity(out * k * positions);
+            for row in weights.chunks(k.max(1)) {
+                for _ in 0..positions {
+                    rep.extend_from_slice(row);
+                }
+            }
+            weights = rep;
+        }
+        let s_acc: Vec<f64> = s_w.iter().map(|sw| s_x * sw * alpha / positions as f64).collect();
+        let k = k * positions;
         let mut bias = match b_idx {
             Some(i) if op == "QGemm" => {
                 // QGemm's C is int32 in the accumulator's scale.
@@ -562,10 +608,7 @@ impl Walk<'_> {
             fixed: false,
         }));
         self.shape = vec![out];
-        self.step(
-            n,
-            format!("FullyConnected {k}→{out} (i8 weights, i32 bias)"),
-        );
+        self.step(n, format!("FullyConnected {k}→{out} (i8 weights, i32 bias)"));
         Ok(())
     }
 
@@ -690,7 +733,9 @@ impl Walk<'_> {
         };
         a.bias.iter_mut().zip(&v).for_each(|(b, c)| *b += sign * c);
         let what = match a.layer {
-            Layer::Channelwise { .. } => "1×1 depthwise Conv2D: 127·(q − Z) plus the bias at scale s/127, rounded once at the next QuantizeLinear",
+            Layer::Channelwise { .. } => {
+                "1×1 depthwise Conv2D: 127·(q − Z) plus the bias at scale s/127, rounded once at the next QuantizeLinear"
+            }
             _ => "folded into the layer's i32 bias",
         };
         self.step(n, what);
@@ -882,6 +927,16 @@ impl Walk<'_> {
             return Ok(());
         }
         let (v, s, z) = self.int(n)?;
+        if global && !max && h * w <= 64 {
+            self.mean = Some((h, w));
+            self.shape =
+                if n.op_type != "GlobalAveragePool" && attr_i(n, "keepdims", 1) == 0 { vec![c] } else { vec![c, 1, 1] };
+            self.step(
+                n,
+                format!("mean over {h}×{w}: taken exactly by the next dense layer if it is float, else AvgPool"),
+            );
+            return Ok(());
+        }
         let v = if max {
             self.b.op(Op::MaxPool(MaxPool { window }), &[v])
         } else {
@@ -908,7 +963,26 @@ impl Walk<'_> {
         Ok(())
     }
 
+    /// Emits a pending global average pool as AvgPool (rounding the mean to the input's grid).
+    fn emit_mean(&mut self) -> Result<()> {
+        let Some((h, w)) = self.mean.take() else { return Ok(()) };
+        let Cur::Int { v, s, zp } = self.cur.clone() else { return Err(q_err("a pending mean without its tensor")) };
+        let window = Window::new(to_u16(h, "window")?, to_u16(w, "window")?);
+        let mut v = self.b.op(Op::AvgPool(AvgPool { window }), &[v]);
+        if let [c] = self.shape[..] {
+            let cu = u32::try_from(c).map_err(|_| q_err("too many channels"))?;
+            v = self.b.op(Op::Reshape(Reshape { shape: vec![cu] }), &[v]);
+        }
+        self.cur = Cur::Int { v, s, zp };
+        Ok(())
+    }
+
     fn reshape(&mut self, n: &NodeProto) -> Result<()> {
+        if let (Some(_), [c, 1, 1]) = (self.mean, &self.shape[..]) {
+            self.shape = vec![*c];
+            self.step(n, "removed (the pending mean is flat)");
+            return Ok(());
+        }
         match self.shape[..] {
             [c, h, w] => {
                 let (v, s, z) = self.int(n)?;
@@ -959,6 +1033,7 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
         cur: Cur::Input,
         shape: input_shape.clone(),
         flatten_chw: None,
+        mean: None,
         dq: BTreeMap::new(),
         encoding: None,
         ended: false,
@@ -1011,6 +1086,14 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
             }
             return Err(unsupported(n, "only label/probability post-processing may follow Softmax/LogSoftmax"));
         }
+        if w.mean.is_some()
+            && !matches!(
+                op,
+                "Gemm" | "MatMul" | "Flatten" | "Reshape" | "Squeeze" | "Unsqueeze" | "Identity" | "Dropout"
+            )
+        {
+            w.emit_mean()?;
+        }
         match op {
             "QuantizeLinear" => w.quantize_linear(n)?,
             "DequantizeLinear" => {
@@ -1028,7 +1111,15 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
                 {
                     a.fixed = true;
                 }
-                w.step(n, "removed (the tensor keeps its scale and zero point)");
+                let fixed = matches!(&w.cur, Cur::Acc(a) if a.fixed);
+                w.step(
+                    n,
+                    if fixed {
+                        "the QLinear op's output: rounded to its own scale (as onnxruntime), before the float ops that follow"
+                    } else {
+                        "removed (the tensor keeps its scale and zero point)"
+                    },
+                );
             }
             "Identity" | "Dropout" => w.step(n, "removed"),
             "Gemm" | "MatMul" | "QLinearMatMul" | "QGemm" => w.dense(n)?,
@@ -1077,6 +1168,7 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
         }
         cur = n.output.first().cloned().ok_or_else(|| Error::Onnx(format!("node {:?} has no output", n.name)))?;
     }
+    w.emit_mean()?;
     let classes_out = w.shape.iter().product::<usize>();
     let argmax_node = g.nodes.iter().find(|n| n.op_type == "ArgMax").cloned();
     let int_output = g.outputs.iter().any(|(_, t)| *t == elem::INT64);
@@ -1108,9 +1200,10 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
     let encoding = w.encoding.clone().ok_or_else(|| Error::Onnx("the graph never quantizes its input".into()))?;
     let mut notes = std::mem::take(&mut w.notes);
     notes.push(
-        "pre-quantized: the file's scales and zero points are kept; requantization uses an exact integer \
-         multiplier/shift rounding half up (onnxruntime: float product rounded half to even); input quantization \
-         rounds ties away from zero (onnxruntime: to even)"
+        "pre-quantized: the file's scales, zero points and roundings are kept; each requantization is an exact \
+         integer multiplier/shift rounding half up (onnxruntime: an f32 product rounded half to even, so only \
+         values at or within the f32 error of a tie can differ); input quantization rounds ties away from zero \
+         (onnxruntime: to even)"
             .into(),
     );
     let model = w.b.finish()?;
