@@ -14,6 +14,7 @@ pub mod lower;
 pub mod multiplier;
 pub mod net;
 pub mod onnx;
+pub mod pointwise;
 pub mod task;
 
 pub use error::{Error, Result};

@@ -12,7 +12,7 @@
 use candle_core::D;
 use fixpoint_ml::format::{Model, ModelBuilder, Quant};
 use fixpoint_ml::ops::{
-    ArgMax, AvgPool, Concat, Conv2d, FullyConnected, MaxPool, Op, Requant, Reshape, TreeEnsemble, Window,
+    ArgMax, AvgPool, Concat, Conv2d, FullyConnected, Lut8, MaxPool, Op, Requant, Reshape, TreeEnsemble, Window,
 };
 use fixpoint_ml::{DType, TensorData};
 
@@ -206,6 +206,25 @@ pub fn lower_net(net: &Net, ranges: &Ranges) -> Result<Model> {
                     let out = |d: usize| d.saturating_sub(k) / stride.max(1) + 1;
                     cur_shape = vec![out(h), out(w), c];
                 }
+            }
+            Layer::AvgPool { k, stride } => {
+                // Input and output share scale and zero point (docs/arithmetic.md §5).
+                let ku = u16::try_from(k).map_err(|_| Error::Quantize("kernel too large".into()))?;
+                let su = u16::try_from(stride).map_err(|_| Error::Quantize("stride too large".into()))?;
+                let window = Window { stride_h: su, stride_w: su, ..Window::new(ku, ku) };
+                x = b.op(Op::AvgPool(AvgPool { window }), &[x]);
+                if let [h, w, c] = cur_shape[..] {
+                    let out = |d: usize| d.saturating_sub(k) / stride.max(1) + 1;
+                    cur_shape = vec![out(h), out(w), c];
+                }
+            }
+            Layer::Pointwise(f) => {
+                // An exact table from the calibrated input grid to the calibrated output grid.
+                let (s_out, zp_out) = activation_quant(lo, hi);
+                let t = crate::pointwise::table(&|v| f.eval(v), (s_in, zp_in), (s_out, zp_out));
+                let table = b.tensor(fixpoint_ml::Tensor::i8(vec![256], t)?);
+                x = b.op(Op::Lut8(Lut8 { table }), &[x]);
+                (s_in, zp_in) = (s_out, zp_out);
             }
             Layer::GlobalAvgPool => {
                 // The mean keeps its input's scale and zero point (docs/arithmetic.md §5).

@@ -44,6 +44,15 @@ pub enum Layer {
     },
     /// Mean over all positions of each channel: `[C, H, W]` to `[C, 1, 1]`.
     GlobalAvgPool,
+    /// Square average pooling without padding.
+    AvgPool {
+        /// Window size.
+        k: usize,
+        /// Stride in both directions.
+        stride: usize,
+    },
+    /// A pointwise function (an exact Lut8 table in the integer model).
+    Pointwise(crate::pointwise::Pointwise),
     /// Flattens `[C, H, W]` to `H·W·C` values in HWC order.
     Flatten,
     /// Dense layer `y = W x + b`, optionally followed by ReLU.
@@ -196,6 +205,13 @@ impl Net {
                 }
                 Layer::MaxPool { k, stride } => x.max_pool2d_with_stride(k, stride)?,
                 Layer::GlobalAvgPool => x.mean_keepdim(3)?.mean_keepdim(2)?,
+                Layer::AvgPool { k, stride } => x.avg_pool2d_with_stride(k, stride)?,
+                Layer::Pointwise(f) => {
+                    // Calibration and reports only (no gradient): evaluated element by element.
+                    let v: Vec<f32> = x.flatten_all()?.to_vec1()?;
+                    let y: Vec<f32> = v.iter().map(|&e| f.eval(f64::from(e)) as f32).collect();
+                    Tensor::from_vec(y, x.dims(), x.device())?
+                }
                 Layer::Flatten => x.permute((0, 2, 3, 1))?.flatten_from(1)?,
                 Layer::Dense { relu, .. } => {
                     let (w, b) = p.next().ok_or_else(|| Error::Weights("missing dense parameters".into()))?;

@@ -829,8 +829,174 @@ def diabetes_regressors(out: Path, state: dict) -> None:
            native_metric=rmse(gbr))
 
 
+def _train_torch(net, xt, yt, epochs):
+    import torch
+    from torch import nn
+
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    gen = torch.Generator().manual_seed(SEED)
+    net.train()
+    for _epoch in range(epochs):
+        perm = torch.randperm(len(xt), generator=gen)
+        for i in range(0, len(xt), 64):
+            idx = perm[i : i + 64]
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(net(xt[idx]), yt[idx])
+            loss.backward()
+            opt.step()
+    net.eval()
+
+
+def _export_torch(net, example, opset: int) -> onnx.ModelProto:
+    import torch
+
+    with tempfile.TemporaryDirectory() as td:
+        path = Path(td) / "net.onnx"
+        torch.onnx.export(
+            net, (example,), str(path), dynamo=False,
+            input_names=["input"], output_names=["logits"],
+            dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
+            opset_version=opset, do_constant_folding=True,
+        )
+        onx = onnx.load_model(str(path))
+    onx.graph.node.append(helper.make_node("ArgMax", ["logits"], ["label"], name="argmax",
+                                           axis=1, keepdims=0))
+    onx.graph.output.append(helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]))
+    onx.producer_version = torch.__version__.split("+")[0]
+    return onx
+
+
+def digits_cnn_ops(out: Path, state: dict) -> None:
+    """Pad, LeakyRelu, AveragePool, HardSwish, ReduceMean, Gelu: the other CNN ops, small."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(SEED)
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    _, xtr, xte, ytr, yte, _ = state["digits"]
+    img_tr = (xtr / np.float32(16.0)).reshape(-1, 1, 8, 8).astype(np.float32)
+    img_te = (xte / np.float32(16.0)).reshape(-1, 1, 8, 8).astype(np.float32)
+
+    class OpsCNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 8, 3)
+            self.conv2 = nn.Conv2d(8, 16, 3, padding=1)
+            self.fc1 = nn.Linear(16, 32)
+            self.fc2 = nn.Linear(32, 10)
+
+        def forward(self, x):
+            x = nn.functional.pad(x, (1, 1, 1, 1))
+            x = nn.functional.avg_pool2d(nn.functional.leaky_relu(self.conv1(x), 0.1), 2)
+            x = nn.functional.hardswish(self.conv2(x)).mean(dim=(2, 3))
+            return self.fc2(nn.functional.gelu(self.fc1(x)))
+
+    net = OpsCNN()
+    _train_torch(net, torch.from_numpy(img_tr), torch.from_numpy(ytr.astype(np.int64)), CNN_EPOCHS)
+    with torch.no_grad():
+        torch_acc = float((net(torch.from_numpy(img_te)).argmax(1).numpy() == yte).mean())
+    onx = _export_torch(net, torch.from_numpy(img_te[:1]), 20)
+    # The TorchScript exporter computes F.pad's pads with a chain of constant-only nodes
+    # (ConstantOfShape, Concat, Slice, Transpose, Reshape, Cast); fold it into one int64
+    # initializer, as onnx-simplifier would, and drop the nodes no longer used.
+    pad = next(n for n in onx.graph.node if n.op_type == "Pad")
+    onx.graph.initializer.append(numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64),
+                                                         "pad.pads"))
+    pad.input[1] = "pad.pads"
+    while True:
+        used = {i for n in onx.graph.node for i in n.input} | {o.name for o in onx.graph.output}
+        dead = [n for n in onx.graph.node if not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            onx.graph.node.remove(n)
+    feats_img = [f"pixel_{r}_{c}" for r in range(8) for c in range(8)]
+    finish(out, "digits_cnn_ops", onx, task="classification", dataset="digits",
+           description="PyTorch CNN on digits as 1x8x8 images in [0, 1] using the ops the other "
+           "fixtures lack: Pad(1) (its pads folded to a constant initializer) then Conv(1->8, 3x3, no pad), LeakyRelu(0.1), AveragePool(2), "
+           "Conv(8->16, 3x3, pad 1), HardSwish, mean over H and W (ReduceMean), Gemm(16->32), "
+           "Gelu, Gemm(32->10). TorchScript exporter, opset 20 (Gelu is an op from 20). "
+           "An ArgMax node was appended for the label.",
+           feature_names=feats_img, x_calib=img_tr[:N_CALIB], x_test=img_te, y_test=yte,
+           label_output="label", scores_output="logits", scores_kind="tensor",
+           classes=list(range(10)), input_layout=[1, 8, 8],
+           preprocessing="pixels / 16 (values in [0, 1]); CSV columns are the 8x8 image row-major",
+           trained_with=f"torch {torch.__version__.split('+')[0]} (CPU, Adam, {CNN_EPOCHS} epochs), "
+           "torch.onnx.export(dynamo=False, opset 20)", native_metric=torch_acc)
+
+
+def digits_mlp_act(out: Path, state: dict) -> None:
+    """SiLU, Clip (ReLU6), Tanh, Softplus, Sigmoid between dense layers: a small torch MLP."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(SEED)
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    _, xtr, xte, ytr, yte, feats = state["digits"]
+
+    class ActMLP(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.ModuleList([nn.Linear(64, 32)] + [nn.Linear(32, 32) for _ in range(4)]
+                                    + [nn.Linear(32, 10)])
+            self.acts = [nn.functional.silu, nn.functional.relu6, torch.tanh,
+                         nn.functional.softplus, torch.sigmoid]
+
+        def forward(self, x):
+            x = x / 16.0
+            for fc, act in zip(self.fc, self.acts):
+                x = act(fc(x))
+            return self.fc[-1](x)
+
+    net = ActMLP()
+    _train_torch(net, torch.from_numpy(xtr.astype(np.float32)), torch.from_numpy(ytr.astype(np.int64)),
+                 CNN_EPOCHS)
+    with torch.no_grad():
+        torch_acc = float((net(torch.from_numpy(xte.astype(np.float32))).argmax(1).numpy() == yte).mean())
+    onx = _export_torch(net, torch.from_numpy(xte[:1].astype(np.float32)), OPSET)
+    finish(out, "digits_mlp_act", onx, task="classification", dataset="digits",
+           description="PyTorch MLP on raw digit pixels (the /16 is a Div node): Gemm(64->32), "
+           "SiLU (exported as Sigmoid and Mul), Gemm, ReLU6 (Clip 0..6), Gemm, Tanh, Gemm, "
+           "Softplus, Gemm, Sigmoid, Gemm(32->10). TorchScript exporter, opset 17. "
+           "An ArgMax node was appended for the label.",
+           feature_names=feats, x_calib=calib_rows(xtr), x_test=xte, y_test=yte,
+           label_output="label", scores_output="logits", scores_kind="tensor",
+           classes=list(range(10)),
+           trained_with=f"torch {torch.__version__.split('+')[0]} (CPU, Adam, {CNN_EPOCHS} epochs), "
+           "torch.onnx.export(dynamo=False)", native_metric=torch_acc)
+
+
+def cancer_scaler_rf(out: Path, state: dict) -> None:
+    """StandardScaler then RandomForest in one sklearn Pipeline: Scaler before the trees."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    ds = load_breast_cancer()
+    x, y = ds.data.astype(np.float32), ds.target
+    xtr, xte, ytr, yte = split(x, y)
+    clf = make_pipeline(StandardScaler(),
+                        RandomForestClassifier(n_estimators=10, max_depth=5, random_state=SEED, n_jobs=1))
+    clf.fit(xtr, ytr)
+    onx = convert_sklearn(clf, name="cancer_scaler_rf",
+                          initial_types=[("input", FloatTensorType([None, x.shape[1]]))],
+                          target_opset={"": OPSET, "ai.onnx.ml": ML_OPSET})
+    finish(out, "cancer_scaler_rf", onx, task="classification", dataset="breast_cancer",
+           description="Pipeline(StandardScaler, RandomForestClassifier(10 trees, max_depth 5)) on "
+           "breast cancer, skl2onnx: a Scaler node before the TreeEnsembleClassifier, ZipMap output.",
+           feature_names=list(ds.feature_names), x_calib=calib_rows(xtr), x_test=xte, y_test=yte,
+           label_output="output_label", scores_output="output_probability", scores_kind="zipmap",
+           classes=[int(c) for c in clf.classes_],
+           trained_with="scikit-learn StandardScaler + RandomForestClassifier, converted by skl2onnx",
+           native_metric=clf.score(xte, yte))
+
+
 FIXTURES = [digits_mlp, digits_mlp_qdq, digits_cnn, digits_cnn_qop, cancer_rf, cancer_xgb, wine_lgbm, iris_logreg,
-            diabetes_regressors]
+            diabetes_regressors, digits_cnn_ops, digits_mlp_act, cancer_scaler_rf]
 
 
 def main() -> int:

@@ -259,10 +259,15 @@ fn float_init(name: String, values: &[f32]) -> TensorProto {
 /// probabilities stay available before them), `Scaler` as `Sub` then `Mul`, and
 /// `TreeEnsembleRegressor` as the `TreeEnsembleClassifier` with the same trees and one class per
 /// target (its score output is the regression output). Each replacement computes the same floats.
+/// One does not: a `QuantizeLinear`/`DequantizeLinear` pair right after a `Softmax` is removed,
+/// because tract 0.23 runs that pattern wrongly (every probability comes out 1.0); the
+/// probabilities stay float, so only rows where two of them round to the same 8-bit value can
+/// get another label than onnxruntime's.
 /// Also returns the element type of every output.
 pub(crate) fn reference_proto(g: &Graph) -> Result<(ModelProto, Vec<i32>)> {
     let mut proto = g.proto.clone();
     let graph = proto.graph.as_mut().ok_or_else(|| onnx_err("the model has no graph"))?;
+    unquantize_softmax(&mut graph.node);
     let mut nodes = Vec::new();
     let (mut dropped, mut added) = (Vec::new(), Vec::new());
     for n in std::mem::take(&mut graph.node) {
@@ -303,6 +308,15 @@ pub(crate) fn reference_proto(g: &Graph) -> Result<(ModelProto, Vec<i32>)> {
         }
     }
     graph.node = nodes;
+    // Intermediate shapes with a symbolic batch (quantization tools write them) would contradict
+    // the batch of 1 the reference runs with; tract infers them again.
+    graph.value_info.clear();
+    for o in &mut graph.output {
+        if let Some(tract_onnx::pb::type_proto::Value::TensorType(t)) = o.r#type.as_mut().and_then(|t| t.value.as_mut())
+        {
+            t.shape = None;
+        }
+    }
     graph.output.retain(|o| !dropped.contains(&o.name));
     let mut types: Vec<i32> =
         graph.output.iter().map(|o| g.outputs.iter().find(|(n, _)| *n == o.name).map_or(0, |(_, t)| *t)).collect();
@@ -311,6 +325,30 @@ pub(crate) fn reference_proto(g: &Graph) -> Result<(ModelProto, Vec<i32>)> {
         types.push(elem::FLOAT);
     }
     Ok((proto, types))
+}
+
+/// Removes `Softmax → QuantizeLinear → DequantizeLinear`'s pair (see [`reference_proto`]).
+fn unquantize_softmax(nodes: &mut Vec<NodeProto>) {
+    let single = |nodes: &[NodeProto], name: &str, op: &str| -> Option<usize> {
+        let users: Vec<usize> = (0..nodes.len()).filter(|&i| nodes[i].input.iter().any(|x| x == name)).collect();
+        match users[..] {
+            [i] if nodes[i].op_type == op => Some(i),
+            _ => None,
+        }
+    };
+    let softmaxes: Vec<usize> =
+        (0..nodes.len()).filter(|&i| matches!(nodes[i].op_type.as_str(), "Softmax" | "LogSoftmax")).collect();
+    for s in softmaxes.into_iter().rev() {
+        let Some(out) = nodes[s].output.first().cloned() else { continue };
+        let Some(q) = single(nodes, &out, "QuantizeLinear") else { continue };
+        let Some(q_out) = nodes[q].output.first().cloned() else { continue };
+        let Some(d) = single(nodes, &q_out, "DequantizeLinear") else { continue };
+        let Some(d_out) = nodes[d].output.first().cloned() else { continue };
+        nodes[s].output = vec![d_out];
+        let (hi, lo) = (q.max(d), q.min(d));
+        nodes.remove(hi);
+        nodes.remove(lo);
+    }
 }
 
 fn regressor_as_classifier(n: &NodeProto) -> Result<NodeProto> {

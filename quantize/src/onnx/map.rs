@@ -17,6 +17,7 @@ use super::graph::{Const, ConstData, Graph, attr, attr_f, attr_floats, attr_i, a
 use super::trees::{self, Trees};
 use crate::error::{Error, Result};
 use crate::net::{Head, Layer, Net};
+use crate::pointwise::Pointwise;
 
 /// One ONNX node and what it became.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +37,8 @@ pub(crate) enum Plan {
     Net(Net),
     /// A tree ensemble.
     Trees(Trees),
+    /// A pre-quantized graph, already lowered with the file's scales.
+    Quantized(super::prequant::Quantized),
 }
 
 /// The result of mapping.
@@ -51,6 +54,8 @@ pub(crate) struct Mapped {
     pub(crate) input_shape: Vec<usize>,
     /// The node-by-node mapping.
     pub(crate) steps: Vec<Step>,
+    /// Observations for the import report.
+    pub(crate) notes: Vec<String>,
 }
 
 /// Ops the walk passes through unchanged.
@@ -58,8 +63,8 @@ const PASS: [&str; 3] = ["Identity", "Dropout", "Cast"];
 /// Post-processing that ends the walk (labels and probability maps).
 const HEADS: [&str; 3] = ["ArgMax", "ZipMap", "ArrayFeatureExtractor"];
 /// Everything the walk maps, for the hint on an unknown op.
-const SUPPORTED: &str = "Gemm, MatMul, Add/Sub/Mul/Div by constants, Relu, BatchNormalization, Conv, MaxPool, \
-GlobalAveragePool, Flatten/Reshape/Squeeze/Unsqueeze, Identity/Dropout/Cast, Softmax/LogSoftmax at the output, \
+const SUPPORTED: &str = "Gemm, MatMul, Add/Sub/Mul/Div by constants, Relu, BatchNormalization, Conv, Pad (into Conv), MaxPool, \
+AveragePool, GlobalAveragePool, ReduceMean over H and W, Clip/LeakyRelu/Sigmoid/Tanh/Softplus/Gelu/SiLU/HardSwish/HardSigmoid/Elu/Softsign (Lut8), Flatten/Reshape/Squeeze/Unsqueeze, Identity/Dropout/Cast, Softmax/LogSoftmax at the output, \
 Scaler, LinearClassifier, LinearRegressor, TreeEnsembleClassifier, TreeEnsembleRegressor, ArgMax/ZipMap/ArrayFeatureExtractor";
 
 fn unsupported(n: &NodeProto, hint: impl Into<String>) -> Error {
@@ -79,6 +84,8 @@ struct Walk<'g> {
     flatten_chw: Option<(usize, usize, usize)>,
     /// Whether the last layer already has its activation (nothing can be folded into it).
     activated: bool,
+    /// Zero padding (per side) from a `Pad` node, waiting for the convolution it folds into.
+    pad: Option<usize>,
     ended: bool,
     softmax: bool,
     steps: Vec<Step>,
@@ -280,6 +287,9 @@ impl Walk<'_> {
         let auto = attr_s(n, "auto_pad", "NOTSET");
         let stride = strides.first().copied().unwrap_or(1).max(1) as usize;
         let pad = pads.first().copied().unwrap_or(0).max(0) as usize;
+        if kh == 0 || kw == 0 {
+            return Err(unsupported(n, "an empty kernel"));
+        }
         if kh != kw || strides.iter().any(|&s| s as usize != stride) || pads.iter().any(|&p| p as usize != pad) {
             return Err(unsupported(
                 n,
@@ -308,6 +318,8 @@ impl Walk<'_> {
         if self.net_input.is_none() {
             self.net_input = Some(self.shape.clone());
         }
+        // A Pad node before the convolution: zeros are what the integer Conv2D pads with.
+        let pad = pad + self.pad.take().unwrap_or(0);
         let wv = wc.floats().ok_or_else(|| unsupported(n, "string weights"))?;
         self.layers.push(Layer::Conv { in_c: c, out_c: oc, k: kh, pad, stride, groups, relu: false });
         self.params.push((wv.iter().map(|&v| v as f32).collect(), bias.iter().map(|&v| v as f32).collect()));
@@ -343,12 +355,42 @@ impl Walk<'_> {
         }
         match self.layers.last_mut() {
             Some(Layer::Dense { relu, .. } | Layer::Conv { relu, .. }) => *relu = true,
-            _ => {
-                return Err(unsupported(n, "Relu is fused into the Conv or dense layer before it; here there is none"));
-            }
+            _ => return self.pointwise(n, Pointwise::Relu, "Lut8 (Relu: no layer before it to fuse into)"),
         }
         self.activated = true;
         self.step(n, "fused into the previous layer's requantization (clamp lo = zero point)");
+        Ok(())
+    }
+
+    /// A pointwise function: a Lut8 from the calibrated input grid to the calibrated output grid.
+    fn pointwise(&mut self, n: &NodeProto, f: Pointwise, what: &str) -> Result<()> {
+        if self.pre.is_some() {
+            return Err(unsupported(n, "a pointwise function on preprocessed inputs before any layer"));
+        }
+        self.layers.push(Layer::Pointwise(f));
+        self.activated = true;
+        self.step(n, what.to_string());
+        Ok(())
+    }
+
+    /// A `Pad` (constant zeros, equal on every spatial side) kept for the next convolution.
+    fn pad(&mut self, n: &NodeProto) -> Result<()> {
+        let pads: Vec<i64> = match self.g.const_input(n, 1) {
+            Some(c) => c.floats().unwrap_or_default().iter().map(|&v| v as i64).collect(),
+            None => attr_ints(n, "pads"),
+        };
+        let value = self.g.const_input(n, 2).and_then(Const::floats).and_then(|v| v.first().copied()).unwrap_or(0.0);
+        let mode = attr_s(n, "mode", "constant");
+        let hint = "Pad is folded into the next Conv: constant mode, value 0, the same pad on every side of H and W, none on N and C";
+        let [0, 0, t, l, 0, 0, b, r] = pads[..] else { return Err(unsupported(n, hint)) };
+        if mode != "constant" || value != 0.0 || t != l || t != b || t != r || t < 0 || self.pad.is_some() {
+            return Err(unsupported(n, hint));
+        }
+        if n.input.get(3).is_some_and(|s| !s.is_empty()) {
+            return Err(unsupported(n, "Pad with an axes input"));
+        }
+        self.pad = Some(t as usize);
+        self.step(n, format!("folded into the next Conv2D's padding ({t} per side)"));
         Ok(())
     }
 
@@ -356,6 +398,37 @@ impl Walk<'_> {
         let [c, h, w] = self.shape[..] else {
             return Err(unsupported(n, format!("input shape {:?} is not [C, H, W]", self.shape)));
         };
+        if n.op_type == "ReduceMean" {
+            let mut axes = attr_ints(n, "axes");
+            if axes.is_empty() {
+                axes = self
+                    .g
+                    .const_input(n, 1)
+                    .and_then(Const::floats)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|&a| a as i64)
+                    .collect();
+            }
+            let mut axes: Vec<i64> = axes.iter().map(|&a| if a < 0 { a + 4 } else { a }).collect();
+            axes.sort_unstable();
+            if axes != [2, 3] {
+                return Err(unsupported(
+                    n,
+                    format!("ReduceMean over axes {axes:?}: only the spatial axes [2, 3] are mapped (as AvgPool)"),
+                ));
+            }
+            self.layers.push(Layer::GlobalAvgPool);
+            self.shape = vec![c, 1, 1];
+            if attr_i(n, "keepdims", 1) == 0 {
+                self.layers.push(Layer::Flatten);
+                self.shape = vec![c];
+                self.step(n, format!("AvgPool {h}×{w} (mean over H, W), then Reshape to [{c}]"));
+            } else {
+                self.step(n, format!("AvgPool {h}×{w} (mean over H, W)"));
+            }
+            return Ok(());
+        }
         if n.op_type == "GlobalAveragePool" {
             self.layers.push(Layer::GlobalAvgPool);
             self.shape = vec![c, 1, 1];
@@ -374,13 +447,20 @@ impl Walk<'_> {
         {
             return Err(unsupported(
                 n,
-                "MaxPool is mapped for square kernels, equal strides, no padding, floor mode, dilation 1 (extend net::Layer::MaxPool for more)",
+                "pools are mapped for square kernels, equal strides, no padding, floor mode, dilation 1 (extend net::Layer::MaxPool/AvgPool for more)",
             ));
         }
-        self.layers.push(Layer::MaxPool { k, stride });
+        if k == 0 {
+            return Err(unsupported(n, "an empty kernel"));
+        }
+        let avg = n.op_type == "AveragePool";
+        self.layers.push(if avg { Layer::AvgPool { k, stride } } else { Layer::MaxPool { k, stride } });
         let out = |d: usize| d.saturating_sub(k) / stride + 1;
         self.shape = vec![c, out(h), out(w)];
-        self.step(n, format!("MaxPool {k}×{k}/{stride}"));
+        self.step(
+            n,
+            format!("{} {k}×{k}/{stride}", if avg { "AvgPool (same scale; ties away from zero)" } else { "MaxPool" }),
+        );
         Ok(())
     }
 
@@ -451,6 +531,41 @@ impl Walk<'_> {
     }
 }
 
+/// Rewrites every split on `x' = a∘x + s` as a split on the raw feature `x`:
+/// `a·x + s ≤ t ⇔ x ≤ (t − s)/a` for `a > 0`; for `a < 0` the test flips (`x ≥ c ⇔ ¬(x < c)`),
+/// so the split becomes the strict one with its children swapped (and `<` becomes `¬(x ≤ c)`).
+fn fold_affine_into_splits(e: &mut crate::ensemble::Ensemble, a: &[f64], s: &[f64]) -> std::result::Result<(), String> {
+    use crate::ensemble::Split;
+    for node in e.trees.iter_mut().flatten().filter(|n| n.feature >= 0) {
+        let f = node.feature as usize;
+        let (Some(&af), Some(&sf)) = (a.get(f), s.get(f)) else {
+            return Err(format!("a split on feature {f} outside the scaler's {} features", a.len()));
+        };
+        if af == 0.0 || !af.is_finite() {
+            return Err(format!("the scaler's factor for feature {f} is {af}"));
+        }
+        node.threshold = (node.threshold - sf) / af;
+        if af < 0.0 {
+            node.split = match node.split {
+                Split::Leq => Split::Lt,
+                Split::Lt => Split::Leq,
+            };
+            std::mem::swap(&mut node.left, &mut node.right);
+        }
+    }
+    Ok(())
+}
+
+/// `(Sigmoid, Mul)` when the two consumers of a tensor compute `x·sigmoid(x)`.
+pub(crate) fn silu_pair<'a>(a: &'a NodeProto, b: &'a NodeProto) -> Option<(&'a NodeProto, &'a NodeProto)> {
+    let (sig, mul) = match (a.op_type.as_str(), b.op_type.as_str()) {
+        ("Sigmoid", "Mul") => (a, b),
+        ("Mul", "Sigmoid") => (b, a),
+        _ => return None,
+    };
+    sig.output.first().filter(|o| mul.input.contains(o)).map(|_| (sig, mul))
+}
+
 /// Maps `g`; `classify` overrides the detection of classification vs regression.
 pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
     let (name, et, dims) = &g.input;
@@ -461,6 +576,16 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
     let input_shape = per_row.filter(|s| !s.is_empty()).ok_or_else(|| {
         Error::Onnx(format!("input {name:?} has shape {dims:?}; every dimension but the batch must be fixed"))
     })?;
+    if input_shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .is_none_or(|n| n == 0 || n > super::MAX_INPUT_ELEMENTS)
+    {
+        return Err(Error::Onnx(format!(
+            "input {name:?} has shape {dims:?}: empty or over {} elements per row",
+            super::MAX_INPUT_ELEMENTS
+        )));
+    }
     let mut w = Walk {
         g,
         shape: input_shape.clone(),
@@ -470,6 +595,7 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
         pre: None,
         flatten_chw: None,
         activated: false,
+        pad: None,
         ended: false,
         softmax: false,
         steps: Vec::new(),
@@ -481,6 +607,18 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
     loop {
         let consumers: Vec<&NodeProto> =
             g.consumers(&cur).into_iter().filter(|n| !HEADS.contains(&n.op_type.as_str())).collect();
+        if let [a, b] = consumers.as_slice()
+            && let Some((sig, mul)) = silu_pair(a, b)
+        {
+            if w.ended {
+                return Err(unsupported(mul, "only label/probability post-processing may follow Softmax/LogSoftmax"));
+            }
+            w.pointwise(mul, Pointwise::Silu, "Lut8 (SiLU: x·sigmoid(x), with the Sigmoid)")?;
+            w.step(sig, "part of SiLU");
+            cur =
+                mul.output.first().cloned().ok_or_else(|| Error::Onnx(format!("node {:?} has no output", mul.name)))?;
+            continue;
+        }
         let n = match consumers.as_slice() {
             [] => break,
             [n] => *n,
@@ -524,7 +662,8 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
             "Relu" => w.relu(n)?,
             "BatchNormalization" => w.batch_norm(n)?,
             "Conv" => w.conv(n)?,
-            "MaxPool" | "GlobalAveragePool" => w.pool(n)?,
+            "MaxPool" | "GlobalAveragePool" | "AveragePool" | "ReduceMean" => w.pool(n)?,
+            "Pad" => w.pad(n)?,
             "Softmax" | "LogSoftmax" => {
                 if !matches!(w.layers.last(), Some(Layer::Dense { .. })) || w.activated {
                     return Err(unsupported(
@@ -568,20 +707,33 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
                 break;
             }
             "TreeEnsembleClassifier" | "TreeEnsembleRegressor" => {
-                if !w.layers.is_empty() || w.pre.is_some() || w.shape.len() != 1 {
+                if !w.layers.is_empty() || w.shape.len() != 1 {
                     return Err(unsupported(
                         n,
-                        "tree ensembles are mapped only directly on the raw feature vector (no preprocessing before them)",
+                        "tree ensembles are mapped only on the feature vector (optionally after a Scaler or constant Sub/Mul/Div/Add)",
                     ));
                 }
-                let t = trees::read(n, w.features())?;
-                w.step(n, format!("TreeEnsemble ({} trees, {} outputs)", t.ensemble.trees.len(), t.ensemble.outputs));
+                let mut t = trees::read(n, w.features())?;
+                let folded = match w.pre.take() {
+                    Some((a, s)) => {
+                        fold_affine_into_splits(&mut t.ensemble, &a, &s).map_err(|h| unsupported(n, h))?;
+                        ", the scaler folded into its thresholds"
+                    }
+                    None => "",
+                };
+                w.step(
+                    n,
+                    format!("TreeEnsemble ({} trees, {} outputs{folded})", t.ensemble.trees.len(), t.ensemble.outputs),
+                );
                 ml_classes = t.classes.clone();
                 ml_kind = Some(op == "TreeEnsembleClassifier");
                 trees_plan = Some(t);
                 break;
             }
-            _ => return Err(unsupported(n, format!("no mapping for this op; mapped ops are: {SUPPORTED}"))),
+            _ => match super::pointwise::function(g, n) {
+                Some(f) => w.pointwise(n, f, &format!("Lut8 ({}: exact table, calibrated output scale)", f.name()))?,
+                None => return Err(unsupported(n, format!("no mapping for this op; mapped ops are: {SUPPORTED}"))),
+            },
         }
         cur = n.output.first().cloned().ok_or_else(|| Error::Onnx(format!("node {:?} has no output", n.name)))?;
     }
@@ -607,7 +759,7 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
         if !classify {
             t.classes = None;
         }
-        return Ok(Mapped { plan: Plan::Trees(t), classes, classify, input_shape, steps: w.steps });
+        return Ok(Mapped { plan: Plan::Trees(t), classes, classify, input_shape, steps: w.steps, notes: Vec::new() });
     }
     if w.layers.is_empty() {
         return Err(Error::Onnx(
@@ -619,5 +771,5 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
     }
     let net_input = w.net_input.clone().unwrap_or_else(|| input_shape.clone());
     let net = Net::from_values(net_input, w.layers, w.params, head)?;
-    Ok(Mapped { plan: Plan::Net(net), classes, classify, input_shape, steps: w.steps })
+    Ok(Mapped { plan: Plan::Net(net), classes, classify, input_shape, steps: w.steps, notes: Vec::new() })
 }

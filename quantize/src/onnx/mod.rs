@@ -18,6 +18,8 @@
 pub mod data;
 pub(crate) mod graph;
 pub mod map;
+pub(crate) mod pointwise;
+pub(crate) mod prequant;
 pub(crate) mod reference;
 pub mod report;
 pub(crate) mod trees;
@@ -119,6 +121,9 @@ fn quantize_i8(x: f32, scale: f64, zero_point: i32) -> i8 {
 /// each, concatenated); beyond, one per tensor (the format allows 16 inputs).
 pub const MAX_PER_FEATURE: usize = 16;
 
+/// The largest per-row input the importer accepts (the engine's tensor cap, model-format.md §7).
+pub const MAX_INPUT_ELEMENTS: usize = 1 << 24;
+
 /// `(scale, zero point)` of each feature.
 type FeatureQuants = Vec<(f64, i32)>;
 
@@ -202,11 +207,20 @@ pub fn import(
     mut progress: impl FnMut(&str, usize, usize),
 ) -> Result<Imported> {
     let graph = Graph::load(onnx)?;
-    let mut mapped = map::map(&graph, opts.classify)?;
+    let mut mapped = if prequant::is_prequantized(&graph) {
+        prequant::map(&graph, opts.classify)?
+    } else {
+        map::map(&graph, opts.classify)?
+    };
     let dim: usize = mapped.input_shape.iter().product();
     let calib = data::load(calibration, dim, opts.target.as_ref())?;
-    let mut notes = Vec::new();
+    let mut notes = std::mem::take(&mut mapped.notes);
     let (model, encoding, ranges) = match &mut mapped.plan {
+        Plan::Quantized(q) => {
+            // The file's own quantization: calibration rows are only checked for their shape.
+            progress("lowering", 1, 1);
+            (q.model.clone(), q.encoding.clone(), Vec::new())
+        }
         Plan::Net(net) => {
             let (lo, hi) = calib.range();
             let integral = calib.features.iter().all(|&v| v.fract() == 0.0 && (-128.0..=127.0).contains(&v));

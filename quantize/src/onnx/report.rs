@@ -95,6 +95,8 @@ fn layer_name(l: &Layer) -> String {
         }
         Layer::MaxPool { k, stride } => format!("MaxPool {k}x{k}/{stride}"),
         Layer::GlobalAvgPool => "GlobalAvgPool".into(),
+        Layer::AvgPool { k, stride } => format!("AvgPool {k}x{k}/{stride}"),
+        Layer::Pointwise(f) => format!("{} (Lut8)", f.name()),
         Layer::Flatten => "Flatten".into(),
         Layer::Dense { inp, out, relu } => format!("Dense {inp}→{out}{}", if relu { " +ReLU" } else { "" }),
     }
@@ -161,6 +163,7 @@ pub(super) fn evaluate(im: &Imported, t: &Table, mut progress: impl FnMut(usize,
     };
     let (layers, splits) = match &im.mapped.plan {
         Plan::Net(net) => (layer_errors(im, net, t)?, None),
+        Plan::Quantized(_) => (Vec::new(), None),
         Plan::Trees(tr) => {
             let Encoding::TreeFeatures { bits } = im.encoding else {
                 return Err(Error::Quantize("tree model without tree encoding".into()));
@@ -225,7 +228,7 @@ fn layer_errors(im: &Imported, net: &crate::net::Net, t: &Table) -> Result<Vec<L
             Layer::Dense { .. } if i + 1 == n_layers => {
                 (s, zp) = (scale_of(&logits), logits.zero_point);
             }
-            Layer::Conv { .. } | Layer::Dense { .. } => {
+            Layer::Conv { .. } | Layer::Dense { .. } | Layer::Pointwise(_) => {
                 let (lo, hi) = im.ranges.get(i).copied().unwrap_or((0.0, 0.0));
                 (s, zp) = activation_quant(lo, hi);
             }
