@@ -768,15 +768,20 @@ fn print_outputs(view: &ModelView, meta: Option<&Meta>, outs: &[Vec<i64>]) {
     }
 }
 
-async fn call_csv(id: B256, row: &str, meta: Option<&Path>, url: &str) -> Result<()> {
-    let client = Client::new(url)?;
-    let io = model_io(&client, id).await?;
+/// A registered model's inputs, outputs and record, read from the chain.
+async fn chain_view(client: &Client, id: B256) -> Result<ModelView> {
+    let io = model_io(client, id).await?;
     let raw = client
         .call(REGISTRY_ADDRESS, &R::modelInfoCall { modelId: id }.abi_encode())
         .await
         .map_err(not_registered(id))?;
     let info = R::modelInfoCall::abi_decode_returns(&raw)?;
-    let view = ModelView::from_chain(id, &info, &io);
+    Ok(ModelView::from_chain(id, &info, &io))
+}
+
+async fn call_csv(id: B256, row: &str, meta: Option<&Path>, url: &str) -> Result<()> {
+    let client = Client::new(url)?;
+    let view = chain_view(&client, id).await?;
     let meta = meta.map(|p| Meta::load(p, id)).transpose()?;
     let (ints, packed) = quantize_decimal(&view, row, meta.as_ref().and_then(|m| m.chw))?;
     let ints: Vec<String> = ints.iter().map(i64::to_string).collect();
@@ -831,13 +836,7 @@ async fn solidity(model: &str, name: Option<&str>, meta: Option<&Path>, out: Opt
     let (view, meta) = match model.parse::<B256>() {
         Ok(id) if !path.exists() => {
             let client = Client::new(url)?;
-            let io = model_io(&client, id).await?;
-            let raw = client
-                .call(REGISTRY_ADDRESS, &R::modelInfoCall { modelId: id }.abi_encode())
-                .await
-                .map_err(not_registered(id))?;
-            let info = R::modelInfoCall::abi_decode_returns(&raw)?;
-            (ModelView::from_chain(id, &info, &io), meta.map(|p| Meta::load(p, id)).transpose()?)
+            (chain_view(&client, id).await?, meta.map(|p| Meta::load(p, id)).transpose()?)
         }
         _ => {
             if !path.exists() {
