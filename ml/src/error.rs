@@ -116,6 +116,15 @@ pub enum Error {
         /// Bytes given.
         got: usize,
     },
+    /// A Gather index outside its table (the input decides it, so the run fails; never the
+    /// verifier).
+    #[error("Gather: index {index} is outside the table's {rows} rows")]
+    IndexOutOfRange {
+        /// The index given.
+        index: i64,
+        /// Rows in the table.
+        rows: usize,
+    },
     /// An internal invariant failed; a bug, reported instead of panicking.
     #[error("internal error: {0}")]
     Internal(&'static str),

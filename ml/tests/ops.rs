@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use fixpoint_ml::format::{ModelBuilder, NO_TENSOR};
 use fixpoint_ml::ops::*;
-use fixpoint_ml::{DType, Tensor, TensorData};
+use fixpoint_ml::{DType, Engine, Limits, Tensor, TensorData};
 
 fn i8t(shape: Vec<usize>, v: &[i8]) -> Tensor {
     Tensor::i8(shape, v.to_vec()).unwrap()
@@ -174,5 +174,23 @@ fn random_conv_all_paths_agree() {
         let n = shape.iter().product();
         let x = Tensor::new(shape, TensorData::I8(random_i8(&mut r, n))).unwrap();
         run_all_paths(&model, vec![x]);
+    }
+}
+
+#[test]
+fn gather_picks_rows_and_an_index_outside_the_table_fails_the_run() {
+    let mut b = ModelBuilder::new();
+    let x = b.input(DType::I32, vec![2, 2], q());
+    let t = b.tensor(i8t(vec![3, 2], &[1, 2, 3, 4, 5, 6]));
+    let y = b.op(Op::Gather(Gather { table: t }), &[x]);
+    b.output(y, q());
+    let model = b.finish().unwrap();
+    let ids = |v: Vec<i32>| Tensor::i32(vec![2, 2], v).unwrap();
+    let out = run_all_paths(&model, vec![ids(vec![2, 0, 0, 1])]);
+    assert_eq!(out[0], i8t(vec![2, 2, 2], &[5, 6, 1, 2, 1, 2, 3, 4]));
+    let engine = Engine::load(&model.to_bytes(), &Limits::default()).unwrap();
+    for bad in [3, -1, i32::MAX, i32::MIN] {
+        let err = engine.run(vec![ids(vec![0, bad, 1, 2])]).unwrap_err();
+        assert_eq!(err, fixpoint_ml::Error::IndexOutOfRange { index: i64::from(bad), rows: 3 });
     }
 }

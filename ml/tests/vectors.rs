@@ -99,6 +99,15 @@ fn tree_input(r: &mut ChaCha8Rng, m: &Model) -> Vec<u8> {
     (0..io::input_len(m) / 4).flat_map(|_| r.random_range(-2000i32..2000).to_le_bytes()).collect()
 }
 
+/// Valid Gather indices: any byte for u8 ids, i32 below the table's rows.
+fn gather_input(r: &mut ChaCha8Rng, m: &Model) -> Vec<u8> {
+    if m.inputs[0].dtype == DType::U8 {
+        return random_input(r, m);
+    }
+    let rows = m.tensors.iter().find(|t| t.dtype() == DType::I8).map_or(1, |t| t.shape()[0]) as i32;
+    (0..io::input_len(m) / 4).flat_map(|_| r.random_range(0..rows).to_le_bytes()).collect()
+}
+
 /// The op vector families: (file stem, models).
 fn families() -> Vec<(&'static str, Vec<Model>)> {
     let mut r = rng(2026);
@@ -218,6 +227,17 @@ fn families() -> Vec<(&'static str, Vec<Model>)> {
         }
         fams.push((name, models));
     }
+    // Gather: u8 token ids into a 256-row table, i32 positions into a small one.
+    let mut gathers = Vec::new();
+    for (dtype, shape, rows, d) in
+        [(DType::U8, vec![5], 256, 3), (DType::I32, vec![2, 3], 7, 4), (DType::I32, vec![4], 1, 2)]
+    {
+        let ins = [(dtype, shape)];
+        let mut b = with_inputs(&ins);
+        let table = b.tensor(Tensor::i8(vec![rows, d], (0..rows * d).map(|_| r.random()).collect()).unwrap());
+        gathers.push(single_op(Op::Gather(Gather { table }), &ins, b));
+    }
+    fams.push(("gather", gathers));
     fams
 }
 
@@ -235,7 +255,11 @@ fn op_vector_files() -> Vec<(String, String)> {
             let bytes = m.to_bytes();
             let e = Engine::load_with_path(&bytes, &Limits::default(), Path::Reference).unwrap();
             for j in 0..3 {
-                let input = if name == "tree_ensemble" { tree_input(&mut r, m) } else { random_input(&mut r, m) };
+                let input = match name {
+                    "tree_ensemble" => tree_input(&mut r, m),
+                    "gather" => gather_input(&mut r, m),
+                    _ => random_input(&mut r, m),
+                };
                 let output = e.run_packed(&input).unwrap();
                 cases.push(json!({
                     "name": format!("{name}-{i}-{j}"),

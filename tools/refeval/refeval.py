@@ -150,9 +150,9 @@ DTYPES = {I8: ("i8", 1, "b"), U8: ("u8", 1, "B"), I16: ("i16", 2, "h"), I32: ("i
 NONE = 0xFFFFFFFF
 OPS = {1: "FullyConnected", 2: "Conv2D", 3: "Add", 4: "MaxPool", 5: "AvgPool", 6: "Reshape",
        7: "Concat", 8: "Lut8", 9: "ArgMax", 10: "Requantize", 11: "TreeEnsemble", 12: "Softmax",
-       13: "LayerNorm", 14: "RMSNorm"}
+       13: "LayerNorm", 14: "RMSNorm", 15: "Gather"}
 ARITY = {1: (1, 1), 2: (1, 1), 3: (2, 2), 4: (1, 1), 5: (1, 1), 6: (1, 1), 7: (2, 16), 8: (1, 1),
-         9: (1, 1), 10: (1, 1), 11: (1, 1), 12: (1, 1), 13: (1, 1), 14: (1, 1)}
+         9: (1, 1), 10: (1, 1), 11: (1, 1), 12: (1, 1), 13: (1, 1), 14: (1, 1), 15: (1, 1)}
 # Default caps (§7).
 MAX_MODEL_BYTES = 32 << 20
 MAX_OPS = 1024
@@ -383,6 +383,8 @@ def parse_attrs(r, op):
         _tensor_ref(r, op, "table")
         op.attrs["causal"] = r.u8()
         op.attrs["out"] = r.u8()
+    elif c == 15:
+        _tensor_ref(r, op, "table")
     elif c in (13, 14):
         if c == 14:
             op.attrs["in_zp"] = r.i32()
@@ -582,6 +584,13 @@ def verify(m):
                 raise Reject(f"{name}: overflow: gamma*z + beta does not fit i32")
             _check_requant(m, op, ch)
             out = (I8, shape)
+        elif c == 15:
+            if dt not in (U8, I32):
+                raise Reject(f"{name}: indices must be u8 or i32")
+            t = m.tensors[a["table"]]
+            if t.dtype != I8 or len(t.shape) != 2 or min(t.shape) < 1:
+                raise Reject(f"{name}: table must be i8 [V, D] with V, D >= 1")
+            out = (I8, shape + [t.shape[1]])
         if numel(out[1]) > MAX_ELEMENTS:
             raise Reject(f"{name}: LimitExceeded: tensor elements")
         vals.append(out)
@@ -891,9 +900,21 @@ def ev_norm(m, op, ins, shapes, out_shape):
     return out
 
 
+def ev_gather(m, op, ins, shapes, out_shape):
+    """arithmetic.md §13."""
+    t = m.tensors[op.attrs["table"]]
+    v, d = t.shape
+    out = []
+    for i in ins[0]:
+        if not 0 <= i < v:
+            raise Reject(f"Gather: index {i} outside [0, {v})")
+        out += t.data[i * d:(i + 1) * d]
+    return out
+
+
 EVAL = {1: ev_fc, 2: ev_conv, 3: ev_add, 4: ev_max, 5: ev_avg, 6: ev_reshape, 7: ev_concat,
         8: ev_lut, 9: ev_argmax, 10: ev_requantize, 11: ev_tree, 12: ev_softmax,
-        13: ev_norm, 14: ev_norm}
+        13: ev_norm, 14: ev_norm, 15: ev_gather}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ pub mod avg_pool;
 pub mod concat;
 pub mod conv2d;
 pub mod fully_connected;
+pub mod gather;
 pub mod layer_norm;
 pub mod lut8;
 pub mod max_pool;
@@ -26,6 +27,7 @@ pub use avg_pool::AvgPool;
 pub use concat::Concat;
 pub use conv2d::Conv2d;
 pub use fully_connected::FullyConnected;
+pub use gather::Gather;
 pub use layer_norm::LayerNorm;
 pub use lut8::Lut8;
 pub use max_pool::MaxPool;
@@ -200,6 +202,8 @@ pub enum Op {
     LayerNorm(LayerNorm),
     /// Code 14.
     RmsNorm(RmsNorm),
+    /// Code 15.
+    Gather(Gather),
 }
 
 /// Calls `$body` with `$o` bound to the op struct, whatever the variant.
@@ -220,6 +224,7 @@ macro_rules! on_op {
             Op::Softmax($o) => $body,
             Op::LayerNorm($o) => $body,
             Op::RmsNorm($o) => $body,
+            Op::Gather($o) => $body,
         }
     };
 }
@@ -251,6 +256,7 @@ impl Op {
             Softmax::CODE => Op::Softmax(Softmax::read(r)?),
             LayerNorm::CODE => Op::LayerNorm(LayerNorm::read(r)?),
             RmsNorm::CODE => Op::RmsNorm(RmsNorm::read(r)?),
+            Gather::CODE => Op::Gather(Gather::read(r)?),
             other => return Err(Error::UnknownOp(other)),
         })
     }

@@ -9,7 +9,7 @@
 
 use fixpoint_ml::format::{Model, ModelBuilder, NO_TENSOR, Quant};
 use fixpoint_ml::ops::{
-    Add, ArgMax, AvgPool, Concat, Conv2d, FullyConnected, LayerNorm, Lut8, MaxPool, NormParams, Op, Requant,
+    Add, ArgMax, AvgPool, Concat, Conv2d, FullyConnected, Gather, LayerNorm, Lut8, MaxPool, NormParams, Op, Requant,
     Requantize, Reshape, RmsNorm, Softmax, TreeEnsemble, Window,
 };
 use fixpoint_ml::{DType, Tensor, TensorData};
@@ -221,6 +221,18 @@ pub fn norm(rms: bool, rows: usize, c: usize) -> Option<Case> {
     single(name, format!("[{rows}, {c}]"), b, vec![i8_input(&mut g, vec![rows, c])])
 }
 
+/// Gather of `n` i32 indices into a `[v, d]` table.
+pub fn gather(n: usize, v: usize, d: usize) -> Option<Case> {
+    let mut g = Gen::new((n * 3 + v + d) as u64);
+    let mut b = ModelBuilder::new();
+    let x = b.input(DType::I32, vec![n], Quant::NONE);
+    let table = b.tensor(Tensor::i8(vec![v, d], g.i8s(v * d)).ok()?);
+    let y = b.op(Op::Gather(Gather { table }), &[x]);
+    b.output(y, Quant::NONE);
+    let idx = Tensor::i32(vec![n], (0..n).map(|_| g.below(v as u64) as i32).collect()).ok()?;
+    single("Gather", format!("{n} indices into [{v}, {d}]"), b, vec![idx])
+}
+
 pub fn argmax(dtype: DType, rows: usize, n: usize) -> Option<Case> {
     let mut g = Gen::new((rows + n) as u64);
     let mut b = ModelBuilder::new();
@@ -349,6 +361,10 @@ pub fn cases(big: usize) -> Vec<Case> {
         norm(false, big / 64, 64),
         norm(true, 1, big.min(1 << 16)),
         norm(false, 1, big.min(1 << 16)),
+        // Gather: one-byte rows (per-index overhead), random rows of a big table, long rows.
+        gather(big / 4, 256, 1),
+        gather(big / 64, big / 64, 16),
+        gather(4, 16, big / 16),
         // ArgMax: rows of one, long rows, wide dtypes.
         argmax(DType::I8, big, 1),
         argmax(DType::I8, 1, big),
