@@ -194,3 +194,56 @@ fn gather_picks_rows_and_an_index_outside_the_table_fails_the_run() {
         assert_eq!(err, fixpoint_ml::Error::IndexOutOfRange { index: i64::from(bad), rows: 3 });
     }
 }
+
+/// `Σ_k (a − za)(b − zb)` by the definition, batched; `b` as `[.., K, N]`.
+fn naive_matmul(a: &[i8], b: &[i8], (batch, m, k, n): (usize, usize, usize, usize), za: i32, zb: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for t in 0..batch {
+        for i in 0..m {
+            for j in 0..n {
+                let s: i64 = (0..k)
+                    .map(|x| {
+                        let av = i64::from(a[t * m * k + i * k + x]) - i64::from(za);
+                        let bv = i64::from(b[t * k * n + x * n + j]) - i64::from(zb);
+                        av * bv
+                    })
+                    .sum();
+                out.push(i32::try_from(s).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn matmul_of_activations_matches_the_definition_on_every_path() {
+    use rand::{Rng, SeedableRng};
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(16);
+    for case in 0..40 {
+        let (batch, m, k, n) =
+            (r.random_range(1..=3), r.random_range(1..=9), r.random_range(1..=70), r.random_range(1..=20));
+        let (za, zb) = (r.random_range(-128..=127), r.random_range(-128..=127));
+        let transposed = case % 2 == 1;
+        let a: Vec<i8> = (0..batch * m * k).map(|_| r.random()).collect();
+        let b: Vec<i8> = (0..batch * k * n).map(|_| r.random()).collect();
+        // B as given to the op: [.., K, N], or its transpose [.., N, K].
+        let b_given: Vec<i8> = if transposed {
+            (0..batch)
+                .flat_map(|t| (0..n).flat_map(move |j| (0..k).map(move |x| (t, x, j))))
+                .map(|(t, x, j)| b[t * k * n + x * n + j])
+                .collect()
+        } else {
+            b.clone()
+        };
+        let mut mb = ModelBuilder::new();
+        let xa = mb.input(DType::I8, vec![batch, m, k], q());
+        let b_shape = if transposed { vec![batch, n, k] } else { vec![batch, k, n] };
+        let xb = mb.input(DType::I8, b_shape.clone(), q());
+        let mm = MatMul { a_zero_point: za, b_zero_point: zb, b_transposed: u8::from(transposed), requant: None };
+        let y = mb.op(Op::MatMul(mm), &[xa, xb]);
+        mb.output(y, q());
+        let out = run_all_paths(&mb.finish().unwrap(), vec![i8t(vec![batch, m, k], &a), i8t(b_shape, &b_given)]);
+        let want = naive_matmul(&a, &b, (batch, m, k, n), za, zb);
+        assert_eq!(out[0], Tensor::i32(vec![batch, m, n], want).unwrap(), "case {case}");
+    }
+}

@@ -238,6 +238,29 @@ fn families() -> Vec<(&'static str, Vec<Model>)> {
         gathers.push(single_op(Op::Gather(Gather { table }), &ins, b));
     }
     fams.push(("gather", gathers));
+    // MatMul of two activations: plain and B transposed, batched, raw and requantized.
+    let mut matmuls = Vec::new();
+    for (a_shape, b_shape, transposed, rq) in [
+        (vec![3, 4], vec![4, 2], 0u8, false),
+        (vec![2, 3, 5], vec![2, 4, 5], 1, true),
+        (vec![1, 6], vec![6, 3], 0, true),
+        (vec![2, 2, 2, 3], vec![2, 2, 3, 2], 0, false),
+    ] {
+        let n = if transposed == 1 { b_shape[b_shape.len() - 2] } else { *b_shape.last().unwrap() };
+        let ins = [(DType::I8, a_shape), (DType::I8, b_shape)];
+        let mut b = with_inputs(&ins);
+        let requant = rq.then(|| {
+            requant(&mut b, (0..n).map(|_| r.random_range(1 << 30..i32::MAX)).collect(), vec![38; n], 2, -128, 127)
+        });
+        let mm = MatMul {
+            a_zero_point: r.random_range(-128..=127),
+            b_zero_point: r.random_range(-128..=127),
+            b_transposed: transposed,
+            requant,
+        };
+        matmuls.push(single_op(Op::MatMul(mm), &ins, b));
+    }
+    fams.push(("matmul", matmuls));
     fams
 }
 

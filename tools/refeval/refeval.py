@@ -150,9 +150,10 @@ DTYPES = {I8: ("i8", 1, "b"), U8: ("u8", 1, "B"), I16: ("i16", 2, "h"), I32: ("i
 NONE = 0xFFFFFFFF
 OPS = {1: "FullyConnected", 2: "Conv2D", 3: "Add", 4: "MaxPool", 5: "AvgPool", 6: "Reshape",
        7: "Concat", 8: "Lut8", 9: "ArgMax", 10: "Requantize", 11: "TreeEnsemble", 12: "Softmax",
-       13: "LayerNorm", 14: "RMSNorm", 15: "Gather"}
+       13: "LayerNorm", 14: "RMSNorm", 15: "Gather",
+       16: "MatMul"}
 ARITY = {1: (1, 1), 2: (1, 1), 3: (2, 2), 4: (1, 1), 5: (1, 1), 6: (1, 1), 7: (2, 16), 8: (1, 1),
-         9: (1, 1), 10: (1, 1), 11: (1, 1), 12: (1, 1), 13: (1, 1), 14: (1, 1), 15: (1, 1)}
+         9: (1, 1), 10: (1, 1), 11: (1, 1), 12: (1, 1), 13: (1, 1), 14: (1, 1), 15: (1, 1), 16: (2, 2)}
 # Default caps (§7).
 MAX_MODEL_BYTES = 32 << 20
 MAX_OPS = 1024
@@ -385,6 +386,13 @@ def parse_attrs(r, op):
         op.attrs["out"] = r.u8()
     elif c == 15:
         _tensor_ref(r, op, "table")
+    elif c == 16:
+        op.attrs["a_zp"] = r.i32()
+        op.attrs["b_zp"] = r.i32()
+        op.attrs["bt"] = r.u8()
+        op.attrs["has_rq"] = r.boolean()
+        if op.attrs["has_rq"]:
+            _requant_body(r, op)
     elif c in (13, 14):
         if c == 14:
             op.attrs["in_zp"] = r.i32()
@@ -584,6 +592,22 @@ def verify(m):
                 raise Reject(f"{name}: overflow: gamma*z + beta does not fit i32")
             _check_requant(m, op, ch)
             out = (I8, shape)
+        elif c == 16:
+            (da, sa), (db, sb) = ins
+            if da != I8 or db != I8 or len(sa) < 2 or len(sb) < 2 or sa[:-2] != sb[:-2]:
+                raise Reject(f"{name}: A and B must be i8 of rank >= 2 with the same batch axes")
+            if a["bt"] not in (0, 1) or not -128 <= a["a_zp"] <= 127 or not -128 <= a["b_zp"] <= 127:
+                raise Reject(f"{name}: bad attributes")
+            m_, k_ = sa[-2], sa[-1]
+            bk, n_ = (sb[-1], sb[-2]) if a["bt"] else (sb[-2], sb[-1])
+            if bk != k_ or min(m_, k_, n_) < 1:
+                raise Reject(f"{name}: shapes {sa} and {sb} do not multiply")
+            md = lambda zp: max(abs(-128 - zp), abs(127 - zp))
+            if k_ * md(a["a_zp"]) * md(a["b_zp"]) >= 1 << 31:
+                raise Reject(f"{name}: AccumulatorOverflow")
+            if a["has_rq"]:
+                _check_requant(m, op, n_)
+            out = (I8 if a["has_rq"] else I32, sa[:-1] + [n_])
         elif c == 15:
             if dt not in (U8, I32):
                 raise Reject(f"{name}: indices must be u8 or i32")
@@ -912,9 +936,33 @@ def ev_gather(m, op, ins, shapes, out_shape):
     return out
 
 
+def ev_matmul(m, op, ins, shapes, out_shape):
+    """arithmetic.md §14."""
+    a = op.attrs
+    A, B = ins
+    sa, sb = shapes
+    mm, k = sa[-2], sa[-1]
+    n = sb[-2] if a["bt"] else sb[-1]
+    za, zb = a["a_zp"], a["b_zp"]
+    acc = []
+    for t in range(len(A) // (mm * k)):
+        for i in range(mm):
+            for j in range(n):
+                s = 0
+                for x in range(k):
+                    bv = B[t * k * n + j * k + x] if a["bt"] else B[t * k * n + x * n + j]
+                    s += (A[t * mm * k + i * k + x] - za) * (bv - zb)
+                acc.append(s)
+    if not a["has_rq"]:
+        return acc
+    zp, lo, hi = a["rq"]
+    params = [_rq_params(m, op, c) for c in range(n)]
+    return [requant(v, *params[j % n], zp, lo, hi) for j, v in enumerate(acc)]
+
+
 EVAL = {1: ev_fc, 2: ev_conv, 3: ev_add, 4: ev_max, 5: ev_avg, 6: ev_reshape, 7: ev_concat,
         8: ev_lut, 9: ev_argmax, 10: ev_requantize, 11: ev_tree, 12: ev_softmax,
-        13: ev_norm, 14: ev_norm, 15: ev_gather}
+        13: ev_norm, 14: ev_norm, 15: ev_gather, 16: ev_matmul}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ pub mod fully_connected;
 pub mod gather;
 pub mod layer_norm;
 pub mod lut8;
+pub mod matmul;
 pub mod max_pool;
 pub mod norm;
 pub mod requantize;
@@ -30,6 +31,7 @@ pub use fully_connected::FullyConnected;
 pub use gather::Gather;
 pub use layer_norm::LayerNorm;
 pub use lut8::Lut8;
+pub use matmul::MatMul;
 pub use max_pool::MaxPool;
 pub use norm::NormParams;
 pub use requantize::{Requant, Requantize};
@@ -204,6 +206,8 @@ pub enum Op {
     RmsNorm(RmsNorm),
     /// Code 15.
     Gather(Gather),
+    /// Code 16.
+    MatMul(MatMul),
 }
 
 /// Calls `$body` with `$o` bound to the op struct, whatever the variant.
@@ -225,6 +229,7 @@ macro_rules! on_op {
             Op::LayerNorm($o) => $body,
             Op::RmsNorm($o) => $body,
             Op::Gather($o) => $body,
+            Op::MatMul($o) => $body,
         }
     };
 }
@@ -257,6 +262,7 @@ impl Op {
             LayerNorm::CODE => Op::LayerNorm(LayerNorm::read(r)?),
             RmsNorm::CODE => Op::RmsNorm(RmsNorm::read(r)?),
             Gather::CODE => Op::Gather(Gather::read(r)?),
+            MatMul::CODE => Op::MatMul(MatMul::read(r)?),
             other => return Err(Error::UnknownOp(other)),
         })
     }

@@ -9,8 +9,8 @@
 
 use fixpoint_ml::format::{Model, ModelBuilder, NO_TENSOR, Quant};
 use fixpoint_ml::ops::{
-    Add, ArgMax, AvgPool, Concat, Conv2d, FullyConnected, Gather, LayerNorm, Lut8, MaxPool, NormParams, Op, Requant,
-    Requantize, Reshape, RmsNorm, Softmax, TreeEnsemble, Window,
+    Add, ArgMax, AvgPool, Concat, Conv2d, FullyConnected, Gather, LayerNorm, Lut8, MatMul, MaxPool, NormParams, Op,
+    Requant, Requantize, Reshape, RmsNorm, Softmax, TreeEnsemble, Window,
 };
 use fixpoint_ml::{DType, Tensor, TensorData};
 
@@ -233,6 +233,21 @@ pub fn gather(n: usize, v: usize, d: usize) -> Option<Case> {
     single("Gather", format!("{n} indices into [{v}, {d}]"), b, vec![idx])
 }
 
+/// MatMul of `[batch, m, k]` by `[batch, k, n]` (or its transpose), zero points at the extremes.
+pub fn matmul(batch: usize, m: usize, k: usize, n: usize, transposed: bool) -> Option<Case> {
+    let mut g = Gen::new((batch * 131 + m * 17 + k * 5 + n) as u64);
+    let mut b = ModelBuilder::new();
+    let xa = b.input(DType::I8, vec![batch, m, k], Quant::NONE);
+    let b_shape = if transposed { vec![batch, n, k] } else { vec![batch, k, n] };
+    let xb = b.input(DType::I8, b_shape.clone(), Quant::NONE);
+    let requant = Some(rq(&mut b, n));
+    let op = MatMul { a_zero_point: -128, b_zero_point: 127, b_transposed: u8::from(transposed), requant };
+    let y = b.op(Op::MatMul(op), &[xa, xb]);
+    b.output(y, Quant::NONE);
+    let name = format!("[{batch}, {m}, {k}] x [{batch}, {k}, {n}] transposed={transposed}");
+    single("MatMul", name, b, vec![i8_input(&mut g, vec![batch, m, k]), i8_input(&mut g, b_shape)])
+}
+
 pub fn argmax(dtype: DType, rows: usize, n: usize) -> Option<Case> {
     let mut g = Gen::new((rows + n) as u64);
     let mut b = ModelBuilder::new();
@@ -365,6 +380,13 @@ pub fn cases(big: usize) -> Vec<Case> {
         gather(big / 4, 256, 1),
         gather(big / 64, big / 64, 16),
         gather(4, 16, big / 16),
+        // MatMul: many 1x1x1 batches (per-batch packing), one row against a wide B (decode),
+        // attention-like shapes, B transposed and not.
+        matmul(big / 64, 1, 1, 1, false),
+        matmul(1, 1, 256, big / 256, false),
+        matmul(8, 64, 32, 64, true),
+        matmul(8, 64, 64, 32, false),
+        matmul(1, isqrt(big) / 4, 1, isqrt(big) / 4, true),
         // ArgMax: rows of one, long rows, wide dtypes.
         argmax(DType::I8, big, 1),
         argmax(DType::I8, 1, big),
