@@ -12,7 +12,7 @@
 use candle_core::D;
 use fixpoint_ml::format::{Model, ModelBuilder, Quant};
 use fixpoint_ml::ops::{
-    ArgMax, AvgPool, Concat, Conv2d, FullyConnected, Lut8, MaxPool, Op, Requant, Reshape, TreeEnsemble, Window,
+    Add, ArgMax, AvgPool, Concat, Conv2d, FullyConnected, Lut8, MaxPool, Op, Requant, Reshape, TreeEnsemble, Window,
 };
 use fixpoint_ml::{DType, TensorData};
 
@@ -20,7 +20,7 @@ use crate::data::Dataset;
 use crate::ensemble::{Ensemble, Split};
 use crate::error::{Error, Result};
 use crate::gbdt::Gbdt;
-use crate::multiplier::{quant, requant_multiplier};
+use crate::multiplier::{add_multipliers, quant, requant_multiplier};
 use crate::net::{Head, Layer, Net};
 
 /// Fractional bits of tree-ensemble features and thresholds.
@@ -159,6 +159,8 @@ pub fn lower_net(net: &Net, ranges: &Ranges) -> Result<Model> {
     let mut params = 0;
     let last = net.layers.len().saturating_sub(1);
     let mut logits_quant = None;
+    // Tensors kept by `Layer::Save`: value, scale, zero point, shape.
+    let mut saved = Vec::new();
     for (i, layer) in net.layers.iter().enumerate() {
         let (lo, hi) = ranges.get(i).copied().ok_or_else(|| Error::Quantize("missing calibration range".into()))?;
         match *layer {
@@ -235,6 +237,30 @@ pub fn lower_net(net: &Net, ranges: &Ranges) -> Result<Model> {
                 let window = Window::new(dim(h)?, dim(w)?);
                 x = b.op(Op::AvgPool(AvgPool { window }), &[x]);
                 cur_shape = vec![1, 1, c];
+            }
+            Layer::Save => saved.push((x, s_in, zp_in, cur_shape.clone())),
+            Layer::AddSaved { relu } => {
+                // y = zp + ((a − zp_a)·m_a + (b − zp_b)·m_b) >> n: each input's scale in its
+                // multiplier, one rounding, the sum's scale from its calibrated range.
+                let (y, s_y, zp_y, shape_y) =
+                    saved.pop().ok_or_else(|| Error::Quantize("an Add without a saved tensor".into()))?;
+                if shape_y != cur_shape {
+                    return Err(Error::Quantize(format!("Add of shapes {cur_shape:?} and {shape_y:?}")));
+                }
+                let (s_out, zp_out) = activation_quant(lo, hi);
+                let (a_multiplier, b_multiplier, shift) = add_multipliers(s_in / s_out, s_y / s_out)?;
+                let op = Add {
+                    a_zero_point: zp_in,
+                    a_multiplier,
+                    b_zero_point: zp_y,
+                    b_multiplier,
+                    shift,
+                    zero_point: zp_out,
+                    lo: if relu { zp_out } else { -128 },
+                    hi: 127,
+                };
+                x = b.op(Op::Add(op), &[x, y]);
+                (s_in, zp_in) = (s_out, zp_out);
             }
             Layer::Flatten => {
                 let n: usize = cur_shape.iter().product();

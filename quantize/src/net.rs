@@ -64,6 +64,15 @@ pub enum Layer {
         /// ReLU after the layer.
         relu: bool,
     },
+    /// Keeps the current tensor for a later [`Layer::AddSaved`] (the skip branch of a residual
+    /// block); its output is its input.
+    Save,
+    /// Adds the tensor kept by the last unmatched [`Layer::Save`] (same shape) to the current
+    /// one, optionally followed by ReLU: the integer Add op, each input's scale in its multiplier.
+    AddSaved {
+        /// ReLU after the sum.
+        relu: bool,
+    },
 }
 
 impl Layer {
@@ -193,6 +202,7 @@ impl Net {
     pub fn trace(&self, x: &Tensor) -> Result<Vec<Tensor>> {
         let mut x = x.affine(self.input_scale, 0.0)?;
         let mut outs = Vec::with_capacity(self.layers.len());
+        let mut saved: Vec<Tensor> = Vec::new();
         let mut p = self.params.iter();
         for l in &self.layers {
             x = match *l {
@@ -213,6 +223,15 @@ impl Net {
                     Tensor::from_vec(y, x.dims(), x.device())?
                 }
                 Layer::Flatten => x.permute((0, 2, 3, 1))?.flatten_from(1)?,
+                Layer::Save => {
+                    saved.push(x.clone());
+                    x
+                }
+                Layer::AddSaved { relu } => {
+                    let s = saved.pop().ok_or_else(|| Error::Weights("an Add without a saved tensor".into()))?;
+                    let y = (x + s)?;
+                    if relu { y.relu()? } else { y }
+                }
                 Layer::Dense { relu, .. } => {
                     let (w, b) = p.next().ok_or_else(|| Error::Weights("missing dense parameters".into()))?;
                     let y = x.matmul(&w.as_tensor().t()?)?.broadcast_add(b.as_tensor())?;

@@ -159,6 +159,35 @@ fn digits_mlp_act() {
 }
 
 #[test]
+fn digits_resnet() {
+    // A residual block: the Add of two live tensors is the integer Add op, ReLU in its clamp.
+    let r = classification("digits_resnet");
+    let im = import("digits_resnet");
+    let add = im.steps.iter().find(|s| s.op_type == "Add").expect("an Add step");
+    assert!(add.mapped.starts_with("Add (two i8 tensors"), "{add:?}");
+    assert!(im.model.nodes.iter().any(|o| matches!(o.op, fixpoint_ml::ops::Op::Add(_))), "no Add op");
+    assert!(r.layers.iter().all(|l| l.rel_rms < 0.1), "{:?}", r.layers);
+    // The same graph with Sub: refused with a typed error (no negative multipliers).
+    let mut bytes = std::fs::read(fixture("digits_resnet").join("model.onnx")).unwrap();
+    let mut replaced = 0;
+    for at in 0..bytes.len().saturating_sub(2) {
+        if &bytes[at..at + 3] == b"Add" {
+            bytes[at..at + 3].copy_from_slice(b"Sub");
+            replaced += 1;
+        }
+    }
+    assert!(replaced > 0);
+    let path = std::env::temp_dir().join(format!("fixpoint-onnx-{}-resnet-sub.onnx", std::process::id()));
+    std::fs::write(&path, bytes).unwrap();
+    let res = onnx::import(&path, &fixture("digits_resnet").join("calib.csv"), &opts(), |_, _, _| {});
+    std::fs::remove_file(&path).unwrap();
+    match res {
+        Err(Error::UnsupportedOp { op_type, hint, .. }) => assert!(op_type == "Sub" && hint.contains("Add"), "{hint}"),
+        other => panic!("expected UnsupportedOp, got {other:?}"),
+    }
+}
+
+#[test]
 fn cancer_scaler_rf() {
     // The StandardScaler folded into the thresholds: splits still exact on the feature grid.
     all_splits_exact_on_grid(&classification("cancer_scaler_rf"));

@@ -5,7 +5,9 @@
 //! layer's weights and bias, `BatchNormalization` and constant `Add`/`Mul` after a layer into
 //! that layer, and ONNX's CHW flatten order into the columns of the dense layer after it.
 //!
-//! The walk starts at the graph's one input and follows its single chain of compute nodes;
+//! The walk starts at the graph's one input and follows its single chain of compute nodes (a
+//! tensor that also feeds an `Add` further down the chain is kept, `Layer::Save`, and added back
+//! there by the integer Add op, `Layer::AddSaved`: a residual connection);
 //! `ArgMax`, `ZipMap` and `ArrayFeatureExtractor` (the label and probability post-processing
 //! skl2onnx emits) end it, and Softmax/LogSoftmax are accepted only at the end (monotone, so the
 //! argmax is unchanged). Every node that cannot be mapped fails with
@@ -63,7 +65,7 @@ const PASS: [&str; 3] = ["Identity", "Dropout", "Cast"];
 /// Post-processing that ends the walk (labels and probability maps).
 const HEADS: [&str; 3] = ["ArgMax", "ZipMap", "ArrayFeatureExtractor"];
 /// Everything the walk maps, for the hint on an unknown op.
-const SUPPORTED: &str = "Gemm, MatMul, Add/Sub/Mul/Div by constants, Relu, BatchNormalization, Conv, Pad (into Conv), MaxPool, \
+const SUPPORTED: &str = "Gemm, MatMul, Add/Sub/Mul/Div by constants, Add of two live tensors (residual), Relu, BatchNormalization, Conv, Pad (into Conv), MaxPool, \
 AveragePool, GlobalAveragePool, ReduceMean over H and W, Clip/LeakyRelu/Sigmoid/Tanh/Softplus/Gelu/SiLU/HardSwish/HardSigmoid/Elu/Softsign (Lut8), Flatten/Reshape/Squeeze/Unsqueeze, Identity/Dropout/Cast, Softmax/LogSoftmax at the output, \
 Scaler, LinearClassifier, LinearRegressor, TreeEnsembleClassifier, TreeEnsembleRegressor, ArgMax/ZipMap/ArrayFeatureExtractor";
 
@@ -89,6 +91,8 @@ struct Walk<'g> {
     ended: bool,
     softmax: bool,
     steps: Vec<Step>,
+    /// Tensors kept for a residual `Add` (ONNX name, shape), innermost last.
+    saved: Vec<(String, Vec<usize>)>,
 }
 
 /// Per-element values of a constant broadcast to `n` (a scalar or exactly `n` values).
@@ -180,6 +184,55 @@ impl Walk<'_> {
         Ok(())
     }
 
+    /// `Add` of the current tensor and one kept by [`Walk::save`] (a residual connection): the
+    /// integer Add op, each input requantized by its own multiplier to the sum's calibrated scale.
+    fn residual_add(&mut self, n: &NodeProto) -> Result<()> {
+        let live = n.input.len() == 2 && self.g.const_input(n, 0).is_none() && self.g.const_input(n, 1).is_none();
+        let top = self.saved.last().map(|(t, _)| t.as_str());
+        if !live || top.is_none() || !n.input.iter().any(|i| Some(i.as_str()) == top) {
+            return Err(unsupported(
+                n,
+                "two live inputs are mapped only for Add of a tensor and an earlier tensor of the same chain (a residual connection)",
+            ));
+        }
+        if n.op_type != "Add" {
+            return Err(unsupported(
+                n,
+                "Sub/Mul/Div of two live tensors: only Add is mapped (the integer Add op takes non-negative multipliers)",
+            ));
+        }
+        let Some((_, shape)) = self.saved.pop() else { return Err(unsupported(n, "no tensor kept for this Add")) };
+        if shape != self.shape {
+            return Err(unsupported(
+                n,
+                format!("Add of shapes {:?} and {shape:?}: broadcasting two live tensors is not mapped", self.shape),
+            ));
+        }
+        if self.flatten_chw.is_some() || self.pad.is_some() {
+            return Err(unsupported(n, "an Add right after a flatten or a pending Pad is not mapped"));
+        }
+        self.layers.push(Layer::AddSaved { relu: false });
+        // Nothing folds into the layer before the sum.
+        self.activated = true;
+        self.step(n, "Add (two i8 tensors, each with its own multiplier to the calibrated sum scale)");
+        Ok(())
+    }
+
+    /// Keeps the current tensor `name` for a residual `Add` later on the chain.
+    fn save(&mut self, n: &NodeProto, name: &str) -> Result<()> {
+        if self.pre.is_some() || self.pad.is_some() || self.flatten_chw.is_some() || self.ended {
+            return Err(unsupported(n, "a branch right after input preprocessing, a Pad, a flatten or the output"));
+        }
+        if self.net_input.is_none() {
+            self.net_input = Some(self.shape.clone());
+        }
+        self.layers.push(Layer::Save);
+        self.saved.push((name.to_string(), self.shape.clone()));
+        // The kept value is the layer's output as it is now: nothing may fold into that layer.
+        self.activated = true;
+        Ok(())
+    }
+
     /// The output channel count of the last layer (0 if none).
     fn last_channels(&self) -> usize {
         self.params.last().map_or(0, |(_, b)| b.len())
@@ -187,10 +240,7 @@ impl Walk<'_> {
 
     fn elementwise(&mut self, n: &NodeProto) -> Result<()> {
         let Some((c, first)) = self.const_operand(n) else {
-            return Err(unsupported(
-                n,
-                "only elementwise ops with one constant operand are mapped (two live inputs would need the integer Add op wired in)",
-            ));
+            return self.residual_add(n);
         };
         let c = c.clone();
         let op = n.op_type.as_str();
@@ -350,6 +400,13 @@ impl Walk<'_> {
     }
 
     fn relu(&mut self, n: &NodeProto) -> Result<()> {
+        if let Some(Layer::AddSaved { relu }) = self.layers.last_mut()
+            && !*relu
+        {
+            *relu = true;
+            self.step(n, "fused into the Add's clamp (lo = zero point)");
+            return Ok(());
+        }
         if self.activated {
             return Err(unsupported(n, "a second activation in a row"));
         }
@@ -556,6 +613,28 @@ fn fold_affine_into_splits(e: &mut crate::ensemble::Ensemble, a: &[f64], s: &[f6
     Ok(())
 }
 
+/// `(next, add)` when the two consumers of `cur` are an `Add`/`Sub` of two live tensors and
+/// another node (the branch the walk follows, which must come back to the `Add`).
+fn residual_pair<'a>(
+    g: &Graph,
+    a: &'a NodeProto,
+    b: &'a NodeProto,
+    cur: &str,
+) -> Option<(&'a NodeProto, &'a NodeProto)> {
+    let binary = |n: &NodeProto| {
+        matches!(n.op_type.as_str(), "Add" | "Sub")
+            && n.input.len() == 2
+            && n.input.iter().filter(|i| i.as_str() == cur).count() == 1
+            && g.const_input(n, 0).is_none()
+            && g.const_input(n, 1).is_none()
+    };
+    match (binary(a), binary(b)) {
+        (true, false) => Some((b, a)),
+        (false, true) => Some((a, b)),
+        _ => None,
+    }
+}
+
 /// `(Sigmoid, Mul)` when the two consumers of a tensor compute `x·sigmoid(x)`.
 pub(crate) fn silu_pair<'a>(a: &'a NodeProto, b: &'a NodeProto) -> Option<(&'a NodeProto, &'a NodeProto)> {
     let (sig, mul) = match (a.op_type.as_str(), b.op_type.as_str()) {
@@ -599,6 +678,7 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
         ended: false,
         softmax: false,
         steps: Vec::new(),
+        saved: Vec::new(),
     };
     let mut cur = name.clone();
     let mut ml_classes: Option<Vec<String>> = None;
@@ -622,6 +702,11 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
         let n = match consumers.as_slice() {
             [] => break,
             [n] => *n,
+            [a, b] if residual_pair(g, a, b, &cur).is_some() => {
+                let Some((next, add)) = residual_pair(g, a, b, &cur) else { break };
+                w.save(add, &cur)?;
+                next
+            }
             many => {
                 let first = many[0];
                 return Err(unsupported(

@@ -98,6 +98,8 @@ fn layer_name(l: &Layer) -> String {
         Layer::AvgPool { k, stride } => format!("AvgPool {k}x{k}/{stride}"),
         Layer::Pointwise(f) => format!("{} (Lut8)", f.name()),
         Layer::Flatten => "Flatten".into(),
+        Layer::Save => "(kept for a residual Add)".into(),
+        Layer::AddSaved { relu } => format!("Add (residual){}", if relu { " +ReLU" } else { "" }),
         Layer::Dense { inp, out, relu } => format!("Dense {inp}→{out}{}", if relu { " +ReLU" } else { "" }),
     }
 }
@@ -228,7 +230,7 @@ fn layer_errors(im: &Imported, net: &crate::net::Net, t: &Table) -> Result<Vec<L
             Layer::Dense { .. } if i + 1 == n_layers => {
                 (s, zp) = (scale_of(&logits), logits.zero_point);
             }
-            Layer::Conv { .. } | Layer::Dense { .. } | Layer::Pointwise(_) => {
+            Layer::Conv { .. } | Layer::Dense { .. } | Layer::Pointwise(_) | Layer::AddSaved { .. } => {
                 let (lo, hi) = im.ranges.get(i).copied().unwrap_or((0.0, 0.0));
                 (s, zp) = activation_quant(lo, hi);
             }
@@ -237,11 +239,18 @@ fn layer_errors(im: &Imported, net: &crate::net::Net, t: &Table) -> Result<Vec<L
         quants.push((s, zp));
     }
     let mut diag = im.model.clone();
-    let existing: Vec<u32> = diag.outputs.iter().map(|o| o.value).collect();
     let mut slot = Vec::new();
-    for i in 0..n_layers {
-        let value = n_in + i as u32;
-        if let Some(p) = existing.iter().position(|&v| v == value) {
+    // A `Save` adds no op: its value is the one before it.
+    let mut ops = 0u32;
+    for l in &net.layers {
+        if !matches!(l, Layer::Save) {
+            ops += 1;
+        }
+        let Some(value) = (n_in + ops).checked_sub(1) else {
+            slot.push(usize::MAX);
+            continue;
+        };
+        if let Some(p) = diag.outputs.iter().position(|o| o.value == value) {
             slot.push(p);
         } else {
             slot.push(diag.outputs.len());
