@@ -49,6 +49,14 @@ pub fn calibrate(net: &Net, ds: &Dataset, mut progress: impl FnMut(usize)) -> Re
     if ds.is_empty() {
         return Err(Error::Quantize("empty calibration set".into()));
     }
+    // The integer Concat copies values: both branch ends take the joined tensor's range (the
+    // union of theirs), so they are requantized straight to its scale.
+    for (j, a, b) in crate::net::concat_ends(&net.layers) {
+        let joined = ranges[j];
+        for e in [a, b].into_iter().flatten() {
+            ranges[e] = joined;
+        }
+    }
     Ok(ranges)
 }
 
@@ -239,6 +247,31 @@ pub fn lower_net(net: &Net, ranges: &Ranges) -> Result<Model> {
                 cur_shape = vec![1, 1, c];
             }
             Layer::Save => saved.push((x, s_in, zp_in, cur_shape.clone())),
+            Layer::Branch => {
+                let (y, s_y, zp_y, shape_y) =
+                    saved.pop().ok_or_else(|| Error::Quantize("a branch without a saved tensor".into()))?;
+                saved.push((x, s_in, zp_in, std::mem::replace(&mut cur_shape, shape_y)));
+                (x, s_in, zp_in) = (y, s_y, zp_y);
+            }
+            Layer::ConcatSaved { saved_first } => {
+                let (y, s_y, zp_y, shape_y) =
+                    saved.pop().ok_or_else(|| Error::Quantize("a Concat without a saved tensor".into()))?;
+                let (&[h, w, c], &[hy, wy, cy]) = (&cur_shape[..], &shape_y[..]) else {
+                    return Err(Error::Quantize("Concat joins [C, H, W] tensors".into()));
+                };
+                if (h, w) != (hy, wy) {
+                    return Err(Error::Quantize(format!("Concat of shapes {cur_shape:?} and {shape_y:?}")));
+                }
+                // Calibration gave both branch ends the joined range, so the same scale.
+                if (s_y - s_in).abs() > s_in * 1e-12 || zp_y != zp_in {
+                    return Err(Error::Quantize(format!(
+                        "Concat inputs at scales {s_y:e}/{zp_y} and {s_in:e}/{zp_in}: a branch must end in a layer that requantizes"
+                    )));
+                }
+                let ins = if saved_first { [y, x] } else { [x, y] };
+                x = b.op(Op::Concat(Concat { axis: 2 }), &ins);
+                cur_shape = vec![h, w, c + cy];
+            }
             Layer::AddSaved { relu } => {
                 // y = zp + ((a − zp_a)·m_a + (b − zp_b)·m_b) >> n: each input's scale in its
                 // multiplier, one rounding, the sum's scale from its calibrated range.

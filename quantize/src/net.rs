@@ -73,6 +73,44 @@ pub enum Layer {
         /// ReLU after the sum.
         relu: bool,
     },
+    /// Ends the first branch of a [`Layer::ConcatSaved`]: keeps the current tensor and goes
+    /// back to the one kept by the last unmatched [`Layer::Save`] (the input of both branches).
+    Branch,
+    /// Joins the tensor kept by the last [`Layer::Branch`] and the current one along the
+    /// channels (`[C, H, W]`); both branch ends share the joined tensor's scale (calibration
+    /// gives them the union of their ranges, [`concat_ends`]).
+    ConcatSaved {
+        /// The kept tensor (first branch) comes first in the result.
+        saved_first: bool,
+    },
+}
+
+/// For each [`Layer::ConcatSaved`] at index `j`: `(j, a, b)` with `a` and `b` the indices of
+/// the last layers of its first and second branch (`None` when a branch is empty).
+pub fn concat_ends(layers: &[Layer]) -> Vec<(usize, Option<usize>, Option<usize>)> {
+    let mut stack: Vec<Option<Option<usize>>> = Vec::new();
+    let mut out = Vec::new();
+    for (i, l) in layers.iter().enumerate() {
+        match l {
+            Layer::Save => stack.push(None),
+            Layer::Branch => {
+                stack.pop();
+                let a = i.checked_sub(1).filter(|&p| !matches!(layers[p], Layer::Save));
+                stack.push(Some(a));
+            }
+            Layer::AddSaved { .. } => {
+                stack.pop();
+            }
+            Layer::ConcatSaved { .. } => {
+                if let Some(Some(a)) = stack.pop() {
+                    let b = i.checked_sub(1).filter(|&p| !matches!(layers[p], Layer::Branch));
+                    out.push((i, a, b));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 impl Layer {
@@ -231,6 +269,15 @@ impl Net {
                     let s = saved.pop().ok_or_else(|| Error::Weights("an Add without a saved tensor".into()))?;
                     let y = (x + s)?;
                     if relu { y.relu()? } else { y }
+                }
+                Layer::Branch => {
+                    let s = saved.pop().ok_or_else(|| Error::Weights("a branch without a saved tensor".into()))?;
+                    saved.push(x);
+                    s
+                }
+                Layer::ConcatSaved { saved_first } => {
+                    let s = saved.pop().ok_or_else(|| Error::Weights("a Concat without a saved tensor".into()))?;
+                    if saved_first { Tensor::cat(&[&s, &x], 1)? } else { Tensor::cat(&[&x, &s], 1)? }
                 }
                 Layer::Dense { relu, .. } => {
                     let (w, b) = p.next().ok_or_else(|| Error::Weights("missing dense parameters".into()))?;

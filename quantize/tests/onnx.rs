@@ -188,6 +188,29 @@ fn digits_resnet() {
 }
 
 #[test]
+fn digits_inception() {
+    // Two conv branches of one tensor joined on channels: the integer Concat of two values
+    // that share one scale (each branch's last conv requantizes to the joined range).
+    let r = classification("digits_inception");
+    let im = import("digits_inception");
+    assert!(im.steps.iter().any(|s| s.op_type == "Concat" && s.mapped.starts_with("Concat 8+8")), "{:?}", im.steps);
+    let nodes = &im.model.nodes;
+    let concat = nodes.iter().find(|o| matches!(o.op, fixpoint_ml::ops::Op::Concat(_))).expect("a Concat op");
+    let n_in = im.model.inputs.len() as u32;
+    let zps: Vec<i32> = concat
+        .inputs
+        .iter()
+        .map(|&v| match &nodes[(v - n_in) as usize].op {
+            fixpoint_ml::ops::Op::Conv2d(c) => c.requant.as_ref().unwrap().zero_point,
+            other => panic!("a Concat input from {other:?}"),
+        })
+        .collect();
+    assert_eq!(zps.len(), 2);
+    assert_eq!(zps[0], zps[1]);
+    assert!(r.layers.iter().all(|l| l.rel_rms < 0.1), "{:?}", r.layers);
+}
+
+#[test]
 fn cancer_scaler_rf() {
     // The StandardScaler folded into the thresholds: splits still exact on the feature grid.
     all_splits_exact_on_grid(&classification("cancer_scaler_rf"));

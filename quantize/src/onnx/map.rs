@@ -7,7 +7,9 @@
 //!
 //! The walk starts at the graph's one input and follows its single chain of compute nodes (a
 //! tensor that also feeds an `Add` further down the chain is kept, `Layer::Save`, and added back
-//! there by the integer Add op, `Layer::AddSaved`: a residual connection);
+//! there by the integer Add op, `Layer::AddSaved`: a residual connection; two branches from one
+//! tensor that end in one `Concat` are walked one after the other, `Layer::Branch` between them,
+//! and joined by the integer Concat, `Layer::ConcatSaved`);
 //! `ArgMax`, `ZipMap` and `ArrayFeatureExtractor` (the label and probability post-processing
 //! skl2onnx emits) end it, and Softmax/LogSoftmax are accepted only at the end (monotone, so the
 //! argmax is unchanged). Every node that cannot be mapped fails with
@@ -65,7 +67,7 @@ const PASS: [&str; 3] = ["Identity", "Dropout", "Cast"];
 /// Post-processing that ends the walk (labels and probability maps).
 const HEADS: [&str; 3] = ["ArgMax", "ZipMap", "ArrayFeatureExtractor"];
 /// Everything the walk maps, for the hint on an unknown op.
-const SUPPORTED: &str = "Gemm, MatMul, Add/Sub/Mul/Div by constants, Add of two live tensors (residual), Relu, BatchNormalization, Conv, Pad (into Conv), MaxPool, \
+const SUPPORTED: &str = "Gemm, MatMul, Add/Sub/Mul/Div by constants, Add of two live tensors (residual), Concat of two branches on channels, Relu, BatchNormalization, Conv, Pad (into Conv), MaxPool, \
 AveragePool, GlobalAveragePool, ReduceMean over H and W, Clip/LeakyRelu/Sigmoid/Tanh/Softplus/Gelu/SiLU/HardSwish/HardSigmoid/Elu/Softsign (Lut8), Flatten/Reshape/Squeeze/Unsqueeze, Identity/Dropout/Cast, Softmax/LogSoftmax at the output, \
 Scaler, LinearClassifier, LinearRegressor, TreeEnsembleClassifier, TreeEnsembleRegressor, ArgMax/ZipMap/ArrayFeatureExtractor";
 
@@ -215,6 +217,61 @@ impl Walk<'_> {
         // Nothing folds into the layer before the sum.
         self.activated = true;
         self.step(n, "Add (two i8 tensors, each with its own multiplier to the calibrated sum scale)");
+        Ok(())
+    }
+
+    /// A Concat input must be requantized to the joined scale by the layer that produces it.
+    fn branch_end_ok(&self, n: &NodeProto) -> Result<()> {
+        let ok = matches!(
+            self.layers.last(),
+            Some(Layer::Conv { .. } | Layer::Dense { .. } | Layer::Pointwise(_) | Layer::AddSaved { .. })
+        );
+        if !ok || self.flatten_chw.is_some() || self.pad.is_some() || self.shape.len() != 3 {
+            return Err(unsupported(
+                n,
+                "each input of a Concat of live tensors must be a [C, H, W] tensor ending in a Conv, an activation or an Add on its branch (that layer is requantized to the joined scale)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Ends the first branch of a Concat (current tensor `name`): keeps it and goes back to the
+    /// tensor both branches start from.
+    fn branch(&mut self, concat: &NodeProto, name: &str) -> Result<()> {
+        self.branch_end_ok(concat)?;
+        let Some((_, shape)) = self.saved.pop() else { return Err(unsupported(concat, "no branch input kept")) };
+        self.layers.push(Layer::Branch);
+        let first = std::mem::replace(&mut self.shape, shape);
+        self.saved.push((name.to_string(), first));
+        self.activated = true;
+        Ok(())
+    }
+
+    /// Joins the kept first branch and the current tensor (`cur`) on the channels.
+    fn concat(&mut self, n: &NodeProto, cur: &str) -> Result<()> {
+        self.branch_end_ok(n)?;
+        let Some((first, shape)) = self.saved.pop() else { return Err(unsupported(n, "no first branch kept")) };
+        let axis = attr_i(n, "axis", 1);
+        let inputs_ok =
+            n.input.len() == 2 && n.input.contains(&first) && n.input.iter().any(|i| i == cur) && first != cur;
+        if !inputs_ok || !(axis == 1 || axis == -3) {
+            return Err(unsupported(n, "Concat of two branches is mapped on the channel axis (1) only"));
+        }
+        let (&[c1, h1, w1], &[c2, h2, w2]) = (&shape[..], &self.shape[..]) else {
+            return Err(unsupported(n, "Concat joins [C, H, W] tensors"));
+        };
+        if (h1, w1) != (h2, w2) {
+            return Err(unsupported(n, format!("Concat of shapes {shape:?} and {:?}", self.shape)));
+        }
+        self.layers.push(Layer::ConcatSaved { saved_first: n.input[0] == first });
+        self.shape = vec![c1 + c2, h1, w1];
+        self.activated = true;
+        self.step(
+            n,
+            format!(
+                "Concat {c1}+{c2} channels (both branch ends requantized to one scale: the union of their calibrated ranges)"
+            ),
+        );
         Ok(())
     }
 
@@ -406,6 +463,9 @@ impl Walk<'_> {
             *relu = true;
             self.step(n, "fused into the Add's clamp (lo = zero point)");
             return Ok(());
+        }
+        if matches!(self.layers.last(), Some(Layer::ConcatSaved { .. })) {
+            return self.pointwise(n, Pointwise::Relu, "Lut8 (Relu after a Concat)");
         }
         if self.activated {
             return Err(unsupported(n, "a second activation in a row"));
@@ -635,6 +695,28 @@ fn residual_pair<'a>(
     }
 }
 
+/// The `Concat` that the single-consumer chains starting at `a` and at `b` both end in (two
+/// branches of one tensor, neither empty).
+fn concat_of_branches<'a>(g: &'a Graph, a: &'a NodeProto, b: &'a NodeProto) -> Option<&'a NodeProto> {
+    let end = |start: &'a NodeProto| -> Option<&'a NodeProto> {
+        let mut n = start;
+        if n.op_type == "Concat" {
+            return None;
+        }
+        for _ in 0..g.nodes.len() {
+            let next: Vec<&NodeProto> = g.consumers(n.output.first()?);
+            let [m] = next.as_slice() else { return None };
+            if m.op_type == "Concat" {
+                return Some(*m);
+            }
+            n = *m;
+        }
+        None
+    };
+    let (ca, cb) = (end(a)?, end(b)?);
+    std::ptr::eq(ca, cb).then_some(ca)
+}
+
 /// `(Sigmoid, Mul)` when the two consumers of a tensor compute `x·sigmoid(x)`.
 pub(crate) fn silu_pair<'a>(a: &'a NodeProto, b: &'a NodeProto) -> Option<(&'a NodeProto, &'a NodeProto)> {
     let (sig, mul) = match (a.op_type.as_str(), b.op_type.as_str()) {
@@ -684,6 +766,8 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
     let mut ml_classes: Option<Vec<String>> = None;
     let mut ml_kind: Option<bool> = None;
     let mut trees_plan: Option<Trees> = None;
+    // Open Concats: the node, the second branch's first node, whether the first branch is done.
+    let mut branches: Vec<(&NodeProto, &NodeProto, bool)> = Vec::new();
     loop {
         let consumers: Vec<&NodeProto> =
             g.consumers(&cur).into_iter().filter(|n| !HEADS.contains(&n.op_type.as_str())).collect();
@@ -707,6 +791,12 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
                 w.save(add, &cur)?;
                 next
             }
+            [a, b] if concat_of_branches(g, a, b).is_some() => {
+                let Some(c) = concat_of_branches(g, a, b) else { break };
+                w.save(c, &cur)?;
+                branches.push((c, *b, false));
+                *a
+            }
             many => {
                 let first = many[0];
                 return Err(unsupported(
@@ -718,6 +808,15 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
                     ),
                 ));
             }
+        };
+        // The first branch of a Concat reached it: go back and walk the second.
+        let n = match branches.last_mut() {
+            Some((c, second, phase)) if std::ptr::eq(*c, n) && !*phase => {
+                w.branch(n, &cur)?;
+                *phase = true;
+                *second
+            }
+            _ => n,
         };
         let op = n.op_type.as_str();
         if w.ended && !PASS.contains(&op) && op != "Reshape" && op != "Flatten" {
@@ -743,6 +842,15 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
                 }
             }
             "Gemm" | "MatMul" => w.gemm(n)?,
+            "Concat" => match branches.pop() {
+                Some((c, _, true)) if std::ptr::eq(c, n) => w.concat(n, &cur)?,
+                _ => {
+                    return Err(unsupported(
+                        n,
+                        "Concat is mapped for two branches that start from one tensor and are single chains of mapped ops",
+                    ));
+                }
+            },
             "Add" | "Sub" | "Mul" | "Div" => w.elementwise(n)?,
             "Relu" => w.relu(n)?,
             "BatchNormalization" => w.batch_norm(n)?,

@@ -98,8 +98,10 @@ fn layer_name(l: &Layer) -> String {
         Layer::AvgPool { k, stride } => format!("AvgPool {k}x{k}/{stride}"),
         Layer::Pointwise(f) => format!("{} (Lut8)", f.name()),
         Layer::Flatten => "Flatten".into(),
-        Layer::Save => "(kept for a residual Add)".into(),
+        Layer::Save => "(kept for a residual Add or a Concat)".into(),
         Layer::AddSaved { relu } => format!("Add (residual){}", if relu { " +ReLU" } else { "" }),
+        Layer::Branch => "(first branch kept for a Concat)".into(),
+        Layer::ConcatSaved { .. } => "Concat (channels)".into(),
         Layer::Dense { inp, out, relu } => format!("Dense {inp}→{out}{}", if relu { " +ReLU" } else { "" }),
     }
 }
@@ -225,12 +227,24 @@ fn layer_errors(im: &Imported, net: &crate::net::Net, t: &Table) -> Result<Vec<L
     let mut quants = Vec::with_capacity(n_layers);
     let (mut s, mut zp) = net.input_quant.unwrap_or((net.input_scale, 0));
     let logits = im.model.outputs.last().map(|o| o.quant).unwrap_or(Quant::NONE);
+    let mut kept = Vec::new();
     for (i, l) in net.layers.iter().enumerate() {
         match l {
+            Layer::Save => kept.push((s, zp)),
+            Layer::Branch => {
+                let back = kept.pop().unwrap_or((s, zp));
+                kept.push((s, zp));
+                (s, zp) = back;
+            }
+            Layer::AddSaved { .. } | Layer::ConcatSaved { .. } => {
+                kept.pop();
+                let (lo, hi) = im.ranges.get(i).copied().unwrap_or((0.0, 0.0));
+                (s, zp) = activation_quant(lo, hi);
+            }
             Layer::Dense { .. } if i + 1 == n_layers => {
                 (s, zp) = (scale_of(&logits), logits.zero_point);
             }
-            Layer::Conv { .. } | Layer::Dense { .. } | Layer::Pointwise(_) | Layer::AddSaved { .. } => {
+            Layer::Conv { .. } | Layer::Dense { .. } | Layer::Pointwise(_) => {
                 let (lo, hi) = im.ranges.get(i).copied().unwrap_or((0.0, 0.0));
                 (s, zp) = activation_quant(lo, hi);
             }
@@ -240,12 +254,14 @@ fn layer_errors(im: &Imported, net: &crate::net::Net, t: &Table) -> Result<Vec<L
     }
     let mut diag = im.model.clone();
     let mut slot = Vec::new();
-    // A `Save` adds no op: its value is the one before it.
+    // `Save` and `Branch` add no op (not compared).
     let mut ops = 0u32;
     for l in &net.layers {
-        if !matches!(l, Layer::Save) {
-            ops += 1;
+        if matches!(l, Layer::Save | Layer::Branch) {
+            slot.push(usize::MAX);
+            continue;
         }
+        ops += 1;
         let Some(value) = (n_in + ops).checked_sub(1) else {
             slot.push(usize::MAX);
             continue;
@@ -291,6 +307,8 @@ fn layer_errors(im: &Imported, net: &crate::net::Net, t: &Table) -> Result<Vec<L
         .layers
         .iter()
         .enumerate()
+        // `Save` and `Branch` are bookkeeping, not ops.
+        .filter(|(_, l)| !matches!(l, Layer::Save | Layer::Branch))
         .map(|(i, l)| LayerError { layer: layer_name(l), rel_rms: (err[i] / norm[i].max(1e-30)).sqrt() })
         .collect())
 }
