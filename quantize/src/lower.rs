@@ -21,7 +21,7 @@ use crate::ensemble::{Ensemble, Split};
 use crate::error::{Error, Result};
 use crate::gbdt::Gbdt;
 use crate::multiplier::{add_multipliers, quant, requant_multiplier};
-use crate::net::{Head, Layer, Net};
+use crate::net::{Geometry, Head, Layer, Net};
 
 /// Fractional bits of tree-ensemble features and thresholds.
 pub const TREE_FEATURE_BITS: i32 = 16;
@@ -173,39 +173,41 @@ pub fn lower_net(net: &Net, ranges: &Ranges) -> Result<Model> {
         let (lo, hi) = ranges.get(i).copied().ok_or_else(|| Error::Quantize("missing calibration range".into()))?;
         match *layer {
             Layer::Conv { out_c, k, pad, stride, groups, relu, .. } => {
+                let g = Geometry { kernel: (k, k), stride: (stride, stride), dilation: (1, 1), pads: [pad; 4] };
                 let (w, bias) = net.param_values(params)?;
                 params += 1;
-                // candle [OC, IC, KH, KW] → fixpoint [OC, KH, KW, IC].
-                let ic = w.len() / (out_c * k * k).max(1);
-                let mut hwc = vec![0f32; w.len()];
-                for (o, c, y, x) in itertools(out_c, ic, k) {
-                    hwc[((o * k + y) * k + x) * ic + c] = w[((o * ic + c) * k + y) * k + x];
-                }
                 let (s_out, zp_out) = activation_quant(lo, hi);
-                let a = affine(&hwc, &bias, s_in, s_out, None)?;
-                let weights = b.tensor(fixpoint_ml::Tensor::i8(vec![out_c, k, k, ic], a.weights.clone())?);
-                let bias = b.tensor(fixpoint_ml::Tensor::i32(vec![out_c], a.bias.clone())?);
-                let requant = Some(requant_tensors(&mut b, &a, zp_out, relu)?);
-                let p = u16::try_from(pad).map_err(|_| Error::Quantize("padding too large".into()))?;
-                let ku = u16::try_from(k).map_err(|_| Error::Quantize("kernel too large".into()))?;
-                let su = u16::try_from(stride).map_err(|_| Error::Quantize("stride too large".into()))?;
-                let window = Window {
-                    pad_top: p,
-                    pad_left: p,
-                    pad_bottom: p,
-                    pad_right: p,
-                    stride_h: su,
-                    stride_w: su,
-                    ..Window::new(ku, ku)
-                };
-                let groups = u32::try_from(groups).map_err(|_| Error::Quantize("too many groups".into()))?;
-                let op = Conv2d { weights, bias, input_zero_point: zp_in, window, groups, requant };
-                x = b.op(Op::Conv2d(op), &[x]);
+                x = lower_conv(&mut b, x, &w, &bias, out_c, &g, groups, relu, (s_in, zp_in), (s_out, zp_out))?;
                 if let [h, w, _] = cur_shape[..] {
-                    let out = |d: usize| (d + 2 * pad).saturating_sub(k) / stride.max(1) + 1;
-                    cur_shape = vec![out(h), out(w), out_c];
+                    let (oh, ow) = g.out(h, w);
+                    cur_shape = vec![oh, ow, out_c];
                 }
                 (s_in, zp_in) = (s_out, zp_out);
+            }
+            Layer::ConvWindow { out_c, geometry: g, groups, relu, .. } => {
+                let (w, bias) = net.param_values(params)?;
+                params += 1;
+                let (s_out, zp_out) = activation_quant(lo, hi);
+                x = lower_conv(&mut b, x, &w, &bias, out_c, &g, groups, relu, (s_in, zp_in), (s_out, zp_out))?;
+                if let [h, w, _] = cur_shape[..] {
+                    let (oh, ow) = g.out(h, w);
+                    cur_shape = vec![oh, ow, out_c];
+                }
+                (s_in, zp_in) = (s_out, zp_out);
+            }
+            Layer::PoolWindow { avg, geometry: g } => {
+                // Padding cells are outside the max and the average's count (docs/arithmetic.md
+                // §5); input and output share scale and zero point.
+                let window = window_of(&g)?;
+                x = if avg {
+                    b.op(Op::AvgPool(AvgPool { window }), &[x])
+                } else {
+                    b.op(Op::MaxPool(MaxPool { window }), &[x])
+                };
+                if let [h, w, c] = cur_shape[..] {
+                    let (oh, ow) = g.out(h, w);
+                    cur_shape = vec![oh, ow, c];
+                }
             }
             Layer::MaxPool { k, stride } => {
                 let ku = u16::try_from(k).map_err(|_| Error::Quantize("kernel too large".into()))?;
@@ -344,9 +346,59 @@ pub fn lower_net(net: &Net, ranges: &Ranges) -> Result<Model> {
     Ok(b.finish()?)
 }
 
-/// All `(out, in, y, x)` kernel coordinates.
-fn itertools(out_c: usize, ic: usize, k: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> {
-    (0..out_c).flat_map(move |o| (0..ic).flat_map(move |c| (0..k).flat_map(move |y| (0..k).map(move |x| (o, c, y, x)))))
+/// The engine's window for a geometry.
+fn window_of(g: &Geometry) -> Result<Window> {
+    let u = |v: usize, what: &str| u16::try_from(v).map_err(|_| Error::Quantize(format!("{what} too large")));
+    let [t, l, bt, r] = g.pads;
+    Ok(Window {
+        kernel_h: u(g.kernel.0, "kernel")?,
+        kernel_w: u(g.kernel.1, "kernel")?,
+        stride_h: u(g.stride.0, "stride")?,
+        stride_w: u(g.stride.1, "stride")?,
+        dilation_h: u(g.dilation.0, "dilation")?,
+        dilation_w: u(g.dilation.1, "dilation")?,
+        pad_top: u(t, "padding")?,
+        pad_left: u(l, "padding")?,
+        pad_bottom: u(bt, "padding")?,
+        pad_right: u(r, "padding")?,
+    })
+}
+
+/// A Conv2D with per-channel weights requantized from `(s_in, zp_in)` to `(s_out, zp_out)`;
+/// `w` in candle layout `[OC, IC/g, KH, KW]`.
+#[allow(clippy::too_many_arguments)]
+fn lower_conv(
+    b: &mut ModelBuilder,
+    x: u32,
+    w: &[f32],
+    bias: &[f32],
+    out_c: usize,
+    g: &Geometry,
+    groups: usize,
+    relu: bool,
+    (s_in, zp_in): (f64, i32),
+    (s_out, zp_out): (f64, i32),
+) -> Result<u32> {
+    let (kh, kw) = g.kernel;
+    // candle [OC, IC, KH, KW] → fixpoint [OC, KH, KW, IC].
+    let ic = w.len() / (out_c * kh * kw).max(1);
+    let mut hwc = vec![0f32; w.len()];
+    for o in 0..out_c {
+        for c in 0..ic {
+            for y in 0..kh {
+                for xx in 0..kw {
+                    hwc[((o * kh + y) * kw + xx) * ic + c] = w[((o * ic + c) * kh + y) * kw + xx];
+                }
+            }
+        }
+    }
+    let a = affine(&hwc, bias, s_in, s_out, None)?;
+    let weights = b.tensor(fixpoint_ml::Tensor::i8(vec![out_c, kh, kw, ic], a.weights.clone())?);
+    let bias = b.tensor(fixpoint_ml::Tensor::i32(vec![out_c], a.bias.clone())?);
+    let requant = Some(requant_tensors(b, &a, zp_out, relu)?);
+    let groups = u32::try_from(groups).map_err(|_| Error::Quantize("too many groups".into()))?;
+    let op = Conv2d { weights, bias, input_zero_point: zp_in, window: window_of(g)?, groups, requant };
+    Ok(b.op(Op::Conv2d(op), &[x]))
 }
 
 /// A feature as the integer the tree model reads: `floor(x·2^16)`.

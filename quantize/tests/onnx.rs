@@ -211,6 +211,48 @@ fn digits_inception() {
 }
 
 #[test]
+fn digits_window() {
+    // Rectangular kernel with asymmetric pads, dilation 2, stride 1×2, MaxPool and AveragePool
+    // with pads: the engine's general Window, one Conv2D/MaxPool/AvgPool each.
+    let r = classification("digits_window");
+    let im = import("digits_window");
+    for want in ["pads (top, left, bottom, right) [1, 0, 1, 1]", "dilation 2×2", "stride 1×2", "padding not counted"]
+    {
+        assert!(im.steps.iter().any(|s| s.mapped.contains(want)), "{want} missing: {:?}", im.steps);
+    }
+    let windows: Vec<_> = im
+        .model
+        .nodes
+        .iter()
+        .filter_map(|o| match &o.op {
+            fixpoint_ml::ops::Op::Conv2d(c) => Some(c.window),
+            fixpoint_ml::ops::Op::AvgPool(p) if p.window.pad_top > 0 => Some(p.window),
+            _ => None,
+        })
+        .collect();
+    assert!(windows.iter().any(|w| (w.kernel_h, w.kernel_w, w.pad_left, w.pad_right) == (3, 2, 0, 1)), "{windows:?}");
+    assert!(windows.iter().any(|w| (w.dilation_h, w.dilation_w) == (2, 2)), "{windows:?}");
+    assert!(windows.iter().any(|w| (w.stride_h, w.stride_w) == (1, 2)), "{windows:?}");
+    assert!(r.layers.iter().all(|l| l.rel_rms < 0.1), "{:?}", r.layers);
+    // count_include_pad=1 (padding in the divisor) is refused: the integer AvgPool leaves it out.
+    let mut bytes = std::fs::read(fixture("digits_window").join("model.onnx")).unwrap();
+    let name = b"count_include_pad";
+    let at = bytes.windows(name.len()).position(|w| w == name).unwrap() + name.len();
+    assert_eq!(&bytes[at..at + 2], &[0x18, 0x00], "the attribute's i field");
+    bytes[at + 1] = 1;
+    let path = std::env::temp_dir().join(format!("fixpoint-onnx-{}-window-cip.onnx", std::process::id()));
+    std::fs::write(&path, bytes).unwrap();
+    let res = onnx::import(&path, &fixture("digits_window").join("calib.csv"), &opts(), |_, _, _| {});
+    std::fs::remove_file(&path).unwrap();
+    match res {
+        Err(Error::UnsupportedOp { op_type, hint, .. }) => {
+            assert!(op_type == "AveragePool" && hint.contains("count_include_pad"), "{hint}")
+        }
+        other => panic!("expected UnsupportedOp, got {other:?}"),
+    }
+}
+
+#[test]
 fn cancer_scaler_rf() {
     // The StandardScaler folded into the thresholds: splits still exact on the feature grid.
     all_splits_exact_on_grid(&classification("cancer_scaler_rf"));

@@ -20,7 +20,7 @@ use tract_onnx::pb::NodeProto;
 use super::graph::{Const, ConstData, Graph, attr, attr_f, attr_floats, attr_i, attr_ints, attr_s, attr_strings, elem};
 use super::trees::{self, Trees};
 use crate::error::{Error, Result};
-use crate::net::{Head, Layer, Net};
+use crate::net::{Geometry, Head, Layer, Net};
 use crate::pointwise::Pointwise;
 
 /// One ONNX node and what it became.
@@ -67,8 +67,8 @@ const PASS: [&str; 3] = ["Identity", "Dropout", "Cast"];
 /// Post-processing that ends the walk (labels and probability maps).
 const HEADS: [&str; 3] = ["ArgMax", "ZipMap", "ArrayFeatureExtractor"];
 /// Everything the walk maps, for the hint on an unknown op.
-const SUPPORTED: &str = "Gemm, MatMul, Add/Sub/Mul/Div by constants, Add of two live tensors (residual), Concat of two branches on channels, Relu, BatchNormalization, Conv, Pad (into Conv), MaxPool, \
-AveragePool, GlobalAveragePool, ReduceMean over H and W, Clip/LeakyRelu/Sigmoid/Tanh/Softplus/Gelu/SiLU/HardSwish/HardSigmoid/Elu/Softsign (Lut8), Flatten/Reshape/Squeeze/Unsqueeze, Identity/Dropout/Cast, Softmax/LogSoftmax at the output, \
+const SUPPORTED: &str = "Gemm, MatMul, Add/Sub/Mul/Div by constants, Add of two live tensors (residual), Concat of two branches on channels, Relu, BatchNormalization, Conv, Pad (into Conv), Conv with rectangular kernels/strides/dilations/asymmetric pads, MaxPool, \
+AveragePool (with pads: count_include_pad=0), GlobalAveragePool, ReduceMean over H and W, Clip/LeakyRelu/Sigmoid/Tanh/Softplus/Gelu/SiLU/HardSwish/HardSigmoid/Elu/Softsign (Lut8), Flatten/Reshape/Squeeze/Unsqueeze, Identity/Dropout/Cast, Softmax/LogSoftmax at the output, \
 Scaler, LinearClassifier, LinearRegressor, TreeEnsembleClassifier, TreeEnsembleRegressor, ArgMax/ZipMap/ArrayFeatureExtractor";
 
 fn unsupported(n: &NodeProto, hint: impl Into<String>) -> Error {
@@ -224,7 +224,13 @@ impl Walk<'_> {
     fn branch_end_ok(&self, n: &NodeProto) -> Result<()> {
         let ok = matches!(
             self.layers.last(),
-            Some(Layer::Conv { .. } | Layer::Dense { .. } | Layer::Pointwise(_) | Layer::AddSaved { .. })
+            Some(
+                Layer::Conv { .. }
+                    | Layer::ConvWindow { .. }
+                    | Layer::Dense { .. }
+                    | Layer::Pointwise(_)
+                    | Layer::AddSaved { .. }
+            )
         );
         if !ok || self.flatten_chw.is_some() || self.pad.is_some() || self.shape.len() != 3 {
             return Err(unsupported(
@@ -392,19 +398,30 @@ impl Walk<'_> {
         let pads = attr_ints(n, "pads");
         let dil = attr_ints(n, "dilations");
         let auto = attr_s(n, "auto_pad", "NOTSET");
-        let stride = strides.first().copied().unwrap_or(1).max(1) as usize;
-        let pad = pads.first().copied().unwrap_or(0).max(0) as usize;
         if kh == 0 || kw == 0 {
             return Err(unsupported(n, "an empty kernel"));
         }
-        if kh != kw || strides.iter().any(|&s| s as usize != stride) || pads.iter().any(|&p| p as usize != pad) {
-            return Err(unsupported(
-                n,
-                "rectangular kernels, unequal strides or asymmetric pads: the integer Conv2D supports them, but the importer's float Conv layer (net::Layer::Conv) is square; extend it to map this",
-            ));
+        let two = |v: &[i64], d: usize| -> Option<(usize, usize)> {
+            match v {
+                [] => Some((d, d)),
+                [a, b] if *a >= 0 && *b >= 0 => Some((*a as usize, *b as usize)),
+                _ => None,
+            }
+        };
+        let (Some(stride), Some(dilation)) = (two(&strides, 1), two(&dil, 1)) else {
+            return Err(unsupported(n, "strides/dilations must have two non-negative values"));
+        };
+        let pads4 = match pads[..] {
+            [] => [0; 4],
+            // ONNX: [top, left, bottom, right].
+            [t, l, b, r] if [t, l, b, r].iter().all(|&p| p >= 0) => [t as usize, l as usize, b as usize, r as usize],
+            _ => return Err(unsupported(n, "pads must be four non-negative values")),
+        };
+        if stride.0 == 0 || stride.1 == 0 || dilation.0 == 0 || dilation.1 == 0 {
+            return Err(unsupported(n, "a zero stride or dilation"));
         }
-        if dil.iter().any(|&d| d != 1) || !(auto == "NOTSET" || auto == "VALID") {
-            return Err(unsupported(n, "dilations ≠ 1 or auto_pad SAME_*: give explicit pads and dilation 1"));
+        if !(auto == "NOTSET" || auto == "VALID") {
+            return Err(unsupported(n, "auto_pad SAME_*: give explicit pads"));
         }
         if c != icg * groups || oc % groups != 0 {
             return Err(unsupported(
@@ -426,14 +443,36 @@ impl Walk<'_> {
             self.net_input = Some(self.shape.clone());
         }
         // A Pad node before the convolution: zeros are what the integer Conv2D pads with.
-        let pad = pad + self.pad.take().unwrap_or(0);
+        let extra = self.pad.take().unwrap_or(0);
+        let pads4 = pads4.map(|p| p + extra);
+        let geometry = Geometry { kernel: (kh, kw), stride, dilation, pads: pads4 };
+        let (oh, ow) = geometry.out(h, w);
+        if oh == 0
+            || ow == 0
+            || h + pads4[0] + pads4[2] < dilation.0 * (kh - 1) + 1
+            || w + pads4[1] + pads4[3] < dilation.1 * (kw - 1) + 1
+        {
+            return Err(unsupported(n, "the kernel is larger than the padded input"));
+        }
         let wv = wc.floats().ok_or_else(|| unsupported(n, "string weights"))?;
-        self.layers.push(Layer::Conv { in_c: c, out_c: oc, k: kh, pad, stride, groups, relu: false });
+        let square = kh == kw && stride.0 == stride.1 && dilation == (1, 1) && pads4.iter().all(|&p| p == pads4[0]);
+        if square {
+            let (pad, stride) = (pads4[0], stride.0);
+            self.layers.push(Layer::Conv { in_c: c, out_c: oc, k: kh, pad, stride, groups, relu: false });
+            self.step(n, format!("Conv2D {kh}×{kw}/{stride} pad {pad}, {c}→{oc} channels, {groups} group(s)"));
+        } else {
+            self.layers.push(Layer::ConvWindow { in_c: c, out_c: oc, geometry, groups, relu: false });
+            self.step(
+                n,
+                format!(
+                    "Conv2D {kh}×{kw}, stride {}×{}, dilation {}×{}, pads (top, left, bottom, right) {pads4:?}, {c}→{oc} channels, {groups} group(s)",
+                    stride.0, stride.1, dilation.0, dilation.1
+                ),
+            );
+        }
         self.params.push((wv.iter().map(|&v| v as f32).collect(), bias.iter().map(|&v| v as f32).collect()));
-        let out = |d: usize| (d + 2 * pad).saturating_sub(kh) / stride + 1;
-        self.shape = vec![oc, out(h), out(w)];
+        self.shape = vec![oc, oh, ow];
         self.activated = false;
-        self.step(n, format!("Conv2D {kh}×{kw}/{stride} pad {pad}, {c}→{oc} channels, {groups} group(s)"));
         Ok(())
     }
 
@@ -471,7 +510,7 @@ impl Walk<'_> {
             return Err(unsupported(n, "a second activation in a row"));
         }
         match self.layers.last_mut() {
-            Some(Layer::Dense { relu, .. } | Layer::Conv { relu, .. }) => *relu = true,
+            Some(Layer::Dense { relu, .. } | Layer::Conv { relu, .. } | Layer::ConvWindow { relu, .. }) => *relu = true,
             _ => return self.pointwise(n, Pointwise::Relu, "Lut8 (Relu: no layer before it to fuse into)"),
         }
         self.activated = true;
@@ -554,18 +593,74 @@ impl Walk<'_> {
         }
         let ks = attr_ints(n, "kernel_shape");
         let strides = attr_ints(n, "strides");
+        let pads = attr_ints(n, "pads");
         let k = ks.first().copied().unwrap_or(1) as usize;
         let stride = strides.first().copied().unwrap_or(1).max(1) as usize;
-        if ks.iter().any(|&v| v as usize != k)
-            || strides.iter().any(|&s| s as usize != stride)
-            || attr_ints(n, "pads").iter().any(|&p| p != 0)
-            || attr_i(n, "ceil_mode", 0) != 0
-            || attr_ints(n, "dilations").iter().any(|&d| d != 1)
-        {
+        let simple = ks.iter().all(|&v| v as usize == k)
+            && strides.iter().all(|&s| s as usize == stride)
+            && pads.iter().all(|&p| p == 0);
+        if attr_i(n, "ceil_mode", 0) != 0 || attr_ints(n, "dilations").iter().any(|&d| d != 1) {
             return Err(unsupported(
                 n,
-                "pools are mapped for square kernels, equal strides, no padding, floor mode, dilation 1 (extend net::Layer::MaxPool/AvgPool for more)",
+                "pools are mapped in floor mode with dilation 1 (the integer MaxPool/AvgPool take no dilation)",
             ));
+        }
+        if !(attr_s(n, "auto_pad", "NOTSET") == "NOTSET" || attr_s(n, "auto_pad", "NOTSET") == "VALID") {
+            return Err(unsupported(n, "auto_pad SAME_*: give explicit pads"));
+        }
+        if !simple {
+            let (Ok([kh, kw]), Ok(st)) = (<[i64; 2]>::try_from(ks.as_slice()), Ok::<_, ()>(strides.clone())) else {
+                return Err(unsupported(n, "a 2-D kernel_shape is needed"));
+            };
+            let st = match st[..] {
+                [] => [1, 1],
+                [a, b] => [a, b],
+                _ => return Err(unsupported(n, "strides must have two values")),
+            };
+            let p4 = match pads[..] {
+                [] => [0; 4],
+                [t, l, b, r] => [t, l, b, r],
+                _ => return Err(unsupported(n, "pads must have four values")),
+            };
+            if kh < 1 || kw < 1 || st.iter().any(|&v| v < 1) || p4.iter().any(|&p| p < 0) {
+                return Err(unsupported(n, "kernel and strides must be positive, pads non-negative"));
+            }
+            let (kh, kw) = (kh as usize, kw as usize);
+            let p4 = p4.map(|p| p as usize);
+            // §5: no window may be all padding.
+            if p4[0] >= kh || p4[2] >= kh || p4[1] >= kw || p4[3] >= kw {
+                return Err(unsupported(n, "a pad as large as the kernel (a window of padding only)"));
+            }
+            let avg = n.op_type == "AveragePool";
+            if avg && p4.iter().any(|&p| p > 0) && attr_i(n, "count_include_pad", 0) != 0 {
+                return Err(unsupported(
+                    n,
+                    "count_include_pad=1: the integer AvgPool divides by the non-padding cells only (ONNX count_include_pad=0)",
+                ));
+            }
+            let geometry =
+                Geometry { kernel: (kh, kw), stride: (st[0] as usize, st[1] as usize), dilation: (1, 1), pads: p4 };
+            let (oh, ow) = geometry.out(h, w);
+            if h + p4[0] + p4[2] < kh || w + p4[1] + p4[3] < kw {
+                return Err(unsupported(n, "the kernel is larger than the padded input"));
+            }
+            self.layers.push(Layer::PoolWindow { avg, geometry });
+            self.shape = vec![c, oh, ow];
+            self.step(
+                n,
+                format!(
+                    "{} {kh}×{kw}, stride {}×{}, pads (top, left, bottom, right) {p4:?}{}",
+                    if avg { "AvgPool" } else { "MaxPool" },
+                    st[0],
+                    st[1],
+                    if avg {
+                        " (padding not counted: count_include_pad=0; same scale; ties away from zero)"
+                    } else {
+                        " (padding ignored)"
+                    }
+                ),
+            );
+            return Ok(());
         }
         if k == 0 {
             return Err(unsupported(n, "an empty kernel"));

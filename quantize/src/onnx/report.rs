@@ -98,6 +98,26 @@ fn layer_name(l: &Layer) -> String {
         Layer::AvgPool { k, stride } => format!("AvgPool {k}x{k}/{stride}"),
         Layer::Pointwise(f) => format!("{} (Lut8)", f.name()),
         Layer::Flatten => "Flatten".into(),
+        Layer::ConvWindow { in_c, out_c, geometry: g, relu, .. } => format!(
+            "Conv {}x{}/{},{} dil {},{} pads {:?} {in_c}→{out_c}{}",
+            g.kernel.0,
+            g.kernel.1,
+            g.stride.0,
+            g.stride.1,
+            g.dilation.0,
+            g.dilation.1,
+            g.pads,
+            if relu { " +ReLU" } else { "" }
+        ),
+        Layer::PoolWindow { avg, geometry: g } => format!(
+            "{} {}x{}/{},{} pads {:?}",
+            if avg { "AvgPool" } else { "MaxPool" },
+            g.kernel.0,
+            g.kernel.1,
+            g.stride.0,
+            g.stride.1,
+            g.pads
+        ),
         Layer::Save => "(kept for a residual Add or a Concat)".into(),
         Layer::AddSaved { relu } => format!("Add (residual){}", if relu { " +ReLU" } else { "" }),
         Layer::Branch => "(first branch kept for a Concat)".into(),
@@ -244,7 +264,7 @@ fn layer_errors(im: &Imported, net: &crate::net::Net, t: &Table) -> Result<Vec<L
             Layer::Dense { .. } if i + 1 == n_layers => {
                 (s, zp) = (scale_of(&logits), logits.zero_point);
             }
-            Layer::Conv { .. } | Layer::Dense { .. } | Layer::Pointwise(_) => {
+            Layer::Conv { .. } | Layer::ConvWindow { .. } | Layer::Dense { .. } | Layer::Pointwise(_) => {
                 let (lo, hi) = im.ranges.get(i).copied().unwrap_or((0.0, 0.0));
                 (s, zp) = activation_quant(lo, hi);
             }
