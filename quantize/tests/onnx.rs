@@ -253,6 +253,31 @@ fn digits_window() {
 }
 
 #[test]
+fn digits_nhwc() {
+    // Transpose to NHWC before Flatten: folded (the engine flattens HWC), no op for it.
+    let r = classification("digits_nhwc");
+    let im = import("digits_nhwc");
+    let t = im.steps.iter().find(|s| s.op_type == "Transpose").expect("a Transpose step");
+    assert!(t.mapped.starts_with("folded into the next flatten"), "{t:?}");
+    assert_eq!(r.layers.len(), 4, "{:?}", r.layers);
+    // Another permutation of the live tensor (H and W swapped) is refused with a typed error.
+    let mut bytes = std::fs::read(fixture("digits_nhwc").join("model.onnx")).unwrap();
+    let perm = b"perm\x40\x00\x40\x02\x40\x03\x40\x01";
+    let at = bytes.windows(perm.len()).position(|w| w == perm).expect("perm 0,2,3,1");
+    bytes[at + 4..at + 12].copy_from_slice(b"\x40\x00\x40\x01\x40\x03\x40\x02");
+    let path = std::env::temp_dir().join(format!("fixpoint-onnx-{}-nhwc-perm.onnx", std::process::id()));
+    std::fs::write(&path, bytes).unwrap();
+    let res = onnx::import(&path, &fixture("digits_nhwc").join("calib.csv"), &opts(), |_, _, _| {});
+    std::fs::remove_file(&path).unwrap();
+    match res {
+        Err(Error::UnsupportedOp { op_type, hint, .. }) => {
+            assert!(op_type == "Transpose" && hint.contains("NHWC"), "{hint}")
+        }
+        other => panic!("expected UnsupportedOp, got {other:?}"),
+    }
+}
+
+#[test]
 fn cancer_scaler_rf() {
     // The StandardScaler folded into the thresholds: splits still exact on the feature grid.
     all_splits_exact_on_grid(&classification("cancer_scaler_rf"));
@@ -341,6 +366,10 @@ fn mutated_files_never_panic() {
         "digits_mlp_act",
         "digits_cnn_ops",
         "cancer_xgb",
+        "digits_resnet",
+        "digits_inception",
+        "digits_window",
+        "digits_nhwc",
     ] {
         let original = std::fs::read(fixture(name).join("model.onnx")).unwrap();
         for i in 0..per_file {

@@ -1157,9 +1157,50 @@ def digits_window(out: Path, state: dict) -> None:
            f"torch.onnx.export(dynamo=False, opset {OPSET})", native_metric=torch_acc)
 
 
+def digits_nhwc(out: Path, state: dict) -> None:
+    """A Transpose of a live tensor to NHWC before Flatten (as Keras-style heads do)."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(SEED)
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    _, xtr, xte, ytr, yte, _ = state["digits"]
+    img_tr = (xtr / np.float32(16.0)).reshape(-1, 1, 8, 8).astype(np.float32)
+    img_te = (xte / np.float32(16.0)).reshape(-1, 1, 8, 8).astype(np.float32)
+
+    class NhwcCNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 8, 3, padding=1)
+            self.fc = nn.Linear(128, 10)
+
+        def forward(self, x):
+            x = nn.functional.max_pool2d(torch.relu(self.conv(x)), 2)
+            return self.fc(torch.flatten(x.permute(0, 2, 3, 1), 1))
+
+    net = NhwcCNN()
+    _train_torch(net, torch.from_numpy(img_tr), torch.from_numpy(ytr.astype(np.int64)), CNN_EPOCHS)
+    with torch.no_grad():
+        torch_acc = float((net(torch.from_numpy(img_te)).argmax(1).numpy() == yte).mean())
+    onx = _export_torch(net, torch.from_numpy(img_te[:1]), OPSET)
+    feats_img = [f"pixel_{r}_{c}" for r in range(8) for c in range(8)]
+    finish(out, "digits_nhwc", onx, task="classification", dataset="digits",
+           description="PyTorch CNN on digits as 1x8x8 images in [0, 1]: Conv(1->8, 3x3, pad 1), Relu, "
+           "MaxPool(2), Transpose(perm 0,2,3,1: NCHW to NHWC), Flatten, Gemm(128->10). TorchScript exporter. "
+           "An ArgMax node was appended for the label.",
+           feature_names=feats_img, x_calib=img_tr[:N_CALIB], x_test=img_te, y_test=yte,
+           label_output="label", scores_output="logits", scores_kind="tensor",
+           classes=list(range(10)), input_layout=[1, 8, 8],
+           preprocessing="pixels / 16 (values in [0, 1]); CSV columns are the 8x8 image row-major",
+           trained_with=f"torch {torch.__version__.split('+')[0]} (CPU, Adam, {CNN_EPOCHS} epochs), "
+           f"torch.onnx.export(dynamo=False, opset {OPSET})", native_metric=torch_acc)
+
+
 FIXTURES = [digits_mlp, digits_mlp_qdq, digits_cnn, digits_cnn_qop, cancer_rf, cancer_xgb, wine_lgbm, iris_logreg,
             diabetes_regressors, digits_cnn_ops, digits_mlp_act, cancer_scaler_rf,
-            digits_resnet, digits_inception, digits_window]
+            digits_resnet, digits_inception, digits_window,
+            digits_nhwc]
 
 
 def main() -> int:

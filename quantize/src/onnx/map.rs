@@ -68,7 +68,7 @@ const PASS: [&str; 3] = ["Identity", "Dropout", "Cast"];
 const HEADS: [&str; 3] = ["ArgMax", "ZipMap", "ArrayFeatureExtractor"];
 /// Everything the walk maps, for the hint on an unknown op.
 const SUPPORTED: &str = "Gemm, MatMul, Add/Sub/Mul/Div by constants, Add of two live tensors (residual), Concat of two branches on channels, Relu, BatchNormalization, Conv, Pad (into Conv), Conv with rectangular kernels/strides/dilations/asymmetric pads, MaxPool, \
-AveragePool (with pads: count_include_pad=0), GlobalAveragePool, ReduceMean over H and W, Clip/LeakyRelu/Sigmoid/Tanh/Softplus/Gelu/SiLU/HardSwish/HardSigmoid/Elu/Softsign (Lut8), Flatten/Reshape/Squeeze/Unsqueeze, Identity/Dropout/Cast, Softmax/LogSoftmax at the output, \
+AveragePool (with pads: count_include_pad=0), GlobalAveragePool, ReduceMean over H and W, Clip/LeakyRelu/Sigmoid/Tanh/Softplus/Gelu/SiLU/HardSwish/HardSigmoid/Elu/Softsign (Lut8), Flatten/Reshape/Squeeze/Unsqueeze, Transpose (NCHW→NHWC before a flatten, its inverse, identity), Identity/Dropout/Cast, Softmax/LogSoftmax at the output, \
 Scaler, LinearClassifier, LinearRegressor, TreeEnsembleClassifier, TreeEnsembleRegressor, ArgMax/ZipMap/ArrayFeatureExtractor";
 
 fn unsupported(n: &NodeProto, hint: impl Into<String>) -> Error {
@@ -93,6 +93,8 @@ struct Walk<'g> {
     ended: bool,
     softmax: bool,
     steps: Vec<Step>,
+    /// `(H, W, C)` after a `Transpose` to NHWC, waiting for the Flatten it folds into.
+    nhwc: Option<(usize, usize, usize)>,
     /// Tensors kept for a residual `Add` (ONNX name, shape), innermost last.
     saved: Vec<(String, Vec<usize>)>,
 }
@@ -281,6 +283,46 @@ impl Walk<'_> {
         Ok(())
     }
 
+    /// A `Transpose` of the live tensor where it is static: the identity permutation (removed),
+    /// NCHW → NHWC right before a flatten (folded into it: the engine flattens HWC), and its
+    /// inverse NHWC → NCHW (cancels it).
+    fn transpose(&mut self, n: &NodeProto) -> Result<()> {
+        let rank = self.shape.len() + 1;
+        let perm: Vec<i64> = {
+            let p = attr_ints(n, "perm");
+            if p.is_empty() { (0..rank as i64).rev().collect() } else { p }
+        };
+        if perm.len() != rank {
+            return Err(unsupported(n, format!("perm {perm:?} for a tensor of rank {rank}")));
+        }
+        if perm.iter().enumerate().all(|(i, &p)| p == i as i64) {
+            self.step(n, "removed (identity permutation)");
+            return Ok(());
+        }
+        match (&perm[..], &self.shape[..], self.nhwc) {
+            ([0, 2, 3, 1], &[c, h, w], None) => {
+                self.nhwc = Some((h, w, c));
+                self.shape = vec![h, w, c];
+                self.step(n, "folded into the next flatten (NHWC flatten order = the engine's HWC order)");
+            }
+            ([0, 3, 1, 2], _, Some((h, w, c))) => {
+                self.nhwc = None;
+                self.shape = vec![c, h, w];
+                self.step(n, "removed (NHWC back to NCHW cancels the Transpose before it)");
+            }
+            _ => {
+                return Err(unsupported(
+                    n,
+                    format!(
+                        "Transpose perm {perm:?} of a live tensor of shape {:?}: folded only as NCHW→NHWC right before a Flatten/Reshape, its inverse, or the identity; a Transpose of a constant weight should be folded into the initializer (e.g. onnx-simplifier or torch.onnx.export(do_constant_folding=True))",
+                        self.shape
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Keeps the current tensor `name` for a residual `Add` later on the chain.
     fn save(&mut self, n: &NodeProto, name: &str) -> Result<()> {
         if self.pre.is_some() || self.pad.is_some() || self.flatten_chw.is_some() || self.ended {
@@ -419,6 +461,10 @@ impl Walk<'_> {
         };
         if stride.0 == 0 || stride.1 == 0 || dilation.0 == 0 || dilation.1 == 0 {
             return Err(unsupported(n, "a zero stride or dilation"));
+        }
+        let big = |v: usize| v > usize::from(u16::MAX);
+        if [kh, kw, stride.0, stride.1, dilation.0, dilation.1].into_iter().chain(pads4).any(big) {
+            return Err(unsupported(n, "kernel, stride, dilation and pads must fit the engine's u16 window fields"));
         }
         if !(auto == "NOTSET" || auto == "VALID") {
             return Err(unsupported(n, "auto_pad SAME_*: give explicit pads"));
@@ -622,8 +668,10 @@ impl Walk<'_> {
                 [t, l, b, r] => [t, l, b, r],
                 _ => return Err(unsupported(n, "pads must have four values")),
             };
-            if kh < 1 || kw < 1 || st.iter().any(|&v| v < 1) || p4.iter().any(|&p| p < 0) {
-                return Err(unsupported(n, "kernel and strides must be positive, pads non-negative"));
+            let fits = |v: i64| (0..=i64::from(u16::MAX)).contains(&v);
+            if kh < 1 || kw < 1 || st.iter().any(|&v| v < 1) || ![kh, kw, st[0], st[1]].into_iter().chain(p4).all(fits)
+            {
+                return Err(unsupported(n, "kernel and strides must be positive, pads non-negative, all within u16"));
             }
             let (kh, kw) = (kh as usize, kw as usize);
             let p4 = p4.map(|p| p as usize);
@@ -677,6 +725,16 @@ impl Walk<'_> {
     }
 
     fn reshape(&mut self, n: &NodeProto) -> Result<()> {
+        if let Some((h, w, c)) = self.nhwc.take() {
+            if self.net_input.is_none() {
+                self.net_input = Some(vec![c, h, w]);
+            }
+            // ONNX flattens [H, W, C] in HWC order: the engine's own flatten order.
+            self.layers.push(Layer::Flatten);
+            self.shape = vec![h * w * c];
+            self.step(n, "Reshape (flatten of the NHWC tensor: already the engine's HWC order)");
+            return Ok(());
+        }
         if self.layers.is_empty() && self.pre.is_none() && n.op_type == "Reshape" {
             // A reshape of the raw input (e.g. 64 pixels to [1, 8, 8]) only changes the model's input shape.
             if let Some(Const { data: ConstData::Int(dims), .. }) = self.g.const_input(n, 1) {
@@ -855,6 +913,7 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
         ended: false,
         softmax: false,
         steps: Vec::new(),
+        nhwc: None,
         saved: Vec::new(),
     };
     let mut cur = name.clone();
@@ -914,6 +973,12 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
             _ => n,
         };
         let op = n.op_type.as_str();
+        if w.nhwc.is_some() && !matches!(op, "Flatten" | "Reshape" | "Transpose") && !PASS.contains(&op) {
+            return Err(unsupported(
+                n,
+                "after a Transpose to NHWC only a Flatten/Reshape (or the inverse Transpose) is mapped: the layers read NCHW",
+            ));
+        }
         if w.ended && !PASS.contains(&op) && op != "Reshape" && op != "Flatten" {
             return Err(unsupported(n, "only label/probability post-processing may follow Softmax/LogSoftmax"));
         }
@@ -937,6 +1002,7 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
                 }
             }
             "Gemm" | "MatMul" => w.gemm(n)?,
+            "Transpose" => w.transpose(n)?,
             "Concat" => match branches.pop() {
                 Some((c, _, true)) if std::ptr::eq(c, n) => w.concat(n, &cur)?,
                 _ => {
