@@ -314,7 +314,7 @@ impl Walk<'_> {
                 return Err(unsupported(
                     n,
                     format!(
-                        "Transpose perm {perm:?} of a live tensor of shape {:?}: folded only as NCHW→NHWC right before a Flatten/Reshape, its inverse, or the identity; a Transpose of a constant weight should be folded into the initializer (e.g. onnx-simplifier or torch.onnx.export(do_constant_folding=True))",
+                        "Transpose perm {perm:?} of a live tensor of shape {:?}: folded only as NCHW→NHWC right before a Flatten/Reshape, its inverse, or the identity (Transposes of constants are folded when the file is read)",
                         self.shape
                     ),
                 ));
