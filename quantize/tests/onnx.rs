@@ -310,7 +310,16 @@ fn qdq_keeps_the_file_scales() {
 
 #[test]
 fn import_is_deterministic() {
-    for name in ["digits_cnn", "cancer_xgb", "iris_logreg", "digits_mlp_qdq", "digits_cnn_qop"] {
+    for name in [
+        "digits_cnn",
+        "cancer_xgb",
+        "iris_logreg",
+        "digits_mlp_qdq",
+        "digits_cnn_qop",
+        "digits_resnet",
+        "digits_inception",
+        "digits_window",
+    ] {
         let (a, b) = (import(name), import(name));
         assert_eq!(a.bytes, b.bytes, "{name}");
         assert_eq!(a.id, b.id, "{name}");

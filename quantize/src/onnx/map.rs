@@ -9,7 +9,8 @@
 //! tensor that also feeds an `Add` further down the chain is kept, `Layer::Save`, and added back
 //! there by the integer Add op, `Layer::AddSaved`: a residual connection; two branches from one
 //! tensor that end in one `Concat` are walked one after the other, `Layer::Branch` between them,
-//! and joined by the integer Concat, `Layer::ConcatSaved`);
+//! and joined by the integer Concat, `Layer::ConcatSaved`; a `Transpose` to NHWC right before a
+//! flatten is folded into it, since the engine flattens HWC);
 //! `ArgMax`, `ZipMap` and `ArrayFeatureExtractor` (the label and probability post-processing
 //! skl2onnx emits) end it, and Softmax/LogSoftmax are accepted only at the end (monotone, so the
 //! argmax is unchanged). Every node that cannot be mapped fails with
