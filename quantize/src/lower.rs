@@ -12,7 +12,7 @@
 use candle_core::D;
 use fixpoint_ml::format::{Model, ModelBuilder, Quant};
 use fixpoint_ml::ops::{
-    ArgMax, AvgPool, Concat, Conv2d, FullyConnected, Lut8, MaxPool, Op, Requant, Reshape, TreeEnsemble, Window,
+    Add, ArgMax, AvgPool, Concat, Conv2d, FullyConnected, Lut8, MaxPool, Op, Requant, Reshape, TreeEnsemble, Window,
 };
 use fixpoint_ml::{DType, TensorData};
 
@@ -20,8 +20,8 @@ use crate::data::Dataset;
 use crate::ensemble::{Ensemble, Split};
 use crate::error::{Error, Result};
 use crate::gbdt::Gbdt;
-use crate::multiplier::{quant, requant_multiplier};
-use crate::net::{Head, Layer, Net};
+use crate::multiplier::{add_multipliers, quant, requant_multiplier};
+use crate::net::{Geometry, Head, Layer, Net};
 
 /// Fractional bits of tree-ensemble features and thresholds.
 pub const TREE_FEATURE_BITS: i32 = 16;
@@ -48,6 +48,14 @@ pub fn calibrate(net: &Net, ds: &Dataset, mut progress: impl FnMut(usize)) -> Re
     }
     if ds.is_empty() {
         return Err(Error::Quantize("empty calibration set".into()));
+    }
+    // The integer Concat copies values: both branch ends take the joined tensor's range (the
+    // union of theirs), so they are requantized straight to its scale.
+    for (j, a, b) in crate::net::concat_ends(&net.layers) {
+        let joined = ranges[j];
+        for e in [a, b].into_iter().flatten() {
+            ranges[e] = joined;
+        }
     }
     Ok(ranges)
 }
@@ -159,43 +167,47 @@ pub fn lower_net(net: &Net, ranges: &Ranges) -> Result<Model> {
     let mut params = 0;
     let last = net.layers.len().saturating_sub(1);
     let mut logits_quant = None;
+    // Tensors kept by `Layer::Save`: value, scale, zero point, shape.
+    let mut saved = Vec::new();
     for (i, layer) in net.layers.iter().enumerate() {
         let (lo, hi) = ranges.get(i).copied().ok_or_else(|| Error::Quantize("missing calibration range".into()))?;
         match *layer {
             Layer::Conv { out_c, k, pad, stride, groups, relu, .. } => {
+                let g = Geometry { kernel: (k, k), stride: (stride, stride), dilation: (1, 1), pads: [pad; 4] };
                 let (w, bias) = net.param_values(params)?;
                 params += 1;
-                // candle [OC, IC, KH, KW] → fixpoint [OC, KH, KW, IC].
-                let ic = w.len() / (out_c * k * k).max(1);
-                let mut hwc = vec![0f32; w.len()];
-                for (o, c, y, x) in itertools(out_c, ic, k) {
-                    hwc[((o * k + y) * k + x) * ic + c] = w[((o * ic + c) * k + y) * k + x];
-                }
                 let (s_out, zp_out) = activation_quant(lo, hi);
-                let a = affine(&hwc, &bias, s_in, s_out, None)?;
-                let weights = b.tensor(fixpoint_ml::Tensor::i8(vec![out_c, k, k, ic], a.weights.clone())?);
-                let bias = b.tensor(fixpoint_ml::Tensor::i32(vec![out_c], a.bias.clone())?);
-                let requant = Some(requant_tensors(&mut b, &a, zp_out, relu)?);
-                let p = u16::try_from(pad).map_err(|_| Error::Quantize("padding too large".into()))?;
-                let ku = u16::try_from(k).map_err(|_| Error::Quantize("kernel too large".into()))?;
-                let su = u16::try_from(stride).map_err(|_| Error::Quantize("stride too large".into()))?;
-                let window = Window {
-                    pad_top: p,
-                    pad_left: p,
-                    pad_bottom: p,
-                    pad_right: p,
-                    stride_h: su,
-                    stride_w: su,
-                    ..Window::new(ku, ku)
-                };
-                let groups = u32::try_from(groups).map_err(|_| Error::Quantize("too many groups".into()))?;
-                let op = Conv2d { weights, bias, input_zero_point: zp_in, window, groups, requant };
-                x = b.op(Op::Conv2d(op), &[x]);
+                x = lower_conv(&mut b, x, &w, &bias, out_c, &g, groups, relu, (s_in, zp_in), (s_out, zp_out))?;
                 if let [h, w, _] = cur_shape[..] {
-                    let out = |d: usize| (d + 2 * pad).saturating_sub(k) / stride.max(1) + 1;
-                    cur_shape = vec![out(h), out(w), out_c];
+                    let (oh, ow) = g.out(h, w);
+                    cur_shape = vec![oh, ow, out_c];
                 }
                 (s_in, zp_in) = (s_out, zp_out);
+            }
+            Layer::ConvWindow { out_c, geometry: g, groups, relu, .. } => {
+                let (w, bias) = net.param_values(params)?;
+                params += 1;
+                let (s_out, zp_out) = activation_quant(lo, hi);
+                x = lower_conv(&mut b, x, &w, &bias, out_c, &g, groups, relu, (s_in, zp_in), (s_out, zp_out))?;
+                if let [h, w, _] = cur_shape[..] {
+                    let (oh, ow) = g.out(h, w);
+                    cur_shape = vec![oh, ow, out_c];
+                }
+                (s_in, zp_in) = (s_out, zp_out);
+            }
+            Layer::PoolWindow { avg, geometry: g } => {
+                // Padding cells are outside the max and the average's count (docs/arithmetic.md
+                // §5); input and output share scale and zero point.
+                let window = window_of(&g)?;
+                x = if avg {
+                    b.op(Op::AvgPool(AvgPool { window }), &[x])
+                } else {
+                    b.op(Op::MaxPool(MaxPool { window }), &[x])
+                };
+                if let [h, w, c] = cur_shape[..] {
+                    let (oh, ow) = g.out(h, w);
+                    cur_shape = vec![oh, ow, c];
+                }
             }
             Layer::MaxPool { k, stride } => {
                 let ku = u16::try_from(k).map_err(|_| Error::Quantize("kernel too large".into()))?;
@@ -235,6 +247,55 @@ pub fn lower_net(net: &Net, ranges: &Ranges) -> Result<Model> {
                 let window = Window::new(dim(h)?, dim(w)?);
                 x = b.op(Op::AvgPool(AvgPool { window }), &[x]);
                 cur_shape = vec![1, 1, c];
+            }
+            Layer::Save => saved.push((x, s_in, zp_in, cur_shape.clone())),
+            Layer::Branch => {
+                let (y, s_y, zp_y, shape_y) =
+                    saved.pop().ok_or_else(|| Error::Quantize("a branch without a saved tensor".into()))?;
+                saved.push((x, s_in, zp_in, std::mem::replace(&mut cur_shape, shape_y)));
+                (x, s_in, zp_in) = (y, s_y, zp_y);
+            }
+            Layer::ConcatSaved { saved_first } => {
+                let (y, s_y, zp_y, shape_y) =
+                    saved.pop().ok_or_else(|| Error::Quantize("a Concat without a saved tensor".into()))?;
+                let (&[h, w, c], &[hy, wy, cy]) = (&cur_shape[..], &shape_y[..]) else {
+                    return Err(Error::Quantize("Concat joins [C, H, W] tensors".into()));
+                };
+                if (h, w) != (hy, wy) {
+                    return Err(Error::Quantize(format!("Concat of shapes {cur_shape:?} and {shape_y:?}")));
+                }
+                // Calibration gave both branch ends the joined range, so the same scale.
+                if (s_y - s_in).abs() > s_in * 1e-12 || zp_y != zp_in {
+                    return Err(Error::Quantize(format!(
+                        "Concat inputs at scales {s_y:e}/{zp_y} and {s_in:e}/{zp_in}: a branch must end in a layer that requantizes"
+                    )));
+                }
+                let ins = if saved_first { [y, x] } else { [x, y] };
+                x = b.op(Op::Concat(Concat { axis: 2 }), &ins);
+                cur_shape = vec![h, w, c + cy];
+            }
+            Layer::AddSaved { relu } => {
+                // y = zp + ((a − zp_a)·m_a + (b − zp_b)·m_b) >> n: each input's scale in its
+                // multiplier, one rounding, the sum's scale from its calibrated range.
+                let (y, s_y, zp_y, shape_y) =
+                    saved.pop().ok_or_else(|| Error::Quantize("an Add without a saved tensor".into()))?;
+                if shape_y != cur_shape {
+                    return Err(Error::Quantize(format!("Add of shapes {cur_shape:?} and {shape_y:?}")));
+                }
+                let (s_out, zp_out) = activation_quant(lo, hi);
+                let (a_multiplier, b_multiplier, shift) = add_multipliers(s_in / s_out, s_y / s_out)?;
+                let op = Add {
+                    a_zero_point: zp_in,
+                    a_multiplier,
+                    b_zero_point: zp_y,
+                    b_multiplier,
+                    shift,
+                    zero_point: zp_out,
+                    lo: if relu { zp_out } else { -128 },
+                    hi: 127,
+                };
+                x = b.op(Op::Add(op), &[x, y]);
+                (s_in, zp_in) = (s_out, zp_out);
             }
             Layer::Flatten => {
                 let n: usize = cur_shape.iter().product();
@@ -285,9 +346,59 @@ pub fn lower_net(net: &Net, ranges: &Ranges) -> Result<Model> {
     Ok(b.finish()?)
 }
 
-/// All `(out, in, y, x)` kernel coordinates.
-fn itertools(out_c: usize, ic: usize, k: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> {
-    (0..out_c).flat_map(move |o| (0..ic).flat_map(move |c| (0..k).flat_map(move |y| (0..k).map(move |x| (o, c, y, x)))))
+/// The engine's window for a geometry.
+fn window_of(g: &Geometry) -> Result<Window> {
+    let u = |v: usize, what: &str| u16::try_from(v).map_err(|_| Error::Quantize(format!("{what} too large")));
+    let [t, l, bt, r] = g.pads;
+    Ok(Window {
+        kernel_h: u(g.kernel.0, "kernel")?,
+        kernel_w: u(g.kernel.1, "kernel")?,
+        stride_h: u(g.stride.0, "stride")?,
+        stride_w: u(g.stride.1, "stride")?,
+        dilation_h: u(g.dilation.0, "dilation")?,
+        dilation_w: u(g.dilation.1, "dilation")?,
+        pad_top: u(t, "padding")?,
+        pad_left: u(l, "padding")?,
+        pad_bottom: u(bt, "padding")?,
+        pad_right: u(r, "padding")?,
+    })
+}
+
+/// A Conv2D with per-channel weights requantized from `(s_in, zp_in)` to `(s_out, zp_out)`;
+/// `w` in candle layout `[OC, IC/g, KH, KW]`.
+#[allow(clippy::too_many_arguments)]
+fn lower_conv(
+    b: &mut ModelBuilder,
+    x: u32,
+    w: &[f32],
+    bias: &[f32],
+    out_c: usize,
+    g: &Geometry,
+    groups: usize,
+    relu: bool,
+    (s_in, zp_in): (f64, i32),
+    (s_out, zp_out): (f64, i32),
+) -> Result<u32> {
+    let (kh, kw) = g.kernel;
+    // candle [OC, IC, KH, KW] → fixpoint [OC, KH, KW, IC].
+    let ic = w.len() / (out_c * kh * kw).max(1);
+    let mut hwc = vec![0f32; w.len()];
+    for o in 0..out_c {
+        for c in 0..ic {
+            for y in 0..kh {
+                for xx in 0..kw {
+                    hwc[((o * kh + y) * kw + xx) * ic + c] = w[((o * ic + c) * kh + y) * kw + xx];
+                }
+            }
+        }
+    }
+    let a = affine(&hwc, bias, s_in, s_out, None)?;
+    let weights = b.tensor(fixpoint_ml::Tensor::i8(vec![out_c, kh, kw, ic], a.weights.clone())?);
+    let bias = b.tensor(fixpoint_ml::Tensor::i32(vec![out_c], a.bias.clone())?);
+    let requant = Some(requant_tensors(b, &a, zp_out, relu)?);
+    let groups = u32::try_from(groups).map_err(|_| Error::Quantize("too many groups".into()))?;
+    let op = Conv2d { weights, bias, input_zero_point: zp_in, window: window_of(g)?, groups, requant };
+    Ok(b.op(Op::Conv2d(op), &[x]))
 }
 
 /// A feature as the integer the tree model reads: `floor(x·2^16)`.

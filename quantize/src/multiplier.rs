@@ -41,6 +41,19 @@ pub fn requant_multiplier(real: f64) -> Result<(i32, u8)> {
     to_fixed(real, i32::from(SHIFT_MIN), i32::from(SHIFT_MAX))
 }
 
+/// The multipliers `(m_a, m_b)` and their shared shift `n` of the integer Add
+/// (docs/arithmetic.md §6) for the ratios `a = s_a/s_out` and `b = s_b/s_out`: the larger one
+/// gets `m ∈ [2^30, 2^31)` as in [`requant_multiplier`], the other `round(ratio·2^n)` on the
+/// same shift (relative error at most 2^-31 of the larger term).
+pub fn add_multipliers(a: f64, b: f64) -> Result<(i32, i32, u8)> {
+    if !(a.is_finite() && a > 0.0 && b.is_finite() && b > 0.0) {
+        return Err(Error::Quantize(format!("Add ratios {a}, {b} must be positive and finite")));
+    }
+    let (m, n) = requant_multiplier(a.max(b))?;
+    let other = (a.min(b) * 2f64.powi(i32::from(n))).round().min(f64::from(i32::MAX)) as i32;
+    Ok(if a >= b { (m, other, n) } else { (other, m, n) })
+}
+
 /// The format's description of a value with real scale `scale` and zero point `zero_point`.
 pub fn quant(scale: f64, zero_point: i32) -> Result<Quant> {
     let (multiplier, shift) = to_fixed(scale, 0, 127)?;
@@ -56,6 +69,17 @@ pub fn scale_of(q: &Quant) -> f64 {
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn add_multipliers_share_one_shift() {
+        let (ma, mb, n) = add_multipliers(0.75, 0.3).unwrap();
+        assert!((1 << 30..1 << 31).contains(&i64::from(ma)));
+        assert!((f64::from(ma) * 2f64.powi(-i32::from(n)) - 0.75).abs() < 1e-9);
+        assert!((f64::from(mb) * 2f64.powi(-i32::from(n)) - 0.3).abs() < 1e-9);
+        let (ma2, mb2, n2) = add_multipliers(0.3, 0.75).unwrap();
+        assert_eq!((ma2, mb2, n2), (mb, ma, n));
+        assert!(add_multipliers(0.0, 1.0).is_err());
+    }
 
     #[test]
     fn exact_powers_and_known_values() {

@@ -15,6 +15,85 @@ use rand_chacha::ChaCha8Rng;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 
+/// A general window (docs/arithmetic.md §5): kernel, stride and dilation per axis, and the
+/// four paddings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    /// Kernel height and width.
+    pub kernel: (usize, usize),
+    /// Stride along H and W.
+    pub stride: (usize, usize),
+    /// Dilation along H and W.
+    pub dilation: (usize, usize),
+    /// Padding: top, left, bottom, right.
+    pub pads: [usize; 4],
+}
+
+impl Geometry {
+    /// Output `(OH, OW)` for an `H×W` input (docs/arithmetic.md §5).
+    pub fn out(&self, h: usize, w: usize) -> (usize, usize) {
+        let [t, l, b, r] = self.pads;
+        let one = |d: usize, p: usize, k: usize, dil: usize, s: usize| {
+            (d + p).saturating_sub(dil * (k.max(1) - 1) + 1) / s.max(1) + 1
+        };
+        (
+            one(h, t + b, self.kernel.0, self.dilation.0, self.stride.0),
+            one(w, l + r, self.kernel.1, self.dilation.1, self.stride.1),
+        )
+    }
+}
+
+/// `[B, C, H, W]` → `[B, OC, OH, OW]`: a convolution with a general window, or (`w` empty,
+/// `pool` set) a max/average pool over the non-padding cells; computed directly on the host
+/// (calibration and reports only, no gradient).
+fn window_op(x: &Tensor, w: &[f32], bias: &[f32], g: &Geometry, groups: usize, pool: Option<bool>) -> Result<Tensor> {
+    let (bn, c, h, wd) = x.dims4()?;
+    let xv: Vec<f32> = x.flatten_all()?.to_vec1()?;
+    let (oh, ow) = g.out(h, wd);
+    let (kh, kw) = g.kernel;
+    let oc = if pool.is_some() { c } else { bias.len() };
+    let groups = groups.max(1);
+    let (icg, ocg) = (c / groups, (oc / groups).max(1));
+    let mut out = vec![0f32; bn * oc * oh * ow];
+    for b in 0..bn {
+        for o in 0..oc {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let (mut acc, mut max, mut cnt) = (0f32, f32::NEG_INFINITY, 0usize);
+                    let chans = if pool.is_some() { o..o + 1 } else { (o / ocg) * icg..(o / ocg + 1) * icg };
+                    for ic in chans {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let iy = (oy * g.stride.0 + ky * g.dilation.0).checked_sub(g.pads[0]);
+                                let ix = (ox * g.stride.1 + kx * g.dilation.1).checked_sub(g.pads[1]);
+                                let (Some(iy), Some(ix)) = (iy, ix) else { continue };
+                                if iy >= h || ix >= wd {
+                                    continue;
+                                }
+                                let v = xv[((b * c + ic) * h + iy) * wd + ix];
+                                match pool {
+                                    Some(_) => {
+                                        acc += v;
+                                        max = max.max(v);
+                                        cnt += 1;
+                                    }
+                                    None => acc += v * w[((o * icg + ic % icg) * kh + ky) * kw + kx],
+                                }
+                            }
+                        }
+                    }
+                    out[((b * oc + o) * oh + oy) * ow + ox] = match pool {
+                        Some(true) => acc / cnt.max(1) as f32,
+                        Some(false) => max,
+                        None => acc + bias[o],
+                    };
+                }
+            }
+        }
+    }
+    Ok(Tensor::from_vec(out, (bn, oc, oh, ow), x.device())?)
+}
+
 /// The shape of one layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layer {
@@ -64,6 +143,75 @@ pub enum Layer {
         /// ReLU after the layer.
         relu: bool,
     },
+    /// Convolution with a general window (rectangular kernel, per-axis stride and dilation,
+    /// asymmetric padding), optionally followed by ReLU.
+    ConvWindow {
+        /// Input channels.
+        in_c: usize,
+        /// Output channels.
+        out_c: usize,
+        /// The window.
+        geometry: Geometry,
+        /// Channel groups.
+        groups: usize,
+        /// ReLU after the convolution.
+        relu: bool,
+    },
+    /// Max (`avg` false) or average pooling with a general window (no dilation; padding cells
+    /// are left out of the maximum and of the average's count, ONNX `count_include_pad=0`).
+    PoolWindow {
+        /// Average (true) or max pooling.
+        avg: bool,
+        /// The window.
+        geometry: Geometry,
+    },
+    /// Keeps the current tensor for a later [`Layer::AddSaved`] (the skip branch of a residual
+    /// block); its output is its input.
+    Save,
+    /// Adds the tensor kept by the last unmatched [`Layer::Save`] (same shape) to the current
+    /// one, optionally followed by ReLU: the integer Add op, each input's scale in its multiplier.
+    AddSaved {
+        /// ReLU after the sum.
+        relu: bool,
+    },
+    /// Ends the first branch of a [`Layer::ConcatSaved`]: keeps the current tensor and goes
+    /// back to the one kept by the last unmatched [`Layer::Save`] (the input of both branches).
+    Branch,
+    /// Joins the tensor kept by the last [`Layer::Branch`] and the current one along the
+    /// channels (`[C, H, W]`); both branch ends share the joined tensor's scale (calibration
+    /// gives them the union of their ranges, [`concat_ends`]).
+    ConcatSaved {
+        /// The kept tensor (first branch) comes first in the result.
+        saved_first: bool,
+    },
+}
+
+/// For each [`Layer::ConcatSaved`] at index `j`: `(j, a, b)` with `a` and `b` the indices of
+/// the last layers of its first and second branch (`None` when a branch is empty).
+pub fn concat_ends(layers: &[Layer]) -> Vec<(usize, Option<usize>, Option<usize>)> {
+    let mut stack: Vec<Option<Option<usize>>> = Vec::new();
+    let mut out = Vec::new();
+    for (i, l) in layers.iter().enumerate() {
+        match l {
+            Layer::Save => stack.push(None),
+            Layer::Branch => {
+                stack.pop();
+                let a = i.checked_sub(1).filter(|&p| !matches!(layers[p], Layer::Save));
+                stack.push(Some(a));
+            }
+            Layer::AddSaved { .. } => {
+                stack.pop();
+            }
+            Layer::ConcatSaved { .. } => {
+                if let Some(Some(a)) = stack.pop() {
+                    let b = i.checked_sub(1).filter(|&p| !matches!(layers[p], Layer::Branch));
+                    out.push((i, a, b));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 impl Layer {
@@ -71,6 +219,9 @@ impl Layer {
     pub fn param_shapes(&self) -> Option<(Vec<usize>, usize)> {
         match *self {
             Layer::Conv { in_c, out_c, k, groups, .. } => Some((vec![out_c, in_c / groups.max(1), k, k], out_c)),
+            Layer::ConvWindow { in_c, out_c, geometry: g, groups, .. } => {
+                Some((vec![out_c, in_c / groups.max(1), g.kernel.0, g.kernel.1], out_c))
+            }
             Layer::Dense { inp, out, .. } => Some((vec![out, inp], out)),
             _ => None,
         }
@@ -193,6 +344,7 @@ impl Net {
     pub fn trace(&self, x: &Tensor) -> Result<Vec<Tensor>> {
         let mut x = x.affine(self.input_scale, 0.0)?;
         let mut outs = Vec::with_capacity(self.layers.len());
+        let mut saved: Vec<Tensor> = Vec::new();
         let mut p = self.params.iter();
         for l in &self.layers {
             x = match *l {
@@ -203,6 +355,14 @@ impl Net {
                         .broadcast_add(&b.as_tensor().reshape((1, (), 1, 1))?)?;
                     if relu { y.relu()? } else { y }
                 }
+                Layer::ConvWindow { geometry, groups, relu, .. } => {
+                    let (w, b) = p.next().ok_or_else(|| Error::Weights("missing conv parameters".into()))?;
+                    let wv: Vec<f32> = w.as_tensor().flatten_all()?.to_vec1()?;
+                    let bv: Vec<f32> = b.as_tensor().to_vec1()?;
+                    let y = window_op(&x, &wv, &bv, &geometry, groups, None)?;
+                    if relu { y.relu()? } else { y }
+                }
+                Layer::PoolWindow { avg, geometry } => window_op(&x, &[], &[], &geometry, 1, Some(avg))?,
                 Layer::MaxPool { k, stride } => x.max_pool2d_with_stride(k, stride)?,
                 Layer::GlobalAvgPool => x.mean_keepdim(3)?.mean_keepdim(2)?,
                 Layer::AvgPool { k, stride } => x.avg_pool2d_with_stride(k, stride)?,
@@ -213,6 +373,24 @@ impl Net {
                     Tensor::from_vec(y, x.dims(), x.device())?
                 }
                 Layer::Flatten => x.permute((0, 2, 3, 1))?.flatten_from(1)?,
+                Layer::Save => {
+                    saved.push(x.clone());
+                    x
+                }
+                Layer::AddSaved { relu } => {
+                    let s = saved.pop().ok_or_else(|| Error::Weights("an Add without a saved tensor".into()))?;
+                    let y = (x + s)?;
+                    if relu { y.relu()? } else { y }
+                }
+                Layer::Branch => {
+                    let s = saved.pop().ok_or_else(|| Error::Weights("a branch without a saved tensor".into()))?;
+                    saved.push(x);
+                    s
+                }
+                Layer::ConcatSaved { saved_first } => {
+                    let s = saved.pop().ok_or_else(|| Error::Weights("a Concat without a saved tensor".into()))?;
+                    if saved_first { Tensor::cat(&[&s, &x], 1)? } else { Tensor::cat(&[&x, &s], 1)? }
+                }
                 Layer::Dense { relu, .. } => {
                     let (w, b) = p.next().ok_or_else(|| Error::Weights("missing dense parameters".into()))?;
                     let y = x.matmul(&w.as_tensor().t()?)?.broadcast_add(b.as_tensor())?;

@@ -159,6 +159,125 @@ fn digits_mlp_act() {
 }
 
 #[test]
+fn digits_resnet() {
+    // A residual block: the Add of two live tensors is the integer Add op, ReLU in its clamp.
+    let r = classification("digits_resnet");
+    let im = import("digits_resnet");
+    let add = im.steps.iter().find(|s| s.op_type == "Add").expect("an Add step");
+    assert!(add.mapped.starts_with("Add (two i8 tensors"), "{add:?}");
+    assert!(im.model.nodes.iter().any(|o| matches!(o.op, fixpoint_ml::ops::Op::Add(_))), "no Add op");
+    assert!(r.layers.iter().all(|l| l.rel_rms < 0.1), "{:?}", r.layers);
+    // The same graph with Sub: refused with a typed error (no negative multipliers).
+    let mut bytes = std::fs::read(fixture("digits_resnet").join("model.onnx")).unwrap();
+    let mut replaced = 0;
+    for at in 0..bytes.len().saturating_sub(2) {
+        if &bytes[at..at + 3] == b"Add" {
+            bytes[at..at + 3].copy_from_slice(b"Sub");
+            replaced += 1;
+        }
+    }
+    assert!(replaced > 0);
+    let path = std::env::temp_dir().join(format!("fixpoint-onnx-{}-resnet-sub.onnx", std::process::id()));
+    std::fs::write(&path, bytes).unwrap();
+    let res = onnx::import(&path, &fixture("digits_resnet").join("calib.csv"), &opts(), |_, _, _| {});
+    std::fs::remove_file(&path).unwrap();
+    match res {
+        Err(Error::UnsupportedOp { op_type, hint, .. }) => assert!(op_type == "Sub" && hint.contains("Add"), "{hint}"),
+        other => panic!("expected UnsupportedOp, got {other:?}"),
+    }
+}
+
+#[test]
+fn digits_inception() {
+    // Two conv branches of one tensor joined on channels: the integer Concat of two values
+    // that share one scale (each branch's last conv requantizes to the joined range).
+    let r = classification("digits_inception");
+    let im = import("digits_inception");
+    assert!(im.steps.iter().any(|s| s.op_type == "Concat" && s.mapped.starts_with("Concat 8+8")), "{:?}", im.steps);
+    let nodes = &im.model.nodes;
+    let concat = nodes.iter().find(|o| matches!(o.op, fixpoint_ml::ops::Op::Concat(_))).expect("a Concat op");
+    let n_in = im.model.inputs.len() as u32;
+    let zps: Vec<i32> = concat
+        .inputs
+        .iter()
+        .map(|&v| match &nodes[(v - n_in) as usize].op {
+            fixpoint_ml::ops::Op::Conv2d(c) => c.requant.as_ref().unwrap().zero_point,
+            other => panic!("a Concat input from {other:?}"),
+        })
+        .collect();
+    assert_eq!(zps.len(), 2);
+    assert_eq!(zps[0], zps[1]);
+    assert!(r.layers.iter().all(|l| l.rel_rms < 0.1), "{:?}", r.layers);
+}
+
+#[test]
+fn digits_window() {
+    // Rectangular kernel with asymmetric pads, dilation 2, stride 1×2, MaxPool and AveragePool
+    // with pads: the engine's general Window, one Conv2D/MaxPool/AvgPool each.
+    let r = classification("digits_window");
+    let im = import("digits_window");
+    for want in ["pads (top, left, bottom, right) [1, 0, 1, 1]", "dilation 2×2", "stride 1×2", "padding not counted"]
+    {
+        assert!(im.steps.iter().any(|s| s.mapped.contains(want)), "{want} missing: {:?}", im.steps);
+    }
+    let windows: Vec<_> = im
+        .model
+        .nodes
+        .iter()
+        .filter_map(|o| match &o.op {
+            fixpoint_ml::ops::Op::Conv2d(c) => Some(c.window),
+            fixpoint_ml::ops::Op::AvgPool(p) if p.window.pad_top > 0 => Some(p.window),
+            _ => None,
+        })
+        .collect();
+    assert!(windows.iter().any(|w| (w.kernel_h, w.kernel_w, w.pad_left, w.pad_right) == (3, 2, 0, 1)), "{windows:?}");
+    assert!(windows.iter().any(|w| (w.dilation_h, w.dilation_w) == (2, 2)), "{windows:?}");
+    assert!(windows.iter().any(|w| (w.stride_h, w.stride_w) == (1, 2)), "{windows:?}");
+    assert!(r.layers.iter().all(|l| l.rel_rms < 0.1), "{:?}", r.layers);
+    // count_include_pad=1 (padding in the divisor) is refused: the integer AvgPool leaves it out.
+    let mut bytes = std::fs::read(fixture("digits_window").join("model.onnx")).unwrap();
+    let name = b"count_include_pad";
+    let at = bytes.windows(name.len()).position(|w| w == name).unwrap() + name.len();
+    assert_eq!(&bytes[at..at + 2], &[0x18, 0x00], "the attribute's i field");
+    bytes[at + 1] = 1;
+    let path = std::env::temp_dir().join(format!("fixpoint-onnx-{}-window-cip.onnx", std::process::id()));
+    std::fs::write(&path, bytes).unwrap();
+    let res = onnx::import(&path, &fixture("digits_window").join("calib.csv"), &opts(), |_, _, _| {});
+    std::fs::remove_file(&path).unwrap();
+    match res {
+        Err(Error::UnsupportedOp { op_type, hint, .. }) => {
+            assert!(op_type == "AveragePool" && hint.contains("count_include_pad"), "{hint}")
+        }
+        other => panic!("expected UnsupportedOp, got {other:?}"),
+    }
+}
+
+#[test]
+fn digits_nhwc() {
+    // Transpose to NHWC before Flatten: folded (the engine flattens HWC), no op for it.
+    let r = classification("digits_nhwc");
+    let im = import("digits_nhwc");
+    let t = im.steps.iter().find(|s| s.op_type == "Transpose").expect("a Transpose step");
+    assert!(t.mapped.starts_with("folded into the next flatten"), "{t:?}");
+    assert_eq!(r.layers.len(), 4, "{:?}", r.layers);
+    // Another permutation of the live tensor (H and W swapped) is refused with a typed error.
+    let mut bytes = std::fs::read(fixture("digits_nhwc").join("model.onnx")).unwrap();
+    let perm = b"perm\x40\x00\x40\x02\x40\x03\x40\x01";
+    let at = bytes.windows(perm.len()).position(|w| w == perm).expect("perm 0,2,3,1");
+    bytes[at + 4..at + 12].copy_from_slice(b"\x40\x00\x40\x01\x40\x03\x40\x02");
+    let path = std::env::temp_dir().join(format!("fixpoint-onnx-{}-nhwc-perm.onnx", std::process::id()));
+    std::fs::write(&path, bytes).unwrap();
+    let res = onnx::import(&path, &fixture("digits_nhwc").join("calib.csv"), &opts(), |_, _, _| {});
+    std::fs::remove_file(&path).unwrap();
+    match res {
+        Err(Error::UnsupportedOp { op_type, hint, .. }) => {
+            assert!(op_type == "Transpose" && hint.contains("NHWC"), "{hint}")
+        }
+        other => panic!("expected UnsupportedOp, got {other:?}"),
+    }
+}
+
+#[test]
 fn cancer_scaler_rf() {
     // The StandardScaler folded into the thresholds: splits still exact on the feature grid.
     all_splits_exact_on_grid(&classification("cancer_scaler_rf"));
@@ -191,7 +310,16 @@ fn qdq_keeps_the_file_scales() {
 
 #[test]
 fn import_is_deterministic() {
-    for name in ["digits_cnn", "cancer_xgb", "iris_logreg", "digits_mlp_qdq", "digits_cnn_qop"] {
+    for name in [
+        "digits_cnn",
+        "cancer_xgb",
+        "iris_logreg",
+        "digits_mlp_qdq",
+        "digits_cnn_qop",
+        "digits_resnet",
+        "digits_inception",
+        "digits_window",
+    ] {
         let (a, b) = (import(name), import(name));
         assert_eq!(a.bytes, b.bytes, "{name}");
         assert_eq!(a.id, b.id, "{name}");
@@ -247,6 +375,10 @@ fn mutated_files_never_panic() {
         "digits_mlp_act",
         "digits_cnn_ops",
         "cancer_xgb",
+        "digits_resnet",
+        "digits_inception",
+        "digits_window",
+        "digits_nhwc",
     ] {
         let original = std::fs::read(fixture(name).join("model.onnx")).unwrap();
         for i in 0..per_file {

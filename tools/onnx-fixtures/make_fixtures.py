@@ -995,8 +995,212 @@ def cancer_scaler_rf(out: Path, state: dict) -> None:
            native_metric=clf.score(xte, yte))
 
 
+def digits_resnet(out: Path, state: dict) -> None:
+    """A residual block: Add of two live tensors (y = relu(bn(conv2(relu(bn(conv1(x))))) + x))."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(SEED)
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    _, xtr, xte, ytr, yte, _ = state["digits"]
+    img_tr = (xtr / np.float32(16.0)).reshape(-1, 1, 8, 8).astype(np.float32)
+    img_te = (xte / np.float32(16.0)).reshape(-1, 1, 8, 8).astype(np.float32)
+
+    class ResCNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(1, 8, 3, padding=1)
+            self.bn0 = nn.BatchNorm2d(8)
+            self.conv1 = nn.Conv2d(8, 8, 3, padding=1)
+            self.bn1 = nn.BatchNorm2d(8)
+            self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+            self.bn2 = nn.BatchNorm2d(8)
+            self.fc = nn.Linear(8, 10)
+
+        def forward(self, x):
+            x = torch.relu(self.bn0(self.stem(x)))
+            y = torch.relu(self.bn1(self.conv1(x)))
+            x = torch.relu(self.bn2(self.conv2(y)) + x)
+            x = nn.functional.max_pool2d(x, 2)
+            return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+    net = ResCNN()
+    _train_torch(net, torch.from_numpy(img_tr), torch.from_numpy(ytr.astype(np.int64)), CNN_EPOCHS)
+    with torch.no_grad():
+        torch_acc = float((net(torch.from_numpy(img_te)).argmax(1).numpy() == yte).mean())
+    onx = _export_torch(net, torch.from_numpy(img_te[:1]), OPSET)
+    feats_img = [f"pixel_{r}_{c}" for r in range(8) for c in range(8)]
+    finish(out, "digits_resnet", onx, task="classification", dataset="digits",
+           description="PyTorch CNN on digits as 1x8x8 images in [0, 1] with one residual block: "
+           "Conv(1->8, 3x3, pad 1)+BN+Relu = x; Conv(8->8)+BN+Relu, Conv(8->8)+BN, Add(., x) (two live "
+           "tensors), Relu; MaxPool(2), GlobalAveragePool, Gemm(8->10). TorchScript exporter (BN folded "
+           "into the convs). An ArgMax node was appended for the label.",
+           feature_names=feats_img, x_calib=img_tr[:N_CALIB], x_test=img_te, y_test=yte,
+           label_output="label", scores_output="logits", scores_kind="tensor",
+           classes=list(range(10)), input_layout=[1, 8, 8],
+           preprocessing="pixels / 16 (values in [0, 1]); CSV columns are the 8x8 image row-major",
+           trained_with=f"torch {torch.__version__.split('+')[0]} (CPU, Adam, {CNN_EPOCHS} epochs), "
+           f"torch.onnx.export(dynamo=False, opset {OPSET})", native_metric=torch_acc)
+
+
+def digits_inception(out: Path, state: dict) -> None:
+    """Two conv branches of one tensor concatenated on channels (Inception-style): Concat of live tensors."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(SEED)
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    _, xtr, xte, ytr, yte, _ = state["digits"]
+    img_tr = (xtr / np.float32(16.0)).reshape(-1, 1, 8, 8).astype(np.float32)
+    img_te = (xte / np.float32(16.0)).reshape(-1, 1, 8, 8).astype(np.float32)
+
+    class InceptionCNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(1, 8, 3, padding=1)
+            self.bn0 = nn.BatchNorm2d(8)
+            self.b1 = nn.Conv2d(8, 8, 1)
+            self.b3 = nn.Conv2d(8, 8, 3, padding=1)
+            self.bn3 = nn.BatchNorm2d(8)
+            self.fc = nn.Linear(16, 10)
+
+        def forward(self, x):
+            x = torch.relu(self.bn0(self.stem(x)))
+            x = torch.cat([torch.relu(self.b1(x)), torch.relu(self.bn3(self.b3(x)))], 1)
+            x = nn.functional.max_pool2d(x, 2)
+            return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+    net = InceptionCNN()
+    _train_torch(net, torch.from_numpy(img_tr), torch.from_numpy(ytr.astype(np.int64)), CNN_EPOCHS)
+    with torch.no_grad():
+        torch_acc = float((net(torch.from_numpy(img_te)).argmax(1).numpy() == yte).mean())
+    onx = _export_torch(net, torch.from_numpy(img_te[:1]), OPSET)
+    feats_img = [f"pixel_{r}_{c}" for r in range(8) for c in range(8)]
+    finish(out, "digits_inception", onx, task="classification", dataset="digits",
+           description="PyTorch CNN on digits as 1x8x8 images in [0, 1] with two branches concatenated: "
+           "Conv(1->8, 3x3, pad 1)+BN+Relu = x; Concat(Relu(Conv 1x1 8->8 of x), Relu(BN(Conv 3x3 8->8 of x))) "
+           "on channels (two live tensors); MaxPool(2), GlobalAveragePool, Gemm(16->10). TorchScript exporter "
+           "(BN folded into the convs). An ArgMax node was appended for the label.",
+           feature_names=feats_img, x_calib=img_tr[:N_CALIB], x_test=img_te, y_test=yte,
+           label_output="label", scores_output="logits", scores_kind="tensor",
+           classes=list(range(10)), input_layout=[1, 8, 8],
+           preprocessing="pixels / 16 (values in [0, 1]); CSV columns are the 8x8 image row-major",
+           trained_with=f"torch {torch.__version__.split('+')[0]} (CPU, Adam, {CNN_EPOCHS} epochs), "
+           f"torch.onnx.export(dynamo=False, opset {OPSET})", native_metric=torch_acc)
+
+
+def digits_window(out: Path, state: dict) -> None:
+    """Conv with a rectangular kernel and asymmetric pads, a dilated Conv, a rectangular stride,
+    MaxPool and AveragePool with pads (count_include_pad=0)."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(SEED)
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    _, xtr, xte, ytr, yte, _ = state["digits"]
+    img_tr = (xtr / np.float32(16.0)).reshape(-1, 1, 8, 8).astype(np.float32)
+    img_te = (xte / np.float32(16.0)).reshape(-1, 1, 8, 8).astype(np.float32)
+
+    class WindowCNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1 = nn.Conv2d(1, 8, (3, 2))
+            self.c2 = nn.Conv2d(8, 8, 3, padding=2, dilation=2)
+            self.pool1 = nn.MaxPool2d(3, stride=2, padding=1)
+            self.c3 = nn.Conv2d(8, 16, (1, 3), padding=(0, 1), stride=(1, 2))
+            self.pool2 = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+            self.fc = nn.Linear(16, 10)
+
+        def forward(self, x):
+            x = torch.relu(self.c1(nn.functional.pad(x, (0, 1, 1, 1))))
+            x = self.pool1(torch.relu(self.c2(x)))
+            x = self.pool2(torch.relu(self.c3(x)))
+            return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+    net = WindowCNN()
+    _train_torch(net, torch.from_numpy(img_tr), torch.from_numpy(ytr.astype(np.int64)), CNN_EPOCHS)
+    with torch.no_grad():
+        torch_acc = float((net(torch.from_numpy(img_te)).argmax(1).numpy() == yte).mean())
+    onx = _export_torch(net, torch.from_numpy(img_te[:1]), OPSET)
+    # F.pad(x, (0, 1, 1, 1)) before the first Conv becomes the Conv's own asymmetric pads
+    # [top 1, left 0, bottom 1, right 1] (as onnxruntime's Pad+Conv fusion does); the exporter's
+    # constant-only nodes computing the Pad's pads are dropped with it.
+    pad = next(n for n in onx.graph.node if n.op_type == "Pad")
+    conv = next(n for n in onx.graph.node if n.op_type == "Conv" and n.input[0] == pad.output[0])
+    conv.input[0] = pad.input[0]
+    for a in list(conv.attribute):
+        if a.name == "pads":
+            conv.attribute.remove(a)
+    conv.attribute.append(helper.make_attribute("pads", [1, 0, 1, 1]))
+    while True:
+        used = {i for n in onx.graph.node for i in n.input} | {o.name for o in onx.graph.output}
+        dead = [n for n in onx.graph.node if not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            onx.graph.node.remove(n)
+    feats_img = [f"pixel_{r}_{c}" for r in range(8) for c in range(8)]
+    finish(out, "digits_window", onx, task="classification", dataset="digits",
+           description="PyTorch CNN on digits as 1x8x8 images in [0, 1] with the window variants: "
+           "Conv(1->8, 3x2 kernel, pads top 1 left 0 bottom 1 right 1: F.pad folded into the Conv), Relu; "
+           "Conv(8->8, 3x3, dilation 2, pad 2), Relu; MaxPool(3, stride 2, pad 1); Conv(8->16, 1x3, "
+           "stride (1, 2), pad (0, 1)), Relu; AveragePool(3, stride 1, pad 1, count_include_pad=0); "
+           "GlobalAveragePool, Gemm(16->10). TorchScript exporter. An ArgMax node was appended for the label.",
+           feature_names=feats_img, x_calib=img_tr[:N_CALIB], x_test=img_te, y_test=yte,
+           label_output="label", scores_output="logits", scores_kind="tensor",
+           classes=list(range(10)), input_layout=[1, 8, 8],
+           preprocessing="pixels / 16 (values in [0, 1]); CSV columns are the 8x8 image row-major",
+           trained_with=f"torch {torch.__version__.split('+')[0]} (CPU, Adam, {CNN_EPOCHS} epochs), "
+           f"torch.onnx.export(dynamo=False, opset {OPSET})", native_metric=torch_acc)
+
+
+def digits_nhwc(out: Path, state: dict) -> None:
+    """A Transpose of a live tensor to NHWC before Flatten (as Keras-style heads do)."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(SEED)
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    _, xtr, xte, ytr, yte, _ = state["digits"]
+    img_tr = (xtr / np.float32(16.0)).reshape(-1, 1, 8, 8).astype(np.float32)
+    img_te = (xte / np.float32(16.0)).reshape(-1, 1, 8, 8).astype(np.float32)
+
+    class NhwcCNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 8, 3, padding=1)
+            self.fc = nn.Linear(128, 10)
+
+        def forward(self, x):
+            x = nn.functional.max_pool2d(torch.relu(self.conv(x)), 2)
+            return self.fc(torch.flatten(x.permute(0, 2, 3, 1), 1))
+
+    net = NhwcCNN()
+    _train_torch(net, torch.from_numpy(img_tr), torch.from_numpy(ytr.astype(np.int64)), CNN_EPOCHS)
+    with torch.no_grad():
+        torch_acc = float((net(torch.from_numpy(img_te)).argmax(1).numpy() == yte).mean())
+    onx = _export_torch(net, torch.from_numpy(img_te[:1]), OPSET)
+    feats_img = [f"pixel_{r}_{c}" for r in range(8) for c in range(8)]
+    finish(out, "digits_nhwc", onx, task="classification", dataset="digits",
+           description="PyTorch CNN on digits as 1x8x8 images in [0, 1]: Conv(1->8, 3x3, pad 1), Relu, "
+           "MaxPool(2), Transpose(perm 0,2,3,1: NCHW to NHWC), Flatten, Gemm(128->10). TorchScript exporter. "
+           "An ArgMax node was appended for the label.",
+           feature_names=feats_img, x_calib=img_tr[:N_CALIB], x_test=img_te, y_test=yte,
+           label_output="label", scores_output="logits", scores_kind="tensor",
+           classes=list(range(10)), input_layout=[1, 8, 8],
+           preprocessing="pixels / 16 (values in [0, 1]); CSV columns are the 8x8 image row-major",
+           trained_with=f"torch {torch.__version__.split('+')[0]} (CPU, Adam, {CNN_EPOCHS} epochs), "
+           f"torch.onnx.export(dynamo=False, opset {OPSET})", native_metric=torch_acc)
+
+
 FIXTURES = [digits_mlp, digits_mlp_qdq, digits_cnn, digits_cnn_qop, cancer_rf, cancer_xgb, wine_lgbm, iris_logreg,
-            diabetes_regressors, digits_cnn_ops, digits_mlp_act, cancer_scaler_rf]
+            diabetes_regressors, digits_cnn_ops, digits_mlp_act, cancer_scaler_rf,
+            digits_resnet, digits_inception, digits_window,
+            digits_nhwc]
 
 
 def main() -> int:

@@ -174,6 +174,16 @@ impl Graph {
                 consts.insert(out.clone(), decode_tensor(t)?);
             }
         }
+        // A Transpose of a constant (a weight stored transposed) is folded into a new constant.
+        let mut folded = std::collections::BTreeSet::new();
+        for n in g.node.iter().filter(|n| n.op_type == "Transpose") {
+            let (Some(input), Some(out)) = (n.input.first(), n.output.first()) else { continue };
+            let Some(c) = consts.get(input) else { continue };
+            if let Some(t) = transpose_const(c, &attr_ints(n, "perm")) {
+                consts.insert(out.clone(), t);
+                folded.insert(out.clone());
+            }
+        }
         let inputs: Vec<&ValueInfoProto> = g.input.iter().filter(|i| !consts.contains_key(&i.name)).collect();
         let input = match inputs.as_slice() {
             [one] => {
@@ -188,7 +198,12 @@ impl Graph {
             }
         };
         let outputs = g.output.iter().map(|o| (o.name.clone(), value_dims(o).0)).collect();
-        let nodes = g.node.iter().filter(|n| n.op_type != "Constant").cloned().collect();
+        let nodes = g
+            .node
+            .iter()
+            .filter(|n| n.op_type != "Constant" && !n.output.first().is_some_and(|o| folded.contains(o)))
+            .cloned()
+            .collect();
         Ok(Self { proto, nodes, consts, input, outputs })
     }
 
@@ -201,6 +216,43 @@ impl Graph {
     pub(crate) fn const_input(&self, node: &NodeProto, i: usize) -> Option<&Const> {
         node.input.get(i).and_then(|name| self.consts.get(name))
     }
+}
+
+/// `c` with its axes permuted by `perm` (empty: reversed), as ONNX Transpose; `None` for an
+/// invalid permutation.
+fn transpose_const(c: &Const, perm: &[i64]) -> Option<Const> {
+    let r = c.dims.len();
+    let perm: Vec<usize> = if perm.is_empty() {
+        (0..r).rev().collect()
+    } else {
+        perm.iter().map(|&p| usize::try_from(p).ok()).collect::<Option<_>>()?
+    };
+    let mut seen = vec![false; r];
+    if perm.len() != r || perm.iter().any(|&p| p >= r || std::mem::replace(&mut seen[p], true)) {
+        return None;
+    }
+    let n: usize = c.dims.iter().product();
+    let mut strides = vec![1usize; r];
+    for i in (0..r.saturating_sub(1)).rev() {
+        strides[i] = strides[i + 1] * c.dims[i + 1];
+    }
+    let dims: Vec<usize> = perm.iter().map(|&p| c.dims[p]).collect();
+    // Output element `i` (row-major in `dims`) reads the input at the permuted index.
+    let src = |mut i: usize| -> usize {
+        let mut at = 0;
+        for d in (0..r).rev() {
+            let k = i % dims[d].max(1);
+            i /= dims[d].max(1);
+            at += k * strides[perm[d]];
+        }
+        at
+    };
+    let data = match &c.data {
+        ConstData::Float(v) if v.len() == n => ConstData::Float((0..n).map(|i| v[src(i)]).collect()),
+        ConstData::Int(v) if v.len() == n => ConstData::Int((0..n).map(|i| v[src(i)]).collect()),
+        _ => return None,
+    };
+    Some(Const { dims, data })
 }
 
 /// The attribute `name` of `node`.
@@ -412,4 +464,50 @@ fn regressor_as_classifier(n: &NodeProto) -> Result<NodeProto> {
         ..Default::default()
     });
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transposes_of_constants_are_folded() {
+        let c = Const { dims: vec![2, 3], data: ConstData::Float(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]) };
+        let t = transpose_const(&c, &[]).unwrap();
+        assert_eq!(t.dims, vec![3, 2]);
+        assert_eq!(t.data, ConstData::Float(vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]));
+        assert_eq!(transpose_const(&t, &[1, 0]).unwrap(), c);
+        // [1, 2, 3] with perm (2, 0, 1) → [3, 1, 2]: element (k, 0, j) = input (0, j, k).
+        let c3 = Const { dims: vec![1, 2, 3], data: ConstData::Int((0..6).collect()) };
+        let t3 = transpose_const(&c3, &[2, 0, 1]).unwrap();
+        assert_eq!(t3.dims, vec![3, 1, 2]);
+        assert_eq!(t3.data, ConstData::Int(vec![0, 3, 1, 4, 2, 5]));
+        assert!(transpose_const(&c, &[0, 0]).is_none());
+        assert!(transpose_const(&c, &[0]).is_none());
+
+        // In a graph: MatMul(x, Transpose(w)) reads the folded constant; the Transpose is gone.
+        let w = TensorProto {
+            name: "w".into(),
+            dims: vec![2, 3],
+            data_type: elem::FLOAT,
+            float_data: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            ..Default::default()
+        };
+        let node = |op: &str, ins: &[&str], out: &str| NodeProto {
+            op_type: op.into(),
+            name: out.into(),
+            input: ins.iter().map(|s| s.to_string()).collect(),
+            output: vec![out.into()],
+            ..Default::default()
+        };
+        let graph = GraphProto {
+            node: vec![node("Transpose", &["w"], "wt"), node("MatMul", &["x", "wt"], "y")],
+            initializer: vec![w],
+            input: vec![ValueInfoProto { name: "x".into(), ..Default::default() }],
+            ..Default::default()
+        };
+        let g = Graph::from_proto(ModelProto { graph: Some(graph), ..Default::default() }).unwrap();
+        assert_eq!(g.nodes.len(), 1);
+        assert_eq!(g.const_input(&g.nodes[0], 1).unwrap().data, ConstData::Float(vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]));
+    }
 }

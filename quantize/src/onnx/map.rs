@@ -5,7 +5,12 @@
 //! layer's weights and bias, `BatchNormalization` and constant `Add`/`Mul` after a layer into
 //! that layer, and ONNX's CHW flatten order into the columns of the dense layer after it.
 //!
-//! The walk starts at the graph's one input and follows its single chain of compute nodes;
+//! The walk starts at the graph's one input and follows its single chain of compute nodes (a
+//! tensor that also feeds an `Add` further down the chain is kept, `Layer::Save`, and added back
+//! there by the integer Add op, `Layer::AddSaved`: a residual connection; two branches from one
+//! tensor that end in one `Concat` are walked one after the other, `Layer::Branch` between them,
+//! and joined by the integer Concat, `Layer::ConcatSaved`; a `Transpose` to NHWC right before a
+//! flatten is folded into it, since the engine flattens HWC);
 //! `ArgMax`, `ZipMap` and `ArrayFeatureExtractor` (the label and probability post-processing
 //! skl2onnx emits) end it, and Softmax/LogSoftmax are accepted only at the end (monotone, so the
 //! argmax is unchanged). Every node that cannot be mapped fails with
@@ -16,7 +21,7 @@ use tract_onnx::pb::NodeProto;
 use super::graph::{Const, ConstData, Graph, attr, attr_f, attr_floats, attr_i, attr_ints, attr_s, attr_strings, elem};
 use super::trees::{self, Trees};
 use crate::error::{Error, Result};
-use crate::net::{Head, Layer, Net};
+use crate::net::{Geometry, Head, Layer, Net};
 use crate::pointwise::Pointwise;
 
 /// One ONNX node and what it became.
@@ -63,8 +68,8 @@ const PASS: [&str; 3] = ["Identity", "Dropout", "Cast"];
 /// Post-processing that ends the walk (labels and probability maps).
 const HEADS: [&str; 3] = ["ArgMax", "ZipMap", "ArrayFeatureExtractor"];
 /// Everything the walk maps, for the hint on an unknown op.
-const SUPPORTED: &str = "Gemm, MatMul, Add/Sub/Mul/Div by constants, Relu, BatchNormalization, Conv, Pad (into Conv), MaxPool, \
-AveragePool, GlobalAveragePool, ReduceMean over H and W, Clip/LeakyRelu/Sigmoid/Tanh/Softplus/Gelu/SiLU/HardSwish/HardSigmoid/Elu/Softsign (Lut8), Flatten/Reshape/Squeeze/Unsqueeze, Identity/Dropout/Cast, Softmax/LogSoftmax at the output, \
+const SUPPORTED: &str = "Gemm, MatMul, Add/Sub/Mul/Div by constants, Add of two live tensors (residual), Concat of two branches on channels, Relu, BatchNormalization, Conv, Pad (into Conv), Conv with rectangular kernels/strides/dilations/asymmetric pads, MaxPool, \
+AveragePool (with pads: count_include_pad=0), GlobalAveragePool, ReduceMean over H and W, Clip/LeakyRelu/Sigmoid/Tanh/Softplus/Gelu/SiLU/HardSwish/HardSigmoid/Elu/Softsign (Lut8), Flatten/Reshape/Squeeze/Unsqueeze, Transpose (NCHW→NHWC before a flatten, its inverse, identity), Identity/Dropout/Cast, Softmax/LogSoftmax at the output, \
 Scaler, LinearClassifier, LinearRegressor, TreeEnsembleClassifier, TreeEnsembleRegressor, ArgMax/ZipMap/ArrayFeatureExtractor";
 
 fn unsupported(n: &NodeProto, hint: impl Into<String>) -> Error {
@@ -89,6 +94,10 @@ struct Walk<'g> {
     ended: bool,
     softmax: bool,
     steps: Vec<Step>,
+    /// `(H, W, C)` after a `Transpose` to NHWC, waiting for the Flatten it folds into.
+    nhwc: Option<(usize, usize, usize)>,
+    /// Tensors kept for a residual `Add` (ONNX name, shape), innermost last.
+    saved: Vec<(String, Vec<usize>)>,
 }
 
 /// Per-element values of a constant broadcast to `n` (a scalar or exactly `n` values).
@@ -180,6 +189,156 @@ impl Walk<'_> {
         Ok(())
     }
 
+    /// `Add` of the current tensor and one kept by [`Walk::save`] (a residual connection): the
+    /// integer Add op, each input requantized by its own multiplier to the sum's calibrated scale.
+    fn residual_add(&mut self, n: &NodeProto) -> Result<()> {
+        let live = n.input.len() == 2 && self.g.const_input(n, 0).is_none() && self.g.const_input(n, 1).is_none();
+        let top = self.saved.last().map(|(t, _)| t.as_str());
+        if !live || top.is_none() || !n.input.iter().any(|i| Some(i.as_str()) == top) {
+            return Err(unsupported(
+                n,
+                "two live inputs are mapped only for Add of a tensor and an earlier tensor of the same chain (a residual connection)",
+            ));
+        }
+        if n.op_type != "Add" {
+            return Err(unsupported(
+                n,
+                "Sub/Mul/Div of two live tensors: only Add is mapped (the integer Add op takes non-negative multipliers)",
+            ));
+        }
+        let Some((_, shape)) = self.saved.pop() else { return Err(unsupported(n, "no tensor kept for this Add")) };
+        if shape != self.shape {
+            return Err(unsupported(
+                n,
+                format!("Add of shapes {:?} and {shape:?}: broadcasting two live tensors is not mapped", self.shape),
+            ));
+        }
+        if self.flatten_chw.is_some() || self.pad.is_some() {
+            return Err(unsupported(n, "an Add right after a flatten or a pending Pad is not mapped"));
+        }
+        self.layers.push(Layer::AddSaved { relu: false });
+        // Nothing folds into the layer before the sum.
+        self.activated = true;
+        self.step(n, "Add (two i8 tensors, each with its own multiplier to the calibrated sum scale)");
+        Ok(())
+    }
+
+    /// A Concat input must be requantized to the joined scale by the layer that produces it.
+    fn branch_end_ok(&self, n: &NodeProto) -> Result<()> {
+        let ok = matches!(
+            self.layers.last(),
+            Some(
+                Layer::Conv { .. }
+                    | Layer::ConvWindow { .. }
+                    | Layer::Dense { .. }
+                    | Layer::Pointwise(_)
+                    | Layer::AddSaved { .. }
+            )
+        );
+        if !ok || self.flatten_chw.is_some() || self.pad.is_some() || self.shape.len() != 3 {
+            return Err(unsupported(
+                n,
+                "each input of a Concat of live tensors must be a [C, H, W] tensor ending in a Conv, an activation or an Add on its branch (that layer is requantized to the joined scale)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Ends the first branch of a Concat (current tensor `name`): keeps it and goes back to the
+    /// tensor both branches start from.
+    fn branch(&mut self, concat: &NodeProto, name: &str) -> Result<()> {
+        self.branch_end_ok(concat)?;
+        let Some((_, shape)) = self.saved.pop() else { return Err(unsupported(concat, "no branch input kept")) };
+        self.layers.push(Layer::Branch);
+        let first = std::mem::replace(&mut self.shape, shape);
+        self.saved.push((name.to_string(), first));
+        self.activated = true;
+        Ok(())
+    }
+
+    /// Joins the kept first branch and the current tensor (`cur`) on the channels.
+    fn concat(&mut self, n: &NodeProto, cur: &str) -> Result<()> {
+        self.branch_end_ok(n)?;
+        let Some((first, shape)) = self.saved.pop() else { return Err(unsupported(n, "no first branch kept")) };
+        let axis = attr_i(n, "axis", 1);
+        let inputs_ok =
+            n.input.len() == 2 && n.input.contains(&first) && n.input.iter().any(|i| i == cur) && first != cur;
+        if !inputs_ok || !(axis == 1 || axis == -3) {
+            return Err(unsupported(n, "Concat of two branches is mapped on the channel axis (1) only"));
+        }
+        let (&[c1, h1, w1], &[c2, h2, w2]) = (&shape[..], &self.shape[..]) else {
+            return Err(unsupported(n, "Concat joins [C, H, W] tensors"));
+        };
+        if (h1, w1) != (h2, w2) {
+            return Err(unsupported(n, format!("Concat of shapes {shape:?} and {:?}", self.shape)));
+        }
+        self.layers.push(Layer::ConcatSaved { saved_first: n.input[0] == first });
+        self.shape = vec![c1 + c2, h1, w1];
+        self.activated = true;
+        self.step(
+            n,
+            format!(
+                "Concat {c1}+{c2} channels (both branch ends requantized to one scale: the union of their calibrated ranges)"
+            ),
+        );
+        Ok(())
+    }
+
+    /// A `Transpose` of the live tensor where it is static: the identity permutation (removed),
+    /// NCHW → NHWC right before a flatten (folded into it: the engine flattens HWC), and its
+    /// inverse NHWC → NCHW (cancels it).
+    fn transpose(&mut self, n: &NodeProto) -> Result<()> {
+        let rank = self.shape.len() + 1;
+        let perm: Vec<i64> = {
+            let p = attr_ints(n, "perm");
+            if p.is_empty() { (0..rank as i64).rev().collect() } else { p }
+        };
+        if perm.len() != rank {
+            return Err(unsupported(n, format!("perm {perm:?} for a tensor of rank {rank}")));
+        }
+        if perm.iter().enumerate().all(|(i, &p)| p == i as i64) {
+            self.step(n, "removed (identity permutation)");
+            return Ok(());
+        }
+        match (&perm[..], &self.shape[..], self.nhwc) {
+            ([0, 2, 3, 1], &[c, h, w], None) => {
+                self.nhwc = Some((h, w, c));
+                self.shape = vec![h, w, c];
+                self.step(n, "folded into the next flatten (NHWC flatten order = the engine's HWC order)");
+            }
+            ([0, 3, 1, 2], _, Some((h, w, c))) => {
+                self.nhwc = None;
+                self.shape = vec![c, h, w];
+                self.step(n, "removed (NHWC back to NCHW cancels the Transpose before it)");
+            }
+            _ => {
+                return Err(unsupported(
+                    n,
+                    format!(
+                        "Transpose perm {perm:?} of a live tensor of shape {:?}: folded only as NCHW→NHWC right before a Flatten/Reshape, its inverse, or the identity (Transposes of constants are folded when the file is read)",
+                        self.shape
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps the current tensor `name` for a residual `Add` later on the chain.
+    fn save(&mut self, n: &NodeProto, name: &str) -> Result<()> {
+        if self.pre.is_some() || self.pad.is_some() || self.flatten_chw.is_some() || self.ended {
+            return Err(unsupported(n, "a branch right after input preprocessing, a Pad, a flatten or the output"));
+        }
+        if self.net_input.is_none() {
+            self.net_input = Some(self.shape.clone());
+        }
+        self.layers.push(Layer::Save);
+        self.saved.push((name.to_string(), self.shape.clone()));
+        // The kept value is the layer's output as it is now: nothing may fold into that layer.
+        self.activated = true;
+        Ok(())
+    }
+
     /// The output channel count of the last layer (0 if none).
     fn last_channels(&self) -> usize {
         self.params.last().map_or(0, |(_, b)| b.len())
@@ -187,10 +346,7 @@ impl Walk<'_> {
 
     fn elementwise(&mut self, n: &NodeProto) -> Result<()> {
         let Some((c, first)) = self.const_operand(n) else {
-            return Err(unsupported(
-                n,
-                "only elementwise ops with one constant operand are mapped (two live inputs would need the integer Add op wired in)",
-            ));
+            return self.residual_add(n);
         };
         let c = c.clone();
         let op = n.op_type.as_str();
@@ -285,19 +441,34 @@ impl Walk<'_> {
         let pads = attr_ints(n, "pads");
         let dil = attr_ints(n, "dilations");
         let auto = attr_s(n, "auto_pad", "NOTSET");
-        let stride = strides.first().copied().unwrap_or(1).max(1) as usize;
-        let pad = pads.first().copied().unwrap_or(0).max(0) as usize;
         if kh == 0 || kw == 0 {
             return Err(unsupported(n, "an empty kernel"));
         }
-        if kh != kw || strides.iter().any(|&s| s as usize != stride) || pads.iter().any(|&p| p as usize != pad) {
-            return Err(unsupported(
-                n,
-                "rectangular kernels, unequal strides or asymmetric pads: the integer Conv2D supports them, but the importer's float Conv layer (net::Layer::Conv) is square; extend it to map this",
-            ));
+        let two = |v: &[i64], d: usize| -> Option<(usize, usize)> {
+            match v {
+                [] => Some((d, d)),
+                [a, b] if *a >= 0 && *b >= 0 => Some((*a as usize, *b as usize)),
+                _ => None,
+            }
+        };
+        let (Some(stride), Some(dilation)) = (two(&strides, 1), two(&dil, 1)) else {
+            return Err(unsupported(n, "strides/dilations must have two non-negative values"));
+        };
+        let pads4 = match pads[..] {
+            [] => [0; 4],
+            // ONNX: [top, left, bottom, right].
+            [t, l, b, r] if [t, l, b, r].iter().all(|&p| p >= 0) => [t as usize, l as usize, b as usize, r as usize],
+            _ => return Err(unsupported(n, "pads must be four non-negative values")),
+        };
+        if stride.0 == 0 || stride.1 == 0 || dilation.0 == 0 || dilation.1 == 0 {
+            return Err(unsupported(n, "a zero stride or dilation"));
         }
-        if dil.iter().any(|&d| d != 1) || !(auto == "NOTSET" || auto == "VALID") {
-            return Err(unsupported(n, "dilations ≠ 1 or auto_pad SAME_*: give explicit pads and dilation 1"));
+        let big = |v: usize| v > usize::from(u16::MAX);
+        if [kh, kw, stride.0, stride.1, dilation.0, dilation.1].into_iter().chain(pads4).any(big) {
+            return Err(unsupported(n, "kernel, stride, dilation and pads must fit the engine's u16 window fields"));
+        }
+        if !(auto == "NOTSET" || auto == "VALID") {
+            return Err(unsupported(n, "auto_pad SAME_*: give explicit pads"));
         }
         if c != icg * groups || oc % groups != 0 {
             return Err(unsupported(
@@ -319,14 +490,36 @@ impl Walk<'_> {
             self.net_input = Some(self.shape.clone());
         }
         // A Pad node before the convolution: zeros are what the integer Conv2D pads with.
-        let pad = pad + self.pad.take().unwrap_or(0);
+        let extra = self.pad.take().unwrap_or(0);
+        let pads4 = pads4.map(|p| p + extra);
+        let geometry = Geometry { kernel: (kh, kw), stride, dilation, pads: pads4 };
+        let (oh, ow) = geometry.out(h, w);
+        if oh == 0
+            || ow == 0
+            || h + pads4[0] + pads4[2] < dilation.0 * (kh - 1) + 1
+            || w + pads4[1] + pads4[3] < dilation.1 * (kw - 1) + 1
+        {
+            return Err(unsupported(n, "the kernel is larger than the padded input"));
+        }
         let wv = wc.floats().ok_or_else(|| unsupported(n, "string weights"))?;
-        self.layers.push(Layer::Conv { in_c: c, out_c: oc, k: kh, pad, stride, groups, relu: false });
+        let square = kh == kw && stride.0 == stride.1 && dilation == (1, 1) && pads4.iter().all(|&p| p == pads4[0]);
+        if square {
+            let (pad, stride) = (pads4[0], stride.0);
+            self.layers.push(Layer::Conv { in_c: c, out_c: oc, k: kh, pad, stride, groups, relu: false });
+            self.step(n, format!("Conv2D {kh}×{kw}/{stride} pad {pad}, {c}→{oc} channels, {groups} group(s)"));
+        } else {
+            self.layers.push(Layer::ConvWindow { in_c: c, out_c: oc, geometry, groups, relu: false });
+            self.step(
+                n,
+                format!(
+                    "Conv2D {kh}×{kw}, stride {}×{}, dilation {}×{}, pads (top, left, bottom, right) {pads4:?}, {c}→{oc} channels, {groups} group(s)",
+                    stride.0, stride.1, dilation.0, dilation.1
+                ),
+            );
+        }
         self.params.push((wv.iter().map(|&v| v as f32).collect(), bias.iter().map(|&v| v as f32).collect()));
-        let out = |d: usize| (d + 2 * pad).saturating_sub(kh) / stride + 1;
-        self.shape = vec![oc, out(h), out(w)];
+        self.shape = vec![oc, oh, ow];
         self.activated = false;
-        self.step(n, format!("Conv2D {kh}×{kw}/{stride} pad {pad}, {c}→{oc} channels, {groups} group(s)"));
         Ok(())
     }
 
@@ -350,11 +543,21 @@ impl Walk<'_> {
     }
 
     fn relu(&mut self, n: &NodeProto) -> Result<()> {
+        if let Some(Layer::AddSaved { relu }) = self.layers.last_mut()
+            && !*relu
+        {
+            *relu = true;
+            self.step(n, "fused into the Add's clamp (lo = zero point)");
+            return Ok(());
+        }
+        if matches!(self.layers.last(), Some(Layer::ConcatSaved { .. })) {
+            return self.pointwise(n, Pointwise::Relu, "Lut8 (Relu after a Concat)");
+        }
         if self.activated {
             return Err(unsupported(n, "a second activation in a row"));
         }
         match self.layers.last_mut() {
-            Some(Layer::Dense { relu, .. } | Layer::Conv { relu, .. }) => *relu = true,
+            Some(Layer::Dense { relu, .. } | Layer::Conv { relu, .. } | Layer::ConvWindow { relu, .. }) => *relu = true,
             _ => return self.pointwise(n, Pointwise::Relu, "Lut8 (Relu: no layer before it to fuse into)"),
         }
         self.activated = true;
@@ -437,18 +640,76 @@ impl Walk<'_> {
         }
         let ks = attr_ints(n, "kernel_shape");
         let strides = attr_ints(n, "strides");
+        let pads = attr_ints(n, "pads");
         let k = ks.first().copied().unwrap_or(1) as usize;
         let stride = strides.first().copied().unwrap_or(1).max(1) as usize;
-        if ks.iter().any(|&v| v as usize != k)
-            || strides.iter().any(|&s| s as usize != stride)
-            || attr_ints(n, "pads").iter().any(|&p| p != 0)
-            || attr_i(n, "ceil_mode", 0) != 0
-            || attr_ints(n, "dilations").iter().any(|&d| d != 1)
-        {
+        let simple = ks.iter().all(|&v| v as usize == k)
+            && strides.iter().all(|&s| s as usize == stride)
+            && pads.iter().all(|&p| p == 0);
+        if attr_i(n, "ceil_mode", 0) != 0 || attr_ints(n, "dilations").iter().any(|&d| d != 1) {
             return Err(unsupported(
                 n,
-                "pools are mapped for square kernels, equal strides, no padding, floor mode, dilation 1 (extend net::Layer::MaxPool/AvgPool for more)",
+                "pools are mapped in floor mode with dilation 1 (the integer MaxPool/AvgPool take no dilation)",
             ));
+        }
+        if !(attr_s(n, "auto_pad", "NOTSET") == "NOTSET" || attr_s(n, "auto_pad", "NOTSET") == "VALID") {
+            return Err(unsupported(n, "auto_pad SAME_*: give explicit pads"));
+        }
+        if !simple {
+            let (Ok([kh, kw]), Ok(st)) = (<[i64; 2]>::try_from(ks.as_slice()), Ok::<_, ()>(strides.clone())) else {
+                return Err(unsupported(n, "a 2-D kernel_shape is needed"));
+            };
+            let st = match st[..] {
+                [] => [1, 1],
+                [a, b] => [a, b],
+                _ => return Err(unsupported(n, "strides must have two values")),
+            };
+            let p4 = match pads[..] {
+                [] => [0; 4],
+                [t, l, b, r] => [t, l, b, r],
+                _ => return Err(unsupported(n, "pads must have four values")),
+            };
+            let fits = |v: i64| (0..=i64::from(u16::MAX)).contains(&v);
+            if kh < 1 || kw < 1 || st.iter().any(|&v| v < 1) || ![kh, kw, st[0], st[1]].into_iter().chain(p4).all(fits)
+            {
+                return Err(unsupported(n, "kernel and strides must be positive, pads non-negative, all within u16"));
+            }
+            let (kh, kw) = (kh as usize, kw as usize);
+            let p4 = p4.map(|p| p as usize);
+            // §5: no window may be all padding.
+            if p4[0] >= kh || p4[2] >= kh || p4[1] >= kw || p4[3] >= kw {
+                return Err(unsupported(n, "a pad as large as the kernel (a window of padding only)"));
+            }
+            let avg = n.op_type == "AveragePool";
+            if avg && p4.iter().any(|&p| p > 0) && attr_i(n, "count_include_pad", 0) != 0 {
+                return Err(unsupported(
+                    n,
+                    "count_include_pad=1: the integer AvgPool divides by the non-padding cells only (ONNX count_include_pad=0)",
+                ));
+            }
+            let geometry =
+                Geometry { kernel: (kh, kw), stride: (st[0] as usize, st[1] as usize), dilation: (1, 1), pads: p4 };
+            let (oh, ow) = geometry.out(h, w);
+            if h + p4[0] + p4[2] < kh || w + p4[1] + p4[3] < kw {
+                return Err(unsupported(n, "the kernel is larger than the padded input"));
+            }
+            self.layers.push(Layer::PoolWindow { avg, geometry });
+            self.shape = vec![c, oh, ow];
+            self.step(
+                n,
+                format!(
+                    "{} {kh}×{kw}, stride {}×{}, pads (top, left, bottom, right) {p4:?}{}",
+                    if avg { "AvgPool" } else { "MaxPool" },
+                    st[0],
+                    st[1],
+                    if avg {
+                        " (padding not counted: count_include_pad=0; same scale; ties away from zero)"
+                    } else {
+                        " (padding ignored)"
+                    }
+                ),
+            );
+            return Ok(());
         }
         if k == 0 {
             return Err(unsupported(n, "an empty kernel"));
@@ -465,6 +726,16 @@ impl Walk<'_> {
     }
 
     fn reshape(&mut self, n: &NodeProto) -> Result<()> {
+        if let Some((h, w, c)) = self.nhwc.take() {
+            if self.net_input.is_none() {
+                self.net_input = Some(vec![c, h, w]);
+            }
+            // ONNX flattens [H, W, C] in HWC order: the engine's own flatten order.
+            self.layers.push(Layer::Flatten);
+            self.shape = vec![h * w * c];
+            self.step(n, "Reshape (flatten of the NHWC tensor: already the engine's HWC order)");
+            return Ok(());
+        }
         if self.layers.is_empty() && self.pre.is_none() && n.op_type == "Reshape" {
             // A reshape of the raw input (e.g. 64 pixels to [1, 8, 8]) only changes the model's input shape.
             if let Some(Const { data: ConstData::Int(dims), .. }) = self.g.const_input(n, 1) {
@@ -556,6 +827,50 @@ fn fold_affine_into_splits(e: &mut crate::ensemble::Ensemble, a: &[f64], s: &[f6
     Ok(())
 }
 
+/// `(next, add)` when the two consumers of `cur` are an `Add`/`Sub` of two live tensors and
+/// another node (the branch the walk follows, which must come back to the `Add`).
+fn residual_pair<'a>(
+    g: &Graph,
+    a: &'a NodeProto,
+    b: &'a NodeProto,
+    cur: &str,
+) -> Option<(&'a NodeProto, &'a NodeProto)> {
+    let binary = |n: &NodeProto| {
+        matches!(n.op_type.as_str(), "Add" | "Sub")
+            && n.input.len() == 2
+            && n.input.iter().filter(|i| i.as_str() == cur).count() == 1
+            && g.const_input(n, 0).is_none()
+            && g.const_input(n, 1).is_none()
+    };
+    match (binary(a), binary(b)) {
+        (true, false) => Some((b, a)),
+        (false, true) => Some((a, b)),
+        _ => None,
+    }
+}
+
+/// The `Concat` that the single-consumer chains starting at `a` and at `b` both end in (two
+/// branches of one tensor, neither empty).
+fn concat_of_branches<'a>(g: &'a Graph, a: &'a NodeProto, b: &'a NodeProto) -> Option<&'a NodeProto> {
+    let end = |start: &'a NodeProto| -> Option<&'a NodeProto> {
+        let mut n = start;
+        if n.op_type == "Concat" {
+            return None;
+        }
+        for _ in 0..g.nodes.len() {
+            let next: Vec<&NodeProto> = g.consumers(n.output.first()?);
+            let [m] = next.as_slice() else { return None };
+            if m.op_type == "Concat" {
+                return Some(*m);
+            }
+            n = *m;
+        }
+        None
+    };
+    let (ca, cb) = (end(a)?, end(b)?);
+    std::ptr::eq(ca, cb).then_some(ca)
+}
+
 /// `(Sigmoid, Mul)` when the two consumers of a tensor compute `x·sigmoid(x)`.
 pub(crate) fn silu_pair<'a>(a: &'a NodeProto, b: &'a NodeProto) -> Option<(&'a NodeProto, &'a NodeProto)> {
     let (sig, mul) = match (a.op_type.as_str(), b.op_type.as_str()) {
@@ -599,11 +914,15 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
         ended: false,
         softmax: false,
         steps: Vec::new(),
+        nhwc: None,
+        saved: Vec::new(),
     };
     let mut cur = name.clone();
     let mut ml_classes: Option<Vec<String>> = None;
     let mut ml_kind: Option<bool> = None;
     let mut trees_plan: Option<Trees> = None;
+    // Open Concats: the node, the second branch's first node, whether the first branch is done.
+    let mut branches: Vec<(&NodeProto, &NodeProto, bool)> = Vec::new();
     loop {
         let consumers: Vec<&NodeProto> =
             g.consumers(&cur).into_iter().filter(|n| !HEADS.contains(&n.op_type.as_str())).collect();
@@ -622,6 +941,17 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
         let n = match consumers.as_slice() {
             [] => break,
             [n] => *n,
+            [a, b] if residual_pair(g, a, b, &cur).is_some() => {
+                let Some((next, add)) = residual_pair(g, a, b, &cur) else { break };
+                w.save(add, &cur)?;
+                next
+            }
+            [a, b] if concat_of_branches(g, a, b).is_some() => {
+                let Some(c) = concat_of_branches(g, a, b) else { break };
+                w.save(c, &cur)?;
+                branches.push((c, *b, false));
+                *a
+            }
             many => {
                 let first = many[0];
                 return Err(unsupported(
@@ -634,7 +964,22 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
                 ));
             }
         };
+        // The first branch of a Concat reached it: go back and walk the second.
+        let n = match branches.last_mut() {
+            Some((c, second, phase)) if std::ptr::eq(*c, n) && !*phase => {
+                w.branch(n, &cur)?;
+                *phase = true;
+                *second
+            }
+            _ => n,
+        };
         let op = n.op_type.as_str();
+        if w.nhwc.is_some() && !matches!(op, "Flatten" | "Reshape" | "Transpose") && !PASS.contains(&op) {
+            return Err(unsupported(
+                n,
+                "after a Transpose to NHWC only a Flatten/Reshape (or the inverse Transpose) is mapped: the layers read NCHW",
+            ));
+        }
         if w.ended && !PASS.contains(&op) && op != "Reshape" && op != "Flatten" {
             return Err(unsupported(n, "only label/probability post-processing may follow Softmax/LogSoftmax"));
         }
@@ -658,6 +1003,16 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
                 }
             }
             "Gemm" | "MatMul" => w.gemm(n)?,
+            "Transpose" => w.transpose(n)?,
+            "Concat" => match branches.pop() {
+                Some((c, _, true)) if std::ptr::eq(c, n) => w.concat(n, &cur)?,
+                _ => {
+                    return Err(unsupported(
+                        n,
+                        "Concat is mapped for two branches that start from one tensor and are single chains of mapped ops",
+                    ));
+                }
+            },
             "Add" | "Sub" | "Mul" | "Div" => w.elementwise(n)?,
             "Relu" => w.relu(n)?,
             "BatchNormalization" => w.batch_norm(n)?,

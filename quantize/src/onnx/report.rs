@@ -98,6 +98,30 @@ fn layer_name(l: &Layer) -> String {
         Layer::AvgPool { k, stride } => format!("AvgPool {k}x{k}/{stride}"),
         Layer::Pointwise(f) => format!("{} (Lut8)", f.name()),
         Layer::Flatten => "Flatten".into(),
+        Layer::ConvWindow { in_c, out_c, geometry: g, relu, .. } => format!(
+            "Conv {}x{}/{},{} dil {},{} pads {:?} {in_c}→{out_c}{}",
+            g.kernel.0,
+            g.kernel.1,
+            g.stride.0,
+            g.stride.1,
+            g.dilation.0,
+            g.dilation.1,
+            g.pads,
+            if relu { " +ReLU" } else { "" }
+        ),
+        Layer::PoolWindow { avg, geometry: g } => format!(
+            "{} {}x{}/{},{} pads {:?}",
+            if avg { "AvgPool" } else { "MaxPool" },
+            g.kernel.0,
+            g.kernel.1,
+            g.stride.0,
+            g.stride.1,
+            g.pads
+        ),
+        Layer::Save => "(kept for a residual Add or a Concat)".into(),
+        Layer::AddSaved { relu } => format!("Add (residual){}", if relu { " +ReLU" } else { "" }),
+        Layer::Branch => "(first branch kept for a Concat)".into(),
+        Layer::ConcatSaved { .. } => "Concat (channels)".into(),
         Layer::Dense { inp, out, relu } => format!("Dense {inp}→{out}{}", if relu { " +ReLU" } else { "" }),
     }
 }
@@ -223,12 +247,24 @@ fn layer_errors(im: &Imported, net: &crate::net::Net, t: &Table) -> Result<Vec<L
     let mut quants = Vec::with_capacity(n_layers);
     let (mut s, mut zp) = net.input_quant.unwrap_or((net.input_scale, 0));
     let logits = im.model.outputs.last().map(|o| o.quant).unwrap_or(Quant::NONE);
+    let mut kept = Vec::new();
     for (i, l) in net.layers.iter().enumerate() {
         match l {
+            Layer::Save => kept.push((s, zp)),
+            Layer::Branch => {
+                let back = kept.pop().unwrap_or((s, zp));
+                kept.push((s, zp));
+                (s, zp) = back;
+            }
+            Layer::AddSaved { .. } | Layer::ConcatSaved { .. } => {
+                kept.pop();
+                let (lo, hi) = im.ranges.get(i).copied().unwrap_or((0.0, 0.0));
+                (s, zp) = activation_quant(lo, hi);
+            }
             Layer::Dense { .. } if i + 1 == n_layers => {
                 (s, zp) = (scale_of(&logits), logits.zero_point);
             }
-            Layer::Conv { .. } | Layer::Dense { .. } | Layer::Pointwise(_) => {
+            Layer::Conv { .. } | Layer::ConvWindow { .. } | Layer::Dense { .. } | Layer::Pointwise(_) => {
                 let (lo, hi) = im.ranges.get(i).copied().unwrap_or((0.0, 0.0));
                 (s, zp) = activation_quant(lo, hi);
             }
@@ -237,11 +273,20 @@ fn layer_errors(im: &Imported, net: &crate::net::Net, t: &Table) -> Result<Vec<L
         quants.push((s, zp));
     }
     let mut diag = im.model.clone();
-    let existing: Vec<u32> = diag.outputs.iter().map(|o| o.value).collect();
     let mut slot = Vec::new();
-    for i in 0..n_layers {
-        let value = n_in + i as u32;
-        if let Some(p) = existing.iter().position(|&v| v == value) {
+    // `Save` and `Branch` add no op (not compared).
+    let mut ops = 0u32;
+    for l in &net.layers {
+        if matches!(l, Layer::Save | Layer::Branch) {
+            slot.push(usize::MAX);
+            continue;
+        }
+        ops += 1;
+        let Some(value) = (n_in + ops).checked_sub(1) else {
+            slot.push(usize::MAX);
+            continue;
+        };
+        if let Some(p) = diag.outputs.iter().position(|o| o.value == value) {
             slot.push(p);
         } else {
             slot.push(diag.outputs.len());
@@ -282,6 +327,8 @@ fn layer_errors(im: &Imported, net: &crate::net::Net, t: &Table) -> Result<Vec<L
         .layers
         .iter()
         .enumerate()
+        // `Save` and `Branch` are bookkeeping, not ops.
+        .filter(|(_, l)| !matches!(l, Layer::Save | Layer::Branch))
         .map(|(i, l)| LayerError { layer: layer_name(l), rel_rms: (err[i] / norm[i].max(1e-30)).sqrt() })
         .collect())
 }
