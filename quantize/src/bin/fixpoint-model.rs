@@ -88,27 +88,6 @@ enum Cmd {
         #[arg(long, default_value = "artifacts")]
         out_dir: PathBuf,
     },
-    /// Import an ONNX model: map its ops, calibrate on a CSV/.npy, write the integer model and
-    /// print the op mapping, float vs integer accuracy, layer error, cost, gas and model id.
-    Import {
-        /// The ONNX file.
-        model: PathBuf,
-        /// Calibration rows (CSV with optional header, or .npy).
-        #[arg(long)]
-        calibration: PathBuf,
-        /// Evaluation rows for the accuracy report.
-        #[arg(long)]
-        eval: Option<PathBuf>,
-        /// The target column (header name or 0-based index) in both files.
-        #[arg(long)]
-        target: Option<String>,
-        /// Treat the model as a regressor (the default is detected from the graph).
-        #[arg(long)]
-        regression: bool,
-        /// Where to write the model.
-        #[arg(long)]
-        out: PathBuf,
-    },
     /// Write conformance vectors for the example models (tests/vectors/models).
     Vectors {
         /// Output directory.
@@ -170,9 +149,6 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Demo { out_dir } => demo(&out_dir),
         Cmd::Vectors { out, cases } => vectors(&out, cases),
-        Cmd::Import { model, calibration, eval, target, regression, out } => {
-            import(&model, &calibration, eval.as_deref(), target.as_deref(), regression, &out)
-        }
     }
 }
 
@@ -404,54 +380,5 @@ fn vectors(out: &Path, cases: usize) -> Result<()> {
         std::fs::write(&path, serde_json::to_string_pretty(&doc)? + "\n")?;
         println!("wrote {} ({} cases)", path.display(), cases.min(test.len()));
     }
-    Ok(())
-}
-
-fn import(
-    onnx: &Path,
-    calibration: &Path,
-    eval: Option<&Path>,
-    target: Option<&str>,
-    regression: bool,
-    out: &Path,
-) -> Result<()> {
-    use fixpoint_quantize::onnx;
-    let opts = onnx::Options { target: target.map(onnx::TargetColumn::parse), classify: regression.then_some(false) };
-    let started = std::time::Instant::now();
-    let pb = bar(1, "calibrating");
-    let im = onnx::import(onnx, calibration, &opts, |_, done, total| {
-        pb.set_length(total as u64);
-        pb.set_position(done as u64);
-    })?;
-    pb.finish_and_clear();
-    let took = started.elapsed();
-    println!("op mapping ({}):", onnx.display());
-    for s in &im.steps {
-        println!("  {:<24} {:<28} → {}", s.op_type, s.node, s.mapped);
-    }
-    for n in &im.notes {
-        println!("{n}");
-    }
-    write_model(out, &im.model)?;
-    println!("imported in {:.2} s", took.as_secs_f64());
-    if let Some(e) = eval {
-        let table = onnx::data::load(e, im.input_dim, opts.target.as_ref())?;
-        let pb = bar(table.rows(), "evaluating");
-        let report = im.evaluate(&table, |d, _| pb.set_position(d as u64))?;
-        pb.finish_and_clear();
-        print!("{report}");
-    }
-    let c = &im.cost;
-    println!(
-        "cost: {} MACs, {} element ops, {} steps, {} tree visits, {} bytes; gas warm {} / cold {}",
-        c.macs,
-        c.elem_ops,
-        c.steps,
-        c.visits,
-        im.bytes.len(),
-        im.warm_gas,
-        im.cold_gas
-    );
-    println!("model id 0x{}", hex::encode(im.id));
     Ok(())
 }
