@@ -261,6 +261,24 @@ fn families() -> Vec<(&'static str, Vec<Model>)> {
         matmuls.push(single_op(Op::MatMul(mm), &ins, b));
     }
     fams.push(("matmul", matmuls));
+    // Mul: per-tensor and per-channel requantization, zero points anywhere in i8.
+    let mut muls = Vec::new();
+    for (shape, per_channel) in [(vec![2, 3], false), (vec![4, 5], true), (vec![7], false)] {
+        let ins = [(DType::I8, shape.clone()), (DType::I8, shape.clone())];
+        let mut b = with_inputs(&ins);
+        let ch = if per_channel { *shape.last().unwrap() } else { 1 };
+        let requant = requant(
+            &mut b,
+            (0..ch).map(|_| r.random_range(1 << 30..i32::MAX)).collect(),
+            vec![r.random_range(36..=39); ch],
+            r.random_range(-10..=10),
+            -128,
+            127,
+        );
+        let mul = Mul { a_zero_point: r.random_range(-128..=127), b_zero_point: r.random_range(-128..=127), requant };
+        muls.push(single_op(Op::Mul(mul), &ins, b));
+    }
+    fams.push(("mul", muls));
     fams
 }
 

@@ -151,9 +151,9 @@ NONE = 0xFFFFFFFF
 OPS = {1: "FullyConnected", 2: "Conv2D", 3: "Add", 4: "MaxPool", 5: "AvgPool", 6: "Reshape",
        7: "Concat", 8: "Lut8", 9: "ArgMax", 10: "Requantize", 11: "TreeEnsemble", 12: "Softmax",
        13: "LayerNorm", 14: "RMSNorm", 15: "Gather",
-       16: "MatMul"}
+       16: "MatMul", 17: "Mul"}
 ARITY = {1: (1, 1), 2: (1, 1), 3: (2, 2), 4: (1, 1), 5: (1, 1), 6: (1, 1), 7: (2, 16), 8: (1, 1),
-         9: (1, 1), 10: (1, 1), 11: (1, 1), 12: (1, 1), 13: (1, 1), 14: (1, 1), 15: (1, 1), 16: (2, 2)}
+         9: (1, 1), 10: (1, 1), 11: (1, 1), 12: (1, 1), 13: (1, 1), 14: (1, 1), 15: (1, 1), 16: (2, 2), 17: (2, 2)}
 # Default caps (§7).
 MAX_MODEL_BYTES = 32 << 20
 MAX_OPS = 1024
@@ -386,6 +386,10 @@ def parse_attrs(r, op):
         op.attrs["out"] = r.u8()
     elif c == 15:
         _tensor_ref(r, op, "table")
+    elif c == 17:
+        op.attrs["a_zp"] = r.i32()
+        op.attrs["b_zp"] = r.i32()
+        _requant_body(r, op)
     elif c == 16:
         op.attrs["a_zp"] = r.i32()
         op.attrs["b_zp"] = r.i32()
@@ -592,6 +596,14 @@ def verify(m):
                 raise Reject(f"{name}: overflow: gamma*z + beta does not fit i32")
             _check_requant(m, op, ch)
             out = (I8, shape)
+        elif c == 17:
+            (da, sa), (db, sb) = ins
+            if da != I8 or db != I8 or sa != sb:
+                raise Reject(f"{name}: inputs must be i8 of one shape")
+            if not -128 <= a["a_zp"] <= 127 or not -128 <= a["b_zp"] <= 127:
+                raise Reject(f"{name}: zero point outside i8")
+            _check_requant(m, op, sa[-1] if sa else 1)
+            out = (I8, sa)
         elif c == 16:
             (da, sa), (db, sb) = ins
             if da != I8 or db != I8 or len(sa) < 2 or len(sb) < 2 or sa[:-2] != sb[:-2]:
@@ -960,9 +972,20 @@ def ev_matmul(m, op, ins, shapes, out_shape):
     return [requant(v, *params[j % n], zp, lo, hi) for j, v in enumerate(acc)]
 
 
+def ev_mul(m, op, ins, shapes, out_shape):
+    """arithmetic.md §15."""
+    a = op.attrs
+    ch = shapes[0][-1] if shapes[0] else 1
+    zp, lo, hi = a["rq"]
+    params = [_rq_params(m, op, c) for c in range(ch)]
+    return [requant((x - a["a_zp"]) * (y - a["b_zp"]), *params[j % ch], zp, lo, hi)
+            for j, (x, y) in enumerate(zip(ins[0], ins[1]))]
+
+
 EVAL = {1: ev_fc, 2: ev_conv, 3: ev_add, 4: ev_max, 5: ev_avg, 6: ev_reshape, 7: ev_concat,
         8: ev_lut, 9: ev_argmax, 10: ev_requantize, 11: ev_tree, 12: ev_softmax,
-        13: ev_norm, 14: ev_norm, 15: ev_gather, 16: ev_matmul}
+        13: ev_norm, 14: ev_norm, 15: ev_gather, 16: ev_matmul,
+        17: ev_mul}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ pub mod layer_norm;
 pub mod lut8;
 pub mod matmul;
 pub mod max_pool;
+pub mod mul;
 pub mod norm;
 pub mod requantize;
 pub mod reshape;
@@ -33,6 +34,7 @@ pub use layer_norm::LayerNorm;
 pub use lut8::Lut8;
 pub use matmul::MatMul;
 pub use max_pool::MaxPool;
+pub use mul::Mul;
 pub use norm::NormParams;
 pub use requantize::{Requant, Requantize};
 pub use reshape::Reshape;
@@ -208,6 +210,8 @@ pub enum Op {
     Gather(Gather),
     /// Code 16.
     MatMul(MatMul),
+    /// Code 17.
+    Mul(Mul),
 }
 
 /// Calls `$body` with `$o` bound to the op struct, whatever the variant.
@@ -230,6 +234,7 @@ macro_rules! on_op {
             Op::RmsNorm($o) => $body,
             Op::Gather($o) => $body,
             Op::MatMul($o) => $body,
+            Op::Mul($o) => $body,
         }
     };
 }
@@ -263,6 +268,7 @@ impl Op {
             RmsNorm::CODE => Op::RmsNorm(RmsNorm::read(r)?),
             Gather::CODE => Op::Gather(Gather::read(r)?),
             MatMul::CODE => Op::MatMul(MatMul::read(r)?),
+            Mul::CODE => Op::Mul(Mul::read(r)?),
             other => return Err(Error::UnknownOp(other)),
         })
     }

@@ -9,8 +9,8 @@
 
 use fixpoint_ml::format::{Model, ModelBuilder, NO_TENSOR, Quant};
 use fixpoint_ml::ops::{
-    Add, ArgMax, AvgPool, Concat, Conv2d, FullyConnected, Gather, LayerNorm, Lut8, MatMul, MaxPool, NormParams, Op,
-    Requant, Requantize, Reshape, RmsNorm, Softmax, TreeEnsemble, Window,
+    Add, ArgMax, AvgPool, Concat, Conv2d, FullyConnected, Gather, LayerNorm, Lut8, MatMul, MaxPool, Mul, NormParams,
+    Op, Requant, Requantize, Reshape, RmsNorm, Softmax, TreeEnsemble, Window,
 };
 use fixpoint_ml::{DType, Tensor, TensorData};
 
@@ -248,6 +248,18 @@ pub fn matmul(batch: usize, m: usize, k: usize, n: usize, transposed: bool) -> O
     single("MatMul", name, b, vec![i8_input(&mut g, vec![batch, m, k]), i8_input(&mut g, b_shape)])
 }
 
+/// Elementwise Mul of two `[n, c]` tensors, per-channel requantization.
+pub fn mul_op(n: usize, c: usize) -> Option<Case> {
+    let mut g = Gen::new((n * 3 + c) as u64);
+    let mut b = ModelBuilder::new();
+    let xa = b.input(DType::I8, vec![n, c], Quant::NONE);
+    let xb = b.input(DType::I8, vec![n, c], Quant::NONE);
+    let requant = rq(&mut b, c);
+    let y = b.op(Op::Mul(Mul { a_zero_point: -128, b_zero_point: 127, requant }), &[xa, xb]);
+    b.output(y, Quant::NONE);
+    single("Mul", format!("[{n}, {c}]"), b, vec![i8_input(&mut g, vec![n, c]), i8_input(&mut g, vec![n, c])])
+}
+
 pub fn argmax(dtype: DType, rows: usize, n: usize) -> Option<Case> {
     let mut g = Gen::new((rows + n) as u64);
     let mut b = ModelBuilder::new();
@@ -387,6 +399,10 @@ pub fn cases(big: usize) -> Vec<Case> {
         matmul(8, 64, 32, 64, true),
         matmul(8, 64, 64, 32, false),
         matmul(1, isqrt(big) / 4, 1, isqrt(big) / 4, true),
+        // Mul: a long stream, per-channel parameters.
+        mul_op(big, 1),
+        mul_op(big / 64, 64),
+        mul_op(1, 1),
         // ArgMax: rows of one, long rows, wide dtypes.
         argmax(DType::I8, big, 1),
         argmax(DType::I8, 1, big),
