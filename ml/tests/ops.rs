@@ -247,3 +247,33 @@ fn matmul_of_activations_matches_the_definition_on_every_path() {
         assert_eq!(out[0], Tensor::i32(vec![batch, m, n], want).unwrap(), "case {case}");
     }
 }
+
+#[test]
+fn transpose_matches_index_arithmetic_for_every_permutation() {
+    // [2, 3, 4] with x[i][j][k] = 100·i + 10·j + k (as i32), every permutation of 3 axes.
+    let shape = [2usize, 3, 4];
+    let x: Vec<i32> =
+        (0..2).flat_map(|i| (0..3).flat_map(move |j| (0..4).map(move |k| 100 * i + 10 * j + k))).collect();
+    for perm in [[0u8, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]] {
+        let mut b = ModelBuilder::new();
+        let xi = b.input(DType::I32, shape.to_vec(), q());
+        let y = b.op(Op::Transpose(Transpose { perm: perm.to_vec() }), &[xi]);
+        b.output(y, q());
+        let out = run_all_paths(&b.finish().unwrap(), vec![Tensor::i32(shape.to_vec(), x.clone()).unwrap()]);
+        let p: Vec<usize> = perm.iter().map(|&a| usize::from(a)).collect();
+        let out_shape: Vec<usize> = p.iter().map(|&a| shape[a]).collect();
+        let mut want = Vec::new();
+        for a in 0..out_shape[0] {
+            for b2 in 0..out_shape[1] {
+                for c in 0..out_shape[2] {
+                    let mut src = [0usize; 3];
+                    src[p[0]] = a;
+                    src[p[1]] = b2;
+                    src[p[2]] = c;
+                    want.push(100 * src[0] as i32 + 10 * src[1] as i32 + src[2] as i32);
+                }
+            }
+        }
+        assert_eq!(out[0], Tensor::i32(out_shape, want).unwrap(), "perm {perm:?}");
+    }
+}

@@ -279,6 +279,17 @@ fn families() -> Vec<(&'static str, Vec<Model>)> {
         muls.push(single_op(Op::Mul(mul), &ins, b));
     }
     fams.push(("mul", muls));
+    // Transpose: heads split [T, H, d] -> [H, T, d], a 4-axis permutation, i32 values.
+    let mut transposes = Vec::new();
+    for (dtype, shape, perm) in [
+        (DType::I8, vec![3, 2, 4], vec![1u8, 0, 2]),
+        (DType::I8, vec![2, 3, 2, 2], vec![2, 0, 3, 1]),
+        (DType::I32, vec![3, 5], vec![1, 0]),
+    ] {
+        let ins = [(dtype, shape)];
+        transposes.push(single_op(Op::Transpose(Transpose { perm }), &ins, with_inputs(&ins)));
+    }
+    fams.push(("transpose", transposes));
     fams
 }
 

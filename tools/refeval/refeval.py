@@ -151,9 +151,9 @@ NONE = 0xFFFFFFFF
 OPS = {1: "FullyConnected", 2: "Conv2D", 3: "Add", 4: "MaxPool", 5: "AvgPool", 6: "Reshape",
        7: "Concat", 8: "Lut8", 9: "ArgMax", 10: "Requantize", 11: "TreeEnsemble", 12: "Softmax",
        13: "LayerNorm", 14: "RMSNorm", 15: "Gather",
-       16: "MatMul", 17: "Mul"}
+       16: "MatMul", 17: "Mul", 18: "Transpose"}
 ARITY = {1: (1, 1), 2: (1, 1), 3: (2, 2), 4: (1, 1), 5: (1, 1), 6: (1, 1), 7: (2, 16), 8: (1, 1),
-         9: (1, 1), 10: (1, 1), 11: (1, 1), 12: (1, 1), 13: (1, 1), 14: (1, 1), 15: (1, 1), 16: (2, 2), 17: (2, 2)}
+         9: (1, 1), 10: (1, 1), 11: (1, 1), 12: (1, 1), 13: (1, 1), 14: (1, 1), 15: (1, 1), 16: (2, 2), 17: (2, 2), 18: (1, 1)}
 # Default caps (§7).
 MAX_MODEL_BYTES = 32 << 20
 MAX_OPS = 1024
@@ -390,6 +390,11 @@ def parse_attrs(r, op):
         op.attrs["a_zp"] = r.i32()
         op.attrs["b_zp"] = r.i32()
         _requant_body(r, op)
+    elif c == 18:
+        rank = r.u8()
+        if rank > 6:
+            raise Reject(f"Transpose: rank {rank} > 6")
+        op.attrs["perm"] = [r.u8() for _ in range(rank)]
     elif c == 16:
         op.attrs["a_zp"] = r.i32()
         op.attrs["b_zp"] = r.i32()
@@ -596,6 +601,11 @@ def verify(m):
                 raise Reject(f"{name}: overflow: gamma*z + beta does not fit i32")
             _check_requant(m, op, ch)
             out = (I8, shape)
+        elif c == 18:
+            perm = a["perm"]
+            if len(shape) < 1 or sorted(perm) != list(range(len(shape))):
+                raise Reject(f"{name}: perm {perm} is not a permutation of {len(shape)} axes")
+            out = (dt, [shape[p] for p in perm])
         elif c == 17:
             (da, sa), (db, sb) = ins
             if da != I8 or db != I8 or sa != sb:
@@ -982,10 +992,27 @@ def ev_mul(m, op, ins, shapes, out_shape):
             for j, (x, y) in enumerate(zip(ins[0], ins[1]))]
 
 
+def ev_transpose(m, op, ins, shapes, out_shape):
+    """arithmetic.md §16: y[i_0..] = x[j] with j[perm[a]] = i_a."""
+    perm, shape, x = op.attrs["perm"], shapes[0], ins[0]
+    strides = [1] * len(shape)
+    for a in range(len(shape) - 2, -1, -1):
+        strides[a] = strides[a + 1] * shape[a + 1]
+    out = []
+    for flat in range(len(x)):
+        idx, rest = [], flat
+        for d in reversed(out_shape):
+            idx.append(rest % d)
+            rest //= d
+        idx.reverse()
+        out.append(x[sum(idx[a] * strides[perm[a]] for a in range(len(perm)))])
+    return out
+
+
 EVAL = {1: ev_fc, 2: ev_conv, 3: ev_add, 4: ev_max, 5: ev_avg, 6: ev_reshape, 7: ev_concat,
         8: ev_lut, 9: ev_argmax, 10: ev_requantize, 11: ev_tree, 12: ev_softmax,
         13: ev_norm, 14: ev_norm, 15: ev_gather, 16: ev_matmul,
-        17: ev_mul}
+        17: ev_mul, 18: ev_transpose}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ pub mod requantize;
 pub mod reshape;
 pub mod rms_norm;
 pub mod softmax;
+pub mod transpose;
 pub mod tree_ensemble;
 pub mod window;
 
@@ -40,6 +41,7 @@ pub use requantize::{Requant, Requantize};
 pub use reshape::Reshape;
 pub use rms_norm::RmsNorm;
 pub use softmax::Softmax;
+pub use transpose::Transpose;
 pub use tree_ensemble::TreeEnsemble;
 pub use window::Window;
 
@@ -212,6 +214,8 @@ pub enum Op {
     MatMul(MatMul),
     /// Code 17.
     Mul(Mul),
+    /// Code 18.
+    Transpose(Transpose),
 }
 
 /// Calls `$body` with `$o` bound to the op struct, whatever the variant.
@@ -235,6 +239,7 @@ macro_rules! on_op {
             Op::Gather($o) => $body,
             Op::MatMul($o) => $body,
             Op::Mul($o) => $body,
+            Op::Transpose($o) => $body,
         }
     };
 }
@@ -269,6 +274,7 @@ impl Op {
             Gather::CODE => Op::Gather(Gather::read(r)?),
             MatMul::CODE => Op::MatMul(MatMul::read(r)?),
             Mul::CODE => Op::Mul(Mul::read(r)?),
+            Transpose::CODE => Op::Transpose(Transpose::read(r)?),
             other => return Err(Error::UnknownOp(other)),
         })
     }

@@ -10,7 +10,7 @@
 use fixpoint_ml::format::{Model, ModelBuilder, NO_TENSOR, Quant};
 use fixpoint_ml::ops::{
     Add, ArgMax, AvgPool, Concat, Conv2d, FullyConnected, Gather, LayerNorm, Lut8, MatMul, MaxPool, Mul, NormParams,
-    Op, Requant, Requantize, Reshape, RmsNorm, Softmax, TreeEnsemble, Window,
+    Op, Requant, Requantize, Reshape, RmsNorm, Softmax, Transpose, TreeEnsemble, Window,
 };
 use fixpoint_ml::{DType, Tensor, TensorData};
 
@@ -260,6 +260,17 @@ pub fn mul_op(n: usize, c: usize) -> Option<Case> {
     single("Mul", format!("[{n}, {c}]"), b, vec![i8_input(&mut g, vec![n, c]), i8_input(&mut g, vec![n, c])])
 }
 
+/// Transpose of `shape` by `perm`.
+pub fn transpose(dtype: DType, shape: Vec<usize>, perm: Vec<u8>) -> Option<Case> {
+    let mut g = Gen::new(shape.iter().sum::<usize>() as u64);
+    let mut b = ModelBuilder::new();
+    let x = b.input(dtype, shape.clone(), Quant::NONE);
+    let name = format!("{} {shape:?} perm {perm:?}", dtype.name());
+    let y = b.op(Op::Transpose(Transpose { perm }), &[x]);
+    b.output(y, Quant::NONE);
+    single("Transpose", name, b, vec![filled(dtype, shape, &mut g)])
+}
+
 pub fn argmax(dtype: DType, rows: usize, n: usize) -> Option<Case> {
     let mut g = Gen::new((rows + n) as u64);
     let mut b = ModelBuilder::new();
@@ -403,6 +414,10 @@ pub fn cases(big: usize) -> Vec<Case> {
         mul_op(big, 1),
         mul_op(big / 64, 64),
         mul_op(1, 1),
+        // Transpose: a big strided i64 copy, i8, a 4-axis permutation with a unit inner axis.
+        transpose(DType::I64, vec![isqrt(big / 8), isqrt(big / 8)], vec![1, 0]),
+        transpose(DType::I8, vec![side, side], vec![1, 0]),
+        transpose(DType::I8, vec![16, side / 4, side / 4, 1], vec![3, 2, 1, 0]),
         // ArgMax: rows of one, long rows, wide dtypes.
         argmax(DType::I8, big, 1),
         argmax(DType::I8, 1, big),
