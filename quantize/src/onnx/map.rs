@@ -881,8 +881,9 @@ pub(crate) fn silu_pair<'a>(a: &'a NodeProto, b: &'a NodeProto) -> Option<(&'a N
     sig.output.first().filter(|o| mul.input.contains(o)).map(|_| (sig, mul))
 }
 
-/// Maps `g`; `classify` overrides the detection of classification vs regression.
-pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
+/// The shape of one row of the graph's (float) input: every axis but the batch fixed, non-empty
+/// and at most [`super::MAX_INPUT_ELEMENTS`] elements. Both mappers start from it.
+pub(crate) fn input_shape(g: &Graph) -> Result<Vec<usize>> {
     let (name, et, dims) = &g.input;
     if *et != elem::FLOAT && *et != elem::DOUBLE {
         return Err(Error::Onnx(format!("input {name:?} has element type {et}; the importer maps float inputs")));
@@ -901,6 +902,13 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
             super::MAX_INPUT_ELEMENTS
         )));
     }
+    Ok(input_shape)
+}
+
+/// Maps `g`; `classify` overrides the detection of classification vs regression.
+pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
+    let input_shape = input_shape(g)?;
+    let name = &g.input.0;
     let mut w = Walk {
         g,
         shape: input_shape.clone(),

@@ -41,7 +41,7 @@ use tract_onnx::pb::NodeProto;
 
 use super::Encoding;
 use super::graph::{Const, Graph, attr, attr_f, attr_i, attr_ints, attr_s, elem};
-use super::map::{Mapped, Plan, Step};
+use super::map::{Mapped, Plan, Step, input_shape};
 use super::pointwise;
 use crate::error::{Error, Result};
 use crate::lower::activation_quant;
@@ -1009,24 +1009,8 @@ impl Walk<'_> {
 
 /// Maps a pre-quantized graph straight to an integer model.
 pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
-    let (name, et, dims) = &g.input;
-    if *et != elem::FLOAT && *et != elem::DOUBLE {
-        return Err(Error::Onnx(format!("input {name:?} has element type {et}; the importer maps float inputs")));
-    }
-    let per_row: Option<Vec<usize>> = dims.iter().skip(1).copied().collect();
-    let input_shape = per_row.filter(|s| !s.is_empty()).ok_or_else(|| {
-        Error::Onnx(format!("input {name:?} has shape {dims:?}; every dimension but the batch must be fixed"))
-    })?;
-    if input_shape
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .is_none_or(|n| n == 0 || n > super::MAX_INPUT_ELEMENTS)
-    {
-        return Err(Error::Onnx(format!(
-            "input {name:?} has shape {dims:?}: empty or over {} elements per row",
-            super::MAX_INPUT_ELEMENTS
-        )));
-    }
+    let input_shape = input_shape(g)?;
+    let name = &g.input.0;
     let mut w = Walk {
         g,
         b: ModelBuilder::new(),
