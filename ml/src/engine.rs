@@ -1,8 +1,9 @@
 //! The interpreter: runs a verified model op by op, freeing each value after its last reader
 //! so memory never exceeds the verified peak.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
+use crate::decode::Plan;
 use crate::error::{Error, Result};
 use crate::format::{Model, ModelId, model_id};
 use crate::kernels::{PackedWeights, Path};
@@ -24,6 +25,7 @@ pub struct Engine {
     id: ModelId,
     path: Path,
     packed: Vec<Vec<PackedWeights>>,
+    plan: std::result::Result<Arc<Plan>, Error>,
 }
 
 impl Engine {
@@ -47,12 +49,23 @@ impl Engine {
     pub fn new(verified: Verified, id: ModelId, path: Path) -> Result<Self> {
         let tensors = &verified.model().tensors;
         let packed = verified.model().nodes.iter().map(|n| n.op.prepare(tensors, path)).collect::<Result<_>>()?;
-        Ok(Self { verified, id, path, packed })
+        let plan = Plan::new(&verified).map(Arc::new);
+        Ok(Self { verified, id, path, packed, plan })
     }
 
     /// Same model, prepared for another path.
     pub fn with_path(&self, path: Path) -> Result<Self> {
         Self::new(self.verified.clone(), self.id, path)
+    }
+
+    /// How the model generates (crate::decode), or why it cannot.
+    pub fn plan(&self) -> Result<&Plan> {
+        self.plan.as_deref().map_err(Clone::clone)
+    }
+
+    /// The weights packed for each op.
+    pub(crate) fn packed(&self) -> &[Vec<PackedWeights>] {
+        &self.packed
     }
 
     /// The model.

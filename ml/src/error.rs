@@ -125,6 +125,40 @@ pub enum Error {
         /// Rows in the table.
         rows: usize,
     },
+    /// The model cannot generate: an op has no row-by-row form (crate::decode).
+    #[error("not a causal model: op {op} ({name}): {what}")]
+    NotCausal {
+        /// Index of the op.
+        op: usize,
+        /// The op's name.
+        name: &'static str,
+        /// Why.
+        what: String,
+    },
+    /// The model's inputs or outputs are not those of a generative model (crate::decode).
+    #[error("not a generative model: {0}")]
+    NotGenerative(&'static str),
+    /// A generation without a prompt.
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    /// A generation longer than the model's window.
+    #[error("{prompt} prompt tokens and {tokens} new ones need more than the model's {context} positions")]
+    ContextExceeded {
+        /// Prompt tokens (or positions already evaluated).
+        prompt: usize,
+        /// New tokens asked for.
+        tokens: usize,
+        /// The window.
+        context: usize,
+    },
+    /// A token outside the model's vocabulary's dtype.
+    #[error("token {token} is outside the vocabulary of {vocab}")]
+    TokenOutOfRange {
+        /// The token.
+        token: u32,
+        /// Logits per position.
+        vocab: usize,
+    },
     /// An internal invariant failed; a bug, reported instead of panicking.
     #[error("internal error: {0}")]
     Internal(&'static str),

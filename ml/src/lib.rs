@@ -21,6 +21,7 @@
 )]
 
 pub mod arith;
+pub mod decode;
 pub mod engine;
 pub mod error;
 pub mod format;
@@ -31,6 +32,7 @@ pub mod tensor;
 pub mod verify;
 pub mod work;
 
+pub use decode::{Generation, Plan};
 pub use engine::Engine;
 pub use error::{Error, Result};
 pub use format::{Model, ModelId, model_id};

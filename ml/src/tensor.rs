@@ -95,6 +95,17 @@ impl TensorData {
         self.len() == 0
     }
 
+    /// `n` zeros of `dtype`.
+    pub fn zeros(dtype: DType, n: usize) -> Self {
+        match dtype {
+            DType::I8 => Self::I8(vec![0; n]),
+            DType::U8 => Self::U8(vec![0; n]),
+            DType::I16 => Self::I16(vec![0; n]),
+            DType::I32 => Self::I32(vec![0; n]),
+            DType::I64 => Self::I64(vec![0; n]),
+        }
+    }
+
     /// Element `i` widened to i64 (None when out of range).
     pub fn get_i64(&self, i: usize) -> Option<i64> {
         match self {

@@ -48,12 +48,13 @@ fn dims(a: &[usize], b: &[usize], transposed: bool) -> std::result::Result<(usiz
 impl MatMul {
     /// The most work one batch does besides its GEMM: B's copy into `[N, K]` rows and its
     /// packing (widened, padded), A's row sums for B's zero point, the correction of `M·N`.
+    /// Calls: the copy's buffer, the packing call and its buffer, the row sums' buffer.
     fn batch_cost(m: usize, k: usize, n: usize) -> OpCost {
         gemm_cost(m, n, k)
             + OpCost {
                 elem_ops: mul(&[n, k, 2]).saturating_add(mul(&[m, k])).saturating_add(mul(&[m, n])),
                 steps: m as u64,
-                calls: 3,
+                calls: 4,
                 bytes: mul(&[n, k])
                     .saturating_add(mul(&[n + 16, k + 4, 2]))
                     .saturating_add(mul(&[n, 4]))

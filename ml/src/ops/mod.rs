@@ -19,6 +19,7 @@ pub mod norm;
 pub mod requantize;
 pub mod reshape;
 pub mod rms_norm;
+pub mod slice;
 pub mod softmax;
 pub mod transpose;
 pub mod tree_ensemble;
@@ -40,6 +41,7 @@ pub use norm::NormParams;
 pub use requantize::{Requant, Requantize};
 pub use reshape::Reshape;
 pub use rms_norm::RmsNorm;
+pub use slice::Slice;
 pub use softmax::Softmax;
 pub use transpose::Transpose;
 pub use tree_ensemble::TreeEnsemble;
@@ -216,6 +218,8 @@ pub enum Op {
     Mul(Mul),
     /// Code 18.
     Transpose(Transpose),
+    /// Code 19.
+    Slice(Slice),
 }
 
 /// Calls `$body` with `$o` bound to the op struct, whatever the variant.
@@ -240,6 +244,7 @@ macro_rules! on_op {
             Op::MatMul($o) => $body,
             Op::Mul($o) => $body,
             Op::Transpose($o) => $body,
+            Op::Slice($o) => $body,
         }
     };
 }
@@ -275,6 +280,7 @@ impl Op {
             MatMul::CODE => Op::MatMul(MatMul::read(r)?),
             Mul::CODE => Op::Mul(Mul::read(r)?),
             Transpose::CODE => Op::Transpose(Transpose::read(r)?),
+            Slice::CODE => Op::Slice(Slice::read(r)?),
             other => return Err(Error::UnknownOp(other)),
         })
     }

@@ -240,7 +240,9 @@ pub fn matmul(batch: usize, m: usize, k: usize, n: usize, transposed: bool) -> O
     let xa = b.input(DType::I8, vec![batch, m, k], Quant::NONE);
     let b_shape = if transposed { vec![batch, n, k] } else { vec![batch, k, n] };
     let xb = b.input(DType::I8, b_shape.clone(), Quant::NONE);
-    let requant = Some(rq(&mut b, n));
+    // Per column when B is transposed, per tensor (the requantization broadcasts its
+    // parameters: two more buffers) otherwise.
+    let requant = Some(rq(&mut b, if transposed { n } else { 1 }));
     let op = MatMul { a_zero_point: -128, b_zero_point: 127, b_transposed: u8::from(transposed), requant };
     let y = b.op(Op::MatMul(op), &[xa, xb]);
     b.output(y, Quant::NONE);
