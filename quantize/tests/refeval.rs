@@ -75,7 +75,7 @@ fn independent_evaluator_reproduces_every_vector() {
     let t = text(&o);
     assert!(o.status.success(), "independent evaluator disagrees with the vectors:\n{t}");
     // Every file was visited (18 op files, 3 model files) and the manifest was checked.
-    assert!(t.contains("files 21"), "{t}");
+    assert!(t.contains("files 22"), "{t}");
     assert!(t.contains("MANIFEST ok"), "{t}");
     assert!(t.contains(" 0 failed"), "{t}");
 }

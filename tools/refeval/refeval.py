@@ -151,9 +151,9 @@ NONE = 0xFFFFFFFF
 OPS = {1: "FullyConnected", 2: "Conv2D", 3: "Add", 4: "MaxPool", 5: "AvgPool", 6: "Reshape",
        7: "Concat", 8: "Lut8", 9: "ArgMax", 10: "Requantize", 11: "TreeEnsemble", 12: "Softmax",
        13: "LayerNorm", 14: "RMSNorm", 15: "Gather",
-       16: "MatMul", 17: "Mul", 18: "Transpose"}
+       16: "MatMul", 17: "Mul", 18: "Transpose", 19: "Slice"}
 ARITY = {1: (1, 1), 2: (1, 1), 3: (2, 2), 4: (1, 1), 5: (1, 1), 6: (1, 1), 7: (2, 16), 8: (1, 1),
-         9: (1, 1), 10: (1, 1), 11: (1, 1), 12: (1, 1), 13: (1, 1), 14: (1, 1), 15: (1, 1), 16: (2, 2), 17: (2, 2), 18: (1, 1)}
+         9: (1, 1), 10: (1, 1), 11: (1, 1), 12: (1, 1), 13: (1, 1), 14: (1, 1), 15: (1, 1), 16: (2, 2), 17: (2, 2), 18: (1, 1), 19: (1, 1)}
 # Default caps (§7).
 MAX_MODEL_BYTES = 32 << 20
 MAX_OPS = 1024
@@ -390,6 +390,10 @@ def parse_attrs(r, op):
         op.attrs["a_zp"] = r.i32()
         op.attrs["b_zp"] = r.i32()
         _requant_body(r, op)
+    elif c == 19:
+        op.attrs["axis"] = r.u8()
+        op.attrs["start"] = r.u32()
+        op.attrs["len"] = r.u32()
     elif c == 18:
         rank = r.u8()
         if rank > 6:
@@ -601,6 +605,11 @@ def verify(m):
                 raise Reject(f"{name}: overflow: gamma*z + beta does not fit i32")
             _check_requant(m, op, ch)
             out = (I8, shape)
+        elif c == 19:
+            ax, start, n = a["axis"], a["start"], a["len"]
+            if ax >= len(shape) or n < 1 or start + n > shape[ax]:
+                raise Reject(f"{name}: entries {start}..{start}+{n} do not fit axis {ax} of {shape}")
+            out = (dt, shape[:ax] + [n] + shape[ax + 1:])
         elif c == 18:
             perm = a["perm"]
             if len(shape) < 1 or sorted(perm) != list(range(len(shape))):
@@ -1009,10 +1018,25 @@ def ev_transpose(m, op, ins, shapes, out_shape):
     return out
 
 
+def ev_slice(m, op, ins, shapes, out_shape):
+    """arithmetic.md §17: entries start..start+len of one axis."""
+    a, shape, x = op.attrs, shapes[0], ins[0]
+    ax = a["axis"]
+    inner = 1
+    for d in shape[ax + 1:]:
+        inner *= d
+    outer = len(x) // (shape[ax] * inner)
+    out = []
+    for o in range(outer):
+        base = (o * shape[ax] + a["start"]) * inner
+        out.extend(x[base:base + a["len"] * inner])
+    return out
+
+
 EVAL = {1: ev_fc, 2: ev_conv, 3: ev_add, 4: ev_max, 5: ev_avg, 6: ev_reshape, 7: ev_concat,
         8: ev_lut, 9: ev_argmax, 10: ev_requantize, 11: ev_tree, 12: ev_softmax,
         13: ev_norm, 14: ev_norm, 15: ev_gather, 16: ev_matmul,
-        17: ev_mul, 18: ev_transpose}
+        17: ev_mul, 18: ev_transpose, 19: ev_slice}
 
 
 # ---------------------------------------------------------------------------------------------
