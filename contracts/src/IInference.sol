@@ -24,6 +24,12 @@ interface IInference {
     error BadCalldata();
     /// No function has this selector.
     error UnknownSelector(bytes4 selector);
+    /// The model cannot generate text (not causal, or not byte tokens); `reason` says why.
+    error NotGenerative(string reason);
+    /// `generate` without a prompt.
+    error EmptyPrompt();
+    /// The prompt and the new tokens need more positions than the model's window.
+    error ContextExceeded(uint256 promptLength, uint256 maxTokens, uint256 context);
 
     /// Runs `modelId` on packed `input`; returns the packed outputs.
     function infer(bytes32 modelId, bytes calldata input) external returns (bytes memory output);
@@ -34,4 +40,11 @@ interface IInference {
     /// The class label: output #0's single value if it has one element (a model ending in its
     /// own ArgMax), else the argmax of output #0 (ties to the lowest index).
     function classify(bytes32 modelId, bytes calldata input) external returns (uint256 label);
+
+    /// Greedy generation by a causal byte-level model (docs/model-format.md §9): the prompt's
+    /// bytes are its tokens; returns `maxTokens` new bytes, each the highest logit after the
+    /// previous ones (ties to the lowest byte), with a key/value cache inside the call. Needs
+    /// `prompt.length + maxTokens - 1` positions at most the model's window. Gas is exact and
+    /// known before the call: per position evaluated, the model's step cost (docs/gas.md).
+    function generate(bytes32 modelId, bytes calldata prompt, uint32 maxTokens) external returns (bytes memory text);
 }

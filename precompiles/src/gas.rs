@@ -1,7 +1,7 @@
 //! The gas schedule of the precompiles (docs/gas.md). Every figure is a pure function of the
 //! model's registration-time cost and of call sizes, so every node charges the same gas.
 
-use fixpoint_ml::Cost;
+use fixpoint_ml::{Cost, Plan, Work};
 
 /// Fixed part of every inference call: ABI decoding, registry lookup, hashing, the record.
 pub const INFER_BASE: u64 = 6_000;
@@ -70,15 +70,42 @@ pub const fn words(bytes: u64) -> u64 {
 /// the figure bounds the run whatever the input.
 pub fn warm_infer_gas(cost: &Cost, ops: u64) -> u64 {
     INFER_BASE
-        .saturating_add(PER_OP.saturating_mul(ops))
-        .saturating_add(cost.macs.div_ceil(MACS_PER_GAS))
-        .saturating_add(cost.elem_ops.saturating_mul(GAS_PER_ELEM))
-        .saturating_add(cost.steps.saturating_mul(GAS_PER_STEP))
-        .saturating_add(cost.visits.saturating_mul(GAS_PER_VISIT))
-        .saturating_add(cost.calls.saturating_mul(GAS_PER_CALL))
-        .saturating_add(PER_WORD_ALLOC.saturating_mul(words(cost.alloc_bytes)))
-        .saturating_add(PER_WORD_READ.saturating_mul(words(cost.bytes_read)))
+        .saturating_add(work_gas(&cost.work(), ops, cost.bytes_read))
         .saturating_add(PER_WORD_IO.saturating_mul(words(cost.input_bytes.saturating_add(cost.output_bytes))))
+}
+
+/// The price of counted work (fixpoint_ml::work) done by `ops` operators reading `bytes_read`
+/// bytes: the part of [`warm_infer_gas`] and [`generate_gas`] that prices computation.
+pub fn work_gas(work: &Work, ops: u64, bytes_read: u64) -> u64 {
+    PER_OP
+        .saturating_mul(ops)
+        .saturating_add(work.macs.div_ceil(MACS_PER_GAS))
+        .saturating_add(work.elem_ops.saturating_mul(GAS_PER_ELEM))
+        .saturating_add(work.steps.saturating_mul(GAS_PER_STEP))
+        .saturating_add(work.visits.saturating_mul(GAS_PER_VISIT))
+        .saturating_add(work.calls.saturating_mul(GAS_PER_CALL))
+        .saturating_add(PER_WORD_ALLOC.saturating_mul(words(work.bytes)))
+        .saturating_add(PER_WORD_READ.saturating_mul(words(bytes_read)))
+}
+
+/// Fixed part of a `generate` call: ABI decoding, registry lookup, the record.
+pub const GENERATE_BASE: u64 = INFER_BASE;
+
+/// Gas of one position of a generation by a causal model (fixpoint_ml::decode): the plan's step
+/// cost (every op on one row with a full window of keys and values, the cache reads and writes,
+/// the greedy pick), with the model's weights and the whole cache read once per step.
+pub fn step_gas(plan: &Plan, ops: u64, weight_bytes: u64) -> u64 {
+    work_gas(&plan.step_cost(), ops, weight_bytes.saturating_add(plan.cache_bytes()))
+}
+
+/// Gas of a greedy generation of `tokens` tokens after `prompt` tokens, `steps` positions
+/// evaluated (fixpoint_ml::Plan::steps), each at `step` gas: the base, the cache's allocation,
+/// the steps, and the prompt and text copied in and out and hashed into the record.
+pub fn generate_gas(plan: &Plan, step: u64, steps: u64, prompt: u64, tokens: u64) -> u64 {
+    GENERATE_BASE
+        .saturating_add(work_gas(&plan.setup_cost(), 0, 0))
+        .saturating_add(step.saturating_mul(steps))
+        .saturating_add(PER_WORD_IO.saturating_mul(words(prompt.saturating_add(tokens).saturating_add(4))))
 }
 
 /// Conversions of an `inferInts` call with `inputs` integers and a packed output of

@@ -15,6 +15,7 @@ use crate::abi::IInference::{self as I, IInferenceCalls as Call};
 use crate::call::{Fail, Meter, finish};
 use crate::gas;
 use crate::registry::read_model;
+use crate::state::ModelRecord;
 use crate::store::Scope;
 
 /// Largest packed input a call accepts, in bytes.
@@ -108,9 +109,14 @@ fn call(scope: &Scope, input: &mut PrecompileInput<'_>) -> Result<(u64, Bytes), 
         Call::infer(c) => c.modelId,
         Call::inferInts(c) => c.modelId,
         Call::classify(c) => c.modelId,
+        Call::generate(c) => c.modelId,
     };
     let Some(record) = read_model(&mut input.internals, id)? else {
         return Err(meter.revert(I::UnknownModel { modelId: id }));
+    };
+    let decoded = match decoded {
+        Call::generate(c) => return generate(scope, meter, &record, c),
+        other => other,
     };
     // A packed input of the wrong size is refused before anything is charged beyond REJECT.
     if let Call::infer(I::inferCall { input, .. }) | Call::classify(I::classifyCall { input, .. }) = &decoded
@@ -136,6 +142,7 @@ fn call(scope: &Scope, input: &mut PrecompileInput<'_>) -> Result<(u64, Bytes), 
     let packed = match &decoded {
         Call::infer(c) => c.input.to_vec(),
         Call::classify(c) => c.input.to_vec(),
+        Call::generate(_) => return Err(Fail::Fatal("generate reached infer".into())),
         Call::inferInts(c) => {
             let want: usize = engine.model().inputs.iter().map(|i| i.shape.iter().product::<usize>()).sum();
             if c.input.len() != want {
@@ -167,8 +174,48 @@ fn call(scope: &Scope, input: &mut PrecompileInput<'_>) -> Result<(u64, Bytes), 
             };
             I::classifyCall::abi_encode_returns(&U256::from(l))
         }
+        Call::generate(_) => return Err(Fail::Fatal("generate reached infer".into())),
     };
     Ok((meter.used(), ret.into()))
+}
+
+/// `generate`: greedy generation by a causal byte-level model (docs/precompiles.md §3). Gas:
+/// the cold surcharge is charged before the model is loaded (it prices loading and planning);
+/// then, before any step runs, the whole generation from the plan's step cost, a pure function
+/// of the model bytes and the two lengths, so `eth_estimateGas` is exact.
+fn generate(scope: &Scope, mut meter: Meter, record: &ModelRecord, c: I::generateCall) -> Result<(u64, Bytes), Fail> {
+    let id = c.modelId;
+    if !scope.is_warm(&id) {
+        meter.charge(gas::cold_surcharge(record.size))?;
+    }
+    scope.touch(id);
+    let engine = engine_for(scope, id)?;
+    let plan = engine.plan().map_err(|e| meter.revert(I::NotGenerative { reason: e.to_string() }))?;
+    if plan.vocab() > 256 {
+        return Err(meter.revert(I::NotGenerative { reason: format!("{} tokens do not fit a byte", plan.vocab()) }));
+    }
+    let (prompt, tokens) = (c.prompt.as_ref(), c.maxTokens as usize);
+    let steps = plan.steps(prompt.len(), tokens).map_err(|e| match e {
+        fixpoint_ml::Error::EmptyPrompt => meter.revert(I::EmptyPrompt {}),
+        _ => meter.revert(I::ContextExceeded {
+            promptLength: U256::from(prompt.len()),
+            maxTokens: U256::from(tokens),
+            context: U256::from(plan.context()),
+        }),
+    })?;
+    let ops = engine.model().nodes.len() as u64;
+    let step = gas::step_gas(plan, ops, engine.cost().weight_bytes);
+    meter.charge(gas::generate_gas(plan, step, steps as u64, prompt.len() as u64, tokens as u64))?;
+    let ids: Vec<u32> = prompt.iter().map(|&b| u32::from(b)).collect();
+    let text = engine
+        .generate(&ids, tokens, &fixpoint_ml::Counter::new())
+        .map_err(|e| meter.revert(I::InferenceFailed { reason: e.to_string() }))?;
+    let text: Vec<u8> = text.into_iter().map(|t| u8::try_from(t).unwrap_or(u8::MAX)).collect();
+    // The record's input: the prompt and the token count (u32 big-endian); output: the text.
+    let mut recorded = prompt.to_vec();
+    recorded.extend_from_slice(&c.maxTokens.to_be_bytes());
+    scope.record(id, &recorded, &text, meter.used());
+    Ok((meter.used(), I::generateCall::abi_encode_returns(&Bytes::from(text)).into()))
 }
 
 #[cfg(test)]
