@@ -292,11 +292,9 @@ fn families() -> Vec<(&'static str, Vec<Model>)> {
     fams.push(("transpose", transposes));
     // Slice: the last position's logits, a middle band of channels, a u8 first entry.
     let mut slices = Vec::new();
-    for (dtype, shape, axis, start, len) in [
-        (DType::I32, vec![5, 7], 0u8, 4u32, 1u32),
-        (DType::I8, vec![2, 6, 3], 1, 2, 3),
-        (DType::U8, vec![4], 0, 0, 1),
-    ] {
+    for (dtype, shape, axis, start, len) in
+        [(DType::I32, vec![5, 7], 0u8, 4u32, 1u32), (DType::I8, vec![2, 6, 3], 1, 2, 3), (DType::U8, vec![4], 0, 0, 1)]
+    {
         let ins = [(dtype, shape)];
         slices.push(single_op(Op::Slice(Slice { axis, start, len }), &ins, with_inputs(&ins)));
     }

@@ -10,7 +10,7 @@
 use fixpoint_ml::format::{Model, ModelBuilder, NO_TENSOR, Quant};
 use fixpoint_ml::ops::{
     Add, ArgMax, AvgPool, Concat, Conv2d, FullyConnected, Gather, LayerNorm, Lut8, MatMul, MaxPool, Mul, NormParams,
-    Op, Requant, Requantize, Reshape, RmsNorm, Softmax, Transpose, TreeEnsemble, Window,
+    Op, Requant, Requantize, Reshape, RmsNorm, Slice, Softmax, Transpose, TreeEnsemble, Window,
 };
 use fixpoint_ml::{DType, Tensor, TensorData};
 
@@ -273,6 +273,18 @@ pub fn transpose(dtype: DType, shape: Vec<usize>, perm: Vec<u8>) -> Option<Case>
     single("Transpose", name, b, vec![filled(dtype, shape, &mut g)])
 }
 
+/// Slice of `len` entries of axis `axis` of `shape`, from the middle.
+pub fn slice(dtype: DType, shape: Vec<usize>, axis: u8, len: u32) -> Option<Case> {
+    let mut g = Gen::new(shape.iter().product::<usize>() as u64 + u64::from(axis));
+    let mut b = ModelBuilder::new();
+    let x = b.input(dtype, shape.clone(), Quant::NONE);
+    let start = (shape[usize::from(axis)] as u32 - len) / 2;
+    let name = format!("{} {shape:?} axis {axis} len {len}", dtype.name());
+    let y = b.op(Op::Slice(Slice { axis, start, len }), &[x]);
+    b.output(y, Quant::NONE);
+    single("Slice", name, b, vec![filled(dtype, shape, &mut g)])
+}
+
 pub fn argmax(dtype: DType, rows: usize, n: usize) -> Option<Case> {
     let mut g = Gen::new((rows + n) as u64);
     let mut b = ModelBuilder::new();
@@ -420,6 +432,10 @@ pub fn cases(big: usize) -> Vec<Case> {
         transpose(DType::I64, vec![isqrt(big / 8), isqrt(big / 8)], vec![1, 0]),
         transpose(DType::I8, vec![side, side], vec![1, 0]),
         transpose(DType::I8, vec![16, side / 4, side / 4, 1], vec![3, 2, 1, 0]),
+        // Slice: one-element chunks (per-chunk overhead), one big copy, the last row.
+        slice(DType::I8, vec![big, 2], 1, 1),
+        slice(DType::I64, vec![big / 8, 1], 0, (big / 16) as u32),
+        slice(DType::I32, vec![isqrt(big), isqrt(big)], 0, 1),
         // ArgMax: rows of one, long rows, wide dtypes.
         argmax(DType::I8, big, 1),
         argmax(DType::I8, 1, big),
