@@ -7,6 +7,7 @@ import {Fixpoint} from "../src/Fixpoint.sol";
 import {IInference} from "../src/IInference.sol";
 import {DigitRecognizer} from "../src/examples/DigitRecognizer.sol";
 import {ScreeningDesk} from "../src/examples/ScreeningDesk.sol";
+import {StoryBook} from "../src/examples/StoryBook.sol";
 
 contract ExamplesTest is Base {
     MockInference mock;
@@ -78,6 +79,52 @@ contract ExamplesTest is Base {
         (benign, logit) = desk.preview(f);
         assertTrue(!benign, "malignant");
         assertEq(logit, -(int64(2) << 32), "negative logit");
+    }
+}
+
+contract StoryBookTest is Base {
+    MockInference mock;
+    StoryBook book;
+
+    function setUp() public {
+        mock = new MockInference();
+        vm.etch(address(Fixpoint.INFERENCE), address(mock).code);
+        book = new StoryBook(mock.WRITER(), "Once", 8, 16);
+    }
+
+    function test_a_turn_appends_the_words_then_the_models_continuation() public {
+        vm.prank(address(0xA11CE));
+        bytes memory c = book.extend(" upon", 3);
+        // The mock continues from the prompt's last byte ('n' = 0x6e): 0x6f, 0x70, 0x71.
+        assertEq(c, hex"6f7071", "continuation");
+        assertEq(book.story(), bytes.concat("Once upon", hex"6f7071"), "story");
+        assertEq(book.turnCount(), 1, "one turn");
+        (address author, uint64 blockNumber, uint32 wordsAt, uint32 modelAt, uint32 end) = book.turns(0);
+        assertTrue(author == address(0xA11CE), "author");
+        assertEq(blockNumber, block.number, "block");
+        assertEq(wordsAt, 4, "words start");
+        assertEq(modelAt, 9, "model text starts after the words");
+        assertEq(end, 12, "end");
+    }
+
+    function test_the_model_reads_only_the_tail() public {
+        book.extend("0123456789", 1);
+        // The prompt is the last 8 bytes: "23456789"; the mock adds '9' + 1 = ':'.
+        assertEq(book.tail(), bytes("3456789:"), "tail after the turn");
+        assertEq(book.preview("", 2), bytes(";<"), "preview continues from the tail");
+        assertEq(book.turnCount(), 1, "preview writes nothing");
+    }
+
+    function test_limits_are_errors() public {
+        vm.expectRevert(abi.encodeWithSelector(StoryBook.TooManyNewBytes.selector, 17, 16));
+        book.extend("", 17);
+        bytes memory long = new bytes(65);
+        vm.expectRevert(abi.encodeWithSelector(StoryBook.TooManyWords.selector, 65, 64));
+        book.extend(long, 1);
+        StoryBook greedy = new StoryBook(mock.WRITER(), "x", 40, 16);
+        bytes memory words = new bytes(39);
+        vm.expectRevert(abi.encodeWithSelector(IInference.ContextExceeded.selector, 40, 16, 48));
+        greedy.extend(words, 16);
     }
 }
 

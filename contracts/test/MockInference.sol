@@ -9,6 +9,29 @@ import {IInference} from "../src/IInference.sol";
 contract MockInference {
     bytes32 public constant DIGITS = keccak256("mock digits");
     bytes32 public constant TREES = keccak256("mock trees");
+    bytes32 public constant WRITER = keccak256("mock writer");
+    /// The mock writer's window.
+    uint256 public constant WINDOW = 48;
+
+    /// The mock writer continues with the prompt's last byte plus 1, 2, 3, ... (mod 256), after
+    /// the real precompile's checks.
+    function generate(bytes32 modelId, bytes calldata prompt, uint32 maxTokens)
+        external
+        pure
+        returns (bytes memory text)
+    {
+        if (modelId != WRITER) revert IInference.UnknownModel(modelId);
+        if (prompt.length == 0) revert IInference.EmptyPrompt();
+        if (prompt.length + maxTokens - 1 > WINDOW) {
+            revert IInference.ContextExceeded(prompt.length, maxTokens, WINDOW);
+        }
+        text = new bytes(maxTokens);
+        uint8 last = uint8(prompt[prompt.length - 1]);
+        for (uint256 i = 0; i < maxTokens; i++) {
+            // forge-lint: disable-next-line(unsafe-typecast)
+            text[i] = bytes1(uint8((uint256(last) + i + 1) % 256));
+        }
+    }
 
     function infer(bytes32 modelId, bytes calldata input) external pure returns (bytes memory) {
         if (modelId == DIGITS) {

@@ -11,7 +11,7 @@ mod adversarial;
 mod causal;
 
 use alloy_primitives::{Address, B256, Bytes, TxKind, U256, keccak256};
-use alloy_sol_types::{SolCall, SolInterface, sol};
+use alloy_sol_types::{SolCall, SolConstructor, SolInterface, sol};
 use common::*;
 use fixpoint_ml::{Counter, Engine, Limits};
 use fixpoint_precompiles::abi::IInference::{self as I, IInferenceErrors};
@@ -21,6 +21,11 @@ use fixpoint_precompiles::{INFERENCE_ADDRESS, REGISTRY_ADDRESS, gas};
 sol! {
     contract Prober {
         function callWith(address target, bytes data, uint256 gas) external returns (bool ok, bytes ret);
+    }
+    contract StoryBook {
+        constructor(bytes32 modelId_, bytes opening, uint32 promptBytes_, uint32 maxNewBytes_);
+        function extend(bytes words, uint32 newBytes) external returns (bytes continuation);
+        function story() external view returns (bytes);
     }
 }
 
@@ -154,4 +159,65 @@ fn refusals_are_decodable_and_the_chain_goes_on() {
     assert!(matches!(err(&ret), IInferenceErrors::UnknownModel(_)));
     // The chain goes on: a good call still works in the next block.
     assert!(probe(&mut s, &generate(id, b"ok", 3), 20_000_000).0);
+}
+
+#[test]
+fn the_story_book_writes_the_engines_words_and_replays_identically() {
+    let mut s = setup();
+    let ctor = StoryBook::constructorCall {
+        modelId_: s.id,
+        opening: b"Once".to_vec().into(),
+        promptBytes_: 16,
+        maxNewBytes_: 16,
+    };
+    let mut code = artifact("StoryBook.sol", "StoryBook").to_vec();
+    code.extend(ctor.abi_encode());
+    let dep = s.chain.tx(ALICE, TxKind::Create, code, 3_000_000);
+    let b = s.chain.block(vec![dep]);
+    assert!(b.txs[0].success);
+    let book = b.txs[0].contract_address.unwrap();
+    // Two turns in one block, by two authors; the second reads the first's words.
+    let turns: [(&[u8], u32); 2] = [(b" upon a", 6), (b" time", 9)];
+    let txs: Vec<_> = turns
+        .iter()
+        .zip([ALICE, BOB])
+        .map(|((words, n), who)| {
+            let call = StoryBook::extendCall { words: words.to_vec().into(), newBytes: *n };
+            s.chain.tx(who, TxKind::Call(book), call.abi_encode(), 15_000_000)
+        })
+        .collect();
+    let parent = s.chain.state.clone();
+    let b = s.chain.block(txs.clone());
+    assert!(b.txs.iter().all(|t| t.success), "{:?}", b.txs);
+    // The engine, step by step: words appended, the last 16 bytes as the prompt.
+    let mut story = b"Once".to_vec();
+    for ((words, n), t) in turns.iter().zip(&b.txs) {
+        story.extend_from_slice(words);
+        let prompt: Vec<u32> = story[story.len().saturating_sub(16)..].iter().map(|&c| u32::from(c)).collect();
+        let text: Vec<u8> =
+            s.engine.generate(&prompt, *n as usize, &Counter::new()).unwrap().into_iter().map(|x| x as u8).collect();
+        assert_eq!(StoryBook::extendCall::abi_decode_returns(&t.output).unwrap().to_vec(), text);
+        story.extend_from_slice(&text);
+    }
+    assert_eq!(b.records.len(), 2, "each turn recorded");
+    // Re-executing the block from its parent gives the same roots and records (what every
+    // validator does).
+    s.chain.nonces.clear();
+    let again = fixpoint_evm::execute_block(
+        &parent,
+        &s.chain.store,
+        &s.chain.spec,
+        &{
+            let mut env = s.chain.env();
+            env.number -= 1;
+            env.timestamp -= 1;
+            env
+        },
+        &txs,
+    )
+    .unwrap();
+    assert_eq!((again.state_root, again.records_root), (b.state_root, b.records_root));
+    let read = s.chain.tx(BOB, TxKind::Call(book), StoryBook::storyCall {}.abi_encode(), 1_000_000);
+    let out = s.chain.dry_run(&[read]);
+    assert_eq!(StoryBook::storyCall::abi_decode_returns(&out.txs[0].output).unwrap().to_vec(), story);
 }

@@ -231,6 +231,23 @@ enum ModelCmd {
         #[arg(long, allow_hyphen_values = true, conflicts_with = "input")]
         csv_row: Option<String>,
     },
+    /// Generate text with a causal byte-level model (docs/model-format.md §9): from a model
+    /// file, locally with the chain's engine; or a registered model id, by eth_call of the
+    /// inference precompile's `generate` (with --private-key, as a transaction).
+    Generate {
+        /// A model file, or a model id (then run by the node).
+        model: String,
+        /// The prompt; its bytes are the first tokens.
+        prompt: String,
+        /// New tokens (bytes) to generate.
+        #[arg(long, default_value_t = 32)]
+        tokens: u32,
+        /// Send a transaction instead of eth_call (the text is then recorded on chain).
+        #[arg(long, env = "ETH_PRIVATE_KEY")]
+        private_key: Option<String>,
+        #[command(flatten)]
+        rpc: Rpc,
+    },
     /// Write typed Solidity bindings (a library) for a model: from a file (.fxp, with its
     /// sidecar if present) or a registered model id.
     Solidity {
@@ -580,6 +597,9 @@ async fn model(cmd: ModelCmd) -> Result<()> {
             Ok(())
         }
         ModelCmd::Run { file, input, csv_row } => run_local(&file, input.as_deref(), csv_row.as_deref()),
+        ModelCmd::Generate { model, prompt, tokens, private_key, rpc } => {
+            generate(&model, &prompt, tokens, private_key.as_deref(), &rpc.rpc_url).await
+        }
         ModelCmd::Solidity { model, name, meta, out, rpc } => {
             solidity(&model, name.as_deref(), meta.as_deref(), out.as_deref(), &rpc.rpc_url).await
         }
@@ -789,6 +809,64 @@ async fn call_csv(id: B256, row: &str, meta: Option<&Path>, url: &str) -> Result
     let out = client.call(INFERENCE_ADDRESS, &I::inferCall { modelId: id, input: packed.into() }.abi_encode()).await?;
     let out = I::inferCall::abi_decode_returns(&out)?;
     print_outputs(&view, meta.as_ref(), &view.unpack_outputs(&out)?);
+    Ok(())
+}
+
+/// Text for a terminal: printable ASCII and newlines as they are, other bytes escaped.
+fn printable(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .flat_map(|&b| {
+            if b == b'\n' || (0x20..0x7f).contains(&b) {
+                vec![b as char]
+            } else {
+                format!("\\x{b:02x}").chars().collect()
+            }
+        })
+        .collect()
+}
+
+async fn generate(model: &str, prompt: &str, tokens: u32, key: Option<&str>, url: &str) -> Result<()> {
+    let path = Path::new(model);
+    if path.exists() {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let engine = Engine::load(&bytes, &Limits::default())
+            .map_err(|e| anyhow::anyhow!("{} is not a valid model: {e}", path.display()))?;
+        let plan = engine.plan().map_err(|e| anyhow::anyhow!("{} cannot generate: {e}", path.display()))?;
+        let steps = plan.steps(prompt.len(), tokens as usize)?;
+        let step =
+            fixpoint_precompiles::gas::step_gas(plan, engine.model().nodes.len() as u64, engine.cost().weight_bytes);
+        let gas = fixpoint_precompiles::gas::REJECT
+            + fixpoint_precompiles::gas::generate_gas(plan, step, steps as u64, prompt.len() as u64, u64::from(tokens));
+        let ids: Vec<u32> = prompt.bytes().map(u32::from).collect();
+        let started = std::time::Instant::now();
+        let text = engine.generate(&ids, tokens as usize, &fixpoint_ml::Counter::new())?;
+        let took = started.elapsed();
+        let text: Vec<u8> = text.into_iter().map(|t| u8::try_from(t).unwrap_or(b'?')).collect();
+        println!("{}{}", printable(prompt.as_bytes()), printable(&text));
+        eprintln!(
+            "{tokens} tokens, {steps} positions in {:.1} ms on the {:?} path; on chain: {gas} gas ({step} per position, warm), model {}",
+            took.as_secs_f64() * 1e3,
+            engine.path(),
+            B256::from(engine.id())
+        );
+        return Ok(());
+    }
+    let id: B256 = model.parse().map_err(|_| anyhow::anyhow!("MODEL: {model} is neither a file nor a model id"))?;
+    let client = Client::new(url)?;
+    let data =
+        I::generateCall { modelId: id, prompt: prompt.as_bytes().to_vec().into(), maxTokens: tokens }.abi_encode();
+    let text = match key {
+        None => I::generateCall::abi_decode_returns(&client.call(INFERENCE_ADDRESS, &data).await?)?.to_vec(),
+        Some(key) => {
+            let sent = client.send(&parse_key(key)?, INFERENCE_ADDRESS, data.clone().into()).await?;
+            eprintln!("generated in block {} (tx {}, {} gas)", sent.block, sent.hash, sent.gas_used);
+            // A receipt carries no output; generation is a pure function of the model and the
+            // prompt, so the same call answers the same text.
+            I::generateCall::abi_decode_returns(&client.call(INFERENCE_ADDRESS, &data).await?)?.to_vec()
+        }
+    };
+    println!("{}{}", printable(prompt.as_bytes()), printable(&text));
     Ok(())
 }
 
