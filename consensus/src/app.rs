@@ -100,7 +100,8 @@ pub enum Proposer {
     Honest,
     /// Claims a wrong state root.
     WrongStateRoot,
-    /// Its inference engine "answers differently": claims a records root over altered outputs.
+    /// Its inference engine "answers differently": claims a records root over an output with one
+    /// byte changed (one token of a generation).
     WrongInferenceOutput,
     /// Claims a wrong inference-records root.
     WrongRecordsRoot,
@@ -108,6 +109,21 @@ pub enum Proposer {
     InvalidTransaction,
     /// Stamps its block an hour ahead of its clock (pushing block time ahead for every child).
     FutureTimestamp,
+}
+
+/// The `bytes` an ABI-encoded `(bytes)` return holds (offset, length, data), if it is one.
+fn abi_bytes(ret: &[u8]) -> Option<&[u8]> {
+    let word = |at: usize| -> Option<usize> {
+        let w = ret.get(at..at + 32)?;
+        let (high, low) = w.split_at(24);
+        if high.iter().any(|&b| b != 0) {
+            return None;
+        }
+        usize::try_from(u64::from_be_bytes(low.try_into().ok()?)).ok()
+    };
+    let offset = word(0)?;
+    let len = word(offset)?;
+    ret.get(offset.checked_add(32)?..offset.checked_add(32)?.checked_add(len)?)
 }
 
 /// A finalized block as this node recorded it.
@@ -363,10 +379,20 @@ impl Shared {
             Proposer::WrongStateRoot => body.state_root = keccak256(body.state_root),
             Proposer::WrongInferenceOutput => {
                 let mut records = out.records.clone();
-                match records.first_mut() {
-                    Some(r) => r.output_hash = keccak256(r.output_hash),
-                    None => return block,
-                }
+                let Some(r) = records.first_mut() else { return block };
+                // One byte of the output changed (one token of a generation) when the call was
+                // the transaction itself and its output is at hand; any other change otherwise.
+                let tx_output = out.txs.get(r.tx_index as usize).map(|t| &t.output);
+                r.output_hash = match tx_output.and_then(|o| abi_bytes(o)) {
+                    Some(bytes) if r.call_index == 0 && keccak256(bytes) == r.output_hash => {
+                        let mut altered = bytes.to_vec();
+                        if let Some(last) = altered.last_mut() {
+                            *last ^= 1;
+                        }
+                        keccak256(&altered)
+                    }
+                    _ => keccak256(r.output_hash),
+                };
                 body.records_root = fixpoint_evm::records_root(&records);
             }
             Proposer::WrongRecordsRoot => body.records_root = keccak256(body.records_root),

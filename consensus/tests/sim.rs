@@ -6,6 +6,8 @@
 
 #[path = "../../ml/tests/common/adversarial.rs"]
 mod adversarial;
+#[path = "../../ml/tests/common/causal.rs"]
+mod causal;
 mod common;
 
 use common::{model_case, signed_call as tx};
@@ -381,8 +383,14 @@ fn runner(seed: u64) -> deterministic::Runner {
 /// Runs 4 validators (validator `byzantine`, if any, proposes with `fault`) until every honest
 /// one finalized `height` blocks and every transaction; returns each validator's shared state.
 fn run(seed: u64, height: u64, calls: usize, byzantine: Option<(usize, Proposer)>) -> Vec<Arc<Shared>> {
+    run_with(seed, height, workload(calls), byzantine)
+}
+
+/// [`run`] with the transactions `txs`.
+fn run_with(seed: u64, height: u64, txs: Vec<Bytes>, byzantine: Option<(usize, Proposer)>) -> Vec<Arc<Shared>> {
     runner(seed).start(|context| async move {
-        let mut sim = Sim::new(context, LINK, byzantine, calls).await;
+        let mut sim = Sim::new(context, LINK, byzantine, 0).await;
+        sim.txs = txs;
         for i in 0..N {
             sim.start(i);
         }
@@ -456,61 +464,66 @@ fn byzantine_proposers_are_never_finalized() {
         (11, Proposer::FutureTimestamp),
     ] {
         let shared = run(seed, 10, 200, Some((0, fault)));
-        let honest = [1, 2, 3];
-        assert_honest_agree(&shared, &honest, 10);
-        let tampered = shared[0].tampered();
-        assert!(!tampered.is_empty(), "{fault:?}: the byzantine leader tampered");
-        // Every honest validator refused every tampered proposal for a height the run decided
-        // (one made as the run stopped may not have reached anyone), for the fault's reason.
-        let decided = honest.iter().map(|i| shared[*i].finalized().last().map_or(0, |f| f.height)).min().unwrap();
-        let tampered_digests: Vec<_> = tampered.iter().map(|(_, d)| *d).collect();
-        assert!(tampered.iter().any(|(h, _)| *h <= decided), "{fault:?}: nothing tampered was decided");
-        for i in honest {
-            let refused = shared[i].refused();
-            for (_, d) in tampered.iter().filter(|(h, _)| *h <= decided) {
-                let r = refused.iter().find(|r| r.digest == *d);
-                let r = r.unwrap_or_else(|| panic!("{fault:?}: validator {i} did not refuse tampered proposal {d:?}"));
-                let expected = match fault {
-                    Proposer::WrongStateRoot => matches!(r.reason, VerifyError::StateRoot { .. }),
-                    Proposer::WrongInferenceOutput | Proposer::WrongRecordsRoot => {
-                        matches!(r.reason, VerifyError::RecordsRoot { .. })
-                    }
-                    Proposer::InvalidTransaction => matches!(r.reason, VerifyError::Execution(_)),
-                    Proposer::FutureTimestamp => matches!(r.reason, VerifyError::FutureTimestamp { .. }),
-                    Proposer::Honest => false,
-                };
-                assert!(expected, "{fault:?}: validator {i} refused for {}", r.reason);
-            }
-            // Only tampered proposals were refused.
-            assert!(
-                refused.iter().all(|r| tampered_digests.contains(&r.digest)),
-                "{fault:?}: validator {i}: {refused:?}"
-            );
-        }
-        // No tampered proposal is in any node's finalized chain, no node failed to apply a
-        // finalized block, and no finalized timestamp runs ahead of the clock.
-        for (i, s) in shared.iter().enumerate() {
-            let f = s.finalized();
-            assert!(
-                f.iter().all(|b| !tampered_digests.contains(&b.digest)),
-                "{fault:?}: validator {i} finalized a tampered block"
-            );
-            assert!(s.finalizer_failures().is_empty(), "{fault:?}: validator {i}: {:?}", s.finalizer_failures());
-            assert!(
-                f.iter().all(|b| b.timestamp <= SIM_END_BOUND + fixpoint_consensus::execute::MAX_CLOCK_DRIFT),
-                "{fault:?}: validator {i} finalized a timestamp from the future"
-            );
-        }
-        // The byzantine validator itself follows the honest chain (through marshal), and the
-        // run did something: it finalized the height too.
-        let byz = shared[0].finalized();
-        let reference = shared[1].finalized();
-        assert!(byz.len() > 10, "{fault:?}: the byzantine node finalized only {} blocks", byz.len());
-        let common = byz.len().min(reference.len());
-        assert_eq!(byz[..common], reference[..common], "{fault:?}");
-        let included: usize = shared[1].finalized().iter().map(|b| b.txs).sum();
-        assert_eq!(included, 201, "{fault:?}: honest leaders included every transaction");
+        assert_refused_and_never_finalized(&shared, fault, 10, 201);
     }
+}
+
+/// What a run with validator 0 proposing with `fault` must show: the honest validators agree to
+/// `height`, each refused every tampered proposal for the fault's reason (and nothing else), no
+/// tampered block is finalized anywhere, the byzantine node follows the honest chain, and the
+/// honest leaders included all `txs` transactions.
+fn assert_refused_and_never_finalized(shared: &[Arc<Shared>], fault: Proposer, height: u64, txs: usize) {
+    let honest = [1, 2, 3];
+    assert_honest_agree(shared, &honest, height);
+    let tampered = shared[0].tampered();
+    assert!(!tampered.is_empty(), "{fault:?}: the byzantine leader tampered");
+    // Every honest validator refused every tampered proposal for a height the run decided
+    // (one made as the run stopped may not have reached anyone), for the fault's reason.
+    let decided = honest.iter().map(|i| shared[*i].finalized().last().map_or(0, |f| f.height)).min().unwrap();
+    let tampered_digests: Vec<_> = tampered.iter().map(|(_, d)| *d).collect();
+    assert!(tampered.iter().any(|(h, _)| *h <= decided), "{fault:?}: nothing tampered was decided");
+    for i in honest {
+        let refused = shared[i].refused();
+        for (_, d) in tampered.iter().filter(|(h, _)| *h <= decided) {
+            let r = refused.iter().find(|r| r.digest == *d);
+            let r = r.unwrap_or_else(|| panic!("{fault:?}: validator {i} did not refuse tampered proposal {d:?}"));
+            let expected = match fault {
+                Proposer::WrongStateRoot => matches!(r.reason, VerifyError::StateRoot { .. }),
+                Proposer::WrongInferenceOutput | Proposer::WrongRecordsRoot => {
+                    matches!(r.reason, VerifyError::RecordsRoot { .. })
+                }
+                Proposer::InvalidTransaction => matches!(r.reason, VerifyError::Execution(_)),
+                Proposer::FutureTimestamp => matches!(r.reason, VerifyError::FutureTimestamp { .. }),
+                Proposer::Honest => false,
+            };
+            assert!(expected, "{fault:?}: validator {i} refused for {}", r.reason);
+        }
+        // Only tampered proposals were refused.
+        assert!(refused.iter().all(|r| tampered_digests.contains(&r.digest)), "{fault:?}: validator {i}: {refused:?}");
+    }
+    // No tampered proposal is in any node's finalized chain, no node failed to apply a
+    // finalized block, and no finalized timestamp runs ahead of the clock.
+    for (i, s) in shared.iter().enumerate() {
+        let f = s.finalized();
+        assert!(
+            f.iter().all(|b| !tampered_digests.contains(&b.digest)),
+            "{fault:?}: validator {i} finalized a tampered block"
+        );
+        assert!(s.finalizer_failures().is_empty(), "{fault:?}: validator {i}: {:?}", s.finalizer_failures());
+        assert!(
+            f.iter().all(|b| b.timestamp <= SIM_END_BOUND + fixpoint_consensus::execute::MAX_CLOCK_DRIFT),
+            "{fault:?}: validator {i} finalized a timestamp from the future"
+        );
+    }
+    // The byzantine validator itself follows the honest chain (through marshal), and the
+    // run did something: it finalized the height too.
+    let byz = shared[0].finalized();
+    let reference = shared[1].finalized();
+    assert!(byz.len() as u64 > height, "{fault:?}: the byzantine node finalized only {} blocks", byz.len());
+    let common = byz.len().min(reference.len());
+    assert_eq!(byz[..common], reference[..common], "{fault:?}");
+    let included: usize = shared[1].finalized().iter().map(|b| b.txs).sum();
+    assert_eq!(included, txs, "{fault:?}: honest leaders included every transaction");
 }
 
 #[test]
@@ -782,4 +795,42 @@ fn a_withheld_upload_finalization_never_splits_honest_validators() {
         assert!(stores[i].get(&id).is_some(), "validator {i} holds the model");
         assert_eq!(stores[i].chunk_count(), 0, "validator {i} dropped the finalized upload's chunks");
     }
+}
+
+/// Registration of a small causal byte-level model, then `calls` generate transactions from 4
+/// users, each a different prompt.
+fn generation_workload(calls: usize) -> (Vec<u8>, Vec<Bytes>) {
+    let dims = causal::Dims { t: 32, vocab: 256, d: 32, heads: 4, layers: 2 };
+    let model = causal::decoder(dims, 33).to_bytes();
+    let id = keccak256(&model);
+    let mut txs = vec![tx(
+        &user(0),
+        0,
+        REGISTRY_ADDRESS,
+        R::registerCall { model: model.clone().into() }.abi_encode(),
+        10_000_000,
+    )];
+    for k in 0..calls {
+        let (u, n) = (k % 4, (k / 4) as u64 + u64::from(k % 4 == 0));
+        let prompt = format!("user {u} asks {k}:").into_bytes();
+        let call = I::generateCall { modelId: id, prompt: prompt.into(), maxTokens: 12 };
+        txs.push(tx(&user(u), n, INFERENCE_ADDRESS, call.abi_encode(), 5_000_000));
+    }
+    (model, txs)
+}
+
+#[test]
+fn generation_is_the_same_on_every_validator_and_an_altered_token_is_refused() {
+    let (_, txs) = generation_workload(24);
+    // Honest: every validator executes every generation and commits the same records.
+    let shared = run_with(41, 8, txs.clone(), None);
+    assert_honest_agree(&shared, &[0, 1, 2, 3], 8);
+    let f = shared[0].finalized();
+    assert_eq!(f.iter().map(|b| b.txs).sum::<usize>(), 25, "every generation finalized once");
+    let empty = fixpoint_evm::records_root(&[]);
+    assert!(f.iter().filter(|b| b.records_root != empty).count() >= 2, "generations recorded in several blocks");
+    assert!(shared.iter().all(|s| s.refused().is_empty() && s.finalizer_failures().is_empty()));
+    // A leader whose engine writes one byte differently is refused by every honest validator.
+    let shared = run_with(42, 8, txs, Some((0, Proposer::WrongInferenceOutput)));
+    assert_refused_and_never_finalized(&shared, Proposer::WrongInferenceOutput, 8, 25);
 }
