@@ -253,3 +253,38 @@ fn graphs_that_read_later_positions_cannot_generate() {
     );
     assert!(matches!(engine(&finish(b, y), Path::Reference).plan(), Err(Error::NotGenerative(_))));
 }
+
+#[test]
+fn random_decoder_shapes_step_like_the_window_within_their_cost() {
+    let mut g = Gen::new(99);
+    for case in 0..12 {
+        let heads = 1 + g.below(4) as usize;
+        let dims = Dims {
+            t: 2 + g.below(20) as usize,
+            vocab: 2 + g.below(60) as usize,
+            d: heads * (1 + g.below(12) as usize),
+            heads,
+            layers: 1 + g.below(3) as usize,
+        };
+        let model = decoder(dims, 1000 + case);
+        let e = engine(&model, Path::Portable);
+        let plan = e.plan().unwrap_or_else(|err| panic!("{dims:?}: {err}"));
+        let seq: Vec<u32> = tokens(&mut g, dims.t, dims.vocab);
+        let mut toks: Vec<u8> = seq.iter().map(|&x| x as u8).collect();
+        toks.resize(dims.t, 0);
+        let whole = rows(
+            &e.run(vec![
+                Tensor::new(vec![dims.t], TensorData::U8(toks)).unwrap(),
+                Tensor::new(vec![dims.t], TensorData::U8((0..dims.t as u8).collect())).unwrap(),
+            ])
+            .unwrap()[0],
+        );
+        let mut run = Generation::new(&e, &Counter::new()).unwrap();
+        for (p, &tok) in seq.iter().enumerate() {
+            let work = Counter::new();
+            let step = rows(&run.feed(&[tok], &work).unwrap());
+            assert_eq!(step, vec![whole[p].clone()], "{dims:?} position {p}");
+            assert!(work.get().within(&plan.step_cost()), "{dims:?} position {p}");
+        }
+    }
+}
