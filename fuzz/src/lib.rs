@@ -104,6 +104,25 @@ fn model_body(data: &[u8]) {
     for path in [Path::Portable, default_path()] {
         assert_eq!(run(path), reference, "{path:?} disagrees with the reference path");
     }
+    // A model that plans as causal also generates: the same tokens on every path, within the
+    // planned cost (fixpoint_ml::decode).
+    let generate = |path: Path| {
+        let e = Engine::new(verified.clone(), id, path).ok()?;
+        let plan = e.plan().ok()?;
+        let prompt: Vec<u32> =
+            data.iter().take(plan.context().min(3)).map(|&b| u32::from(b) % plan.vocab() as u32).collect();
+        let tokens = (plan.context() + 1).saturating_sub(prompt.len()).min(2);
+        let work = fixpoint_ml::Counter::new();
+        let out =
+            timed(&format!("generate on {path:?}"), || e.generate(&prompt, tokens, &work).map_err(|e| e.to_string()));
+        let bound = plan.generation_cost(prompt.len(), tokens).ok()?;
+        assert!(work.get().within(&bound), "generation on {path:?} counted {:?} beyond its cost {bound:?}", work.get());
+        Some(out)
+    };
+    let reference = generate(Path::Reference);
+    for path in [Path::Portable, default_path()] {
+        assert_eq!(generate(path), reference, "generation on {path:?} disagrees with the reference path");
+    }
 }
 
 /// The sender of the fuzzed transactions (funded, never used by the setup).

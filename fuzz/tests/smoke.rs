@@ -7,6 +7,11 @@
 //! (fuzz/seeds/); the committed corpus is these seeds merged with what the campaign found and
 //! minimized (docs/fuzzing.md).
 
+#[path = "../../ml/tests/common/adversarial.rs"]
+mod adversarial;
+#[path = "../../ml/tests/common/causal.rs"]
+mod causal;
+
 use std::path::PathBuf;
 
 use alloy_primitives::{B256, Bytes, keccak256};
@@ -108,7 +113,9 @@ fn call(inference: bool, gas_steps: u8, calldata: Vec<u8>) -> Vec<u8> {
 fn write_seeds() {
     let names = ["digits-mlp", "digits-cnn", "cancer-gbdt"];
     let models: Vec<(Vec<u8>, Vec<u8>)> = names.iter().map(|n| vector_case(n)).collect();
-    write("model", models.iter().map(|(m, _)| m.clone()).collect());
+    // The three example models, and a small causal model (its generation is fuzzed too).
+    let decoder = causal::decoder(causal::Dims { t: 8, vocab: 16, d: 8, heads: 2, layers: 1 }, 7).to_bytes();
+    write("model", models.iter().map(|(m, _)| m.clone()).chain([decoder]).collect());
 
     let (mlp, input) = models[0].clone();
     let id = keccak256(&mlp);
