@@ -10,6 +10,7 @@ use fixpoint_ml::format::{Model, Quant};
 use fixpoint_ml::{DType, Engine, Limits, Tensor, TensorData, io, model_id};
 use fixpoint_quantize::multiplier::scale_of;
 use fixpoint_quantize::task::evaluate;
+use fixpoint_quantize::gpt;
 use fixpoint_quantize::{FloatModel, Task};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -88,6 +89,12 @@ enum Cmd {
         #[arg(long, default_value = "artifacts")]
         out_dir: PathBuf,
     },
+    /// The tiny byte-level GPT (issue 15): train, quantize, evaluate.
+    Gpt {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: GptCmd,
+    },
     /// Write conformance vectors for the example models (tests/vectors/models).
     Vectors {
         /// Output directory.
@@ -96,6 +103,55 @@ enum Cmd {
         /// Test rows per model.
         #[arg(long, default_value_t = 8)]
         cases: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum GptCmd {
+    /// Train the float GPT on the corpus's training slice (one thread) and save it as safetensors.
+    Train {
+        /// Where to write the weights.
+        #[arg(long, default_value = "quantize/data/tiny-gpt.safetensors")]
+        out: PathBuf,
+        /// Optimizer steps.
+        #[arg(long, default_value_t = gpt::train::Settings::default().steps)]
+        steps: usize,
+        /// Windows per step.
+        #[arg(long, default_value_t = gpt::train::Settings::default().batch)]
+        batch: usize,
+        /// Peak learning rate.
+        #[arg(long, default_value_t = gpt::train::Settings::default().lr)]
+        lr: f64,
+        /// Seed for initialisation and window sampling.
+        #[arg(long, default_value_t = gpt::train::Settings::default().seed)]
+        seed: u64,
+    },
+    /// Calibrate on the calibration slice and write the canonical integer model.
+    Quantize {
+        /// The float weights.
+        #[arg(long, default_value = "quantize/data/tiny-gpt.safetensors")]
+        weights: PathBuf,
+        /// Where to write the model.
+        #[arg(long, default_value = "node/assets/tiny-gpt.fxp")]
+        out: PathBuf,
+        /// Calibration windows.
+        #[arg(long, default_value_t = gpt::calibrate::Settings::default().windows)]
+        windows: usize,
+        /// Percentile of |activation| kept (100 = max-abs / min-max).
+        #[arg(long, default_value_t = gpt::calibrate::Settings::default().percentile)]
+        percentile: f64,
+    },
+    /// Float vs integer on held-out windows: agreement, perplexity, accuracy, cost and gas.
+    Eval {
+        /// The float weights.
+        #[arg(long, default_value = "quantize/data/tiny-gpt.safetensors")]
+        weights: PathBuf,
+        /// The integer model.
+        #[arg(long, default_value = "node/assets/tiny-gpt.fxp")]
+        model: PathBuf,
+        /// Held-out windows (of the context length) to evaluate.
+        #[arg(long, default_value_t = 64)]
+        windows: usize,
     },
 }
 
@@ -149,6 +205,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Demo { out_dir } => demo(&out_dir),
         Cmd::Vectors { out, cases } => vectors(&out, cases),
+        Cmd::Gpt { cmd } => gpt_cmd(cmd),
     }
 }
 
@@ -381,4 +438,73 @@ fn vectors(out: &Path, cases: usize) -> Result<()> {
         println!("wrote {} ({} cases)", path.display(), cases.min(test.len()));
     }
     Ok(())
+}
+
+fn gpt_cmd(cmd: GptCmd) -> Result<()> {
+    let corpus = gpt::corpus::Corpus::load(&gpt::corpus::default_path())?;
+    match cmd {
+        GptCmd::Train { out, steps, batch, lr, seed } => {
+            let cfg = gpt::Config::default();
+            let s = gpt::train::Settings { steps, batch, lr, seed, ..Default::default() };
+            println!(
+                "tiny GPT {cfg:?}: {} parameters, {} MACs/token at 64 cached positions ({} at {}); {} train / {} calibration / {} held-out bytes",
+                cfg.params(),
+                cfg.macs_per_token(64),
+                cfg.macs_per_token(cfg.context),
+                cfg.context,
+                corpus.train.len(),
+                corpus.calibration.len(),
+                corpus.held_out.len()
+            );
+            let m = gpt::train::train(cfg, &corpus, &s, 50, |p| {
+                println!(
+                    "step {:>5}  train {:.4}  held-out {:.4} nats/byte  {:.0} s ({:.2} steps/s)",
+                    p.step,
+                    p.train_loss,
+                    p.held_out_loss,
+                    p.seconds,
+                    p.step as f64 / p.seconds
+                );
+            })?;
+            m.save(&out).with_context(|| format!("writing {}", out.display()))?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
+        GptCmd::Quantize { weights, out, windows, percentile } => {
+            let m = gpt::Gpt::load(&weights).with_context(|| format!("loading {}", weights.display()))?;
+            let s = gpt::calibrate::Settings { windows, percentile };
+            let ranges = gpt::calibrate::calibrate(&m, &corpus.calibration, &s)?;
+            let model = gpt::lower::lower(&m, &ranges)?;
+            write_model(&out, &model)?;
+            Ok(())
+        }
+        GptCmd::Eval { weights, model, windows } => {
+            let m = gpt::Gpt::load(&weights).with_context(|| format!("loading {}", weights.display()))?;
+            let (engine, bytes) = load(&model)?;
+            let c = engine.cost();
+            let ops = engine.model().nodes.len() as u64;
+            println!(
+                "{}: {} bytes, {} ops; one full-window run ({} positions): {} MACs, {} element ops, {} steps, peak activations {} bytes; warm gas {}",
+                model.display(),
+                bytes.len(),
+                ops,
+                m.config.context,
+                c.macs,
+                c.elem_ops,
+                c.steps,
+                c.peak_activation_bytes,
+                fixpoint_precompiles::gas::warm_infer_gas(c, ops)
+            );
+            println!(
+                "model: {} parameters; {} MACs per generated token with a KV cache of 64 positions, {} at {}",
+                m.config.params(),
+                m.config.macs_per_token(64),
+                m.config.macs_per_token(m.config.context),
+                m.config.context
+            );
+            let r = gpt::report::evaluate(&m, &engine, &corpus.held_out, windows)?;
+            println!("held-out: {r}");
+            Ok(())
+        }
+    }
 }

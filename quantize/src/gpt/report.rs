@@ -1,0 +1,108 @@
+//! Float against integer on held-out windows: next-byte top-1 agreement, perplexity per byte of
+//! each (the integer one from its dequantized logits), top-1 accuracy of each, and the cost and
+//! warm gas of one full-window run.
+
+use std::fmt;
+
+use candle_core::{Device, Tensor};
+use fixpoint_ml::{Engine, Tensor as ITensor, TensorData};
+
+use super::corpus::windows;
+use super::model::{Gpt, VOCAB, log_prob_and_top};
+use crate::error::{Error, Result};
+use crate::multiplier::scale_of;
+
+/// What [`evaluate`] measured.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Report {
+    /// Predicted positions.
+    pub tokens: usize,
+    /// Positions where the integer argmax equals the float argmax.
+    pub agree: usize,
+    /// Float top-1 hits.
+    pub float_hits: usize,
+    /// Integer top-1 hits.
+    pub int_hits: usize,
+    /// Float negative log-likelihood, nats summed.
+    pub float_nll: f64,
+    /// Integer negative log-likelihood, nats summed.
+    pub int_nll: f64,
+}
+
+impl Report {
+    fn pct(n: usize, d: usize) -> f64 {
+        100.0 * n as f64 / d.max(1) as f64
+    }
+
+    /// Integer-float top-1 agreement, percent.
+    pub fn agreement(&self) -> f64 {
+        Self::pct(self.agree, self.tokens)
+    }
+
+    /// Float perplexity per byte.
+    pub fn float_ppl(&self) -> f64 {
+        (self.float_nll / self.tokens.max(1) as f64).exp()
+    }
+
+    /// Integer perplexity per byte.
+    pub fn int_ppl(&self) -> f64 {
+        (self.int_nll / self.tokens.max(1) as f64).exp()
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} positions: top-1 agreement {:.2}%; perplexity/byte float {:.4}, integer {:.4} ({:+.2}%); top-1 accuracy float {:.2}%, integer {:.2}%",
+            self.tokens,
+            self.agreement(),
+            self.float_ppl(),
+            self.int_ppl(),
+            100.0 * (self.int_ppl() / self.float_ppl() - 1.0),
+            Self::pct(self.float_hits, self.tokens),
+            Self::pct(self.int_hits, self.tokens)
+        )
+    }
+}
+
+/// The integer model's dequantized logits `[T][256]` for `window` (`T` bytes, positions 0..T−1).
+pub fn integer_logits(engine: &Engine, window: &[u8]) -> Result<Vec<Vec<f32>>> {
+    let t = window.len();
+    let positions: Vec<u8> = (0..t).map(|i| u8::try_from(i).unwrap_or(u8::MAX)).collect();
+    let out = engine.run(vec![
+        ITensor::new(vec![t], TensorData::U8(window.to_vec()))?,
+        ITensor::new(vec![t], TensorData::U8(positions))?,
+    ])?;
+    let scale = engine.model().outputs.first().map(|o| scale_of(&o.quant)).unwrap_or(1.0);
+    match out.first().map(ITensor::data) {
+        Some(TensorData::I32(v)) if v.len() == t * VOCAB => {
+            Ok(v.chunks(VOCAB).map(|r| r.iter().map(|&q| (f64::from(q) * scale) as f32).collect()).collect())
+        }
+        _ => Err(Error::Quantize("the integer model's output 0 is not i32 [T, 256] logits".into())),
+    }
+}
+
+/// Compares `m` and `engine` on up to `count` non-overlapping windows of `T + 1` bytes of `text`
+/// (the first `T` are the input, each next byte the target).
+pub fn evaluate(m: &Gpt, engine: &Engine, text: &[u8], count: usize) -> Result<Report> {
+    let t = m.config.context;
+    let mut r = Report::default();
+    for w in windows(text, t + 1, count) {
+        let x = Tensor::from_vec(w[..t].iter().map(|&c| u32::from(c)).collect::<Vec<_>>(), (1, t), &Device::Cpu)?;
+        let float: Vec<Vec<f32>> = m.forward(&x)?.squeeze(0)?.to_vec2()?;
+        let int = integer_logits(engine, &w[..t])?;
+        for ((fr, ir), &y) in float.iter().zip(&int).zip(&w[1..]) {
+            let y = usize::from(y);
+            let (flp, ftop) = log_prob_and_top(fr, y);
+            let (ilp, itop) = log_prob_and_top(ir, y);
+            r.tokens += 1;
+            r.agree += usize::from(ftop == itop);
+            r.float_hits += usize::from(ftop == y);
+            r.int_hits += usize::from(itop == y);
+            r.float_nll -= flp;
+            r.int_nll -= ilp;
+        }
+    }
+    Ok(r)
+}
