@@ -8,9 +8,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 use fixpoint_ml::format::{Model, Quant};
 use fixpoint_ml::{DType, Engine, Limits, Tensor, TensorData, io, model_id};
+use fixpoint_quantize::gpt;
 use fixpoint_quantize::multiplier::scale_of;
 use fixpoint_quantize::task::evaluate;
-use fixpoint_quantize::gpt;
 use fixpoint_quantize::{FloatModel, Task};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -149,9 +149,14 @@ enum GptCmd {
         /// The integer model.
         #[arg(long, default_value = "node/assets/tiny-gpt.fxp")]
         model: PathBuf,
-        /// Held-out windows (of the context length) to evaluate.
-        #[arg(long, default_value_t = 64)]
+        /// At most this many non-overlapping windows (context + 1 bytes) to evaluate; the
+        /// default covers the whole slice.
+        #[arg(long, default_value_t = 10_000)]
         windows: usize,
+        /// Evaluate on the calibration slice after its calibration windows instead (for choosing
+        /// calibration settings without looking at the held-out text).
+        #[arg(long)]
+        on_calibration: bool,
     },
 }
 
@@ -478,7 +483,7 @@ fn gpt_cmd(cmd: GptCmd) -> Result<()> {
             write_model(&out, &model)?;
             Ok(())
         }
-        GptCmd::Eval { weights, model, windows } => {
+        GptCmd::Eval { weights, model, windows, on_calibration } => {
             let m = gpt::Gpt::load(&weights).with_context(|| format!("loading {}", weights.display()))?;
             let (engine, bytes) = load(&model)?;
             let c = engine.cost();
@@ -495,6 +500,19 @@ fn gpt_cmd(cmd: GptCmd) -> Result<()> {
                 c.peak_activation_bytes,
                 fixpoint_precompiles::gas::warm_infer_gas(c, ops)
             );
+            let g = |n: u64, per: u64| n.saturating_mul(per);
+            let words = fixpoint_precompiles::gas::words;
+            println!(
+                "  gas terms: MACs {} + element ops {} + steps {} + calls {} + I/O {} + alloc {} + read {} + per-op {}",
+                c.macs.div_ceil(fixpoint_precompiles::gas::MACS_PER_GAS),
+                g(c.elem_ops, fixpoint_precompiles::gas::GAS_PER_ELEM),
+                g(c.steps, fixpoint_precompiles::gas::GAS_PER_STEP),
+                g(c.calls, fixpoint_precompiles::gas::GAS_PER_CALL),
+                g(words(c.input_bytes + c.output_bytes), fixpoint_precompiles::gas::PER_WORD_IO),
+                g(words(c.alloc_bytes), fixpoint_precompiles::gas::PER_WORD_ALLOC),
+                g(words(c.bytes_read), fixpoint_precompiles::gas::PER_WORD_READ),
+                g(ops, fixpoint_precompiles::gas::PER_OP),
+            );
             println!(
                 "model: {} parameters; {} MACs per generated token with a KV cache of 64 positions, {} at {}",
                 m.config.params(),
@@ -502,8 +520,13 @@ fn gpt_cmd(cmd: GptCmd) -> Result<()> {
                 m.config.macs_per_token(m.config.context),
                 m.config.context
             );
-            let r = gpt::report::evaluate(&m, &engine, &corpus.held_out, windows)?;
-            println!("held-out: {r}");
+            if on_calibration {
+                let skip = gpt::calibrate::Settings::default().windows * m.config.context;
+                let text = corpus.calibration.get(skip..).unwrap_or_default();
+                println!("calibration slice after byte {skip}: {}", gpt::report::evaluate(&m, &engine, text, windows)?);
+            } else {
+                println!("held-out: {}", gpt::report::evaluate(&m, &engine, &corpus.held_out, windows)?);
+            }
             Ok(())
         }
     }

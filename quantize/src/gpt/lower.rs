@@ -61,7 +61,8 @@ fn values(v: &candle_core::Var) -> Result<Vec<f32>> {
 
 impl Lowering<'_> {
     fn range(&self, site: Site) -> Result<(f64, i32)> {
-        let &(lo, hi) = self.ranges.get(&site).ok_or_else(|| Error::Quantize(format!("no calibrated range for {site:?}")))?;
+        let &(lo, hi) =
+            self.ranges.get(&site).ok_or_else(|| Error::Quantize(format!("no calibrated range for {site:?}")))?;
         Ok(activation_quant(lo, hi))
     }
 

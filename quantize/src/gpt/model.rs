@@ -57,7 +57,12 @@ impl Config {
     /// Parameter count.
     pub fn params(&self) -> usize {
         let d = self.width;
-        VOCAB * d + self.context * d + self.layers * (4 * (d * d + d) + 2 * 4 * d * d + 5 * d + 4 * d) + 2 * d + d * VOCAB + VOCAB
+        VOCAB * d
+            + self.context * d
+            + self.layers * (4 * (d * d + d) + 2 * 4 * d * d + 5 * d + 4 * d)
+            + 2 * d
+            + d * VOCAB
+            + VOCAB
     }
 }
 
@@ -175,7 +180,9 @@ impl Gpt {
         let std = 0.02;
         let res_std = std / (2.0 * layers as f64).sqrt();
         let ln = || -> Result<(Var, Var)> { Ok((filled(&[d], 1.0)?, filled(&[d], 0.0)?)) };
-        let mut lin = |o: usize, i: usize, s: f64| -> Result<(Var, Var)> { Ok((normal(&mut r, &[o, i], s)?, filled(&[o], 0.0)?)) };
+        let mut lin = |o: usize, i: usize, s: f64| -> Result<(Var, Var)> {
+            Ok((normal(&mut r, &[o, i], s)?, filled(&[o], 0.0)?))
+        };
         let mut blocks = Vec::with_capacity(layers);
         for _ in 0..layers {
             blocks.push(Block {
@@ -227,7 +234,8 @@ impl Gpt {
 
     /// Writes the weights as safetensors, the head count in the metadata.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let tensors: Vec<(String, Tensor)> = self.named().into_iter().map(|(n, v)| (n, v.as_tensor().clone())).collect();
+        let tensors: Vec<(String, Tensor)> =
+            self.named().into_iter().map(|(n, v)| (n, v.as_tensor().clone())).collect();
         let meta = HashMap::from([(HEADS_KEY.to_string(), self.config.heads.to_string())]);
         safetensors::serialize_to_file(tensors, Some(meta), path)?;
         Ok(())
@@ -256,7 +264,12 @@ impl Gpt {
         for (name, var) in m.named() {
             let t = tensors.get(&name).ok_or_else(|| Error::Weights(format!("missing tensor {name}")))?;
             if t.dims() != var.dims() || t.dtype() != DType::F32 {
-                return Err(Error::Weights(format!("{name} is {:?} {:?}, expected F32 {:?}", t.dtype(), t.dims(), var.dims())));
+                return Err(Error::Weights(format!(
+                    "{name} is {:?} {:?}, expected F32 {:?}",
+                    t.dtype(),
+                    t.dims(),
+                    var.dims()
+                )));
             }
             var.set(t)?;
         }
@@ -274,7 +287,11 @@ impl Gpt {
 
     /// [`Gpt::forward`], calling `trace` with every intermediate value the integer graph
     /// quantizes.
-    pub fn forward_traced(&self, tokens: &Tensor, trace: &mut dyn FnMut(Site, &Tensor) -> Result<()>) -> Result<Tensor> {
+    pub fn forward_traced(
+        &self,
+        tokens: &Tensor,
+        trace: &mut dyn FnMut(Site, &Tensor) -> Result<()>,
+    ) -> Result<Tensor> {
         let (b, t) = tokens.dims2()?;
         let Config { width: d, heads: h, .. } = self.config;
         let dh = d / h;
@@ -290,11 +307,12 @@ impl Gpt {
         for (l, blk) in self.blocks.iter().enumerate() {
             let a = layer_norm(&x, &blk.ln1)?;
             trace(Site::Ln1(l), &a)?;
-            let heads = |p: &(Var, Var), site: Site, trace: &mut dyn FnMut(Site, &Tensor) -> Result<()>| -> Result<Tensor> {
-                let y = linear(&a, p)?;
-                trace(site, &y)?;
-                Ok(y.reshape((b, t, h, dh))?.transpose(1, 2)?.contiguous()?)
-            };
+            let heads =
+                |p: &(Var, Var), site: Site, trace: &mut dyn FnMut(Site, &Tensor) -> Result<()>| -> Result<Tensor> {
+                    let y = linear(&a, p)?;
+                    trace(site, &y)?;
+                    Ok(y.reshape((b, t, h, dh))?.transpose(1, 2)?.contiguous()?)
+                };
             let q = heads(&blk.q, Site::Q(l), trace)?;
             let k = heads(&blk.k, Site::K(l), trace)?;
             let v = heads(&blk.v, Site::V(l), trace)?;

@@ -59,13 +59,20 @@ fn rate(s: &Settings, step: usize) -> f64 {
 }
 
 /// Trains a fresh model of shape `config` on `corpus.train`; calls `progress` every `every` steps.
-pub fn train(config: Config, corpus: &Corpus, s: &Settings, every: usize, mut progress: impl FnMut(&Progress)) -> Result<Gpt> {
+pub fn train(
+    config: Config,
+    corpus: &Corpus,
+    s: &Settings,
+    every: usize,
+    mut progress: impl FnMut(&Progress),
+) -> Result<Gpt> {
     let model = Gpt::new(config, s.seed)?;
     let t = config.context;
     if corpus.train.len() <= t + 1 {
         return Err(Error::Quantize("training text shorter than one window".into()));
     }
-    let mut opt = AdamW::new(model.vars(), ParamsAdamW { lr: s.lr, weight_decay: s.weight_decay, ..Default::default() })?;
+    let mut opt =
+        AdamW::new(model.vars(), ParamsAdamW { lr: s.lr, weight_decay: s.weight_decay, ..Default::default() })?;
     let mut rng = ChaCha8Rng::seed_from_u64(s.seed ^ 0x5eed);
     let probe = windows(&corpus.held_out, t + 1, 8);
     let start = Instant::now();
