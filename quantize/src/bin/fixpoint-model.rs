@@ -513,6 +513,15 @@ fn gpt_cmd(cmd: GptCmd) -> Result<()> {
                 g(words(c.bytes_read), fixpoint_precompiles::gas::PER_WORD_READ),
                 g(ops, fixpoint_precompiles::gas::PER_OP),
             );
+            // Where the gas goes, by op kind: MACs, element ops, steps.
+            let mut by_op: std::collections::BTreeMap<&str, (u64, u64, u64)> = Default::default();
+            for (node, w) in engine.model().nodes.iter().zip(engine.verified().op_costs()) {
+                let e = by_op.entry(node.op.name()).or_default();
+                (e.0, e.1, e.2) = (e.0 + w.macs, e.1 + w.elem_ops, e.2 + w.steps);
+            }
+            for (name, (macs, elem, steps)) in by_op {
+                println!("  {name:>14}: {macs:>9} MACs {elem:>8} element ops {steps:>7} steps");
+            }
             println!(
                 "model: {} parameters; {} MACs per generated token with a KV cache of 64 positions, {} at {}",
                 m.config.params(),
