@@ -126,6 +126,25 @@ enum GptCmd {
         #[arg(long, default_value_t = gpt::train::Settings::default().seed)]
         seed: u64,
     },
+    /// Quantization-aware fine-tuning of trained weights (activations on their calibrated i8
+    /// grids in the forward pass, straight-through gradients), written as a new float model.
+    Finetune {
+        /// The float weights to start from.
+        #[arg(long, default_value = "quantize/data/tiny-gpt.safetensors")]
+        weights: PathBuf,
+        /// Where to write the fine-tuned weights.
+        #[arg(long)]
+        out: PathBuf,
+        /// Optimizer steps.
+        #[arg(long, default_value_t = 300)]
+        steps: usize,
+        /// Peak learning rate.
+        #[arg(long, default_value_t = 3e-4)]
+        lr: f64,
+        /// Seed for window sampling.
+        #[arg(long, default_value_t = 2)]
+        seed: u64,
+    },
     /// Calibrate on the calibration slice and write the canonical integer model.
     Quantize {
         /// The float weights.
@@ -140,6 +159,17 @@ enum GptCmd {
         /// Percentile of |activation| kept (100 = max-abs / min-max).
         #[arg(long, default_value_t = gpt::calibrate::Settings::default().percentile)]
         percentile: f64,
+        /// How far below the smallest row maximum the attention scores' range starts (0 = the
+        /// smallest score).
+        #[arg(long, default_value_t = gpt::calibrate::Settings::default().score_margin)]
+        score_margin: f64,
+        /// Shrink each range to the least-squares one (see gpt::calibrate::Settings::mse).
+        #[arg(long)]
+        mse: bool,
+        /// Also report, on calibration text after the calibration windows, how much agreement
+        /// each kind of activation grid costs on its own (float weights).
+        #[arg(long)]
+        ablate: bool,
     },
     /// Float vs integer on held-out windows: agreement, perplexity, accuracy, cost and gas.
     Eval {
@@ -475,10 +505,34 @@ fn gpt_cmd(cmd: GptCmd) -> Result<()> {
             println!("wrote {}", out.display());
             Ok(())
         }
-        GptCmd::Quantize { weights, out, windows, percentile } => {
+        GptCmd::Finetune { weights, out, steps, lr, seed } => {
             let m = gpt::Gpt::load(&weights).with_context(|| format!("loading {}", weights.display()))?;
-            let s = gpt::calibrate::Settings { windows, percentile };
+            let ranges = gpt::calibrate::calibrate(&m, &corpus.calibration, &Default::default())?;
+            let s = gpt::train::Settings { steps, lr, seed, warmup: steps / 10, ..Default::default() };
+            gpt::train::finetune_quantized(&m, &corpus, &ranges, &s, 50, |p| {
+                println!(
+                    "step {:>5}  train (quantized forward) {:.4}  held-out (float) {:.4} nats/byte  {:.0} s",
+                    p.step, p.train_loss, p.held_out_loss, p.seconds
+                );
+            })?;
+            m.save(&out).with_context(|| format!("writing {}", out.display()))?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
+        GptCmd::Quantize { weights, out, windows, percentile, score_margin, mse, ablate } => {
+            let m = gpt::Gpt::load(&weights).with_context(|| format!("loading {}", weights.display()))?;
+            let s = gpt::calibrate::Settings { windows, percentile, score_margin, mse };
             let ranges = gpt::calibrate::calibrate(&m, &corpus.calibration, &s)?;
+            for (site, (lo, hi)) in &ranges {
+                println!("  {site:?}: [{lo:.3}, {hi:.3}]");
+            }
+            if ablate {
+                let skip = windows * m.config.context;
+                let text = corpus.calibration.get(skip..).unwrap_or_default();
+                for (kind, agreement) in gpt::report::ablate(&m, &ranges, text, 64)? {
+                    println!("  only {kind} on its i8 grid: top-1 agreement with float {agreement:.2}%");
+                }
+            }
             let model = gpt::lower::lower(&m, &ranges)?;
             write_model(&out, &model)?;
             Ok(())

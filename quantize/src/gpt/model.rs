@@ -66,6 +66,9 @@ impl Config {
     }
 }
 
+/// A hook on every traced value: returns the value to continue with.
+pub type Tracer<'a> = dyn FnMut(Site, Tensor) -> Result<Tensor> + 'a;
+
 /// Where a traced value sits in the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Site {
@@ -81,6 +84,9 @@ pub enum Site {
     V(usize),
     /// Scores `Q·Kᵀ/√dh` `[B, H, T, T]`, before the causal mask.
     Scores(usize),
+    /// Attention probabilities `[B, H, T, T]` (not calibrated: the integer Softmax's output
+    /// scale is fixed at 1/127).
+    Probs(usize),
     /// The heads' weighted values, merged back to `[B, T, d]`.
     Attn(usize),
     /// The attention output projection.
@@ -282,62 +288,45 @@ impl Gpt {
 
     /// Logits `[B, T, 256]` for tokens `[B, T]` (u32, `T ≤ context`).
     pub fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
-        self.forward_traced(tokens, &mut |_, _| Ok(()))
+        self.forward_traced(tokens, &mut |_, x| Ok(x))
     }
 
-    /// [`Gpt::forward`], calling `trace` with every intermediate value the integer graph
-    /// quantizes.
-    pub fn forward_traced(
-        &self,
-        tokens: &Tensor,
-        trace: &mut dyn FnMut(Site, &Tensor) -> Result<()>,
-    ) -> Result<Tensor> {
+    /// [`Gpt::forward`], passing every intermediate value the integer graph quantizes through
+    /// `trace`, which may observe it or replace it (to simulate its quantization).
+    pub fn forward_traced(&self, tokens: &Tensor, trace: &mut Tracer<'_>) -> Result<Tensor> {
         let (b, t) = tokens.dims2()?;
         let Config { width: d, heads: h, .. } = self.config;
         let dh = d / h;
         let dev = tokens.device();
         let tok = self.tok.as_tensor().embedding(&tokens.flatten_all()?)?.reshape((b, t, d))?;
         let pos = self.pos.as_tensor().narrow(0, 0, t)?;
-        let mut x = tok.broadcast_add(&pos)?;
-        trace(Site::Embed, &x)?;
+        let mut x = trace(Site::Embed, tok.broadcast_add(&pos)?)?;
         let mask: Vec<f32> =
             (0..t).flat_map(|i| (0..t).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY })).collect();
         let mask = Tensor::from_vec(mask, (t, t), dev)?;
         let scale = 1.0 / (dh as f64).sqrt();
         for (l, blk) in self.blocks.iter().enumerate() {
-            let a = layer_norm(&x, &blk.ln1)?;
-            trace(Site::Ln1(l), &a)?;
-            let heads =
-                |p: &(Var, Var), site: Site, trace: &mut dyn FnMut(Site, &Tensor) -> Result<()>| -> Result<Tensor> {
-                    let y = linear(&a, p)?;
-                    trace(site, &y)?;
-                    Ok(y.reshape((b, t, h, dh))?.transpose(1, 2)?.contiguous()?)
-                };
+            let a = trace(Site::Ln1(l), layer_norm(&x, &blk.ln1)?)?;
+            let heads = |p: &(Var, Var), site: Site, trace: &mut Tracer<'_>| -> Result<Tensor> {
+                let y = trace(site, linear(&a, p)?)?;
+                Ok(y.reshape((b, t, h, dh))?.transpose(1, 2)?.contiguous()?)
+            };
             let q = heads(&blk.q, Site::Q(l), trace)?;
             let k = heads(&blk.k, Site::K(l), trace)?;
             let v = heads(&blk.v, Site::V(l), trace)?;
-            let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?;
-            trace(Site::Scores(l), &scores)?;
-            let p = candle_nn::ops::softmax(&scores.broadcast_add(&mask)?, D::Minus1)?;
+            let scores = trace(Site::Scores(l), (q.matmul(&k.t()?.contiguous()?)? * scale)?)?;
+            let p = trace(Site::Probs(l), candle_nn::ops::softmax(&scores.broadcast_add(&mask)?, D::Minus1)?)?;
             let o = p.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b, t, d))?;
-            trace(Site::Attn(l), &o)?;
-            let o = linear(&o, &blk.o)?;
-            trace(Site::Proj(l), &o)?;
-            x = (x + o)?;
-            trace(Site::Mid(l), &x)?;
-            let a = layer_norm(&x, &blk.ln2)?;
-            trace(Site::Ln2(l), &a)?;
-            let f = linear(&a, &blk.fc1)?;
-            trace(Site::Fc1(l), &f)?;
-            let f = f.gelu_erf()?;
-            trace(Site::Gelu(l), &f)?;
-            let f = linear(&f, &blk.fc2)?;
-            trace(Site::Fc2(l), &f)?;
-            x = (x + f)?;
-            trace(Site::Out(l), &x)?;
+            let o = trace(Site::Attn(l), o)?;
+            let o = trace(Site::Proj(l), linear(&o, &blk.o)?)?;
+            x = trace(Site::Mid(l), (x + o)?)?;
+            let a = trace(Site::Ln2(l), layer_norm(&x, &blk.ln2)?)?;
+            let f = trace(Site::Fc1(l), linear(&a, &blk.fc1)?)?;
+            let f = trace(Site::Gelu(l), f.gelu_erf()?)?;
+            let f = trace(Site::Fc2(l), linear(&f, &blk.fc2)?)?;
+            x = trace(Site::Out(l), (x + f)?)?;
         }
-        let x = layer_norm(&x, &self.ln_f)?;
-        trace(Site::LnF, &x)?;
+        let x = trace(Site::LnF, layer_norm(&x, &self.ln_f)?)?;
         linear(&x, &self.head)
     }
 

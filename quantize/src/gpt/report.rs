@@ -7,8 +7,9 @@ use std::fmt;
 use candle_core::{Device, Tensor};
 use fixpoint_ml::{Engine, Tensor as ITensor, TensorData};
 
+use super::calibrate::{Ranges, fake_quant};
 use super::corpus::windows;
-use super::model::{Gpt, VOCAB, log_prob_and_top};
+use super::model::{Gpt, Site, VOCAB, log_prob_and_top};
 use crate::error::{Error, Result};
 use crate::multiplier::scale_of;
 
@@ -105,4 +106,59 @@ pub fn evaluate(m: &Gpt, engine: &Engine, text: &[u8], count: usize) -> Result<R
         }
     }
     Ok(r)
+}
+
+/// A kind of traced value, for [`ablate`].
+fn kind(site: Site) -> &'static str {
+    match site {
+        Site::Embed | Site::Mid(_) | Site::Out(_) => "residual stream",
+        Site::Ln1(_) | Site::Ln2(_) | Site::LnF => "LayerNorm outputs",
+        Site::Q(_) | Site::K(_) | Site::V(_) => "Q, K, V",
+        Site::Scores(_) => "attention scores",
+        Site::Probs(_) => "attention probabilities (1/127)",
+        Site::Attn(_) => "P·V",
+        Site::Proj(_) | Site::Fc2(_) => "block outputs (proj, fc2)",
+        Site::Fc1(_) | Site::Gelu(_) => "MLP hidden (fc1, GELU)",
+    }
+}
+
+/// Which kinds of activation quantization cost the most agreement: for each kind alone, the
+/// float model with only those values rounded to their i8 grid (probabilities to multiples of
+/// 1/127), against the plain float model's top-1 on `count` windows of `text`. Weights stay
+/// float, so this isolates activation grids.
+pub fn ablate(m: &Gpt, ranges: &Ranges, text: &[u8], count: usize) -> Result<Vec<(&'static str, f64)>> {
+    let t = m.config.context;
+    let kinds = [
+        "residual stream",
+        "LayerNorm outputs",
+        "Q, K, V",
+        "attention scores",
+        "attention probabilities (1/127)",
+        "P·V",
+        "block outputs (proj, fc2)",
+        "MLP hidden (fc1, GELU)",
+    ];
+    let mut out = Vec::new();
+    for k in kinds {
+        let (mut agree, mut n) = (0usize, 0usize);
+        for w in windows(text, t, count) {
+            let x = Tensor::from_vec(w.iter().map(|&c| u32::from(c)).collect::<Vec<_>>(), (1, t), &Device::Cpu)?;
+            let float: Vec<Vec<f32>> = m.forward(&x)?.squeeze(0)?.to_vec2()?;
+            let sim: Vec<Vec<f32>> = m
+                .forward_traced(&x, &mut |site, v| {
+                    if kind(site) != k {
+                        return Ok(v);
+                    }
+                    fake_quant(site, &v, ranges)
+                })?
+                .squeeze(0)?
+                .to_vec2()?;
+            for (f, q) in float.iter().zip(&sim) {
+                agree += usize::from(log_prob_and_top(f, 0).1 == log_prob_and_top(q, 0).1);
+                n += 1;
+            }
+        }
+        out.push((k, 100.0 * agree as f64 / n.max(1) as f64));
+    }
+    Ok(out)
 }

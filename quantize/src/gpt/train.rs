@@ -9,8 +9,9 @@ use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::calibrate::{Ranges, fake_quant};
 use super::corpus::{Corpus, windows};
-use super::model::{Config, Gpt, loss_on};
+use super::model::{Config, Gpt, Site, Tracer, loss_on};
 use crate::error::{Error, Result};
 
 /// Training settings.
@@ -64,10 +65,41 @@ pub fn train(
     corpus: &Corpus,
     s: &Settings,
     every: usize,
-    mut progress: impl FnMut(&Progress),
+    progress: impl FnMut(&Progress),
 ) -> Result<Gpt> {
     let model = Gpt::new(config, s.seed)?;
-    let t = config.context;
+    fit(&model, corpus, s, &mut |_, x| Ok(x), every, progress)?;
+    Ok(model)
+}
+
+/// Quantization-aware fine-tuning: continues training `model` with every activation the integer
+/// graph quantizes rounded to its i8 grid from `ranges` in the forward pass and passed straight
+/// through in the backward pass, so the weights settle where the grids cost little.
+pub fn finetune_quantized(
+    model: &Gpt,
+    corpus: &Corpus,
+    ranges: &Ranges,
+    s: &Settings,
+    every: usize,
+    progress: impl FnMut(&Progress),
+) -> Result<()> {
+    let mut hook = |site: Site, x: Tensor| -> Result<Tensor> {
+        let q = fake_quant(site, &x, ranges)?;
+        Ok((&x + (q - &x)?.detach())?)
+    };
+    fit(model, corpus, s, &mut hook, every, progress)
+}
+
+/// The training loop: AdamW on random training windows, the forward pass through `hook`.
+fn fit(
+    model: &Gpt,
+    corpus: &Corpus,
+    s: &Settings,
+    hook: &mut Tracer<'_>,
+    every: usize,
+    mut progress: impl FnMut(&Progress),
+) -> Result<()> {
+    let t = model.config.context;
     if corpus.train.len() <= t + 1 {
         return Err(Error::Quantize("training text shorter than one window".into()));
     }
@@ -88,7 +120,7 @@ pub fn train(
         }
         let x = Tensor::from_vec(xs, (s.batch, t), &Device::Cpu)?;
         let y = Tensor::from_vec(ys, s.batch * t, &Device::Cpu)?;
-        let logits = model.forward(&x)?.reshape((s.batch * t, super::model::VOCAB))?;
+        let logits = model.forward_traced(&x, hook)?.reshape((s.batch * t, super::model::VOCAB))?;
         let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
         opt.set_learning_rate(rate(s, step));
         opt.backward_step(&loss)?;
@@ -105,5 +137,5 @@ pub fn train(
             (acc, n) = (0.0, 0);
         }
     }
-    Ok(model)
+    Ok(())
 }
