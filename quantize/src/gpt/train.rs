@@ -127,7 +127,7 @@ fn fit(
         acc += f64::from(loss.to_scalar::<f32>()?);
         n += 1;
         if (step + 1) % every.max(1) == 0 || step + 1 == s.steps {
-            let (held_out_loss, _, _) = loss_on(&model, &probe)?;
+            let (held_out_loss, _, _) = loss_on(model, &probe)?;
             progress(&Progress {
                 step: step + 1,
                 train_loss: acc / n as f64,
