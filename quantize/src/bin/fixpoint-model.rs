@@ -111,7 +111,7 @@ enum GptCmd {
     /// Train the float GPT on the corpus's training slice (one thread) and save it as safetensors.
     Train {
         /// Where to write the weights.
-        #[arg(long, default_value = "quantize/data/tiny-gpt.safetensors")]
+        #[arg(long, default_value = "quantize/data/tiny-gpt-base.safetensors")]
         out: PathBuf,
         /// Optimizer steps.
         #[arg(long, default_value_t = gpt::train::Settings::default().steps)]
@@ -130,10 +130,10 @@ enum GptCmd {
     /// grids in the forward pass, straight-through gradients), written as a new float model.
     Finetune {
         /// The float weights to start from.
-        #[arg(long, default_value = "quantize/data/tiny-gpt.safetensors")]
+        #[arg(long, default_value = "quantize/data/tiny-gpt-base.safetensors")]
         weights: PathBuf,
         /// Where to write the fine-tuned weights.
-        #[arg(long)]
+        #[arg(long, default_value = "quantize/data/tiny-gpt.safetensors")]
         out: PathBuf,
         /// Optimizer steps.
         #[arg(long, default_value_t = 300)]
@@ -163,8 +163,9 @@ enum GptCmd {
         /// smallest score).
         #[arg(long, default_value_t = gpt::calibrate::Settings::default().score_margin)]
         score_margin: f64,
-        /// Shrink each range to the least-squares one (see gpt::calibrate::Settings::mse).
-        #[arg(long)]
+        /// Shrink each range to the least-squares one (see gpt::calibrate::Settings::mse);
+        /// `--mse false` keeps min/max (or the percentile).
+        #[arg(long, default_value_t = gpt::calibrate::Settings::default().mse, action = clap::ArgAction::Set)]
         mse: bool,
         /// Also report, on calibration text after the calibration windows, how much agreement
         /// each kind of activation grid costs on its own (float weights).

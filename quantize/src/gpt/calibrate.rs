@@ -34,7 +34,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { windows: 32, percentile: 100.0, score_margin: 12.0, mse: false }
+        Self { windows: 32, percentile: 100.0, score_margin: 12.0, mse: true }
     }
 }
 
@@ -58,7 +58,7 @@ pub fn calibrate(m: &Gpt, text: &[u8], s: &Settings) -> Result<Ranges> {
     for w in &ws {
         let x = Tensor::from_vec(w.iter().map(|&c| u32::from(c)).collect::<Vec<_>>(), (1, t), &Device::Cpu)?;
         m.forward_traced(&x, &mut |site, v| {
-            if let Site::Probs(_) = site {
+            if let Site::Probs(_) | Site::TokTable | Site::PosTable = site {
                 return Ok(v);
             }
             let all: Vec<f32> = v.flatten_all()?.to_vec1()?;
@@ -125,10 +125,16 @@ fn least_squares_range(v: &[f32], lo: f32, hi: f32) -> (f32, f32) {
 }
 
 /// `v` at `site` rounded to its i8 grid from `ranges` (clamped), probabilities to multiples of
-/// 1/127 (the integer Softmax's output scale); unchanged where no range is known.
+/// 1/127 (the integer Softmax's output scale), embedding tables to `max|w|/127`; unchanged where
+/// no range is known.
 pub fn fake_quant(site: Site, v: &Tensor, ranges: &Ranges) -> Result<Tensor> {
     let (s, zp) = match (site, ranges.get(&site)) {
         (Site::Probs(_), _) => (1.0 / 127.0, 0),
+        // Embedding tables: symmetric, one scale per table (the lowering's Gather tables).
+        (Site::TokTable | Site::PosTable, _) => {
+            let max = v.abs()?.max_all()?.to_scalar::<f32>()?;
+            (f64::from(max.max(1e-12)) / 127.0, 0)
+        }
         (_, Some(&(lo, hi))) => activation_quant(lo, hi),
         _ => return Ok(v.clone()),
     };

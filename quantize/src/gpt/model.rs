@@ -72,6 +72,10 @@ pub type Tracer<'a> = dyn FnMut(Site, Tensor) -> Result<Tensor> + 'a;
 /// Where a traced value sits in the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Site {
+    /// The token embedding table (a weight: traced for quantization-aware fine-tuning only).
+    TokTable,
+    /// The position embedding table (likewise).
+    PosTable,
     /// Token plus position embedding: the residual stream entering block 0.
     Embed,
     /// Block `l`'s first LayerNorm output.
@@ -208,6 +212,17 @@ impl Gpt {
         Ok(Self { config, tok, pos, blocks, ln_f: ln()?, head })
     }
 
+    /// A copy with its own parameters (a `Clone` shares the variables).
+    pub fn clone_deep(&self) -> Result<Self> {
+        let c = self.clone();
+        let mut fresh = Self::new(self.config, 0)?;
+        for ((_, dst), (_, src)) in fresh.named().into_iter().zip(c.named()) {
+            dst.set(src.as_tensor())?;
+        }
+        fresh.config = self.config;
+        Ok(fresh)
+    }
+
     /// Every parameter with its safetensors name, in a fixed order.
     pub fn named(&self) -> Vec<(String, &Var)> {
         let mut v = vec![("tok.weight".to_string(), &self.tok), ("pos.weight".to_string(), &self.pos)];
@@ -298,8 +313,10 @@ impl Gpt {
         let Config { width: d, heads: h, .. } = self.config;
         let dh = d / h;
         let dev = tokens.device();
-        let tok = self.tok.as_tensor().embedding(&tokens.flatten_all()?)?.reshape((b, t, d))?;
-        let pos = self.pos.as_tensor().narrow(0, 0, t)?;
+        let tok_table = trace(Site::TokTable, self.tok.as_tensor().clone())?;
+        let pos_table = trace(Site::PosTable, self.pos.as_tensor().clone())?;
+        let tok = tok_table.embedding(&tokens.flatten_all()?)?.reshape((b, t, d))?;
+        let pos = pos_table.narrow(0, 0, t)?;
         let mut x = trace(Site::Embed, tok.broadcast_add(&pos)?)?;
         let mask: Vec<f32> =
             (0..t).flat_map(|i| (0..t).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY })).collect();

@@ -119,6 +119,7 @@ fn kind(site: Site) -> &'static str {
         Site::Attn(_) => "P·V",
         Site::Proj(_) | Site::Fc2(_) => "block outputs (proj, fc2)",
         Site::Fc1(_) | Site::Gelu(_) => "MLP hidden (fc1, GELU)",
+        Site::TokTable | Site::PosTable => "embedding tables",
     }
 }
 
@@ -159,6 +160,50 @@ pub fn ablate(m: &Gpt, ranges: &Ranges, text: &[u8], count: usize) -> Result<Vec
             }
         }
         out.push((k, 100.0 * agree as f64 / n.max(1) as f64));
+    }
+    // Weights alone: every matrix rounded to i8 as the lowering does (per output channel; the
+    // embeddings and the lm head per tensor).
+    let round = |v: &candle_core::Var, per_row: bool| -> Result<()> {
+        let w = Gpt::values(v)?;
+        let dims = v.as_tensor().dims().to_vec();
+        let cols = if per_row && dims.len() == 2 { dims[1] } else { w.len() };
+        let q: Vec<f32> = w
+            .chunks(cols)
+            .flat_map(|row| {
+                let s = crate::lower::channel_scale(row);
+                crate::lower::i8_weights(row, s).into_iter().map(move |q| (f64::from(q) * s) as f32)
+            })
+            .collect();
+        v.set(&Tensor::from_vec(q, dims, &Device::Cpu)?)?;
+        Ok(())
+    };
+    for group in ["weights: embeddings", "weights: blocks", "weights: lm head"] {
+        let wq = m.clone_deep()?;
+        match group {
+            "weights: embeddings" => {
+                round(&wq.tok, false)?;
+                round(&wq.pos, false)?;
+            }
+            "weights: lm head" => round(&wq.head.0, false)?,
+            _ => {
+                for b in &wq.blocks {
+                    for p in [&b.q, &b.k, &b.v, &b.o, &b.fc1, &b.fc2] {
+                        round(&p.0, true)?;
+                    }
+                }
+            }
+        }
+        let (mut agree, mut n) = (0usize, 0usize);
+        for w in windows(text, t, count) {
+            let x = Tensor::from_vec(w.iter().map(|&c| u32::from(c)).collect::<Vec<_>>(), (1, t), &Device::Cpu)?;
+            let float: Vec<Vec<f32>> = m.forward(&x)?.squeeze(0)?.to_vec2()?;
+            let sim: Vec<Vec<f32>> = wq.forward(&x)?.squeeze(0)?.to_vec2()?;
+            for (f, q) in float.iter().zip(&sim) {
+                agree += usize::from(log_prob_and_top(f, 0).1 == log_prob_and_top(q, 0).1);
+                n += 1;
+            }
+        }
+        out.push((group, 100.0 * agree as f64 / n.max(1) as f64));
     }
     Ok(out)
 }
