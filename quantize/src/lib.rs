@@ -10,6 +10,7 @@ pub mod ensemble;
 pub mod error;
 pub mod eval;
 pub mod gbdt;
+pub mod gpt;
 pub mod lower;
 pub mod multiplier;
 pub mod net;

@@ -68,11 +68,11 @@ pub fn activation_quant(lo: f32, hi: f32) -> (f64, i32) {
     (scale, zp)
 }
 
-fn i8_weights(w: &[f32], scale: f64) -> Vec<i8> {
+pub(crate) fn i8_weights(w: &[f32], scale: f64) -> Vec<i8> {
     w.iter().map(|&v| (f64::from(v) / scale).round().clamp(-127.0, 127.0) as i8).collect()
 }
 
-fn bias_i32(b: f32, scale: f64) -> Result<i32> {
+pub(crate) fn bias_i32(b: f32, scale: f64) -> Result<i32> {
     let q = (f64::from(b) / scale).round();
     if q.abs() >= 2f64.powi(30) {
         return Err(Error::Quantize(format!("bias {b} is too large for the accumulator scale {scale:e}")));
@@ -80,17 +80,17 @@ fn bias_i32(b: f32, scale: f64) -> Result<i32> {
     Ok(q as i32)
 }
 
-fn channel_scale(row: &[f32]) -> f64 {
+pub(crate) fn channel_scale(row: &[f32]) -> f64 {
     let m = row.iter().fold(0f32, |m, &v| m.max(v.abs()));
     if m > 0.0 { f64::from(m) / 127.0 } else { 1.0 }
 }
 
 /// Quantized weights, bias and per-channel requantization of one layer.
-struct Affine {
-    weights: Vec<i8>,
-    bias: Vec<i32>,
-    m: Vec<i32>,
-    n: Vec<u8>,
+pub(crate) struct Affine {
+    pub(crate) weights: Vec<i8>,
+    pub(crate) bias: Vec<i32>,
+    pub(crate) m: Vec<i32>,
+    pub(crate) n: Vec<u8>,
 }
 
 /// The weight scale of `row` that minimizes `Σ_k m_k·(w_k − ŵ_k)²`, the expected squared error
@@ -122,7 +122,7 @@ fn weighted_scale(row: &[f32], m: &[f64]) -> f64 {
 
 /// Quantizes `w` (`[C, K]` row-major) and `b` for input scale `s_in` and output scale `s_out`;
 /// with input second moments, each row's scale is [`weighted_scale`].
-fn affine(w: &[f32], b: &[f32], s_in: f64, s_out: f64, moments: Option<&[f64]>) -> Result<Affine> {
+pub(crate) fn affine(w: &[f32], b: &[f32], s_in: f64, s_out: f64, moments: Option<&[f64]>) -> Result<Affine> {
     let k = w.len() / b.len().max(1);
     let mut a = Affine { weights: Vec::new(), bias: Vec::new(), m: Vec::new(), n: Vec::new() };
     for (row, &bias) in w.chunks(k.max(1)).zip(b) {
@@ -136,7 +136,7 @@ fn affine(w: &[f32], b: &[f32], s_in: f64, s_out: f64, moments: Option<&[f64]>) 
     Ok(a)
 }
 
-fn requant_tensors(b: &mut ModelBuilder, a: &Affine, zp: i32, relu: bool) -> Result<Requant> {
+pub(crate) fn requant_tensors(b: &mut ModelBuilder, a: &Affine, zp: i32, relu: bool) -> Result<Requant> {
     let c = a.m.len();
     let multiplier = b.tensor(fixpoint_ml::Tensor::i32(vec![c], a.m.clone())?);
     let shift = b.tensor(fixpoint_ml::Tensor::new(vec![c], TensorData::U8(a.n.clone()))?);

@@ -8,6 +8,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 use fixpoint_ml::format::{Model, Quant};
 use fixpoint_ml::{DType, Engine, Limits, Tensor, TensorData, io, model_id};
+use fixpoint_quantize::gpt;
 use fixpoint_quantize::multiplier::scale_of;
 use fixpoint_quantize::task::evaluate;
 use fixpoint_quantize::{FloatModel, Task};
@@ -88,6 +89,12 @@ enum Cmd {
         #[arg(long, default_value = "artifacts")]
         out_dir: PathBuf,
     },
+    /// The tiny byte-level GPT (issue 15): train, quantize, evaluate.
+    Gpt {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: GptCmd,
+    },
     /// Write conformance vectors for the example models (tests/vectors/models).
     Vectors {
         /// Output directory.
@@ -96,6 +103,91 @@ enum Cmd {
         /// Test rows per model.
         #[arg(long, default_value_t = 8)]
         cases: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum GptCmd {
+    /// Train the float GPT on the corpus's training slice (one thread) and save it as safetensors.
+    Train {
+        /// Where to write the weights.
+        #[arg(long, default_value = "quantize/data/tiny-gpt-base.safetensors")]
+        out: PathBuf,
+        /// Optimizer steps.
+        #[arg(long, default_value_t = gpt::train::Settings::default().steps)]
+        steps: usize,
+        /// Windows per step.
+        #[arg(long, default_value_t = gpt::train::Settings::default().batch)]
+        batch: usize,
+        /// Peak learning rate.
+        #[arg(long, default_value_t = gpt::train::Settings::default().lr)]
+        lr: f64,
+        /// Seed for initialisation and window sampling.
+        #[arg(long, default_value_t = gpt::train::Settings::default().seed)]
+        seed: u64,
+    },
+    /// Quantization-aware fine-tuning of trained weights (activations on their calibrated i8
+    /// grids in the forward pass, straight-through gradients), written as a new float model.
+    Finetune {
+        /// The float weights to start from.
+        #[arg(long, default_value = "quantize/data/tiny-gpt-base.safetensors")]
+        weights: PathBuf,
+        /// Where to write the fine-tuned weights.
+        #[arg(long, default_value = "quantize/data/tiny-gpt.safetensors")]
+        out: PathBuf,
+        /// Optimizer steps.
+        #[arg(long, default_value_t = 300)]
+        steps: usize,
+        /// Peak learning rate.
+        #[arg(long, default_value_t = 3e-4)]
+        lr: f64,
+        /// Seed for window sampling.
+        #[arg(long, default_value_t = 2)]
+        seed: u64,
+    },
+    /// Calibrate on the calibration slice and write the canonical integer model.
+    Quantize {
+        /// The float weights.
+        #[arg(long, default_value = "quantize/data/tiny-gpt.safetensors")]
+        weights: PathBuf,
+        /// Where to write the model.
+        #[arg(long, default_value = "node/assets/tiny-gpt.fxp")]
+        out: PathBuf,
+        /// Calibration windows.
+        #[arg(long, default_value_t = gpt::calibrate::Settings::default().windows)]
+        windows: usize,
+        /// Percentile of |activation| kept (100 = max-abs / min-max).
+        #[arg(long, default_value_t = gpt::calibrate::Settings::default().percentile)]
+        percentile: f64,
+        /// How far below the smallest row maximum the attention scores' range starts (0 = the
+        /// smallest score).
+        #[arg(long, default_value_t = gpt::calibrate::Settings::default().score_margin)]
+        score_margin: f64,
+        /// Shrink each range to the least-squares one (see gpt::calibrate::Settings::mse);
+        /// `--mse false` keeps min/max (or the percentile).
+        #[arg(long, default_value_t = gpt::calibrate::Settings::default().mse, action = clap::ArgAction::Set)]
+        mse: bool,
+        /// Also report, on calibration text after the calibration windows, how much agreement
+        /// each kind of activation grid costs on its own (float weights).
+        #[arg(long)]
+        ablate: bool,
+    },
+    /// Float vs integer on held-out windows: agreement, perplexity, accuracy, cost and gas.
+    Eval {
+        /// The float weights.
+        #[arg(long, default_value = "quantize/data/tiny-gpt.safetensors")]
+        weights: PathBuf,
+        /// The integer model.
+        #[arg(long, default_value = "node/assets/tiny-gpt.fxp")]
+        model: PathBuf,
+        /// At most this many non-overlapping windows (context + 1 bytes) to evaluate; the
+        /// default covers the whole slice.
+        #[arg(long, default_value_t = 10_000)]
+        windows: usize,
+        /// Evaluate on the calibration slice after its calibration windows instead (for choosing
+        /// calibration settings without looking at the held-out text).
+        #[arg(long)]
+        on_calibration: bool,
     },
 }
 
@@ -149,6 +241,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Demo { out_dir } => demo(&out_dir),
         Cmd::Vectors { out, cases } => vectors(&out, cases),
+        Cmd::Gpt { cmd } => gpt_cmd(cmd),
     }
 }
 
@@ -381,4 +474,124 @@ fn vectors(out: &Path, cases: usize) -> Result<()> {
         println!("wrote {} ({} cases)", path.display(), cases.min(test.len()));
     }
     Ok(())
+}
+
+fn gpt_cmd(cmd: GptCmd) -> Result<()> {
+    let corpus = gpt::corpus::Corpus::load(&gpt::corpus::default_path())?;
+    match cmd {
+        GptCmd::Train { out, steps, batch, lr, seed } => {
+            let cfg = gpt::Config::default();
+            let s = gpt::train::Settings { steps, batch, lr, seed, ..Default::default() };
+            println!(
+                "tiny GPT {cfg:?}: {} parameters, {} MACs/token at 64 cached positions ({} at {}); {} train / {} calibration / {} held-out bytes",
+                cfg.params(),
+                cfg.macs_per_token(64),
+                cfg.macs_per_token(cfg.context),
+                cfg.context,
+                corpus.train.len(),
+                corpus.calibration.len(),
+                corpus.held_out.len()
+            );
+            let m = gpt::train::train(cfg, &corpus, &s, 50, |p| {
+                println!(
+                    "step {:>5}  train {:.4}  held-out {:.4} nats/byte  {:.0} s ({:.2} steps/s)",
+                    p.step,
+                    p.train_loss,
+                    p.held_out_loss,
+                    p.seconds,
+                    p.step as f64 / p.seconds
+                );
+            })?;
+            m.save(&out).with_context(|| format!("writing {}", out.display()))?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
+        GptCmd::Finetune { weights, out, steps, lr, seed } => {
+            let m = gpt::Gpt::load(&weights).with_context(|| format!("loading {}", weights.display()))?;
+            let ranges = gpt::calibrate::calibrate(&m, &corpus.calibration, &Default::default())?;
+            let s = gpt::train::Settings { steps, lr, seed, warmup: steps / 10, ..Default::default() };
+            gpt::train::finetune_quantized(&m, &corpus, &ranges, &s, 50, |p| {
+                println!(
+                    "step {:>5}  train (quantized forward) {:.4}  held-out (float) {:.4} nats/byte  {:.0} s",
+                    p.step, p.train_loss, p.held_out_loss, p.seconds
+                );
+            })?;
+            m.save(&out).with_context(|| format!("writing {}", out.display()))?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
+        GptCmd::Quantize { weights, out, windows, percentile, score_margin, mse, ablate } => {
+            let m = gpt::Gpt::load(&weights).with_context(|| format!("loading {}", weights.display()))?;
+            let s = gpt::calibrate::Settings { windows, percentile, score_margin, mse };
+            let ranges = gpt::calibrate::calibrate(&m, &corpus.calibration, &s)?;
+            for (site, (lo, hi)) in &ranges {
+                println!("  {site:?}: [{lo:.3}, {hi:.3}]");
+            }
+            if ablate {
+                let skip = windows * m.config.context;
+                let text = corpus.calibration.get(skip..).unwrap_or_default();
+                for (kind, agreement) in gpt::report::ablate(&m, &ranges, text, 64)? {
+                    println!("  only {kind} on its i8 grid: top-1 agreement with float {agreement:.2}%");
+                }
+            }
+            let model = gpt::lower::lower(&m, &ranges)?;
+            write_model(&out, &model)?;
+            Ok(())
+        }
+        GptCmd::Eval { weights, model, windows, on_calibration } => {
+            let m = gpt::Gpt::load(&weights).with_context(|| format!("loading {}", weights.display()))?;
+            let (engine, bytes) = load(&model)?;
+            let c = engine.cost();
+            let ops = engine.model().nodes.len() as u64;
+            println!(
+                "{}: {} bytes, {} ops; one full-window run ({} positions): {} MACs, {} element ops, {} steps, peak activations {} bytes; warm gas {}",
+                model.display(),
+                bytes.len(),
+                ops,
+                m.config.context,
+                c.macs,
+                c.elem_ops,
+                c.steps,
+                c.peak_activation_bytes,
+                fixpoint_precompiles::gas::warm_infer_gas(c, ops)
+            );
+            let g = |n: u64, per: u64| n.saturating_mul(per);
+            let words = fixpoint_precompiles::gas::words;
+            println!(
+                "  gas terms: MACs {} + element ops {} + steps {} + calls {} + I/O {} + alloc {} + read {} + per-op {}",
+                c.macs.div_ceil(fixpoint_precompiles::gas::MACS_PER_GAS),
+                g(c.elem_ops, fixpoint_precompiles::gas::GAS_PER_ELEM),
+                g(c.steps, fixpoint_precompiles::gas::GAS_PER_STEP),
+                g(c.calls, fixpoint_precompiles::gas::GAS_PER_CALL),
+                g(words(c.input_bytes + c.output_bytes), fixpoint_precompiles::gas::PER_WORD_IO),
+                g(words(c.alloc_bytes), fixpoint_precompiles::gas::PER_WORD_ALLOC),
+                g(words(c.bytes_read), fixpoint_precompiles::gas::PER_WORD_READ),
+                g(ops, fixpoint_precompiles::gas::PER_OP),
+            );
+            // Where the gas goes, by op kind: MACs, element ops, steps.
+            let mut by_op: std::collections::BTreeMap<&str, (u64, u64, u64)> = Default::default();
+            for (node, w) in engine.model().nodes.iter().zip(engine.verified().op_costs()) {
+                let e = by_op.entry(node.op.name()).or_default();
+                (e.0, e.1, e.2) = (e.0 + w.macs, e.1 + w.elem_ops, e.2 + w.steps);
+            }
+            for (name, (macs, elem, steps)) in by_op {
+                println!("  {name:>14}: {macs:>9} MACs {elem:>8} element ops {steps:>7} steps");
+            }
+            println!(
+                "model: {} parameters; {} MACs per generated token with a KV cache of 64 positions, {} at {}",
+                m.config.params(),
+                m.config.macs_per_token(64),
+                m.config.macs_per_token(m.config.context),
+                m.config.context
+            );
+            if on_calibration {
+                let skip = gpt::calibrate::Settings::default().windows * m.config.context;
+                let text = corpus.calibration.get(skip..).unwrap_or_default();
+                println!("calibration slice after byte {skip}: {}", gpt::report::evaluate(&m, &engine, text, windows)?);
+            } else {
+                println!("held-out: {}", gpt::report::evaluate(&m, &engine, &corpus.held_out, windows)?);
+            }
+            Ok(())
+        }
+    }
 }
