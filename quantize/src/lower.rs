@@ -12,7 +12,8 @@
 use candle_core::D;
 use fixpoint_ml::format::{Model, ModelBuilder, Quant};
 use fixpoint_ml::ops::{
-    Add, ArgMax, AvgPool, Concat, Conv2d, FullyConnected, Lut8, MaxPool, Op, Requant, Reshape, TreeEnsemble, Window,
+    Add, ArgMax, AvgPool, Concat, Conv2d, FullyConnected, Lut8, MaxPool, Mul, Op, Requant, Reshape, TreeEnsemble,
+    Window,
 };
 use fixpoint_ml::{DType, TensorData};
 
@@ -21,7 +22,7 @@ use crate::ensemble::{Ensemble, Split};
 use crate::error::{Error, Result};
 use crate::gbdt::Gbdt;
 use crate::multiplier::{add_multipliers, quant, requant_multiplier};
-use crate::net::{Geometry, Head, Layer, Net};
+use crate::net::{Binary, Geometry, Head, Layer, Net};
 
 /// Fractional bits of tree-ensemble features and thresholds.
 pub const TREE_FEATURE_BITS: i32 = 16;
@@ -147,6 +148,12 @@ fn requant_tensors(b: &mut ModelBuilder, a: &Affine, zp: i32, relu: bool) -> Res
 /// the i8 range, as digit pixels are) with scale `net.input_scale`; outputs are the predicted
 /// class (i32 `[1]`) and the logits (i32, with their real scale).
 pub fn lower_net(net: &Net, ranges: &Ranges) -> Result<Model> {
+    Ok(lower_net_traced(net, ranges)?.0)
+}
+
+/// [`lower_net`], and the model value holding each layer's output (`None` for
+/// [`Layer::Save`] and [`Layer::Branch`], which add no op).
+pub fn lower_net_traced(net: &Net, ranges: &Ranges) -> Result<(Model, Vec<Option<u32>>)> {
     let mut b = ModelBuilder::new();
     let shape = match net.input.as_slice() {
         [c, h, w] => vec![*h, *w, *c],
@@ -169,6 +176,7 @@ pub fn lower_net(net: &Net, ranges: &Ranges) -> Result<Model> {
     let mut logits_quant = None;
     // Tensors kept by `Layer::Save`: value, scale, zero point, shape.
     let mut saved = Vec::new();
+    let mut values = Vec::with_capacity(net.layers.len());
     for (i, layer) in net.layers.iter().enumerate() {
         let (lo, hi) = ranges.get(i).copied().ok_or_else(|| Error::Quantize("missing calibration range".into()))?;
         match *layer {
@@ -274,28 +282,60 @@ pub fn lower_net(net: &Net, ranges: &Ranges) -> Result<Model> {
                 x = b.op(Op::Concat(Concat { axis: 2 }), &ins);
                 cur_shape = vec![h, w, c + cy];
             }
-            Layer::AddSaved { relu } => {
-                // y = zp + ((a − zp_a)·m_a + (b − zp_b)·m_b) >> n: each input's scale in its
-                // multiplier, one rounding, the sum's scale from its calibrated range.
+            Layer::Binary { op, relu } => {
                 let (y, s_y, zp_y, shape_y) =
-                    saved.pop().ok_or_else(|| Error::Quantize("an Add without a saved tensor".into()))?;
-                if shape_y != cur_shape {
-                    return Err(Error::Quantize(format!("Add of shapes {cur_shape:?} and {shape_y:?}")));
-                }
+                    saved.pop().ok_or_else(|| Error::Quantize("a binary op without a saved tensor".into()))?;
+                let out_shape = broadcast_shape(&cur_shape, &shape_y)?;
                 let (s_out, zp_out) = activation_quant(lo, hi);
-                let (a_multiplier, b_multiplier, shift) = add_multipliers(s_in / s_out, s_y / s_out)?;
-                let op = Add {
-                    a_zero_point: zp_in,
-                    a_multiplier,
-                    b_zero_point: zp_y,
-                    b_multiplier,
-                    shift,
-                    zero_point: zp_out,
-                    lo: if relu { zp_out } else { -128 },
-                    hi: 127,
+                let lo_clamp = if relu { zp_out } else { -128 };
+                x = match op {
+                    Binary::Mul => {
+                        // y = requant((a − zp_a)·(b − zp_b)) at s_a·s_b/s_out (docs/arithmetic.md §15).
+                        let a = repeat_to(&mut b, x, &cur_shape, &out_shape)?;
+                        let c = repeat_to(&mut b, y, &shape_y, &out_shape)?;
+                        let (m, n) = requant_multiplier(s_in * s_y / s_out)?;
+                        let multiplier = b.tensor(fixpoint_ml::Tensor::i32(vec![1], vec![m])?);
+                        let shift = b.tensor(fixpoint_ml::Tensor::new(vec![1], TensorData::U8(vec![n]))?);
+                        let requant = Requant { multiplier, shift, zero_point: zp_out, lo: lo_clamp, hi: 127 };
+                        b.op(Op::Mul(Mul { a_zero_point: zp_in, b_zero_point: zp_y, requant }), &[a, c])
+                    }
+                    Binary::Add | Binary::Sub { .. } => {
+                        // A subtrahend is negated exactly first: `q' = −1 − q` with zero point
+                        // `−1 − zp` stands for the same real value negated (§7, a Lut8).
+                        let (mut a, mut zp_a, mut c, mut zp_c) = (x, zp_in, y, zp_y);
+                        match op {
+                            Binary::Sub { saved_first: true } => (a, zp_a) = (negate(&mut b, a)?, -1 - zp_a),
+                            Binary::Sub { saved_first: false } => (c, zp_c) = (negate(&mut b, c)?, -1 - zp_c),
+                            _ => {}
+                        }
+                        let a = repeat_to(&mut b, a, &cur_shape, &out_shape)?;
+                        let c = repeat_to(&mut b, c, &shape_y, &out_shape)?;
+                        // zp + ((a − zp_a)·m_a + (c − zp_c)·m_c) >> n: each input's scale in its
+                        // multiplier, one rounding, the result's scale from its calibrated range.
+                        let (a_multiplier, b_multiplier, shift) = add_multipliers(s_in / s_out, s_y / s_out)?;
+                        let op = Add {
+                            a_zero_point: zp_a,
+                            a_multiplier,
+                            b_zero_point: zp_c,
+                            b_multiplier,
+                            shift,
+                            zero_point: zp_out,
+                            lo: lo_clamp,
+                            hi: 127,
+                        };
+                        b.op(Op::Add(op), &[a, c])
+                    }
                 };
-                x = b.op(Op::Add(op), &[x, y]);
+                cur_shape = out_shape;
                 (s_in, zp_in) = (s_out, zp_out);
+            }
+            Layer::Unflatten => {
+                let [c] = cur_shape[..] else {
+                    return Err(Error::Quantize(format!("unflatten of shape {cur_shape:?}")));
+                };
+                let c32 = u32::try_from(c).map_err(|_| Error::Quantize("tensor too large".into()))?;
+                x = b.op(Op::Reshape(Reshape { shape: vec![1, 1, c32] }), &[x]);
+                cur_shape = vec![1, 1, c];
             }
             Layer::Flatten => {
                 let n: usize = cur_shape.iter().product();
@@ -336,6 +376,7 @@ pub fn lower_net(net: &Net, ranges: &Ranges) -> Result<Model> {
                 cur_shape = vec![out];
             }
         }
+        values.push((!matches!(layer, Layer::Save | Layer::Branch)).then_some(x));
     }
     let logits_quant = logits_quant.ok_or_else(|| Error::Quantize("the network must end in a dense layer".into()))?;
     if net.head == Head::Classes {
@@ -343,7 +384,62 @@ pub fn lower_net(net: &Net, ranges: &Ranges) -> Result<Model> {
         b.output(label, Quant::NONE);
     }
     b.output(x, logits_quant);
-    Ok(b.finish()?)
+    Ok((b.finish()?, values))
+}
+
+/// The shape two HWC operands broadcast to: equal axes, or 1 against `n`.
+fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+    if a.len() != b.len() {
+        return Err(Error::Quantize(format!("operands of shapes {a:?} and {b:?} have different ranks")));
+    }
+    a.iter()
+        .zip(b)
+        .map(|(&p, &q)| match (p, q) {
+            _ if p == q => Ok(p),
+            (1, n) | (n, 1) => Ok(n),
+            _ => Err(Error::Quantize(format!("shapes {a:?} and {b:?} do not broadcast"))),
+        })
+        .collect()
+}
+
+/// `x` of shape `from` repeated along every axis where it has 1 and `to` more (Concats of
+/// copies: exact, values are copied).
+fn repeat_to(b: &mut ModelBuilder, mut x: u32, from: &[usize], to: &[usize]) -> Result<u32> {
+    for (axis, (&f, &t)) in from.iter().zip(to).enumerate().rev() {
+        if f == 1 && t > 1 {
+            let axis = u8::try_from(axis).map_err(|_| Error::Quantize("rank too large".into()))?;
+            x = repeat(b, x, axis, t);
+        }
+    }
+    Ok(x)
+}
+
+/// `times` (≥ 2) copies of `x` joined along `axis`; Concat takes at most 16 inputs, so longer
+/// runs join runs of 16.
+fn repeat(b: &mut ModelBuilder, x: u32, axis: u8, times: usize) -> u32 {
+    const MAX: usize = 16;
+    if times <= MAX {
+        return b.op(Op::Concat(Concat { axis }), &vec![x; times]);
+    }
+    let run = b.op(Op::Concat(Concat { axis }), &[x; MAX]);
+    let (q, r) = (times / MAX, times % MAX);
+    let big = if q > 1 { repeat(b, run, axis, q) } else { run };
+    match r {
+        0 => big,
+        1 => b.op(Op::Concat(Concat { axis }), &[big, x]),
+        _ => {
+            let rest = repeat(b, x, axis, r);
+            b.op(Op::Concat(Concat { axis }), &[big, rest])
+        }
+    }
+}
+
+/// `x` negated exactly: the Lut8 `q ↦ −1 − q` (with zero point `−1 − zp` it stands for
+/// `−(q − zp)·s`, the same scale).
+fn negate(b: &mut ModelBuilder, x: u32) -> Result<u32> {
+    let table: Vec<i8> = (0..256).map(|i| (127 - i) as i8).collect();
+    let table = b.tensor(fixpoint_ml::Tensor::i8(vec![256], table)?);
+    Ok(b.op(Op::Lut8(Lut8 { table }), &[x]))
 }
 
 /// The engine's window for a geometry.

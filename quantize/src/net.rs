@@ -165,15 +165,21 @@ pub enum Layer {
         /// The window.
         geometry: Geometry,
     },
-    /// Keeps the current tensor for a later [`Layer::AddSaved`] (the skip branch of a residual
-    /// block); its output is its input.
+    /// Keeps the current tensor for a later [`Layer::Binary`] (the skip branch of a residual
+    /// block, or the input of a gate); its output is its input.
     Save,
-    /// Adds the tensor kept by the last unmatched [`Layer::Save`] (same shape) to the current
-    /// one, optionally followed by ReLU: the integer Add op, each input's scale in its multiplier.
-    AddSaved {
-        /// ReLU after the sum.
+    /// Combines the tensor kept by the last unmatched [`Layer::Save`] with the current one,
+    /// elementwise with broadcasting (an axis of 1 against `n` is repeated), optionally followed
+    /// by ReLU: the integer Add op (each input's scale in its multiplier; a subtrahend negated
+    /// exactly first) or Mul op.
+    Binary {
+        /// Which operation.
+        op: Binary,
+        /// ReLU after it.
         relu: bool,
     },
+    /// Reshapes a flat `[C]` to `[C, 1, 1]` (the same element order in CHW and HWC).
+    Unflatten,
     /// Ends the first branch of a [`Layer::ConcatSaved`]: keeps the current tensor and goes
     /// back to the one kept by the last unmatched [`Layer::Save`] (the input of both branches).
     Branch,
@@ -184,6 +190,20 @@ pub enum Layer {
         /// The kept tensor (first branch) comes first in the result.
         saved_first: bool,
     },
+}
+
+/// An elementwise operation of two live tensors ([`Layer::Binary`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binary {
+    /// `current + kept`.
+    Add,
+    /// `kept − current` (`saved_first`) or `current − kept`.
+    Sub {
+        /// The kept tensor is the minuend.
+        saved_first: bool,
+    },
+    /// `current · kept`.
+    Mul,
 }
 
 /// For each [`Layer::ConcatSaved`] at index `j`: `(j, a, b)` with `a` and `b` the indices of
@@ -199,7 +219,7 @@ pub fn concat_ends(layers: &[Layer]) -> Vec<(usize, Option<usize>, Option<usize>
                 let a = i.checked_sub(1).filter(|&p| !matches!(layers[p], Layer::Save));
                 stack.push(Some(a));
             }
-            Layer::AddSaved { .. } => {
+            Layer::Binary { .. } => {
                 stack.pop();
             }
             Layer::ConcatSaved { .. } => {
@@ -377,11 +397,17 @@ impl Net {
                     saved.push(x.clone());
                     x
                 }
-                Layer::AddSaved { relu } => {
-                    let s = saved.pop().ok_or_else(|| Error::Weights("an Add without a saved tensor".into()))?;
-                    let y = (x + s)?;
+                Layer::Binary { op, relu } => {
+                    let s = saved.pop().ok_or_else(|| Error::Weights("a binary op without a saved tensor".into()))?;
+                    let y = match op {
+                        Binary::Add => x.broadcast_add(&s)?,
+                        Binary::Sub { saved_first: true } => s.broadcast_sub(&x)?,
+                        Binary::Sub { saved_first: false } => x.broadcast_sub(&s)?,
+                        Binary::Mul => x.broadcast_mul(&s)?,
+                    };
                     if relu { y.relu()? } else { y }
                 }
+                Layer::Unflatten => x.unsqueeze(2)?.unsqueeze(3)?,
                 Layer::Branch => {
                     let s = saved.pop().ok_or_else(|| Error::Weights("a branch without a saved tensor".into()))?;
                     saved.push(x);

@@ -167,23 +167,41 @@ fn digits_resnet() {
     assert!(add.mapped.starts_with("Add (two i8 tensors"), "{add:?}");
     assert!(im.model.nodes.iter().any(|o| matches!(o.op, fixpoint_ml::ops::Op::Add(_))), "no Add op");
     assert!(r.layers.iter().all(|l| l.rel_rms < 0.1), "{:?}", r.layers);
-    // The same graph with Sub: refused with a typed error (no negative multipliers).
-    let mut bytes = std::fs::read(fixture("digits_resnet").join("model.onnx")).unwrap();
-    let mut replaced = 0;
-    for at in 0..bytes.len().saturating_sub(2) {
-        if &bytes[at..at + 3] == b"Add" {
-            bytes[at..at + 3].copy_from_slice(b"Sub");
-            replaced += 1;
+    // The same graph with Sub (x − y instead of x + y; tract runs the changed file as the float
+    // reference): the integer Add with the subtrahend negated exactly, as close to float.
+    // With Div: refused with a typed error (no integer division).
+    let calib = fixture("digits_resnet").join("calib.csv");
+    let table = onnx::data::load(&fixture("digits_resnet").join("test.csv"), 64, opts().target.as_ref()).unwrap();
+    for (to, ok) in [(b"Sub", true), (b"Div", false)] {
+        let mut bytes = std::fs::read(fixture("digits_resnet").join("model.onnx")).unwrap();
+        let mut replaced = 0;
+        for at in 0..bytes.len().saturating_sub(2) {
+            if &bytes[at..at + 3] == b"Add" {
+                bytes[at..at + 3].copy_from_slice(to);
+                replaced += 1;
+            }
         }
-    }
-    assert!(replaced > 0);
-    let path = std::env::temp_dir().join(format!("fixpoint-onnx-{}-resnet-sub.onnx", std::process::id()));
-    std::fs::write(&path, bytes).unwrap();
-    let res = onnx::import(&path, &fixture("digits_resnet").join("calib.csv"), &opts(), |_, _, _| {});
-    std::fs::remove_file(&path).unwrap();
-    match res {
-        Err(Error::UnsupportedOp { op_type, hint, .. }) => assert!(op_type == "Sub" && hint.contains("Add"), "{hint}"),
-        other => panic!("expected UnsupportedOp, got {other:?}"),
+        assert!(replaced > 0);
+        let path = std::env::temp_dir().join(format!("fixpoint-onnx-{}-resnet-{}.onnx", std::process::id(), to[0]));
+        std::fs::write(&path, bytes).unwrap();
+        let res = onnx::import(&path, &calib, &opts(), |_, _, _| {});
+        let report = res.as_ref().ok().map(|im| im.evaluate(&table, |_, _| {}).unwrap());
+        std::fs::remove_file(&path).unwrap();
+        match (res, ok) {
+            (Ok(im), true) => {
+                let sub = im.steps.iter().find(|s| s.op_type == "Sub").expect("a Sub step");
+                assert!(sub.mapped.contains("subtrahend negated"), "{sub:?}");
+                let r = report.unwrap();
+                println!("digits_resnet with Sub: {r}");
+                let Accuracy::Classification(a) = r.accuracy else { panic!() };
+                assert!(a.agreement() >= 98.0, "{a}");
+                assert!(r.layers.iter().all(|l| l.rel_rms < 0.1), "{:?}", r.layers);
+            }
+            (Err(Error::UnsupportedOp { op_type, hint, .. }), false) => {
+                assert!(op_type == "Div" && hint.contains("division"), "{hint}")
+            }
+            (other, _) => panic!("{}: unexpected {other:?}", to[0] as char),
+        }
     }
 }
 
@@ -275,6 +293,45 @@ fn digits_nhwc() {
         }
         other => panic!("expected UnsupportedOp, got {other:?}"),
     }
+}
+
+#[test]
+fn digits_se() {
+    // A squeeze-excite gate (Mul of the [8, 8, 8] feature map and an [8, 1, 1] gate), a
+    // constant per-channel factor after it, a residual Sub and a broadcast Sub of two live
+    // tensors: every one an engine op, none refused, each layer close to float.
+    let r = classification("digits_se");
+    let im = import("digits_se");
+    let step =
+        |node: &str| im.steps.iter().find(|s| s.node == node).unwrap_or_else(|| panic!("{node}: {:?}", im.steps));
+    assert!(step("/Mul").mapped.starts_with("Mul (two i8 tensors") && step("/Mul").mapped.contains("[8, 1, 1]"));
+    assert!(step("/Mul_1").mapped.starts_with("Conv2D 1×1 depthwise"), "{:?}", step("/Mul_1"));
+    for sub in ["/Sub", "/Sub_1"] {
+        assert!(step(sub).mapped.contains("subtrahend negated"), "{:?}", step(sub));
+    }
+    assert!(step("/Reshape").mapped.starts_with("Reshape [8] → [8, 1, 1]"), "{:?}", step("/Reshape"));
+    let ops = &im.model.nodes;
+    let count = |f: fn(&fixpoint_ml::ops::Op) -> bool| ops.iter().filter(|o| f(&o.op)).count();
+    assert_eq!(count(|o| matches!(o, fixpoint_ml::ops::Op::Mul(_))), 1);
+    assert_eq!(count(|o| matches!(o, fixpoint_ml::ops::Op::Add(_))), 2);
+    // The Mul's inputs have one shape: the gate was repeated to the feature map's.
+    let n_in = im.model.inputs.len();
+    let mul = ops.iter().find(|o| matches!(o.op, fixpoint_ml::ops::Op::Mul(_))).unwrap();
+    let [a, b] = mul.inputs[..] else { panic!() };
+    assert!(
+        matches!(ops[b as usize - n_in].op, fixpoint_ml::ops::Op::Concat(_))
+            || matches!(ops[a as usize - n_in].op, fixpoint_ml::ops::Op::Concat(_))
+    );
+    for l in &r.layers {
+        assert!(l.rel_rms < 0.1, "{:?}", r.layers);
+    }
+    assert!(r.layers.iter().any(|l| l.layer.starts_with("Mul (two live tensors)")), "{:?}", r.layers);
+    assert_eq!(
+        r.layers.iter().filter(|l| l.layer.starts_with("Sub (two live tensors) +ReLU")).count(),
+        2,
+        "{:?}",
+        r.layers
+    );
 }
 
 #[test]
@@ -379,6 +436,7 @@ fn mutated_files_never_panic() {
         "digits_inception",
         "digits_window",
         "digits_nhwc",
+        "digits_se",
     ] {
         let original = std::fs::read(fixture(name).join("model.onnx")).unwrap();
         for i in 0..per_file {

@@ -1197,10 +1197,66 @@ def digits_nhwc(out: Path, state: dict) -> None:
            f"torch.onnx.export(dynamo=False, opset {OPSET})", native_metric=torch_acc)
 
 
+def digits_se(out: Path, state: dict) -> None:
+    """Squeeze-excite gate and residual Subs: Mul/Sub of two live tensors, with broadcasting."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(SEED)
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    _, xtr, xte, ytr, yte, _ = state["digits"]
+    img_tr = (xtr / np.float32(16.0)).reshape(-1, 1, 8, 8).astype(np.float32)
+    img_te = (xte / np.float32(16.0)).reshape(-1, 1, 8, 8).astype(np.float32)
+
+    class SeCNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(1, 8, 3, padding=1)
+            self.bn0 = nn.BatchNorm2d(8)
+            self.fc1 = nn.Linear(8, 4)
+            self.fc2 = nn.Linear(4, 8)
+            self.gamma = nn.Parameter(torch.linspace(0.5, 1.5, 8).reshape(1, 8, 1, 1))
+            self.conv = nn.Conv2d(8, 8, 3, padding=1)
+            self.bn1 = nn.BatchNorm2d(8)
+            self.fc = nn.Linear(128, 10)
+
+        def forward(self, x):
+            x = torch.relu(self.bn0(self.stem(x)))
+            g = torch.sigmoid(self.fc2(torch.relu(self.fc1(x.mean((2, 3))))))
+            x = x * g.view(-1, 8, 1, 1)  # squeeze-excite: [N,8,8,8] x [N,8,1,1]
+            x = x * self.gamma  # a per-channel constant after the gate (layer scale)
+            x = nn.functional.max_pool2d(x, 2)
+            x = torch.relu(self.bn1(self.conv(x)) - x)  # residual Sub of two live tensors
+            x = torch.relu(x - x.mean((2, 3), keepdim=True))  # Sub with broadcasting
+            return self.fc(torch.flatten(x, 1))
+
+    net = SeCNN()
+    _train_torch(net, torch.from_numpy(img_tr), torch.from_numpy(ytr.astype(np.int64)), CNN_EPOCHS)
+    with torch.no_grad():
+        torch_acc = float((net(torch.from_numpy(img_te)).argmax(1).numpy() == yte).mean())
+    onx = _export_torch(net, torch.from_numpy(img_te[:1]), OPSET)
+    feats_img = [f"pixel_{r}_{c}" for r in range(8) for c in range(8)]
+    finish(out, "digits_se", onx, task="classification", dataset="digits",
+           description="PyTorch CNN on digits as 1x8x8 images in [0, 1] with a squeeze-excite gate and "
+           "residual Subs: Conv(1->8, 3x3, pad 1)+BN+Relu = x; g = Sigmoid(Gemm(4->8, Relu(Gemm(8->4, "
+           "ReduceMean_HW(x))))); x = Mul(x, Reshape(g, [N,8,1,1])) (two live tensors, broadcast over H, W); "
+           "x = Mul(x, gamma [1,8,1,1]) (a constant after the gate); MaxPool(2); x = Relu(Sub(BN(Conv(8->8, "
+           "3x3, pad 1)(x)), x)); x = Relu(Sub(x, ReduceMean_HW(x, keepdims))) (broadcast); Flatten, "
+           "Gemm(128->10). TorchScript exporter (BN folded into the convs). An ArgMax node was appended for "
+           "the label.",
+           feature_names=feats_img, x_calib=img_tr[:N_CALIB], x_test=img_te, y_test=yte,
+           label_output="label", scores_output="logits", scores_kind="tensor",
+           classes=list(range(10)), input_layout=[1, 8, 8],
+           preprocessing="pixels / 16 (values in [0, 1]); CSV columns are the 8x8 image row-major",
+           trained_with=f"torch {torch.__version__.split('+')[0]} (CPU, Adam, {CNN_EPOCHS} epochs), "
+           f"torch.onnx.export(dynamo=False, opset {OPSET})", native_metric=torch_acc)
+
+
 FIXTURES = [digits_mlp, digits_mlp_qdq, digits_cnn, digits_cnn_qop, cancer_rf, cancer_xgb, wine_lgbm, iris_logreg,
             diabetes_regressors, digits_cnn_ops, digits_mlp_act, cancer_scaler_rf,
             digits_resnet, digits_inception, digits_window,
-            digits_nhwc]
+            digits_nhwc, digits_se]
 
 
 def main() -> int:

@@ -21,7 +21,7 @@ use tract_onnx::pb::NodeProto;
 use super::graph::{Const, ConstData, Graph, attr, attr_f, attr_floats, attr_i, attr_ints, attr_s, attr_strings, elem};
 use super::trees::{self, Trees};
 use crate::error::{Error, Result};
-use crate::net::{Geometry, Head, Layer, Net};
+use crate::net::{Binary, Geometry, Head, Layer, Net};
 use crate::pointwise::Pointwise;
 
 /// One ONNX node and what it became.
@@ -189,37 +189,88 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// `Add` of the current tensor and one kept by [`Walk::save`] (a residual connection): the
-    /// integer Add op, each input requantized by its own multiplier to the sum's calibrated scale.
-    fn residual_add(&mut self, n: &NodeProto) -> Result<()> {
+    /// `Add`/`Sub`/`Mul` of the current tensor and one kept by [`Walk::save`] (a residual
+    /// connection, a gate), with broadcasting (an axis of 1 against `n`, repeated exactly): the
+    /// integer Add op (each input requantized by its own multiplier to the result's calibrated
+    /// scale; a subtrahend negated exactly first) or the integer Mul op.
+    fn binary_live(&mut self, n: &NodeProto) -> Result<()> {
         let live = n.input.len() == 2 && self.g.const_input(n, 0).is_none() && self.g.const_input(n, 1).is_none();
-        let top = self.saved.last().map(|(t, _)| t.as_str());
-        if !live || top.is_none() || !n.input.iter().any(|i| Some(i.as_str()) == top) {
+        let top = self.saved.last().map(|(t, _)| t.clone());
+        let Some(top) = top.filter(|t| live && n.input.contains(t)) else {
             return Err(unsupported(
                 n,
-                "two live inputs are mapped only for Add of a tensor and an earlier tensor of the same chain (a residual connection)",
+                "two live inputs are mapped only for Add/Sub/Mul of a tensor and a later tensor computed from it (a residual connection or a gate)",
             ));
-        }
-        if n.op_type != "Add" {
+        };
+        let op = match n.op_type.as_str() {
+            "Add" => Binary::Add,
+            "Sub" => Binary::Sub { saved_first: n.input[0] == top },
+            "Mul" => Binary::Mul,
+            _ => {
+                return Err(unsupported(
+                    n,
+                    "Div of two live tensors: the engine has no integer division (a Lut8 reciprocal of the divisor and a Mul would make it supported)",
+                ));
+            }
+        };
+        let Some((_, shape)) = self.saved.pop() else { return Err(unsupported(n, "no tensor kept for this op")) };
+        let out = broadcast_shapes(&self.shape, &shape).ok_or_else(|| {
+            unsupported(
+                n,
+                format!(
+                    "{} of shapes {:?} and {shape:?}: broadcasting is mapped between tensors of one rank where each axis is equal or 1 in one of them",
+                    n.op_type, self.shape
+                ),
+            )
+        })?;
+        if self.flatten_chw.is_some() || self.pad.is_some() || self.nhwc.is_some() {
             return Err(unsupported(
                 n,
-                "Sub/Mul/Div of two live tensors: only Add is mapped (the integer Add op takes non-negative multipliers)",
+                "a binary op right after a flatten, a Transpose or a pending Pad is not mapped",
             ));
         }
-        let Some((_, shape)) = self.saved.pop() else { return Err(unsupported(n, "no tensor kept for this Add")) };
-        if shape != self.shape {
-            return Err(unsupported(
-                n,
-                format!("Add of shapes {:?} and {shape:?}: broadcasting two live tensors is not mapped", self.shape),
-            ));
-        }
-        if self.flatten_chw.is_some() || self.pad.is_some() {
-            return Err(unsupported(n, "an Add right after a flatten or a pending Pad is not mapped"));
-        }
-        self.layers.push(Layer::AddSaved { relu: false });
-        // Nothing folds into the layer before the sum.
+        let repeated = if self.shape != shape {
+            format!(
+                ", the {:?} input repeated to {out:?} by Concat (copies: exact)",
+                if self.shape == out { &shape } else { &self.shape }
+            )
+        } else {
+            String::new()
+        };
+        self.layers.push(Layer::Binary { op, relu: false });
+        self.shape = out;
+        // Nothing folds into the layer before the result.
         self.activated = true;
-        self.step(n, "Add (two i8 tensors, each with its own multiplier to the calibrated sum scale)");
+        let what = match op {
+            Binary::Add => "Add (two i8 tensors, each with its own multiplier to the calibrated sum scale",
+            Binary::Sub { .. } => {
+                "Add (two i8 tensors; the subtrahend negated exactly, Lut8 q ↦ −1−q with zero point −1−zp; each with its own multiplier to the calibrated difference scale"
+            }
+            Binary::Mul => "Mul (two i8 tensors, (a − za)·(b − zb) requantized to the calibrated product scale",
+        };
+        self.step(n, format!("{what}{repeated})"));
+        Ok(())
+    }
+
+    /// `y = mul·x + add` per channel of a `[C, H, W]` tensor no layer can absorb (after an
+    /// activation, a gate, a sum): a 1×1 depthwise Conv2D, one requantization.
+    fn depthwise(&mut self, n: &NodeProto, mul: &[f64], add: &[f64]) -> Result<()> {
+        let [c, _, _] = self.shape[..] else {
+            return Err(unsupported(
+                n,
+                "an affine op by constants after an activation is mapped on [C, H, W] tensors (as a depthwise 1×1 Conv2D); a flat vector's must come right after its layer",
+            ));
+        };
+        if self.pad.is_some() || self.pre.is_some() {
+            return Err(unsupported(n, "an affine op by constants after a pending Pad or preprocessing"));
+        }
+        self.layers.push(Layer::Conv { in_c: c, out_c: c, k: 1, pad: 0, stride: 1, groups: c, relu: false });
+        self.params.push((mul.iter().map(|&v| v as f32).collect(), add.iter().map(|&v| v as f32).collect()));
+        self.activated = false;
+        self.step(
+            n,
+            format!("Conv2D 1×1 depthwise, {c} channels (x·a + b per channel: no layer before it to fold into)"),
+        );
         Ok(())
     }
 
@@ -232,13 +283,13 @@ impl Walk<'_> {
                     | Layer::ConvWindow { .. }
                     | Layer::Dense { .. }
                     | Layer::Pointwise(_)
-                    | Layer::AddSaved { .. }
+                    | Layer::Binary { .. }
             )
         );
         if !ok || self.flatten_chw.is_some() || self.pad.is_some() || self.shape.len() != 3 {
             return Err(unsupported(
                 n,
-                "each input of a Concat of live tensors must be a [C, H, W] tensor ending in a Conv, an activation or an Add on its branch (that layer is requantized to the joined scale)",
+                "each input of a Concat of live tensors must be a [C, H, W] tensor ending in a Conv, an activation or an Add/Sub/Mul on its branch (that layer is requantized to the joined scale)",
             ));
         }
         Ok(())
@@ -346,7 +397,7 @@ impl Walk<'_> {
 
     fn elementwise(&mut self, n: &NodeProto) -> Result<()> {
         let Some((c, first)) = self.const_operand(n) else {
-            return self.residual_add(n);
+            return self.binary_live(n);
         };
         let c = c.clone();
         let op = n.op_type.as_str();
@@ -374,19 +425,42 @@ impl Walk<'_> {
             self.step(n, "folded into the first layer (input preprocessing)");
             return Ok(());
         }
-        let ch = self.last_channels();
+        // Folded into the layer that produced the tensor when nothing non-linear lies between
+        // (a max pool commutes with adding and with non-negative factors only); otherwise a
+        // depthwise 1×1 Conv2D on a [C, H, W] tensor.
+        let last = self.layers.last();
+        let param_layer = matches!(last, Some(Layer::Conv { .. } | Layer::ConvWindow { .. } | Layer::Dense { .. }));
+        let linear_pool =
+            matches!(last, Some(Layer::GlobalAvgPool | Layer::AvgPool { .. } | Layer::PoolWindow { avg: true, .. }));
+        let max_pool = matches!(last, Some(Layer::MaxPool { .. } | Layer::PoolWindow { avg: false, .. }));
+        let fold_ok = !self.activated && (param_layer || linear_pool || max_pool);
+        let ch = match self.shape[..] {
+            [c, _, _] if !fold_ok => c,
+            _ => self.last_channels(),
+        };
         let v = broadcast(&c, ch).ok_or_else(|| {
             unsupported(n, format!("constant of shape {:?} does not broadcast per channel ({ch})", c.dims))
         })?;
-        match (op, first) {
-            ("Add", _) => self.fold_into_last(n, &[], &v)?,
-            ("Sub", false) => self.fold_into_last(n, &[], &v.iter().map(|x| -x).collect::<Vec<_>>())?,
-            ("Mul", _) => self.fold_into_last(n, &v, &[])?,
-            ("Div", false) => self.fold_into_last(n, &v.iter().map(|x| 1.0 / x).collect::<Vec<_>>(), &[])?,
-            _ => return Err(unsupported(n, "only x+c, x-c, x·c and x/c fold into the previous layer")),
+        let (mul, add): (Vec<f64>, Vec<f64>) = match (op, first) {
+            ("Add", _) => (vec![1.0; ch], v),
+            ("Sub", false) => (vec![1.0; ch], v.iter().map(|x| -x).collect()),
+            ("Sub", true) => (vec![-1.0; ch], v),
+            ("Mul", _) => (v, vec![0.0; ch]),
+            ("Div", false) => (v.iter().map(|x| 1.0 / x).collect(), vec![0.0; ch]),
+            _ => {
+                return Err(unsupported(
+                    n,
+                    "a constant divided by a tensor is not affine (x+c, x−c, c−x, x·c and x/c are)",
+                ));
+            }
+        };
+        if fold_ok && !(max_pool && mul.iter().any(|&m| m < 0.0)) {
+            self.fold_into_last(n, &mul, &add)?;
+            self.step(n, "folded into the previous layer's bias/weights");
+            Ok(())
+        } else {
+            self.depthwise(n, &mul, &add)
         }
-        self.step(n, "folded into the previous layer's bias/weights");
-        Ok(())
     }
 
     fn gemm(&mut self, n: &NodeProto) -> Result<()> {
@@ -543,11 +617,11 @@ impl Walk<'_> {
     }
 
     fn relu(&mut self, n: &NodeProto) -> Result<()> {
-        if let Some(Layer::AddSaved { relu }) = self.layers.last_mut()
+        if let Some(Layer::Binary { relu, .. }) = self.layers.last_mut()
             && !*relu
         {
             *relu = true;
-            self.step(n, "fused into the Add's clamp (lo = zero point)");
+            self.step(n, "fused into the Add/Mul's clamp (lo = zero point)");
             return Ok(());
         }
         if matches!(self.layers.last(), Some(Layer::ConcatSaved { .. })) {
@@ -725,6 +799,31 @@ impl Walk<'_> {
         Ok(())
     }
 
+    /// Whether `n` (Reshape or Unsqueeze) turns the flat `[c]` into `[c, 1, 1]` (as a gate is
+    /// shaped to multiply a feature map).
+    fn unflattens(&self, n: &NodeProto, c: usize) -> bool {
+        let ints = |i: usize| match self.g.const_input(n, i) {
+            Some(Const { data: ConstData::Int(v), .. }) => Some(v.clone()),
+            _ => None,
+        };
+        match n.op_type.as_str() {
+            // [N, C, 1, 1] with N given as −1 or 0 (copied), or the batch itself.
+            "Reshape" => ints(1).is_some_and(|d| {
+                d.len() == 4 && d[0] <= 1 && d[1..].iter().zip([c, 1, 1]).all(|(&x, y)| x == y as i64)
+            }),
+            "Unsqueeze" => {
+                let mut axes = attr_ints(n, "axes");
+                if axes.is_empty() {
+                    axes = ints(1).unwrap_or_default();
+                }
+                let mut axes: Vec<i64> = axes.iter().map(|&a| if a < 0 { a + 4 } else { a }).collect();
+                axes.sort_unstable();
+                axes == [2, 3]
+            }
+            _ => false,
+        }
+    }
+
     fn reshape(&mut self, n: &NodeProto) -> Result<()> {
         if let Some((h, w, c)) = self.nhwc.take() {
             if self.net_input.is_none() {
@@ -755,6 +854,11 @@ impl Walk<'_> {
                 }
                 self.shape = vec![c * h * w];
                 self.step(n, "Reshape (flatten; CHW order carried into the next layer's columns)");
+            }
+            [c] if self.unflattens(n, c) => {
+                self.layers.push(Layer::Unflatten);
+                self.shape = vec![c, 1, 1];
+                self.step(n, format!("Reshape [{c}] → [{c}, 1, 1] (the same element order in HWC)"));
             }
             [_] => self.step(n, "removed (already flat)"),
             _ => {
@@ -827,8 +931,8 @@ fn fold_affine_into_splits(e: &mut crate::ensemble::Ensemble, a: &[f64], s: &[f6
     Ok(())
 }
 
-/// `(next, add)` when the two consumers of `cur` are an `Add`/`Sub` of two live tensors and
-/// another node (the branch the walk follows, which must come back to the `Add`).
+/// `(next, op)` when the two consumers of `cur` are an `Add`/`Sub`/`Mul`/`Div` of two live
+/// tensors and another node (the branch the walk follows, which must come back to the op).
 fn residual_pair<'a>(
     g: &Graph,
     a: &'a NodeProto,
@@ -836,7 +940,7 @@ fn residual_pair<'a>(
     cur: &str,
 ) -> Option<(&'a NodeProto, &'a NodeProto)> {
     let binary = |n: &NodeProto| {
-        matches!(n.op_type.as_str(), "Add" | "Sub")
+        matches!(n.op_type.as_str(), "Add" | "Sub" | "Mul" | "Div")
             && n.input.len() == 2
             && n.input.iter().filter(|i| i.as_str() == cur).count() == 1
             && g.const_input(n, 0).is_none()
@@ -847,6 +951,23 @@ fn residual_pair<'a>(
         (false, true) => Some((a, b)),
         _ => None,
     }
+}
+
+/// The shape two per-row (NCHW without N) shapes broadcast to, when they have one rank and
+/// every axis is equal or 1 in one of them.
+fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+    (a.len() == b.len())
+        .then(|| {
+            a.iter()
+                .zip(b)
+                .map(|(&p, &q)| match (p, q) {
+                    _ if p == q => Some(p),
+                    (1, m) | (m, 1) => Some(m),
+                    _ => None,
+                })
+                .collect()
+        })
+        .flatten()
 }
 
 /// The `Concat` that the single-consumer chains starting at `a` and at `b` both end in (two
