@@ -598,6 +598,62 @@ mod tests {
         assert_eq!(activation_quant(1.0, 2.0).1, -128);
     }
 
+    /// The integer Add/Sub/Mul of a `[3, 2, 5]` tensor and its per-channel mean (`[3, 1, 1]`,
+    /// repeated over H and W) against the real result, computed here from the integer inputs:
+    /// within half an output step (the one rounding), for every row.
+    #[test]
+    fn binary_ops_broadcast_and_subtract_like_the_reals() {
+        use rand::{Rng, SeedableRng};
+
+        use crate::net::Binary;
+        let (c, h, w) = (3usize, 2usize, 5usize);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let rows: Vec<f32> = (0..40 * c * h * w).map(|_| rng.random_range(-20i32..=30) as f32).collect();
+        let ds = Dataset { features: rows.clone(), labels: vec![0; 40], dim: c * h * w, classes: 1 };
+        for op in [Binary::Add, Binary::Sub { saved_first: true }, Binary::Sub { saved_first: false }, Binary::Mul] {
+            let layers = vec![
+                Layer::Save,
+                Layer::GlobalAvgPool,
+                Layer::Binary { op, relu: false },
+                Layer::Flatten,
+                Layer::Dense { inp: c * h * w, out: 2, relu: false },
+            ];
+            let params = vec![(vec![0.01; 2 * c * h * w], vec![0.0; 2])];
+            let mut net = Net::from_values(vec![c, h, w], layers, params, Head::Values).unwrap();
+            let s_in = 1.0 / 16.0;
+            net.input_quant = Some((s_in, 0));
+            let ranges = calibrate(&net, &ds, |_| {}).unwrap();
+            let (mut model, values) = lower_net_traced(&net, &ranges).unwrap();
+            model.outputs.push(fixpoint_ml::format::OutputDesc { value: values[2].unwrap(), quant: Quant::NONE });
+            let engine = fixpoint_ml::Engine::load(&model.to_bytes(), &fixpoint_ml::Limits::default()).unwrap();
+            let (s_out, zp_out) = activation_quant(ranges[2].0, ranges[2].1);
+            for row in rows.chunks(c * h * w) {
+                // The engine reads HWC; the row is CHW integers (exact at scale 1/16).
+                let q = |ch: usize, y: usize, x: usize| row[(ch * h + y) * w + x] as i32;
+                let hwc: Vec<i8> = (0..h * w * c).map(|i| q(i % c, i / c / w, i / c % w) as i8).collect();
+                let out = engine.run(vec![fixpoint_ml::Tensor::i8(vec![h, w, c], hwc).unwrap()]).unwrap();
+                for ch in 0..c {
+                    // docs/arithmetic.md §5: the mean on the input grid, ties away from zero.
+                    let sum: i32 = (0..h * w).map(|i| q(ch, i / w, i % w)).sum();
+                    let n = (h * w) as i32;
+                    let mean = sum.signum() * ((sum.abs() + n / 2) / n);
+                    for (y, x) in (0..h).flat_map(|y| (0..w).map(move |x| (y, x))) {
+                        let (a, m) = (f64::from(q(ch, y, x)) * s_in, f64::from(mean) * s_in);
+                        let real = match op {
+                            Binary::Add => a + m,
+                            Binary::Sub { saved_first: true } => a - m,
+                            Binary::Sub { saved_first: false } => m - a,
+                            Binary::Mul => a * m,
+                        };
+                        let got = out[1].data().get_i64((y * w + x) * c + ch).unwrap();
+                        let deq = (got - i64::from(zp_out)) as f64 * s_out;
+                        assert!((deq - real).abs() <= 0.5 * s_out + 1e-6, "{op:?}: {deq} vs {real}");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn tree_features_floor() {
         assert_eq!(tree_feature(1.0).unwrap(), 65536);
