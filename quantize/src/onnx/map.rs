@@ -6,8 +6,9 @@
 //! that layer, and ONNX's CHW flatten order into the columns of the dense layer after it.
 //!
 //! The walk starts at the graph's one input and follows its single chain of compute nodes (a
-//! tensor that also feeds an `Add` further down the chain is kept, `Layer::Save`, and added back
-//! there by the integer Add op, `Layer::AddSaved`: a residual connection; two branches from one
+//! tensor that also feeds an `Add`/`Sub`/`Mul` further down the chain is kept, `Layer::Save`,
+//! and combined there with the integer Add or Mul op, `Layer::Binary`, broadcasting an axis of 1:
+//! a residual connection or a squeeze-excite gate; two branches from one
 //! tensor that end in one `Concat` are walked one after the other, `Layer::Branch` between them,
 //! and joined by the integer Concat, `Layer::ConcatSaved`; a `Transpose` to NHWC right before a
 //! flatten is folded into it, since the engine flattens HWC);
@@ -68,7 +69,7 @@ const PASS: [&str; 3] = ["Identity", "Dropout", "Cast"];
 /// Post-processing that ends the walk (labels and probability maps).
 const HEADS: [&str; 3] = ["ArgMax", "ZipMap", "ArrayFeatureExtractor"];
 /// Everything the walk maps, for the hint on an unknown op.
-const SUPPORTED: &str = "Gemm, MatMul, Add/Sub/Mul/Div by constants, Add of two live tensors (residual), Concat of two branches on channels, Relu, BatchNormalization, Conv, Pad (into Conv), Conv with rectangular kernels/strides/dilations/asymmetric pads, MaxPool, \
+const SUPPORTED: &str = "Gemm, MatMul, Add/Sub/Mul/Div by constants, Add/Sub/Mul of two live tensors (residual, gate; broadcasting an axis of 1), Concat of two branches on channels, Relu, BatchNormalization, Conv, Pad (into Conv), Conv with rectangular kernels/strides/dilations/asymmetric pads, MaxPool, \
 AveragePool (with pads: count_include_pad=0), GlobalAveragePool, ReduceMean over H and W, Clip/LeakyRelu/Sigmoid/Tanh/Softplus/Gelu/SiLU/HardSwish/HardSigmoid/Elu/Softsign (Lut8), Flatten/Reshape/Squeeze/Unsqueeze, Transpose (NCHW→NHWC before a flatten, its inverse, identity), Identity/Dropout/Cast, Softmax/LogSoftmax at the output, \
 Scaler, LinearClassifier, LinearRegressor, TreeEnsembleClassifier, TreeEnsembleRegressor, ArgMax/ZipMap/ArrayFeatureExtractor";
 
