@@ -329,6 +329,11 @@ pub fn lower_net_traced(net: &Net, ranges: &Ranges) -> Result<(Model, Vec<Option
                 cur_shape = out_shape;
                 (s_in, zp_in) = (s_out, zp_out);
             }
+            Layer::Transpose { perm } => {
+                let (e, shape) = hwc_permutation(perm, &cur_shape)?;
+                x = b.op(Op::Transpose(fixpoint_ml::ops::Transpose { perm: e }), &[x]);
+                cur_shape = shape;
+            }
             Layer::Unflatten => {
                 let [c] = cur_shape[..] else {
                     return Err(Error::Quantize(format!("unflatten of shape {cur_shape:?}")));
@@ -400,6 +405,21 @@ fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
             _ => Err(Error::Quantize(format!("shapes {a:?} and {b:?} do not broadcast"))),
         })
         .collect()
+}
+
+/// The engine's permutation (of its HWC axes) for the `[C, H, W]` permutation `perm`, and the
+/// HWC shape of the result. The result's logical axes `(A0, A1, A2)` are the input's
+/// `(perm[0], perm[1], perm[2])`; the engine holds a logical tensor in the order `(A1, A2, A0)`,
+/// and logical axis `k` of the input sits at engine axis `(k + 2) % 3`.
+fn hwc_permutation(perm: [usize; 3], hwc: &[usize]) -> Result<(Vec<u8>, Vec<usize>)> {
+    let &[h, w, c] = hwc else { return Err(Error::Quantize(format!("transpose of shape {hwc:?}"))) };
+    let chw = [c, h, w];
+    if perm.iter().any(|&p| p > 2) || perm[0] == perm[1] || perm[1] == perm[2] || perm[0] == perm[2] {
+        return Err(Error::Quantize(format!("{perm:?} is not a permutation of 3 axes")));
+    }
+    let at = |k: usize| ((k + 2) % 3) as u8;
+    let e = vec![at(perm[1]), at(perm[2]), at(perm[0])];
+    Ok((e, vec![chw[perm[1]], chw[perm[2]], chw[perm[0]]]))
 }
 
 /// `x` of shape `from` repeated along every axis where it has 1 and `to` more (Concats of

@@ -180,6 +180,12 @@ pub enum Layer {
     },
     /// Reshapes a flat `[C]` to `[C, 1, 1]` (the same element order in CHW and HWC).
     Unflatten,
+    /// Permutes the axes of a `[C, H, W]` tensor: output axis `i` is input axis `perm[i]` (the
+    /// engine's Transpose on the HWC layout; the result is again read as `[C, H, W]`).
+    Transpose {
+        /// The permutation of `(C, H, W)`.
+        perm: [usize; 3],
+    },
     /// Ends the first branch of a [`Layer::ConcatSaved`]: keeps the current tensor and goes
     /// back to the one kept by the last unmatched [`Layer::Save`] (the input of both branches).
     Branch,
@@ -408,6 +414,7 @@ impl Net {
                     if relu { y.relu()? } else { y }
                 }
                 Layer::Unflatten => x.unsqueeze(2)?.unsqueeze(3)?,
+                Layer::Transpose { perm: [a, b, c] } => x.permute((0, a + 1, b + 1, c + 1))?.contiguous()?,
                 Layer::Branch => {
                     let s = saved.pop().ok_or_else(|| Error::Weights("a branch without a saved tensor".into()))?;
                     saved.push(x);

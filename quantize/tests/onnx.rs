@@ -278,21 +278,59 @@ fn digits_nhwc() {
     let t = im.steps.iter().find(|s| s.op_type == "Transpose").expect("a Transpose step");
     assert!(t.mapped.starts_with("folded into the next flatten"), "{t:?}");
     assert_eq!(r.layers.len(), 4, "{:?}", r.layers);
-    // Another permutation of the live tensor (H and W swapped) is refused with a typed error.
-    let mut bytes = std::fs::read(fixture("digits_nhwc").join("model.onnx")).unwrap();
-    let perm = b"perm\x40\x00\x40\x02\x40\x03\x40\x01";
-    let at = bytes.windows(perm.len()).position(|w| w == perm).expect("perm 0,2,3,1");
-    bytes[at + 4..at + 12].copy_from_slice(b"\x40\x00\x40\x01\x40\x03\x40\x02");
-    let path = std::env::temp_dir().join(format!("fixpoint-onnx-{}-nhwc-perm.onnx", std::process::id()));
-    std::fs::write(&path, bytes).unwrap();
-    let res = onnx::import(&path, &fixture("digits_nhwc").join("calib.csv"), &opts(), |_, _, _| {});
-    std::fs::remove_file(&path).unwrap();
-    match res {
-        Err(Error::UnsupportedOp { op_type, hint, .. }) => {
-            assert!(op_type == "Transpose" && hint.contains("NHWC"), "{hint}")
+    // Other permutations of the live tensor: H and W swapped imports as the engine's Transpose
+    // (checked against tract running the changed file); moving the batch axis is refused.
+    let calib = fixture("digits_nhwc").join("calib.csv");
+    let table = onnx::data::load(&fixture("digits_nhwc").join("test.csv"), 64, opts().target.as_ref()).unwrap();
+    for (to, ok) in [(b"\x40\x00\x40\x01\x40\x03\x40\x02", true), (b"\x40\x01\x40\x00\x40\x02\x40\x03", false)] {
+        let mut bytes = std::fs::read(fixture("digits_nhwc").join("model.onnx")).unwrap();
+        let perm = b"perm\x40\x00\x40\x02\x40\x03\x40\x01";
+        let at = bytes.windows(perm.len()).position(|w| w == perm).expect("perm 0,2,3,1");
+        bytes[at + 4..at + 12].copy_from_slice(to);
+        let path = std::env::temp_dir().join(format!("fixpoint-onnx-{}-nhwc-perm-{ok}.onnx", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        let res = onnx::import(&path, &calib, &opts(), |_, _, _| {});
+        let report = res.as_ref().ok().map(|im| im.evaluate(&table, |_, _| {}).unwrap());
+        std::fs::remove_file(&path).unwrap();
+        match (res, ok) {
+            (Ok(im), true) => {
+                assert!(im.model.nodes.iter().any(|o| matches!(o.op, fixpoint_ml::ops::Op::Transpose(_))));
+                let r = report.unwrap();
+                let Accuracy::Classification(a) = r.accuracy else { panic!() };
+                assert!(a.agreement() >= 98.0, "{a}");
+                assert!(r.layers.iter().all(|l| l.rel_rms < 0.1), "{:?}", r.layers);
+            }
+            (Err(Error::UnsupportedOp { op_type, hint, .. }), false) => {
+                assert!(op_type == "Transpose" && hint.contains("batch axis first"), "{hint}")
+            }
+            (other, _) => panic!("{ok}: unexpected {other:?}"),
         }
-        other => panic!("expected UnsupportedOp, got {other:?}"),
     }
+}
+
+#[test]
+fn digits_transpose() {
+    // Transposes between convolutions (image columns as channels; H and W swapped before the
+    // flatten): the engine's Transpose on the HWC layout, values copied.
+    let r = classification("digits_transpose");
+    let im = import("digits_transpose");
+    let t: Vec<_> = im.steps.iter().filter(|s| s.op_type == "Transpose").collect();
+    assert_eq!(t.len(), 2, "{:?}", im.steps);
+    assert!(
+        t[0].mapped.starts_with("Transpose [0, 3, 1, 2] (the engine's Transpose") && t[0].mapped.ends_with("[8, 4, 8]"),
+        "{t:?}"
+    );
+    assert!(t[1].mapped.starts_with("Transpose [0, 1, 3, 2] (the engine's Transpose"), "{t:?}");
+    assert_eq!(im.model.nodes.iter().filter(|o| matches!(o.op, fixpoint_ml::ops::Op::Transpose(_))).count(), 2);
+    // The engine's transposed tensor, read back as [C, H, W], is the float one transposed: a
+    // copy adds no error to the layer before it (a wrong permutation would give ~1.4).
+    let at = |name: &str| {
+        r.layers.iter().position(|l| l.layer.starts_with(name)).unwrap_or_else(|| panic!("{name}: {:?}", r.layers))
+    };
+    let (first, pool) = (at("Transpose [2, 0, 1]"), at("Transpose [0, 2, 1]"));
+    assert!((r.layers[first].rel_rms - r.layers[first - 1].rel_rms).abs() < 1e-9, "{:?}", r.layers);
+    assert!((r.layers[pool].rel_rms - r.layers[pool - 1].rel_rms).abs() < 1e-9, "{:?}", r.layers);
+    assert!(r.layers.iter().all(|l| l.rel_rms < 0.1), "{:?}", r.layers);
 }
 
 #[test]
@@ -437,6 +475,7 @@ fn mutated_files_never_panic() {
         "digits_window",
         "digits_nhwc",
         "digits_se",
+        "digits_transpose",
     ] {
         let original = std::fs::read(fixture(name).join("model.onnx")).unwrap();
         for i in 0..per_file {

@@ -1253,10 +1253,55 @@ def digits_se(out: Path, state: dict) -> None:
            f"torch.onnx.export(dynamo=False, opset {OPSET})", native_metric=torch_acc)
 
 
+def digits_transpose(out: Path, state: dict) -> None:
+    """Transposes of live tensors between convolutions (not before a flatten)."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(SEED)
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    _, xtr, xte, ytr, yte, _ = state["digits"]
+    img_tr = (xtr / np.float32(16.0)).reshape(-1, 1, 8, 8).astype(np.float32)
+    img_te = (xte / np.float32(16.0)).reshape(-1, 1, 8, 8).astype(np.float32)
+
+    class TransposeCNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1 = nn.Conv2d(1, 4, 3, padding=1)
+            self.c2 = nn.Conv2d(8, 16, 3, padding=1)
+            self.fc = nn.Linear(128, 10)
+
+        def forward(self, x):
+            x = torch.relu(self.c1(x))  # [N, 4, 8, 8]
+            x = x.permute(0, 3, 1, 2)  # [N, 8, 4, 8]: image columns become channels
+            x = nn.functional.max_pool2d(torch.relu(self.c2(x)), 2)  # [N, 16, 2, 4]
+            x = x.transpose(2, 3)  # [N, 16, 4, 2]
+            return self.fc(torch.flatten(x, 1))
+
+    net = TransposeCNN()
+    _train_torch(net, torch.from_numpy(img_tr), torch.from_numpy(ytr.astype(np.int64)), CNN_EPOCHS)
+    with torch.no_grad():
+        torch_acc = float((net(torch.from_numpy(img_te)).argmax(1).numpy() == yte).mean())
+    onx = _export_torch(net, torch.from_numpy(img_te[:1]), OPSET)
+    feats_img = [f"pixel_{r}_{c}" for r in range(8) for c in range(8)]
+    finish(out, "digits_transpose", onx, task="classification", dataset="digits",
+           description="PyTorch CNN on digits as 1x8x8 images in [0, 1] with Transposes of live tensors: "
+           "Conv(1->4, 3x3, pad 1), Relu; Transpose(perm 0,3,1,2: [N,4,8,8] -> [N,8,4,8], image columns as "
+           "channels); Conv(8->16, 3x3, pad 1), Relu, MaxPool(2); Transpose(perm 0,1,3,2: H and W swapped); "
+           "Flatten, Gemm(128->10). TorchScript exporter. An ArgMax node was appended for the label.",
+           feature_names=feats_img, x_calib=img_tr[:N_CALIB], x_test=img_te, y_test=yte,
+           label_output="label", scores_output="logits", scores_kind="tensor",
+           classes=list(range(10)), input_layout=[1, 8, 8],
+           preprocessing="pixels / 16 (values in [0, 1]); CSV columns are the 8x8 image row-major",
+           trained_with=f"torch {torch.__version__.split('+')[0]} (CPU, Adam, {CNN_EPOCHS} epochs), "
+           f"torch.onnx.export(dynamo=False, opset {OPSET})", native_metric=torch_acc)
+
+
 FIXTURES = [digits_mlp, digits_mlp_qdq, digits_cnn, digits_cnn_qop, cancer_rf, cancer_xgb, wine_lgbm, iris_logreg,
             diabetes_regressors, digits_cnn_ops, digits_mlp_act, cancer_scaler_rf,
             digits_resnet, digits_inception, digits_window,
-            digits_nhwc, digits_se]
+            digits_nhwc, digits_se, digits_transpose]
 
 
 def main() -> int:

@@ -70,7 +70,7 @@ const PASS: [&str; 3] = ["Identity", "Dropout", "Cast"];
 const HEADS: [&str; 3] = ["ArgMax", "ZipMap", "ArrayFeatureExtractor"];
 /// Everything the walk maps, for the hint on an unknown op.
 const SUPPORTED: &str = "Gemm, MatMul, Add/Sub/Mul/Div by constants, Add/Sub/Mul of two live tensors (residual, gate; broadcasting an axis of 1), Concat of two branches on channels, Relu, BatchNormalization, Conv, Pad (into Conv), Conv with rectangular kernels/strides/dilations/asymmetric pads, MaxPool, \
-AveragePool (with pads: count_include_pad=0), GlobalAveragePool, ReduceMean over H and W, Clip/LeakyRelu/Sigmoid/Tanh/Softplus/Gelu/SiLU/HardSwish/HardSigmoid/Elu/Softsign (Lut8), Flatten/Reshape/Squeeze/Unsqueeze, Transpose (NCHW→NHWC before a flatten, its inverse, identity), Identity/Dropout/Cast, Softmax/LogSoftmax at the output, \
+AveragePool (with pads: count_include_pad=0), GlobalAveragePool, ReduceMean over H and W, Clip/LeakyRelu/Sigmoid/Tanh/Softplus/Gelu/SiLU/HardSwish/HardSigmoid/Elu/Softsign (Lut8), Flatten/Reshape/Squeeze/Unsqueeze, Transpose of [N, C, H, W] tensors (batch axis first; NCHW→NHWC before a flatten folded), Identity/Dropout/Cast, Softmax/LogSoftmax at the output, \
 Scaler, LinearClassifier, LinearRegressor, TreeEnsembleClassifier, TreeEnsembleRegressor, ArgMax/ZipMap/ArrayFeatureExtractor";
 
 fn unsupported(n: &NodeProto, hint: impl Into<String>) -> Error {
@@ -352,8 +352,12 @@ impl Walk<'_> {
             self.step(n, "removed (identity permutation)");
             return Ok(());
         }
+        // NCHW → NHWC folds into a flatten right after it (or its inverse cancels it).
+        let flattened = n.output.first().is_some_and(|o| {
+            self.g.consumers(o).iter().all(|m| matches!(m.op_type.as_str(), "Flatten" | "Reshape" | "Transpose"))
+        });
         match (&perm[..], &self.shape[..], self.nhwc) {
-            ([0, 2, 3, 1], &[c, h, w], None) => {
+            ([0, 2, 3, 1], &[c, h, w], None) if flattened => {
                 self.nhwc = Some((h, w, c));
                 self.shape = vec![h, w, c];
                 self.step(n, "folded into the next flatten (NHWC flatten order = the engine's HWC order)");
@@ -363,11 +367,33 @@ impl Walk<'_> {
                 self.shape = vec![c, h, w];
                 self.step(n, "removed (NHWC back to NCHW cancels the Transpose before it)");
             }
+            (&[0, a, b, c], &[_, _, _], None) if self.flatten_chw.is_none() && self.pad.is_none() => {
+                let p = [a, b, c].map(|v| usize::try_from(v - 1).unwrap_or(usize::MAX));
+                let mut sorted = p;
+                sorted.sort_unstable();
+                if sorted != [0, 1, 2] {
+                    return Err(unsupported(n, format!("perm {perm:?} is not a permutation of 4 axes")));
+                }
+                if self.net_input.is_none() {
+                    self.net_input = Some(self.shape.clone());
+                }
+                self.layers.push(Layer::Transpose { perm: p });
+                self.shape = p.iter().map(|&k| self.shape[k]).collect();
+                // A copy: the layer before keeps its scale, but nothing may fold into it now.
+                self.activated = true;
+                self.step(
+                    n,
+                    format!(
+                        "Transpose {perm:?} (the engine's Transpose of the HWC tensor; values copied) → {:?}",
+                        self.shape
+                    ),
+                );
+            }
             _ => {
                 return Err(unsupported(
                     n,
                     format!(
-                        "Transpose perm {perm:?} of a live tensor of shape {:?}: folded only as NCHW→NHWC right before a Flatten/Reshape, its inverse, or the identity (Transposes of constants are folded when the file is read)",
+                        "Transpose perm {perm:?} of a live tensor of shape {:?}: mapped for [N, C, H, W] tensors with the batch axis first (the engine's Transpose), NCHW→NHWC right before a Flatten/Reshape (folded), its inverse, or the identity (Transposes of constants are folded when the file is read)",
                         self.shape
                     ),
                 ));
@@ -625,8 +651,8 @@ impl Walk<'_> {
             self.step(n, "fused into the Add/Mul's clamp (lo = zero point)");
             return Ok(());
         }
-        if matches!(self.layers.last(), Some(Layer::ConcatSaved { .. })) {
-            return self.pointwise(n, Pointwise::Relu, "Lut8 (Relu after a Concat)");
+        if matches!(self.layers.last(), Some(Layer::ConcatSaved { .. } | Layer::Transpose { .. })) {
+            return self.pointwise(n, Pointwise::Relu, "Lut8 (Relu after a Concat or a Transpose)");
         }
         if self.activated {
             return Err(unsupported(n, "a second activation in a row"));

@@ -129,6 +129,7 @@ fn layer_name(l: &Layer) -> String {
             if relu { " +ReLU" } else { "" }
         ),
         Layer::Unflatten => "Reshape [C] → [C, 1, 1]".into(),
+        Layer::Transpose { perm } => format!("Transpose {perm:?} (of C, H, W)"),
         Layer::Branch => "(first branch kept for a Concat)".into(),
         Layer::ConcatSaved { .. } => "Concat (channels)".into(),
         Layer::Dense { inp, out, relu } => format!("Dense {inp}→{out}{}", if relu { " +ReLU" } else { "" }),
