@@ -50,12 +50,18 @@ pub fn calibrate(net: &Net, ds: &Dataset, mut progress: impl FnMut(usize)) -> Re
     if ds.is_empty() {
         return Err(Error::Quantize("empty calibration set".into()));
     }
-    // The integer Concat copies values: both branch ends take the joined tensor's range (the
-    // union of theirs), so they are requantized straight to its scale.
-    for (j, a, b) in crate::net::concat_ends(&net.layers) {
+    // The integer Concat copies values: every branch end takes the joined tensor's range (the
+    // union of theirs), so it is requantized straight to its scale. A branch ending in max
+    // pools: the layer before them requantizes to the joined scale (clamping before a maximum
+    // is clamping after it: exact), the pools keep it.
+    for (j, ends) in crate::net::concat_ends(&net.layers) {
         let joined = ranges[j];
-        for e in [a, b].into_iter().flatten() {
+        for mut e in ends.into_iter().flatten() {
             ranges[e] = joined;
+            while crate::net::is_max_pool(&net.layers[e]) && e > 0 {
+                e -= 1;
+                ranges[e] = joined;
+            }
         }
     }
     Ok(ranges)
@@ -258,29 +264,44 @@ pub fn lower_net_traced(net: &Net, ranges: &Ranges) -> Result<(Model, Vec<Option
             }
             Layer::Save => saved.push((x, s_in, zp_in, cur_shape.clone())),
             Layer::Branch => {
-                let (y, s_y, zp_y, shape_y) =
-                    saved.pop().ok_or_else(|| Error::Quantize("a branch without a saved tensor".into()))?;
-                saved.push((x, s_in, zp_in, std::mem::replace(&mut cur_shape, shape_y)));
-                (x, s_in, zp_in) = (y, s_y, zp_y);
+                let start = saved.pop().ok_or_else(|| Error::Quantize("a branch without a saved tensor".into()))?;
+                saved.push((x, s_in, zp_in, cur_shape.clone()));
+                (x, s_in, zp_in, cur_shape) = start.clone();
+                saved.push(start);
             }
-            Layer::ConcatSaved { saved_first } => {
-                let (y, s_y, zp_y, shape_y) =
-                    saved.pop().ok_or_else(|| Error::Quantize("a Concat without a saved tensor".into()))?;
-                let (&[h, w, c], &[hy, wy, cy]) = (&cur_shape[..], &shape_y[..]) else {
+            Layer::ConcatSaved { branches, order } => {
+                saved.pop().ok_or_else(|| Error::Quantize("a Concat without a saved tensor".into()))?;
+                let mut ends = Vec::with_capacity(branches);
+                for _ in 1..branches {
+                    ends.push(saved.pop().ok_or_else(|| Error::Quantize("a Concat without its branches".into()))?);
+                }
+                ends.reverse();
+                ends.push((x, s_in, zp_in, cur_shape.clone()));
+                let [h, w, _] = cur_shape[..] else {
                     return Err(Error::Quantize("Concat joins [C, H, W] tensors".into()));
                 };
-                if (h, w) != (hy, wy) {
-                    return Err(Error::Quantize(format!("Concat of shapes {cur_shape:?} and {shape_y:?}")));
+                let mut ins = Vec::with_capacity(branches);
+                let mut channels = 0;
+                for &k in &order[..branches] {
+                    let (y, s_y, zp_y, shape_y) =
+                        ends.get(k).cloned().ok_or_else(|| Error::Quantize("a Concat order out of range".into()))?;
+                    let &[hy, wy, cy] = &shape_y[..] else {
+                        return Err(Error::Quantize("Concat joins [C, H, W] tensors".into()));
+                    };
+                    if (h, w) != (hy, wy) {
+                        return Err(Error::Quantize(format!("Concat of shapes {cur_shape:?} and {shape_y:?}")));
+                    }
+                    // Calibration gave every branch end the joined range, so the same scale.
+                    if (s_y - s_in).abs() > s_in * 1e-12 || zp_y != zp_in {
+                        return Err(Error::Quantize(format!(
+                            "Concat inputs at scales {s_y:e}/{zp_y} and {s_in:e}/{zp_in}: a branch must end in a layer that requantizes"
+                        )));
+                    }
+                    ins.push(y);
+                    channels += cy;
                 }
-                // Calibration gave both branch ends the joined range, so the same scale.
-                if (s_y - s_in).abs() > s_in * 1e-12 || zp_y != zp_in {
-                    return Err(Error::Quantize(format!(
-                        "Concat inputs at scales {s_y:e}/{zp_y} and {s_in:e}/{zp_in}: a branch must end in a layer that requantizes"
-                    )));
-                }
-                let ins = if saved_first { [y, x] } else { [x, y] };
                 x = b.op(Op::Concat(Concat { axis: 2 }), &ins);
-                cur_shape = vec![h, w, c + cy];
+                cur_shape = vec![h, w, channels];
             }
             Layer::Binary { op, relu } => {
                 let (y, s_y, zp_y, shape_y) =

@@ -229,6 +229,63 @@ fn digits_inception() {
 }
 
 #[test]
+fn digits_inception4() {
+    // Four branches joined by one Concat (one ends in a max pool), 2×2 Convs with auto_pad
+    // SAME_UPPER and SAME_LOWER, MaxPool and AveragePool with ceil_mode.
+    let r = classification("digits_inception4");
+    let im = import("digits_inception4");
+    assert!(im.steps.iter().any(|s| s.op_type == "Concat" && s.mapped.starts_with("Concat 4+4+4+4")), "{:?}", im.steps);
+    let ops = &im.model.nodes;
+    let n_in = im.model.inputs.len() as u32;
+    let op_of = |v: u32| &ops[(v - n_in) as usize];
+    // ONNX: out = ⌈8/1⌉ = 8 needs 1 padding cell for a 2×2 kernel: at the end (UPPER), first (LOWER).
+    let pads: Vec<_> = ops
+        .iter()
+        .filter_map(|o| match &o.op {
+            fixpoint_ml::ops::Op::Conv2d(c) if c.window.kernel_h == 2 => {
+                Some((c.window.pad_top, c.window.pad_left, c.window.pad_bottom, c.window.pad_right))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pads, vec![(0, 0, 1, 1), (1, 1, 0, 0)]);
+    // ceil_mode: ⌈(8 − 3)/2⌉ + 1 = 4 windows need 9 cells, ⌈(4 − 3)/2⌉ + 1 = 2 need 5: one more
+    // padding row and column each (the engine leaves padding out of max and mean).
+    let (max, avg) = (
+        ops.iter().find_map(|o| match &o.op {
+            fixpoint_ml::ops::Op::MaxPool(p) if p.window.stride_h == 2 => Some(p.window),
+            _ => None,
+        }),
+        ops.iter().find_map(|o| match &o.op {
+            fixpoint_ml::ops::Op::AvgPool(p) if p.window.stride_h == 2 => Some(p.window),
+            _ => None,
+        }),
+    );
+    for w in [max.unwrap(), avg.unwrap()] {
+        assert_eq!((w.pad_top, w.pad_left, w.pad_bottom, w.pad_right), (0, 0, 1, 1), "{w:?}");
+    }
+    // The Concat joins four values of one zero point; the pooled branch's comes from its Conv.
+    let concat = ops.iter().find(|o| matches!(o.op, fixpoint_ml::ops::Op::Concat(_))).expect("a Concat op");
+    assert_eq!(concat.inputs.len(), 4);
+    let zps: Vec<i32> = concat
+        .inputs
+        .iter()
+        .map(|&v| {
+            let mut o = op_of(v);
+            if let fixpoint_ml::ops::Op::MaxPool(_) = o.op {
+                o = op_of(o.inputs[0]);
+            }
+            match &o.op {
+                fixpoint_ml::ops::Op::Conv2d(c) => c.requant.as_ref().unwrap().zero_point,
+                other => panic!("a Concat input from {other:?}"),
+            }
+        })
+        .collect();
+    assert!(zps.iter().all(|&z| z == zps[0]), "{zps:?}");
+    assert!(r.layers.iter().all(|l| l.rel_rms < 0.1), "{:?}", r.layers);
+}
+
+#[test]
 fn digits_window() {
     // Rectangular kernel with asymmetric pads, dilation 2, stride 1×2, MaxPool and AveragePool
     // with pads: the engine's general Window, one Conv2D/MaxPool/AvgPool each.
@@ -476,6 +533,7 @@ fn mutated_files_never_panic() {
         "digits_nhwc",
         "digits_se",
         "digits_transpose",
+        "digits_inception4",
     ] {
         let original = std::fs::read(fixture(name).join("model.onnx")).unwrap();
         for i in 0..per_file {

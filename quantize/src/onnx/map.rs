@@ -22,7 +22,7 @@ use tract_onnx::pb::NodeProto;
 use super::graph::{Const, ConstData, Graph, attr, attr_f, attr_floats, attr_i, attr_ints, attr_s, attr_strings, elem};
 use super::trees::{self, Trees};
 use crate::error::{Error, Result};
-use crate::net::{Binary, Geometry, Head, Layer, Net};
+use crate::net::{Binary, Geometry, Head, Layer, MAX_BRANCHES, Net};
 use crate::pointwise::Pointwise;
 
 /// One ONNX node and what it became.
@@ -69,7 +69,7 @@ const PASS: [&str; 3] = ["Identity", "Dropout", "Cast"];
 /// Post-processing that ends the walk (labels and probability maps).
 const HEADS: [&str; 3] = ["ArgMax", "ZipMap", "ArrayFeatureExtractor"];
 /// Everything the walk maps, for the hint on an unknown op.
-const SUPPORTED: &str = "Gemm, MatMul, Add/Sub/Mul/Div by constants, Add/Sub/Mul of two live tensors (residual, gate; broadcasting an axis of 1), Concat of two branches on channels, Relu, BatchNormalization, Conv, Pad (into Conv), Conv with rectangular kernels/strides/dilations/asymmetric pads, MaxPool, \
+const SUPPORTED: &str = "Gemm, MatMul, Add/Sub/Mul/Div by constants, Add/Sub/Mul of two live tensors (residual, gate; broadcasting an axis of 1), Concat of 2-8 branches on channels (ending in a Conv/activation/sum, optionally then max pools), Relu, BatchNormalization, Conv, Pad (into Conv), Conv with rectangular kernels/strides/dilations/asymmetric pads, MaxPool, \
 AveragePool (with pads: count_include_pad=0), GlobalAveragePool, ReduceMean over H and W, Clip/LeakyRelu/Sigmoid/Tanh/Softplus/Gelu/SiLU/HardSwish/HardSigmoid/Elu/Softsign (Lut8), Flatten/Reshape/Squeeze/Unsqueeze, Transpose of [N, C, H, W] tensors (batch axis first; NCHW→NHWC before a flatten folded), Identity/Dropout/Cast, Softmax/LogSoftmax at the output, \
 Scaler, LinearClassifier, LinearRegressor, TreeEnsembleClassifier, TreeEnsembleRegressor, ArgMax/ZipMap/ArrayFeatureExtractor";
 
@@ -275,10 +275,12 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// A Concat input must be requantized to the joined scale by the layer that produces it.
+    /// A Concat input must be requantized to the joined scale by the layer that produces it,
+    /// or by the layer right before the max pools it ends in (clamping commutes with the max).
     fn branch_end_ok(&self, n: &NodeProto) -> Result<()> {
+        let last = self.layers.iter().rev().find(|l| !crate::net::is_max_pool(l));
         let ok = matches!(
-            self.layers.last(),
+            last,
             Some(
                 Layer::Conv { .. }
                     | Layer::ConvWindow { .. }
@@ -290,47 +292,69 @@ impl Walk<'_> {
         if !ok || self.flatten_chw.is_some() || self.pad.is_some() || self.shape.len() != 3 {
             return Err(unsupported(
                 n,
-                "each input of a Concat of live tensors must be a [C, H, W] tensor ending in a Conv, an activation or an Add/Sub/Mul on its branch (that layer is requantized to the joined scale)",
+                "each input of a Concat of live tensors must be a [C, H, W] tensor ending in a Conv, an activation or an Add/Sub/Mul on its branch, optionally followed by max pools (that layer is requantized to the joined scale); a branch ending in an average pool or with no such layer (only a pool of the shared input) would need an extra Requantize",
             ));
         }
         Ok(())
     }
 
-    /// Ends the first branch of a Concat (current tensor `name`): keeps it and goes back to the
-    /// tensor both branches start from.
+    /// Ends one branch of a Concat (current tensor `name`): keeps it and goes back to the
+    /// tensor every branch starts from (kept for the next branch too).
     fn branch(&mut self, concat: &NodeProto, name: &str) -> Result<()> {
         self.branch_end_ok(concat)?;
-        let Some((_, shape)) = self.saved.pop() else { return Err(unsupported(concat, "no branch input kept")) };
+        let Some(start) = self.saved.pop() else { return Err(unsupported(concat, "no branch input kept")) };
         self.layers.push(Layer::Branch);
-        let first = std::mem::replace(&mut self.shape, shape);
-        self.saved.push((name.to_string(), first));
+        let end = std::mem::replace(&mut self.shape, start.1.clone());
+        self.saved.push((name.to_string(), end));
+        self.saved.push(start);
         self.activated = true;
         Ok(())
     }
 
-    /// Joins the kept first branch and the current tensor (`cur`) on the channels.
-    fn concat(&mut self, n: &NodeProto, cur: &str) -> Result<()> {
+    /// Joins the `k` branch ends (the kept ones and the current tensor `cur`) on the channels.
+    fn concat(&mut self, n: &NodeProto, cur: &str, k: usize) -> Result<()> {
         self.branch_end_ok(n)?;
-        let Some((first, shape)) = self.saved.pop() else { return Err(unsupported(n, "no first branch kept")) };
         let axis = attr_i(n, "axis", 1);
-        let inputs_ok =
-            n.input.len() == 2 && n.input.contains(&first) && n.input.iter().any(|i| i == cur) && first != cur;
-        if !inputs_ok || !(axis == 1 || axis == -3) {
-            return Err(unsupported(n, "Concat of two branches is mapped on the channel axis (1) only"));
+        if !(axis == 1 || axis == -3) {
+            return Err(unsupported(n, "a Concat of branches is mapped on the channel axis (1) only"));
         }
-        let (&[c1, h1, w1], &[c2, h2, w2]) = (&shape[..], &self.shape[..]) else {
-            return Err(unsupported(n, "Concat joins [C, H, W] tensors"));
-        };
-        if (h1, w1) != (h2, w2) {
-            return Err(unsupported(n, format!("Concat of shapes {shape:?} and {:?}", self.shape)));
+        if self.saved.len() < k || !(2..=MAX_BRANCHES).contains(&k) {
+            return Err(unsupported(n, format!("a Concat of {k} branches (2 to {MAX_BRANCHES} are mapped)")));
         }
-        self.layers.push(Layer::ConcatSaved { saved_first: n.input[0] == first });
-        self.shape = vec![c1 + c2, h1, w1];
+        self.saved.pop();
+        let mut ends = self.saved.split_off(self.saved.len() - (k - 1));
+        ends.push((cur.to_string(), self.shape.clone()));
+        // Position i of the result is the branch whose end is the Concat's input i.
+        let mut order = [0; MAX_BRANCHES];
+        let mut used = [false; MAX_BRANCHES];
+        for (i, input) in n.input.iter().enumerate() {
+            let b = ends.iter().position(|(e, _)| e == input).filter(|&b| i < k && !used[b]);
+            let Some(b) = b else {
+                return Err(unsupported(n, "the Concat's inputs must be exactly the branch ends, each once"));
+            };
+            used[b] = true;
+            order[i] = b;
+        }
+        if n.input.len() != k {
+            return Err(unsupported(n, "the Concat's inputs must be exactly the branch ends, each once"));
+        }
+        let (h, w) = (self.shape[1], self.shape[2]);
+        let mut counts = Vec::with_capacity(k);
+        for &b in &order[..k] {
+            let &[c, hb, wb] = &ends[b].1[..] else { return Err(unsupported(n, "Concat joins [C, H, W] tensors")) };
+            if (hb, wb) != (h, w) {
+                return Err(unsupported(n, format!("Concat of shapes {:?} and {:?}", ends[b].1, self.shape)));
+            }
+            counts.push(c);
+        }
+        self.layers.push(Layer::ConcatSaved { branches: k, order });
+        self.shape = vec![counts.iter().sum(), h, w];
         self.activated = true;
         self.step(
             n,
             format!(
-                "Concat {c1}+{c2} channels (both branch ends requantized to one scale: the union of their calibrated ranges)"
+                "Concat {} channels (every branch end requantized to one scale: the union of their calibrated ranges)",
+                counts.iter().map(usize::to_string).collect::<Vec<_>>().join("+")
             ),
         );
         Ok(())
@@ -568,9 +592,17 @@ impl Walk<'_> {
         if [kh, kw, stride.0, stride.1, dilation.0, dilation.1].into_iter().chain(pads4).any(big) {
             return Err(unsupported(n, "kernel, stride, dilation and pads must fit the engine's u16 window fields"));
         }
-        if !(auto == "NOTSET" || auto == "VALID") {
-            return Err(unsupported(n, "auto_pad SAME_*: give explicit pads"));
-        }
+        let pads4 = match auto.as_str() {
+            "NOTSET" => pads4,
+            "VALID" => [0; 4],
+            "SAME_UPPER" | "SAME_LOWER" => {
+                let upper = auto == "SAME_UPPER";
+                let (t, b) = same_pads(h, kh, stride.0, dilation.0, upper);
+                let (l, r) = same_pads(w, kw, stride.1, dilation.1, upper);
+                [t, l, b, r]
+            }
+            other => return Err(unsupported(n, format!("auto_pad {other}"))),
+        };
         if c != icg * groups || oc % groups != 0 {
             return Err(unsupported(
                 n,
@@ -739,90 +771,105 @@ impl Walk<'_> {
             self.step(n, format!("AvgPool {h}×{w} (whole image)"));
             return Ok(());
         }
-        let ks = attr_ints(n, "kernel_shape");
-        let strides = attr_ints(n, "strides");
-        let pads = attr_ints(n, "pads");
-        let k = ks.first().copied().unwrap_or(1) as usize;
-        let stride = strides.first().copied().unwrap_or(1).max(1) as usize;
-        let simple = ks.iter().all(|&v| v as usize == k)
-            && strides.iter().all(|&s| s as usize == stride)
-            && pads.iter().all(|&p| p == 0);
-        if attr_i(n, "ceil_mode", 0) != 0 || attr_ints(n, "dilations").iter().any(|&d| d != 1) {
+        let avg = n.op_type == "AveragePool";
+        let Ok([kh, kw]) = <[i64; 2]>::try_from(attr_ints(n, "kernel_shape").as_slice()) else {
+            return Err(unsupported(n, "a 2-D kernel_shape is needed"));
+        };
+        let st = match attr_ints(n, "strides")[..] {
+            [] => [1, 1],
+            [a, b] => [a, b],
+            _ => return Err(unsupported(n, "strides must have two values")),
+        };
+        if attr_ints(n, "dilations").iter().any(|&d| d != 1) {
             return Err(unsupported(
                 n,
-                "pools are mapped in floor mode with dilation 1 (the integer MaxPool/AvgPool take no dilation)",
+                "a dilated pool: the engine's MaxPool/AvgPool take no dilation (docs/arithmetic.md §5, both dilation fields 1); allowing dilation in the pools' window (fixpoint-ml) would make it supported",
             ));
         }
-        if !(attr_s(n, "auto_pad", "NOTSET") == "NOTSET" || attr_s(n, "auto_pad", "NOTSET") == "VALID") {
-            return Err(unsupported(n, "auto_pad SAME_*: give explicit pads"));
+        let fits = |v: i64| (1..=i64::from(u16::MAX)).contains(&v);
+        if ![kh, kw, st[0], st[1]].into_iter().all(fits) {
+            return Err(unsupported(n, "kernel and strides must be positive and within u16"));
         }
-        if !simple {
-            let (Ok([kh, kw]), Ok(st)) = (<[i64; 2]>::try_from(ks.as_slice()), Ok::<_, ()>(strides.clone())) else {
-                return Err(unsupported(n, "a 2-D kernel_shape is needed"));
+        let (kh, kw, sh, sw) = (kh as usize, kw as usize, st[0] as usize, st[1] as usize);
+        let auto = attr_s(n, "auto_pad", "NOTSET");
+        let mut p4 = match (auto.as_str(), &attr_ints(n, "pads")[..]) {
+            ("NOTSET", []) | ("VALID", _) => [0; 4],
+            ("NOTSET", &[t, l, b, r]) if [t, l, b, r].iter().all(|&p| (0..=i64::from(u16::MAX)).contains(&p)) => {
+                [t, l, b, r].map(|p| p as usize)
+            }
+            ("SAME_UPPER" | "SAME_LOWER", _) => {
+                let upper = auto == "SAME_UPPER";
+                let (t, b) = same_pads(h, kh, sh, 1, upper);
+                let (l, r) = same_pads(w, kw, sw, 1, upper);
+                [t, l, b, r]
+            }
+            _ => return Err(unsupported(n, format!("pads must be four non-negative values (auto_pad {auto})"))),
+        };
+        let mut notes = Vec::new();
+        if auto.starts_with("SAME") {
+            notes.push(format!("auto_pad {auto} → explicit pads"));
+        }
+        if attr_i(n, "ceil_mode", 0) != 0 {
+            // The output size rounds up: the cells past the input are more padding at the bottom
+            // and right, left out of the max and of the average's count like any padding. A
+            // last window that would start in that padding is dropped (ONNX and PyTorch agree).
+            let extra = |d: usize, b: usize, e: usize, k: usize, s: usize| -> usize {
+                let span = d + b + e;
+                if span < k {
+                    return 0;
+                }
+                let mut out = (span - k).div_ceil(s) + 1;
+                if (out - 1) * s >= d + b {
+                    out -= 1;
+                }
+                ((out - 1) * s + k).saturating_sub(span)
             };
-            let st = match st[..] {
-                [] => [1, 1],
-                [a, b] => [a, b],
-                _ => return Err(unsupported(n, "strides must have two values")),
-            };
-            let p4 = match pads[..] {
-                [] => [0; 4],
-                [t, l, b, r] => [t, l, b, r],
-                _ => return Err(unsupported(n, "pads must have four values")),
-            };
-            let fits = |v: i64| (0..=i64::from(u16::MAX)).contains(&v);
-            if kh < 1 || kw < 1 || st.iter().any(|&v| v < 1) || ![kh, kw, st[0], st[1]].into_iter().chain(p4).all(fits)
-            {
-                return Err(unsupported(n, "kernel and strides must be positive, pads non-negative, all within u16"));
+            let (eh, ew) = (extra(h, p4[0], p4[2], kh, sh), extra(w, p4[1], p4[3], kw, sw));
+            if eh + ew > 0 {
+                notes.push(format!("ceil_mode → {eh} more padding row(s) at the bottom, {ew} column(s) at the right"));
             }
-            let (kh, kw) = (kh as usize, kw as usize);
-            let p4 = p4.map(|p| p as usize);
-            // §5: no window may be all padding.
-            if p4[0] >= kh || p4[2] >= kh || p4[1] >= kw || p4[3] >= kw {
-                return Err(unsupported(n, "a pad as large as the kernel (a window of padding only)"));
-            }
-            let avg = n.op_type == "AveragePool";
-            if avg && p4.iter().any(|&p| p > 0) && attr_i(n, "count_include_pad", 0) != 0 {
-                return Err(unsupported(
-                    n,
-                    "count_include_pad=1: the integer AvgPool divides by the non-padding cells only (ONNX count_include_pad=0)",
-                ));
-            }
-            let geometry =
-                Geometry { kernel: (kh, kw), stride: (st[0] as usize, st[1] as usize), dilation: (1, 1), pads: p4 };
-            let (oh, ow) = geometry.out(h, w);
-            if h + p4[0] + p4[2] < kh || w + p4[1] + p4[3] < kw {
-                return Err(unsupported(n, "the kernel is larger than the padded input"));
-            }
-            self.layers.push(Layer::PoolWindow { avg, geometry });
-            self.shape = vec![c, oh, ow];
-            self.step(
+            p4[2] += eh;
+            p4[3] += ew;
+        }
+        // §5: no window may be all padding.
+        if p4[0] >= kh || p4[2] >= kh || p4[1] >= kw || p4[3] >= kw {
+            return Err(unsupported(
                 n,
                 format!(
-                    "{} {kh}×{kw}, stride {}×{}, pads (top, left, bottom, right) {p4:?}{}",
-                    if avg { "AvgPool" } else { "MaxPool" },
-                    st[0],
-                    st[1],
-                    if avg {
-                        " (padding not counted: count_include_pad=0; same scale; ties away from zero)"
-                    } else {
-                        " (padding ignored)"
-                    }
+                    "pads (top, left, bottom, right) {p4:?} for a {kh}×{kw} kernel: a pad as large as the kernel (a window of padding only) is not allowed by the engine's pools"
                 ),
-            );
+            ));
+        }
+        if avg && p4.iter().any(|&p| p > 0) && attr_i(n, "count_include_pad", 0) != 0 {
+            return Err(unsupported(
+                n,
+                "count_include_pad=1: the integer AvgPool divides by the non-padding cells only (ONNX count_include_pad=0)",
+            ));
+        }
+        if h + p4[0] + p4[2] < kh || w + p4[1] + p4[3] < kw {
+            return Err(unsupported(n, "the kernel is larger than the padded input"));
+        }
+        let notes = if notes.is_empty() { String::new() } else { format!("; {}", notes.join("; ")) };
+        let name = if avg { "AvgPool" } else { "MaxPool" };
+        if kh == kw && sh == sw && p4 == [0; 4] {
+            let (k, stride) = (kh, sh);
+            self.layers.push(if avg { Layer::AvgPool { k, stride } } else { Layer::MaxPool { k, stride } });
+            let out = |d: usize| d.saturating_sub(k) / stride + 1;
+            self.shape = vec![c, out(h), out(w)];
+            let what = if avg { "AvgPool (same scale; ties away from zero)" } else { "MaxPool" };
+            self.step(n, format!("{what} {k}×{k}/{stride}{notes}"));
             return Ok(());
         }
-        if k == 0 {
-            return Err(unsupported(n, "an empty kernel"));
-        }
-        let avg = n.op_type == "AveragePool";
-        self.layers.push(if avg { Layer::AvgPool { k, stride } } else { Layer::MaxPool { k, stride } });
-        let out = |d: usize| d.saturating_sub(k) / stride + 1;
-        self.shape = vec![c, out(h), out(w)];
-        self.step(
-            n,
-            format!("{} {k}×{k}/{stride}", if avg { "AvgPool (same scale; ties away from zero)" } else { "MaxPool" }),
-        );
+        let geometry = Geometry { kernel: (kh, kw), stride: (sh, sw), dilation: (1, 1), pads: p4 };
+        let (oh, ow) = geometry.out(h, w);
+        self.layers.push(Layer::PoolWindow { avg, geometry });
+        self.shape = vec![c, oh, ow];
+        let how = if avg {
+            " (padding not counted: count_include_pad=0; same scale; ties away from zero)"
+        } else {
+            " (padding ignored)"
+        };
+        self.step(n, format!("{name} {kh}×{kw}, stride {sh}×{sw}, pads (top, left, bottom, right) {p4:?}{how}{notes}"));
         Ok(())
     }
 
@@ -980,6 +1027,15 @@ fn residual_pair<'a>(
     }
 }
 
+/// ONNX `auto_pad` SAME_UPPER/SAME_LOWER along one axis: `(begin, end)` padding so that the
+/// output has `⌈d/s⌉` cells; the odd cell goes to the end (UPPER) or the beginning (LOWER).
+fn same_pads(d: usize, k: usize, s: usize, dil: usize, upper: bool) -> (usize, usize) {
+    let out = d.div_ceil(s.max(1));
+    let total = ((out.max(1) - 1) * s + (k.max(1) - 1) * dil + 1).saturating_sub(d);
+    let small = total / 2;
+    if upper { (small, total - small) } else { (total - small, small) }
+}
+
 /// The shape two per-row (NCHW without N) shapes broadcast to, when they have one rank and
 /// every axis is equal or 1 in one of them.
 fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
@@ -997,9 +1053,9 @@ fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
         .flatten()
 }
 
-/// The `Concat` that the single-consumer chains starting at `a` and at `b` both end in (two
-/// branches of one tensor, neither empty).
-fn concat_of_branches<'a>(g: &'a Graph, a: &'a NodeProto, b: &'a NodeProto) -> Option<&'a NodeProto> {
+/// The `Concat` that the single-consumer chains starting at each of `starts` all end in
+/// (branches of one tensor, none empty, at most [`MAX_BRANCHES`]).
+fn concat_of_branches<'a>(g: &'a Graph, starts: &[&'a NodeProto]) -> Option<&'a NodeProto> {
     let end = |start: &'a NodeProto| -> Option<&'a NodeProto> {
         let mut n = start;
         if n.op_type == "Concat" {
@@ -1015,8 +1071,11 @@ fn concat_of_branches<'a>(g: &'a Graph, a: &'a NodeProto, b: &'a NodeProto) -> O
         }
         None
     };
-    let (ca, cb) = (end(a)?, end(b)?);
-    std::ptr::eq(ca, cb).then_some(ca)
+    if !(2..=MAX_BRANCHES).contains(&starts.len()) {
+        return None;
+    }
+    let first = end(starts.first()?)?;
+    starts.iter().skip(1).all(|s| end(s).is_some_and(|c| std::ptr::eq(c, first))).then_some(first)
 }
 
 /// `(Sigmoid, Mul)` when the two consumers of a tensor compute `x·sigmoid(x)`.
@@ -1077,8 +1136,8 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
     let mut ml_classes: Option<Vec<String>> = None;
     let mut ml_kind: Option<bool> = None;
     let mut trees_plan: Option<Trees> = None;
-    // Open Concats: the node, the second branch's first node, whether the first branch is done.
-    let mut branches: Vec<(&NodeProto, &NodeProto, bool)> = Vec::new();
+    // Open Concats: the node, the first nodes of the branches still to walk, the branch count.
+    let mut branches: Vec<(&NodeProto, Vec<&NodeProto>, usize)> = Vec::new();
     loop {
         let consumers: Vec<&NodeProto> =
             g.consumers(&cur).into_iter().filter(|n| !HEADS.contains(&n.op_type.as_str())).collect();
@@ -1102,11 +1161,11 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
                 w.save(add, &cur)?;
                 next
             }
-            [a, b] if concat_of_branches(g, a, b).is_some() => {
-                let Some(c) = concat_of_branches(g, a, b) else { break };
+            many if concat_of_branches(g, many).is_some() => {
+                let Some(c) = concat_of_branches(g, many) else { break };
                 w.save(c, &cur)?;
-                branches.push((c, *b, false));
-                *a
+                branches.push((c, many[1..].to_vec(), many.len()));
+                many[0]
             }
             many => {
                 let first = many[0];
@@ -1120,12 +1179,11 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
                 ));
             }
         };
-        // The first branch of a Concat reached it: go back and walk the second.
+        // A branch of a Concat reached it: go back and walk the next one.
         let n = match branches.last_mut() {
-            Some((c, second, phase)) if std::ptr::eq(*c, n) && !*phase => {
+            Some((c, rest, _)) if std::ptr::eq(*c, n) && !rest.is_empty() => {
                 w.branch(n, &cur)?;
-                *phase = true;
-                *second
+                rest.remove(0)
             }
             _ => n,
         };
@@ -1161,11 +1219,13 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
             "Gemm" | "MatMul" => w.gemm(n)?,
             "Transpose" => w.transpose(n)?,
             "Concat" => match branches.pop() {
-                Some((c, _, true)) if std::ptr::eq(c, n) => w.concat(n, &cur)?,
+                Some((c, rest, k)) if std::ptr::eq(c, n) && rest.is_empty() => w.concat(n, &cur, k)?,
                 _ => {
                     return Err(unsupported(
                         n,
-                        "Concat is mapped for two branches that start from one tensor and are single chains of mapped ops",
+                        format!(
+                            "Concat is mapped for 2 to {MAX_BRANCHES} branches that start from one tensor and are single chains of mapped ops"
+                        ),
                     ));
                 }
             },
@@ -1283,4 +1343,90 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
     let net_input = w.net_input.clone().unwrap_or_else(|| input_shape.clone());
     let net = Net::from_values(net_input, w.layers, w.params, head)?;
     Ok(Mapped { plan: Plan::Net(net), classes, classify, input_shape, steps: w.steps, notes: Vec::new() })
+}
+
+#[cfg(test)]
+mod tests {
+    use tract_onnx::pb::{
+        AttributeProto, GraphProto, ModelProto, TensorShapeProto, TypeProto, ValueInfoProto, tensor_shape_proto,
+        type_proto,
+    };
+
+    use super::*;
+
+    /// A graph reading a float `[1, 2, 6, 6]` image through `nodes` (the first reads `x`).
+    fn image_graph(nodes: Vec<NodeProto>) -> Graph {
+        let dim = [1, 2, 6, 6]
+            .iter()
+            .map(|&d| tensor_shape_proto::Dimension {
+                value: Some(tensor_shape_proto::dimension::Value::DimValue(d)),
+                ..Default::default()
+            })
+            .collect();
+        let tensor = type_proto::Tensor { elem_type: elem::FLOAT, shape: Some(TensorShapeProto { dim }) };
+        let x = ValueInfoProto {
+            name: "x".into(),
+            r#type: Some(TypeProto { value: Some(type_proto::Value::TensorType(tensor)), ..Default::default() }),
+            ..Default::default()
+        };
+        let graph = GraphProto { node: nodes, input: vec![x], ..Default::default() };
+        Graph::from_proto(ModelProto { graph: Some(graph), ..Default::default() }).unwrap()
+    }
+
+    fn ints(name: &str, v: &[i64]) -> AttributeProto {
+        AttributeProto { name: name.into(), r#type: 7, ints: v.to_vec(), ..Default::default() }
+    }
+
+    fn pool(op: &str, attrs: Vec<AttributeProto>) -> NodeProto {
+        NodeProto {
+            op_type: op.into(),
+            name: "pool".into(),
+            input: vec!["x".into()],
+            output: vec!["y".into()],
+            attribute: attrs,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pools_the_engine_cannot_express_are_typed_errors() {
+        let k3 = || ints("kernel_shape", &[3, 3]);
+        let cases = [
+            // A dilated window: the engine's pools take dilation 1 only.
+            (pool("MaxPool", vec![k3(), ints("dilations", &[2, 2])]), "dilat"),
+            // A pad as large as the kernel: a window of padding only (ceil_mode never makes one:
+            // a last window that would start in the padding is dropped).
+            (pool("MaxPool", vec![k3(), ints("pads", &[0, 0, 3, 0]), ints("ceil_mode", &[])]), "padding only"),
+            (
+                pool("AveragePool", vec![k3(), ints("pads", &[1, 1, 1, 1]), ints("count_include_pad", &[])]),
+                "count_include_pad",
+            ),
+        ];
+        for (mut node, want) in cases {
+            for a in &mut node.attribute {
+                if a.name == "ceil_mode" || a.name == "count_include_pad" {
+                    a.r#type = 2;
+                    a.i = 1;
+                }
+            }
+            match map(&image_graph(vec![node]), None) {
+                Err(Error::UnsupportedOp { node, hint, .. }) => {
+                    assert_eq!(node, "pool");
+                    assert!(hint.contains(want), "{hint}");
+                }
+                other => panic!("{want}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn auto_pad_same_gives_the_onnx_padding() {
+        // ONNX: out = ⌈d/s⌉, total = (out − 1)·s + (k − 1)·dil + 1 − d, the odd cell at the end
+        // (SAME_UPPER) or the beginning (SAME_LOWER).
+        assert_eq!(same_pads(8, 2, 1, 1, true), (0, 1));
+        assert_eq!(same_pads(8, 2, 1, 1, false), (1, 0));
+        assert_eq!(same_pads(7, 3, 2, 1, true), (1, 1)); // out 4: 3·2 + 3 − 7 = 2
+        assert_eq!(same_pads(6, 3, 2, 2, false), (2, 1)); // out 3: 2·2 + 5 − 6 = 3
+        assert_eq!(same_pads(5, 1, 1, 1, true), (0, 0));
+    }
 }

@@ -130,8 +130,8 @@ fn layer_name(l: &Layer) -> String {
         ),
         Layer::Unflatten => "Reshape [C] → [C, 1, 1]".into(),
         Layer::Transpose { perm } => format!("Transpose {perm:?} (of C, H, W)"),
-        Layer::Branch => "(first branch kept for a Concat)".into(),
-        Layer::ConcatSaved { .. } => "Concat (channels)".into(),
+        Layer::Branch => "(branch kept for a Concat)".into(),
+        Layer::ConcatSaved { branches, .. } => format!("Concat of {branches} branches (channels)"),
         Layer::Dense { inp, out, relu } => format!("Dense {inp}→{out}{}", if relu { " +ReLU" } else { "" }),
     }
 }
@@ -257,12 +257,14 @@ fn layer_errors(im: &Imported, net: &crate::net::Net, t: &Table) -> Result<Vec<L
         match l {
             Layer::Save => kept.push((s, zp)),
             Layer::Branch => {
-                let back = kept.pop().unwrap_or((s, zp));
+                let start = kept.pop().unwrap_or((s, zp));
                 kept.push((s, zp));
-                (s, zp) = back;
+                kept.push(start);
+                (s, zp) = start;
             }
             Layer::Binary { .. } | Layer::ConcatSaved { .. } => {
-                kept.pop();
+                let drop = if let Layer::ConcatSaved { branches, .. } = l { *branches } else { 1 };
+                kept.truncate(kept.len().saturating_sub(drop));
                 let (lo, hi) = im.ranges.get(i).copied().unwrap_or((0.0, 0.0));
                 (s, zp) = activation_quant(lo, hi);
             }
