@@ -69,8 +69,8 @@ const PASS: [&str; 3] = ["Identity", "Dropout", "Cast"];
 /// Post-processing that ends the walk (labels and probability maps).
 const HEADS: [&str; 3] = ["ArgMax", "ZipMap", "ArrayFeatureExtractor"];
 /// Everything the walk maps, for the hint on an unknown op.
-const SUPPORTED: &str = "Gemm, MatMul, Add/Sub/Mul/Div by constants, Add/Sub/Mul of two live tensors (residual, gate; broadcasting an axis of 1), Concat of 2-8 branches on channels (ending in a Conv/activation/sum, optionally then max pools), Relu, BatchNormalization, Conv, Pad (into Conv), Conv with rectangular kernels/strides/dilations/asymmetric pads, MaxPool, \
-AveragePool (with pads: count_include_pad=0), GlobalAveragePool, ReduceMean over H and W, Clip/LeakyRelu/Sigmoid/Tanh/Softplus/Gelu/SiLU/HardSwish/HardSigmoid/Elu/Softsign (Lut8), Flatten/Reshape/Squeeze/Unsqueeze, Transpose of [N, C, H, W] tensors (batch axis first; NCHW→NHWC before a flatten folded), Identity/Dropout/Cast, Softmax/LogSoftmax at the output, \
+const SUPPORTED: &str = "Gemm, MatMul, Add/Sub/Mul/Div by constants, Add/Sub/Mul of two live tensors (residual, gate; broadcasting an axis of 1), Concat of 2-8 branches on channels (ending in a Conv/activation/sum, optionally then max pools), Relu, BatchNormalization, Conv, Pad (into Conv), Conv with rectangular kernels/strides/dilations/asymmetric pads/auto_pad, MaxPool and \
+AveragePool (pads, auto_pad, ceil_mode; no dilation; AveragePool count_include_pad=0 with pads), GlobalAveragePool, ReduceMean over H and W, Clip/LeakyRelu/Sigmoid/Tanh/Softplus/Gelu/SiLU/HardSwish/HardSigmoid/Elu/Softsign (Lut8), Flatten/Reshape/Squeeze/Unsqueeze, Transpose of [N, C, H, W] tensors (batch axis first; NCHW→NHWC before a flatten folded), Identity/Dropout/Cast, Softmax/LogSoftmax at the output, \
 Scaler, LinearClassifier, LinearRegressor, TreeEnsembleClassifier, TreeEnsembleRegressor, ArgMax/ZipMap/ArrayFeatureExtractor";
 
 fn unsupported(n: &NodeProto, hint: impl Into<String>) -> Error {
