@@ -1420,6 +1420,46 @@ mod tests {
     }
 
     #[test]
+    fn live_binary_ops_the_engine_cannot_express_are_typed_errors() {
+        // x [2, 6, 6] and its per-channel mean, flat ([2], keepdims 0) or [2, 1, 1] (keepdims 1).
+        let graph = |op: &str, keepdims: i64| {
+            let mean = NodeProto {
+                op_type: "ReduceMean".into(),
+                name: "mean".into(),
+                input: vec!["x".into()],
+                output: vec!["m".into()],
+                attribute: vec![
+                    ints("axes", &[2, 3]),
+                    AttributeProto { name: "keepdims".into(), r#type: 2, i: keepdims, ..Default::default() },
+                ],
+                ..Default::default()
+            };
+            let bin = NodeProto {
+                op_type: op.into(),
+                name: "bin".into(),
+                input: vec!["x".into(), "m".into()],
+                output: vec!["y".into()],
+                ..Default::default()
+            };
+            image_graph(vec![mean, bin])
+        };
+        for (op, keepdims, want) in [("Mul", 0, "of one rank"), ("Div", 1, "no integer division")] {
+            match map(&graph(op, keepdims), None) {
+                Err(Error::UnsupportedOp { op_type, node, hint }) => {
+                    assert_eq!((op_type.as_str(), node.as_str()), (op, "bin"));
+                    assert!(hint.contains(want), "{hint}");
+                }
+                other => panic!("{op}: {other:?}"),
+            }
+        }
+        // The same shapes with Sub and keepdims 1 map (the network then lacks its dense layer).
+        match map(&graph("Sub", 1), None) {
+            Err(Error::Onnx(msg)) => assert!(msg.contains("dense layer"), "{msg}"),
+            other => panic!("Sub: {other:?}"),
+        }
+    }
+
+    #[test]
     fn auto_pad_same_gives_the_onnx_padding() {
         // ONNX: out = ⌈d/s⌉, total = (out − 1)·s + (k − 1)·dil + 1 − d, the odd cell at the end
         // (SAME_UPPER) or the beginning (SAME_LOWER).
