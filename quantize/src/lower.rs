@@ -12,7 +12,8 @@
 use candle_core::D;
 use fixpoint_ml::format::{Model, ModelBuilder, Quant};
 use fixpoint_ml::ops::{
-    Add, ArgMax, AvgPool, Concat, Conv2d, FullyConnected, Lut8, MaxPool, Op, Requant, Reshape, TreeEnsemble, Window,
+    Add, ArgMax, AvgPool, Concat, Conv2d, FullyConnected, Lut8, MaxPool, Mul, Op, Requant, Reshape, TreeEnsemble,
+    Window,
 };
 use fixpoint_ml::{DType, TensorData};
 
@@ -21,7 +22,7 @@ use crate::ensemble::{Ensemble, Split};
 use crate::error::{Error, Result};
 use crate::gbdt::Gbdt;
 use crate::multiplier::{add_multipliers, quant, requant_multiplier};
-use crate::net::{Geometry, Head, Layer, Net};
+use crate::net::{Binary, Geometry, Head, Layer, Net};
 
 /// Fractional bits of tree-ensemble features and thresholds.
 pub const TREE_FEATURE_BITS: i32 = 16;
@@ -49,12 +50,18 @@ pub fn calibrate(net: &Net, ds: &Dataset, mut progress: impl FnMut(usize)) -> Re
     if ds.is_empty() {
         return Err(Error::Quantize("empty calibration set".into()));
     }
-    // The integer Concat copies values: both branch ends take the joined tensor's range (the
-    // union of theirs), so they are requantized straight to its scale.
-    for (j, a, b) in crate::net::concat_ends(&net.layers) {
+    // The integer Concat copies values: every branch end takes the joined tensor's range (the
+    // union of theirs), so it is requantized straight to its scale. A branch ending in max
+    // pools: the layer before them requantizes to the joined scale (clamping before a maximum
+    // is clamping after it: exact), the pools keep it.
+    for (j, ends) in crate::net::concat_ends(&net.layers) {
         let joined = ranges[j];
-        for e in [a, b].into_iter().flatten() {
+        for mut e in ends.into_iter().flatten() {
             ranges[e] = joined;
+            while crate::net::is_max_pool(&net.layers[e]) && e > 0 {
+                e -= 1;
+                ranges[e] = joined;
+            }
         }
     }
     Ok(ranges)
@@ -147,6 +154,12 @@ pub(crate) fn requant_tensors(b: &mut ModelBuilder, a: &Affine, zp: i32, relu: b
 /// the i8 range, as digit pixels are) with scale `net.input_scale`; outputs are the predicted
 /// class (i32 `[1]`) and the logits (i32, with their real scale).
 pub fn lower_net(net: &Net, ranges: &Ranges) -> Result<Model> {
+    Ok(lower_net_traced(net, ranges)?.0)
+}
+
+/// [`lower_net`], and the model value holding each layer's output (`None` for
+/// [`Layer::Save`] and [`Layer::Branch`], which add no op).
+pub fn lower_net_traced(net: &Net, ranges: &Ranges) -> Result<(Model, Vec<Option<u32>>)> {
     let mut b = ModelBuilder::new();
     let shape = match net.input.as_slice() {
         [c, h, w] => vec![*h, *w, *c],
@@ -169,6 +182,7 @@ pub fn lower_net(net: &Net, ranges: &Ranges) -> Result<Model> {
     let mut logits_quant = None;
     // Tensors kept by `Layer::Save`: value, scale, zero point, shape.
     let mut saved = Vec::new();
+    let mut values = Vec::with_capacity(net.layers.len());
     for (i, layer) in net.layers.iter().enumerate() {
         let (lo, hi) = ranges.get(i).copied().ok_or_else(|| Error::Quantize("missing calibration range".into()))?;
         match *layer {
@@ -250,52 +264,104 @@ pub fn lower_net(net: &Net, ranges: &Ranges) -> Result<Model> {
             }
             Layer::Save => saved.push((x, s_in, zp_in, cur_shape.clone())),
             Layer::Branch => {
-                let (y, s_y, zp_y, shape_y) =
-                    saved.pop().ok_or_else(|| Error::Quantize("a branch without a saved tensor".into()))?;
-                saved.push((x, s_in, zp_in, std::mem::replace(&mut cur_shape, shape_y)));
-                (x, s_in, zp_in) = (y, s_y, zp_y);
+                let start = saved.pop().ok_or_else(|| Error::Quantize("a branch without a saved tensor".into()))?;
+                saved.push((x, s_in, zp_in, cur_shape.clone()));
+                (x, s_in, zp_in, cur_shape) = start.clone();
+                saved.push(start);
             }
-            Layer::ConcatSaved { saved_first } => {
-                let (y, s_y, zp_y, shape_y) =
-                    saved.pop().ok_or_else(|| Error::Quantize("a Concat without a saved tensor".into()))?;
-                let (&[h, w, c], &[hy, wy, cy]) = (&cur_shape[..], &shape_y[..]) else {
+            Layer::ConcatSaved { branches, order } => {
+                saved.pop().ok_or_else(|| Error::Quantize("a Concat without a saved tensor".into()))?;
+                let mut ends = Vec::with_capacity(branches);
+                for _ in 1..branches {
+                    ends.push(saved.pop().ok_or_else(|| Error::Quantize("a Concat without its branches".into()))?);
+                }
+                ends.reverse();
+                ends.push((x, s_in, zp_in, cur_shape.clone()));
+                let [h, w, _] = cur_shape[..] else {
                     return Err(Error::Quantize("Concat joins [C, H, W] tensors".into()));
                 };
-                if (h, w) != (hy, wy) {
-                    return Err(Error::Quantize(format!("Concat of shapes {cur_shape:?} and {shape_y:?}")));
+                let mut ins = Vec::with_capacity(branches);
+                let mut channels = 0;
+                for &k in &order[..branches] {
+                    let (y, s_y, zp_y, shape_y) =
+                        ends.get(k).cloned().ok_or_else(|| Error::Quantize("a Concat order out of range".into()))?;
+                    let &[hy, wy, cy] = &shape_y[..] else {
+                        return Err(Error::Quantize("Concat joins [C, H, W] tensors".into()));
+                    };
+                    if (h, w) != (hy, wy) {
+                        return Err(Error::Quantize(format!("Concat of shapes {cur_shape:?} and {shape_y:?}")));
+                    }
+                    // Calibration gave every branch end the joined range, so the same scale.
+                    if (s_y - s_in).abs() > s_in * 1e-12 || zp_y != zp_in {
+                        return Err(Error::Quantize(format!(
+                            "Concat inputs at scales {s_y:e}/{zp_y} and {s_in:e}/{zp_in}: a branch must end in a layer that requantizes"
+                        )));
+                    }
+                    ins.push(y);
+                    channels += cy;
                 }
-                // Calibration gave both branch ends the joined range, so the same scale.
-                if (s_y - s_in).abs() > s_in * 1e-12 || zp_y != zp_in {
-                    return Err(Error::Quantize(format!(
-                        "Concat inputs at scales {s_y:e}/{zp_y} and {s_in:e}/{zp_in}: a branch must end in a layer that requantizes"
-                    )));
-                }
-                let ins = if saved_first { [y, x] } else { [x, y] };
                 x = b.op(Op::Concat(Concat { axis: 2 }), &ins);
-                cur_shape = vec![h, w, c + cy];
+                cur_shape = vec![h, w, channels];
             }
-            Layer::AddSaved { relu } => {
-                // y = zp + ((a − zp_a)·m_a + (b − zp_b)·m_b) >> n: each input's scale in its
-                // multiplier, one rounding, the sum's scale from its calibrated range.
+            Layer::Binary { op, relu } => {
                 let (y, s_y, zp_y, shape_y) =
-                    saved.pop().ok_or_else(|| Error::Quantize("an Add without a saved tensor".into()))?;
-                if shape_y != cur_shape {
-                    return Err(Error::Quantize(format!("Add of shapes {cur_shape:?} and {shape_y:?}")));
-                }
+                    saved.pop().ok_or_else(|| Error::Quantize("a binary op without a saved tensor".into()))?;
+                let out_shape = broadcast_shape(&cur_shape, &shape_y)?;
                 let (s_out, zp_out) = activation_quant(lo, hi);
-                let (a_multiplier, b_multiplier, shift) = add_multipliers(s_in / s_out, s_y / s_out)?;
-                let op = Add {
-                    a_zero_point: zp_in,
-                    a_multiplier,
-                    b_zero_point: zp_y,
-                    b_multiplier,
-                    shift,
-                    zero_point: zp_out,
-                    lo: if relu { zp_out } else { -128 },
-                    hi: 127,
+                let lo_clamp = if relu { zp_out } else { -128 };
+                x = match op {
+                    Binary::Mul => {
+                        // y = requant((a − zp_a)·(b − zp_b)) at s_a·s_b/s_out (docs/arithmetic.md §15).
+                        let a = repeat_to(&mut b, x, &cur_shape, &out_shape)?;
+                        let c = repeat_to(&mut b, y, &shape_y, &out_shape)?;
+                        let (m, n) = requant_multiplier(s_in * s_y / s_out)?;
+                        let multiplier = b.tensor(fixpoint_ml::Tensor::i32(vec![1], vec![m])?);
+                        let shift = b.tensor(fixpoint_ml::Tensor::new(vec![1], TensorData::U8(vec![n]))?);
+                        let requant = Requant { multiplier, shift, zero_point: zp_out, lo: lo_clamp, hi: 127 };
+                        b.op(Op::Mul(Mul { a_zero_point: zp_in, b_zero_point: zp_y, requant }), &[a, c])
+                    }
+                    Binary::Add | Binary::Sub { .. } => {
+                        // A subtrahend is negated exactly first: `q' = −1 − q` with zero point
+                        // `−1 − zp` stands for the same real value negated (§7, a Lut8).
+                        let (mut a, mut zp_a, mut c, mut zp_c) = (x, zp_in, y, zp_y);
+                        match op {
+                            Binary::Sub { saved_first: true } => (a, zp_a) = (negate(&mut b, a)?, -1 - zp_a),
+                            Binary::Sub { saved_first: false } => (c, zp_c) = (negate(&mut b, c)?, -1 - zp_c),
+                            _ => {}
+                        }
+                        let a = repeat_to(&mut b, a, &cur_shape, &out_shape)?;
+                        let c = repeat_to(&mut b, c, &shape_y, &out_shape)?;
+                        // zp + ((a − zp_a)·m_a + (c − zp_c)·m_c) >> n: each input's scale in its
+                        // multiplier, one rounding, the result's scale from its calibrated range.
+                        let (a_multiplier, b_multiplier, shift) = add_multipliers(s_in / s_out, s_y / s_out)?;
+                        let op = Add {
+                            a_zero_point: zp_a,
+                            a_multiplier,
+                            b_zero_point: zp_c,
+                            b_multiplier,
+                            shift,
+                            zero_point: zp_out,
+                            lo: lo_clamp,
+                            hi: 127,
+                        };
+                        b.op(Op::Add(op), &[a, c])
+                    }
                 };
-                x = b.op(Op::Add(op), &[x, y]);
+                cur_shape = out_shape;
                 (s_in, zp_in) = (s_out, zp_out);
+            }
+            Layer::Transpose { perm } => {
+                let (e, shape) = hwc_permutation(perm, &cur_shape)?;
+                x = b.op(Op::Transpose(fixpoint_ml::ops::Transpose { perm: e }), &[x]);
+                cur_shape = shape;
+            }
+            Layer::Unflatten => {
+                let [c] = cur_shape[..] else {
+                    return Err(Error::Quantize(format!("unflatten of shape {cur_shape:?}")));
+                };
+                let c32 = u32::try_from(c).map_err(|_| Error::Quantize("tensor too large".into()))?;
+                x = b.op(Op::Reshape(Reshape { shape: vec![1, 1, c32] }), &[x]);
+                cur_shape = vec![1, 1, c];
             }
             Layer::Flatten => {
                 let n: usize = cur_shape.iter().product();
@@ -336,6 +402,7 @@ pub fn lower_net(net: &Net, ranges: &Ranges) -> Result<Model> {
                 cur_shape = vec![out];
             }
         }
+        values.push((!matches!(layer, Layer::Save | Layer::Branch)).then_some(x));
     }
     let logits_quant = logits_quant.ok_or_else(|| Error::Quantize("the network must end in a dense layer".into()))?;
     if net.head == Head::Classes {
@@ -343,7 +410,77 @@ pub fn lower_net(net: &Net, ranges: &Ranges) -> Result<Model> {
         b.output(label, Quant::NONE);
     }
     b.output(x, logits_quant);
-    Ok(b.finish()?)
+    Ok((b.finish()?, values))
+}
+
+/// The shape two HWC operands broadcast to: equal axes, or 1 against `n`.
+fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+    if a.len() != b.len() {
+        return Err(Error::Quantize(format!("operands of shapes {a:?} and {b:?} have different ranks")));
+    }
+    a.iter()
+        .zip(b)
+        .map(|(&p, &q)| match (p, q) {
+            _ if p == q => Ok(p),
+            (1, n) | (n, 1) => Ok(n),
+            _ => Err(Error::Quantize(format!("shapes {a:?} and {b:?} do not broadcast"))),
+        })
+        .collect()
+}
+
+/// The engine's permutation (of its HWC axes) for the `[C, H, W]` permutation `perm`, and the
+/// HWC shape of the result. The result's logical axes `(A0, A1, A2)` are the input's
+/// `(perm[0], perm[1], perm[2])`; the engine holds a logical tensor in the order `(A1, A2, A0)`,
+/// and logical axis `k` of the input sits at engine axis `(k + 2) % 3`.
+fn hwc_permutation(perm: [usize; 3], hwc: &[usize]) -> Result<(Vec<u8>, Vec<usize>)> {
+    let &[h, w, c] = hwc else { return Err(Error::Quantize(format!("transpose of shape {hwc:?}"))) };
+    let chw = [c, h, w];
+    if perm.iter().any(|&p| p > 2) || perm[0] == perm[1] || perm[1] == perm[2] || perm[0] == perm[2] {
+        return Err(Error::Quantize(format!("{perm:?} is not a permutation of 3 axes")));
+    }
+    let at = |k: usize| ((k + 2) % 3) as u8;
+    let e = vec![at(perm[1]), at(perm[2]), at(perm[0])];
+    Ok((e, vec![chw[perm[1]], chw[perm[2]], chw[perm[0]]]))
+}
+
+/// `x` of shape `from` repeated along every axis where it has 1 and `to` more (Concats of
+/// copies: exact, values are copied).
+fn repeat_to(b: &mut ModelBuilder, mut x: u32, from: &[usize], to: &[usize]) -> Result<u32> {
+    for (axis, (&f, &t)) in from.iter().zip(to).enumerate().rev() {
+        if f == 1 && t > 1 {
+            let axis = u8::try_from(axis).map_err(|_| Error::Quantize("rank too large".into()))?;
+            x = repeat(b, x, axis, t);
+        }
+    }
+    Ok(x)
+}
+
+/// `times` (≥ 2) copies of `x` joined along `axis`; Concat takes at most 16 inputs, so longer
+/// runs join runs of 16.
+fn repeat(b: &mut ModelBuilder, x: u32, axis: u8, times: usize) -> u32 {
+    const MAX: usize = 16;
+    if times <= MAX {
+        return b.op(Op::Concat(Concat { axis }), &vec![x; times]);
+    }
+    let run = b.op(Op::Concat(Concat { axis }), &[x; MAX]);
+    let (q, r) = (times / MAX, times % MAX);
+    let big = if q > 1 { repeat(b, run, axis, q) } else { run };
+    match r {
+        0 => big,
+        1 => b.op(Op::Concat(Concat { axis }), &[big, x]),
+        _ => {
+            let rest = repeat(b, x, axis, r);
+            b.op(Op::Concat(Concat { axis }), &[big, rest])
+        }
+    }
+}
+
+/// `x` negated exactly: the Lut8 `q ↦ −1 − q` (with zero point `−1 − zp` it stands for
+/// `−(q − zp)·s`, the same scale).
+fn negate(b: &mut ModelBuilder, x: u32) -> Result<u32> {
+    let table: Vec<i8> = (0..256).map(|i| (127 - i) as i8).collect();
+    let table = b.tensor(fixpoint_ml::Tensor::i8(vec![256], table)?);
+    Ok(b.op(Op::Lut8(Lut8 { table }), &[x]))
 }
 
 /// The engine's window for a geometry.
@@ -500,6 +637,62 @@ mod tests {
         assert_eq!(zp, 0);
         // A range that excludes zero is widened to include it.
         assert_eq!(activation_quant(1.0, 2.0).1, -128);
+    }
+
+    /// The integer Add/Sub/Mul of a `[3, 2, 5]` tensor and its per-channel mean (`[3, 1, 1]`,
+    /// repeated over H and W) against the real result, computed here from the integer inputs:
+    /// within half an output step (the one rounding), for every row.
+    #[test]
+    fn binary_ops_broadcast_and_subtract_like_the_reals() {
+        use rand::{Rng, SeedableRng};
+
+        use crate::net::Binary;
+        let (c, h, w) = (3usize, 2usize, 5usize);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let rows: Vec<f32> = (0..40 * c * h * w).map(|_| rng.random_range(-20i32..=30) as f32).collect();
+        let ds = Dataset { features: rows.clone(), labels: vec![0; 40], dim: c * h * w, classes: 1 };
+        for op in [Binary::Add, Binary::Sub { saved_first: true }, Binary::Sub { saved_first: false }, Binary::Mul] {
+            let layers = vec![
+                Layer::Save,
+                Layer::GlobalAvgPool,
+                Layer::Binary { op, relu: false },
+                Layer::Flatten,
+                Layer::Dense { inp: c * h * w, out: 2, relu: false },
+            ];
+            let params = vec![(vec![0.01; 2 * c * h * w], vec![0.0; 2])];
+            let mut net = Net::from_values(vec![c, h, w], layers, params, Head::Values).unwrap();
+            let s_in = 1.0 / 16.0;
+            net.input_quant = Some((s_in, 0));
+            let ranges = calibrate(&net, &ds, |_| {}).unwrap();
+            let (mut model, values) = lower_net_traced(&net, &ranges).unwrap();
+            model.outputs.push(fixpoint_ml::format::OutputDesc { value: values[2].unwrap(), quant: Quant::NONE });
+            let engine = fixpoint_ml::Engine::load(&model.to_bytes(), &fixpoint_ml::Limits::default()).unwrap();
+            let (s_out, zp_out) = activation_quant(ranges[2].0, ranges[2].1);
+            for row in rows.chunks(c * h * w) {
+                // The engine reads HWC; the row is CHW integers (exact at scale 1/16).
+                let q = |ch: usize, y: usize, x: usize| row[(ch * h + y) * w + x] as i32;
+                let hwc: Vec<i8> = (0..h * w * c).map(|i| q(i % c, i / c / w, i / c % w) as i8).collect();
+                let out = engine.run(vec![fixpoint_ml::Tensor::i8(vec![h, w, c], hwc).unwrap()]).unwrap();
+                for ch in 0..c {
+                    // docs/arithmetic.md §5: the mean on the input grid, ties away from zero.
+                    let sum: i32 = (0..h * w).map(|i| q(ch, i / w, i % w)).sum();
+                    let n = (h * w) as i32;
+                    let mean = sum.signum() * ((sum.abs() + n / 2) / n);
+                    for (y, x) in (0..h).flat_map(|y| (0..w).map(move |x| (y, x))) {
+                        let (a, m) = (f64::from(q(ch, y, x)) * s_in, f64::from(mean) * s_in);
+                        let real = match op {
+                            Binary::Add => a + m,
+                            Binary::Sub { saved_first: true } => a - m,
+                            Binary::Sub { saved_first: false } => m - a,
+                            Binary::Mul => a * m,
+                        };
+                        let got = out[1].data().get_i64((y * w + x) * c + ch).unwrap();
+                        let deq = (got - i64::from(zp_out)) as f64 * s_out;
+                        assert!((deq - real).abs() <= 0.5 * s_out + 1e-6, "{op:?}: {deq} vs {real}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

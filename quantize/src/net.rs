@@ -165,53 +165,95 @@ pub enum Layer {
         /// The window.
         geometry: Geometry,
     },
-    /// Keeps the current tensor for a later [`Layer::AddSaved`] (the skip branch of a residual
-    /// block); its output is its input.
+    /// Keeps the current tensor for a later [`Layer::Binary`] (the skip branch of a residual
+    /// block, or the input of a gate); its output is its input.
     Save,
-    /// Adds the tensor kept by the last unmatched [`Layer::Save`] (same shape) to the current
-    /// one, optionally followed by ReLU: the integer Add op, each input's scale in its multiplier.
-    AddSaved {
-        /// ReLU after the sum.
+    /// Combines the tensor kept by the last unmatched [`Layer::Save`] with the current one,
+    /// elementwise with broadcasting (an axis of 1 against `n` is repeated), optionally followed
+    /// by ReLU: the integer Add op (each input's scale in its multiplier; a subtrahend negated
+    /// exactly first) or Mul op.
+    Binary {
+        /// Which operation.
+        op: Binary,
+        /// ReLU after it.
         relu: bool,
     },
-    /// Ends the first branch of a [`Layer::ConcatSaved`]: keeps the current tensor and goes
-    /// back to the one kept by the last unmatched [`Layer::Save`] (the input of both branches).
+    /// Reshapes a flat `[C]` to `[C, 1, 1]` (the same element order in CHW and HWC).
+    Unflatten,
+    /// Permutes the axes of a `[C, H, W]` tensor: output axis `i` is input axis `perm[i]` (the
+    /// engine's Transpose on the HWC layout; the result is again read as `[C, H, W]`).
+    Transpose {
+        /// The permutation of `(C, H, W)`.
+        perm: [usize; 3],
+    },
+    /// Ends one branch of a [`Layer::ConcatSaved`] (all but the last): keeps the current tensor
+    /// and goes back to the one kept by the last unmatched [`Layer::Save`] (the input of every
+    /// branch), which stays kept for the next branch.
     Branch,
-    /// Joins the tensor kept by the last [`Layer::Branch`] and the current one along the
-    /// channels (`[C, H, W]`); both branch ends share the joined tensor's scale (calibration
-    /// gives them the union of their ranges, [`concat_ends`]).
+    /// Joins the branch ends kept by the [`Layer::Branch`]es since the last unmatched
+    /// [`Layer::Save`] and the current tensor (the last branch's end) along the channels
+    /// (`[C, H, W]`), and drops the kept input; every branch end shares the joined tensor's
+    /// scale (calibration gives them the union of their ranges, [`concat_ends`]).
     ConcatSaved {
-        /// The kept tensor (first branch) comes first in the result.
-        saved_first: bool,
+        /// Number of branches, 2 to [`MAX_BRANCHES`].
+        branches: usize,
+        /// `order[i]`: the branch (in walk order) at position `i` of the result.
+        order: [usize; MAX_BRANCHES],
     },
 }
 
-/// For each [`Layer::ConcatSaved`] at index `j`: `(j, a, b)` with `a` and `b` the indices of
-/// the last layers of its first and second branch (`None` when a branch is empty).
-pub fn concat_ends(layers: &[Layer]) -> Vec<(usize, Option<usize>, Option<usize>)> {
-    let mut stack: Vec<Option<Option<usize>>> = Vec::new();
+/// Most branches a [`Layer::ConcatSaved`] joins.
+pub const MAX_BRANCHES: usize = 8;
+
+/// An elementwise operation of two live tensors ([`Layer::Binary`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binary {
+    /// `current + kept`.
+    Add,
+    /// `kept − current` (`saved_first`) or `current − kept`.
+    Sub {
+        /// The kept tensor is the minuend.
+        saved_first: bool,
+    },
+    /// `current · kept`.
+    Mul,
+}
+
+/// For each [`Layer::ConcatSaved`] at index `j`: `(j, ends)` with the index of the last layer
+/// of each branch, in walk order (`None` when a branch is empty).
+pub fn concat_ends(layers: &[Layer]) -> Vec<(usize, Vec<Option<usize>>)> {
+    // Per open Save: the index of the marker the current branch starts after, and the ends so far.
+    let mut stack: Vec<(usize, Vec<Option<usize>>)> = Vec::new();
     let mut out = Vec::new();
+    let end = |marker: usize, i: usize| i.checked_sub(1).filter(|&p| p > marker);
     for (i, l) in layers.iter().enumerate() {
         match l {
-            Layer::Save => stack.push(None),
+            Layer::Save => stack.push((i, Vec::new())),
             Layer::Branch => {
-                stack.pop();
-                let a = i.checked_sub(1).filter(|&p| !matches!(layers[p], Layer::Save));
-                stack.push(Some(a));
+                if let Some((marker, ends)) = stack.last_mut() {
+                    ends.push(end(*marker, i));
+                    *marker = i;
+                }
             }
-            Layer::AddSaved { .. } => {
+            Layer::Binary { .. } => {
                 stack.pop();
             }
             Layer::ConcatSaved { .. } => {
-                if let Some(Some(a)) = stack.pop() {
-                    let b = i.checked_sub(1).filter(|&p| !matches!(layers[p], Layer::Branch));
-                    out.push((i, a, b));
+                if let Some((marker, mut ends)) = stack.pop() {
+                    ends.push(end(marker, i));
+                    out.push((i, ends));
                 }
             }
             _ => {}
         }
     }
     out
+}
+
+/// Whether `l` is a max pool (its output keeps its input's scale, and clamping commutes with
+/// the maximum).
+pub fn is_max_pool(l: &Layer) -> bool {
+    matches!(l, Layer::MaxPool { .. } | Layer::PoolWindow { avg: false, .. })
 }
 
 impl Layer {
@@ -377,19 +419,34 @@ impl Net {
                     saved.push(x.clone());
                     x
                 }
-                Layer::AddSaved { relu } => {
-                    let s = saved.pop().ok_or_else(|| Error::Weights("an Add without a saved tensor".into()))?;
-                    let y = (x + s)?;
+                Layer::Binary { op, relu } => {
+                    let s = saved.pop().ok_or_else(|| Error::Weights("a binary op without a saved tensor".into()))?;
+                    let y = match op {
+                        Binary::Add => x.broadcast_add(&s)?,
+                        Binary::Sub { saved_first: true } => s.broadcast_sub(&x)?,
+                        Binary::Sub { saved_first: false } => x.broadcast_sub(&s)?,
+                        Binary::Mul => x.broadcast_mul(&s)?,
+                    };
                     if relu { y.relu()? } else { y }
                 }
+                Layer::Unflatten => x.unsqueeze(2)?.unsqueeze(3)?,
+                Layer::Transpose { perm: [a, b, c] } => x.permute((0, a + 1, b + 1, c + 1))?.contiguous()?,
                 Layer::Branch => {
                     let s = saved.pop().ok_or_else(|| Error::Weights("a branch without a saved tensor".into()))?;
                     saved.push(x);
+                    saved.push(s.clone());
                     s
                 }
-                Layer::ConcatSaved { saved_first } => {
-                    let s = saved.pop().ok_or_else(|| Error::Weights("a Concat without a saved tensor".into()))?;
-                    if saved_first { Tensor::cat(&[&s, &x], 1)? } else { Tensor::cat(&[&x, &s], 1)? }
+                Layer::ConcatSaved { branches, order } => {
+                    saved.pop().ok_or_else(|| Error::Weights("a Concat without a saved tensor".into()))?;
+                    let mut ends = Vec::with_capacity(branches);
+                    for _ in 1..branches {
+                        ends.push(saved.pop().ok_or_else(|| Error::Weights("a Concat without its branches".into()))?);
+                    }
+                    ends.reverse();
+                    ends.push(x);
+                    let parts: Vec<&Tensor> = order[..branches].iter().filter_map(|&b| ends.get(b)).collect();
+                    Tensor::cat(&parts, 1)?
                 }
                 Layer::Dense { relu, .. } => {
                     let (w, b) = p.next().ok_or_else(|| Error::Weights("missing dense parameters".into()))?;

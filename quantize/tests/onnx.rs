@@ -167,23 +167,41 @@ fn digits_resnet() {
     assert!(add.mapped.starts_with("Add (two i8 tensors"), "{add:?}");
     assert!(im.model.nodes.iter().any(|o| matches!(o.op, fixpoint_ml::ops::Op::Add(_))), "no Add op");
     assert!(r.layers.iter().all(|l| l.rel_rms < 0.1), "{:?}", r.layers);
-    // The same graph with Sub: refused with a typed error (no negative multipliers).
-    let mut bytes = std::fs::read(fixture("digits_resnet").join("model.onnx")).unwrap();
-    let mut replaced = 0;
-    for at in 0..bytes.len().saturating_sub(2) {
-        if &bytes[at..at + 3] == b"Add" {
-            bytes[at..at + 3].copy_from_slice(b"Sub");
-            replaced += 1;
+    // The same graph with Sub (x − y instead of x + y; tract runs the changed file as the float
+    // reference): the integer Add with the subtrahend negated exactly, as close to float.
+    // With Div: refused with a typed error (no integer division).
+    let calib = fixture("digits_resnet").join("calib.csv");
+    let table = onnx::data::load(&fixture("digits_resnet").join("test.csv"), 64, opts().target.as_ref()).unwrap();
+    for (to, ok) in [(b"Sub", true), (b"Div", false)] {
+        let mut bytes = std::fs::read(fixture("digits_resnet").join("model.onnx")).unwrap();
+        let mut replaced = 0;
+        for at in 0..bytes.len().saturating_sub(2) {
+            if &bytes[at..at + 3] == b"Add" {
+                bytes[at..at + 3].copy_from_slice(to);
+                replaced += 1;
+            }
         }
-    }
-    assert!(replaced > 0);
-    let path = std::env::temp_dir().join(format!("fixpoint-onnx-{}-resnet-sub.onnx", std::process::id()));
-    std::fs::write(&path, bytes).unwrap();
-    let res = onnx::import(&path, &fixture("digits_resnet").join("calib.csv"), &opts(), |_, _, _| {});
-    std::fs::remove_file(&path).unwrap();
-    match res {
-        Err(Error::UnsupportedOp { op_type, hint, .. }) => assert!(op_type == "Sub" && hint.contains("Add"), "{hint}"),
-        other => panic!("expected UnsupportedOp, got {other:?}"),
+        assert!(replaced > 0);
+        let path = std::env::temp_dir().join(format!("fixpoint-onnx-{}-resnet-{}.onnx", std::process::id(), to[0]));
+        std::fs::write(&path, bytes).unwrap();
+        let res = onnx::import(&path, &calib, &opts(), |_, _, _| {});
+        let report = res.as_ref().ok().map(|im| im.evaluate(&table, |_, _| {}).unwrap());
+        std::fs::remove_file(&path).unwrap();
+        match (res, ok) {
+            (Ok(im), true) => {
+                let sub = im.steps.iter().find(|s| s.op_type == "Sub").expect("a Sub step");
+                assert!(sub.mapped.contains("subtrahend negated"), "{sub:?}");
+                let r = report.unwrap();
+                println!("digits_resnet with Sub: {r}");
+                let Accuracy::Classification(a) = r.accuracy else { panic!() };
+                assert!(a.agreement() >= 98.0, "{a}");
+                assert!(r.layers.iter().all(|l| l.rel_rms < 0.1), "{:?}", r.layers);
+            }
+            (Err(Error::UnsupportedOp { op_type, hint, .. }), false) => {
+                assert!(op_type == "Div" && hint.contains("division"), "{hint}")
+            }
+            (other, _) => panic!("{}: unexpected {other:?}", to[0] as char),
+        }
     }
 }
 
@@ -207,6 +225,63 @@ fn digits_inception() {
         .collect();
     assert_eq!(zps.len(), 2);
     assert_eq!(zps[0], zps[1]);
+    assert!(r.layers.iter().all(|l| l.rel_rms < 0.1), "{:?}", r.layers);
+}
+
+#[test]
+fn digits_inception4() {
+    // Four branches joined by one Concat (one ends in a max pool), 2×2 Convs with auto_pad
+    // SAME_UPPER and SAME_LOWER, MaxPool and AveragePool with ceil_mode.
+    let r = classification("digits_inception4");
+    let im = import("digits_inception4");
+    assert!(im.steps.iter().any(|s| s.op_type == "Concat" && s.mapped.starts_with("Concat 4+4+4+4")), "{:?}", im.steps);
+    let ops = &im.model.nodes;
+    let n_in = im.model.inputs.len() as u32;
+    let op_of = |v: u32| &ops[(v - n_in) as usize];
+    // ONNX: out = ⌈8/1⌉ = 8 needs 1 padding cell for a 2×2 kernel: at the end (UPPER), first (LOWER).
+    let pads: Vec<_> = ops
+        .iter()
+        .filter_map(|o| match &o.op {
+            fixpoint_ml::ops::Op::Conv2d(c) if c.window.kernel_h == 2 => {
+                Some((c.window.pad_top, c.window.pad_left, c.window.pad_bottom, c.window.pad_right))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pads, vec![(0, 0, 1, 1), (1, 1, 0, 0)]);
+    // ceil_mode: ⌈(8 − 3)/2⌉ + 1 = 4 windows need 9 cells, ⌈(4 − 3)/2⌉ + 1 = 2 need 5: one more
+    // padding row and column each (the engine leaves padding out of max and mean).
+    let (max, avg) = (
+        ops.iter().find_map(|o| match &o.op {
+            fixpoint_ml::ops::Op::MaxPool(p) if p.window.stride_h == 2 => Some(p.window),
+            _ => None,
+        }),
+        ops.iter().find_map(|o| match &o.op {
+            fixpoint_ml::ops::Op::AvgPool(p) if p.window.stride_h == 2 => Some(p.window),
+            _ => None,
+        }),
+    );
+    for w in [max.unwrap(), avg.unwrap()] {
+        assert_eq!((w.pad_top, w.pad_left, w.pad_bottom, w.pad_right), (0, 0, 1, 1), "{w:?}");
+    }
+    // The Concat joins four values of one zero point; the pooled branch's comes from its Conv.
+    let concat = ops.iter().find(|o| matches!(o.op, fixpoint_ml::ops::Op::Concat(_))).expect("a Concat op");
+    assert_eq!(concat.inputs.len(), 4);
+    let zps: Vec<i32> = concat
+        .inputs
+        .iter()
+        .map(|&v| {
+            let mut o = op_of(v);
+            if let fixpoint_ml::ops::Op::MaxPool(_) = o.op {
+                o = op_of(o.inputs[0]);
+            }
+            match &o.op {
+                fixpoint_ml::ops::Op::Conv2d(c) => c.requant.as_ref().unwrap().zero_point,
+                other => panic!("a Concat input from {other:?}"),
+            }
+        })
+        .collect();
+    assert!(zps.iter().all(|&z| z == zps[0]), "{zps:?}");
     assert!(r.layers.iter().all(|l| l.rel_rms < 0.1), "{:?}", r.layers);
 }
 
@@ -260,21 +335,98 @@ fn digits_nhwc() {
     let t = im.steps.iter().find(|s| s.op_type == "Transpose").expect("a Transpose step");
     assert!(t.mapped.starts_with("folded into the next flatten"), "{t:?}");
     assert_eq!(r.layers.len(), 4, "{:?}", r.layers);
-    // Another permutation of the live tensor (H and W swapped) is refused with a typed error.
-    let mut bytes = std::fs::read(fixture("digits_nhwc").join("model.onnx")).unwrap();
-    let perm = b"perm\x40\x00\x40\x02\x40\x03\x40\x01";
-    let at = bytes.windows(perm.len()).position(|w| w == perm).expect("perm 0,2,3,1");
-    bytes[at + 4..at + 12].copy_from_slice(b"\x40\x00\x40\x01\x40\x03\x40\x02");
-    let path = std::env::temp_dir().join(format!("fixpoint-onnx-{}-nhwc-perm.onnx", std::process::id()));
-    std::fs::write(&path, bytes).unwrap();
-    let res = onnx::import(&path, &fixture("digits_nhwc").join("calib.csv"), &opts(), |_, _, _| {});
-    std::fs::remove_file(&path).unwrap();
-    match res {
-        Err(Error::UnsupportedOp { op_type, hint, .. }) => {
-            assert!(op_type == "Transpose" && hint.contains("NHWC"), "{hint}")
+    // Other permutations of the live tensor: H and W swapped imports as the engine's Transpose
+    // (checked against tract running the changed file); moving the batch axis is refused.
+    let calib = fixture("digits_nhwc").join("calib.csv");
+    let table = onnx::data::load(&fixture("digits_nhwc").join("test.csv"), 64, opts().target.as_ref()).unwrap();
+    for (to, ok) in [(b"\x40\x00\x40\x01\x40\x03\x40\x02", true), (b"\x40\x01\x40\x00\x40\x02\x40\x03", false)] {
+        let mut bytes = std::fs::read(fixture("digits_nhwc").join("model.onnx")).unwrap();
+        let perm = b"perm\x40\x00\x40\x02\x40\x03\x40\x01";
+        let at = bytes.windows(perm.len()).position(|w| w == perm).expect("perm 0,2,3,1");
+        bytes[at + 4..at + 12].copy_from_slice(to);
+        let path = std::env::temp_dir().join(format!("fixpoint-onnx-{}-nhwc-perm-{ok}.onnx", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        let res = onnx::import(&path, &calib, &opts(), |_, _, _| {});
+        let report = res.as_ref().ok().map(|im| im.evaluate(&table, |_, _| {}).unwrap());
+        std::fs::remove_file(&path).unwrap();
+        match (res, ok) {
+            (Ok(im), true) => {
+                assert!(im.model.nodes.iter().any(|o| matches!(o.op, fixpoint_ml::ops::Op::Transpose(_))));
+                let r = report.unwrap();
+                let Accuracy::Classification(a) = r.accuracy else { panic!() };
+                assert!(a.agreement() >= 98.0, "{a}");
+                assert!(r.layers.iter().all(|l| l.rel_rms < 0.1), "{:?}", r.layers);
+            }
+            (Err(Error::UnsupportedOp { op_type, hint, .. }), false) => {
+                assert!(op_type == "Transpose" && hint.contains("batch axis first"), "{hint}")
+            }
+            (other, _) => panic!("{ok}: unexpected {other:?}"),
         }
-        other => panic!("expected UnsupportedOp, got {other:?}"),
     }
+}
+
+#[test]
+fn digits_transpose() {
+    // Transposes between convolutions (image columns as channels; H and W swapped before the
+    // flatten): the engine's Transpose on the HWC layout, values copied.
+    let r = classification("digits_transpose");
+    let im = import("digits_transpose");
+    let t: Vec<_> = im.steps.iter().filter(|s| s.op_type == "Transpose").collect();
+    assert_eq!(t.len(), 2, "{:?}", im.steps);
+    assert!(
+        t[0].mapped.starts_with("Transpose [0, 3, 1, 2] (the engine's Transpose") && t[0].mapped.ends_with("[8, 4, 8]"),
+        "{t:?}"
+    );
+    assert!(t[1].mapped.starts_with("Transpose [0, 1, 3, 2] (the engine's Transpose"), "{t:?}");
+    assert_eq!(im.model.nodes.iter().filter(|o| matches!(o.op, fixpoint_ml::ops::Op::Transpose(_))).count(), 2);
+    // The engine's transposed tensor, read back as [C, H, W], is the float one transposed: a
+    // copy adds no error to the layer before it (a wrong permutation would give ~1.4).
+    let at = |name: &str| {
+        r.layers.iter().position(|l| l.layer.starts_with(name)).unwrap_or_else(|| panic!("{name}: {:?}", r.layers))
+    };
+    let (first, pool) = (at("Transpose [2, 0, 1]"), at("Transpose [0, 2, 1]"));
+    assert!((r.layers[first].rel_rms - r.layers[first - 1].rel_rms).abs() < 1e-9, "{:?}", r.layers);
+    assert!((r.layers[pool].rel_rms - r.layers[pool - 1].rel_rms).abs() < 1e-9, "{:?}", r.layers);
+    assert!(r.layers.iter().all(|l| l.rel_rms < 0.1), "{:?}", r.layers);
+}
+
+#[test]
+fn digits_se() {
+    // A squeeze-excite gate (Mul of the [8, 8, 8] feature map and an [8, 1, 1] gate), a
+    // constant per-channel factor after it, a residual Sub and a broadcast Sub of two live
+    // tensors: every one an engine op, none refused, each layer close to float.
+    let r = classification("digits_se");
+    let im = import("digits_se");
+    let step =
+        |node: &str| im.steps.iter().find(|s| s.node == node).unwrap_or_else(|| panic!("{node}: {:?}", im.steps));
+    assert!(step("/Mul").mapped.starts_with("Mul (two i8 tensors") && step("/Mul").mapped.contains("[8, 1, 1]"));
+    assert!(step("/Mul_1").mapped.starts_with("Conv2D 1×1 depthwise"), "{:?}", step("/Mul_1"));
+    for sub in ["/Sub", "/Sub_1"] {
+        assert!(step(sub).mapped.contains("subtrahend negated"), "{:?}", step(sub));
+    }
+    assert!(step("/Reshape").mapped.starts_with("Reshape [8] → [8, 1, 1]"), "{:?}", step("/Reshape"));
+    let ops = &im.model.nodes;
+    let count = |f: fn(&fixpoint_ml::ops::Op) -> bool| ops.iter().filter(|o| f(&o.op)).count();
+    assert_eq!(count(|o| matches!(o, fixpoint_ml::ops::Op::Mul(_))), 1);
+    assert_eq!(count(|o| matches!(o, fixpoint_ml::ops::Op::Add(_))), 2);
+    // The Mul's inputs have one shape: the gate was repeated to the feature map's.
+    let n_in = im.model.inputs.len();
+    let mul = ops.iter().find(|o| matches!(o.op, fixpoint_ml::ops::Op::Mul(_))).unwrap();
+    let [a, b] = mul.inputs[..] else { panic!() };
+    assert!(
+        matches!(ops[b as usize - n_in].op, fixpoint_ml::ops::Op::Concat(_))
+            || matches!(ops[a as usize - n_in].op, fixpoint_ml::ops::Op::Concat(_))
+    );
+    for l in &r.layers {
+        assert!(l.rel_rms < 0.1, "{:?}", r.layers);
+    }
+    assert!(r.layers.iter().any(|l| l.layer.starts_with("Mul (two live tensors)")), "{:?}", r.layers);
+    assert_eq!(
+        r.layers.iter().filter(|l| l.layer.starts_with("Sub (two live tensors) +ReLU")).count(),
+        2,
+        "{:?}",
+        r.layers
+    );
 }
 
 #[test]
@@ -379,6 +531,9 @@ fn mutated_files_never_panic() {
         "digits_inception",
         "digits_window",
         "digits_nhwc",
+        "digits_se",
+        "digits_transpose",
+        "digits_inception4",
     ] {
         let original = std::fs::read(fixture(name).join("model.onnx")).unwrap();
         for i in 0..per_file {

@@ -1197,10 +1197,191 @@ def digits_nhwc(out: Path, state: dict) -> None:
            f"torch.onnx.export(dynamo=False, opset {OPSET})", native_metric=torch_acc)
 
 
+def digits_se(out: Path, state: dict) -> None:
+    """Squeeze-excite gate and residual Subs: Mul/Sub of two live tensors, with broadcasting."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(SEED)
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    _, xtr, xte, ytr, yte, _ = state["digits"]
+    img_tr = (xtr / np.float32(16.0)).reshape(-1, 1, 8, 8).astype(np.float32)
+    img_te = (xte / np.float32(16.0)).reshape(-1, 1, 8, 8).astype(np.float32)
+
+    class SeCNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(1, 8, 3, padding=1)
+            self.bn0 = nn.BatchNorm2d(8)
+            self.fc1 = nn.Linear(8, 4)
+            self.fc2 = nn.Linear(4, 8)
+            self.gamma = nn.Parameter(torch.linspace(0.5, 1.5, 8).reshape(1, 8, 1, 1))
+            self.conv = nn.Conv2d(8, 8, 3, padding=1)
+            self.bn1 = nn.BatchNorm2d(8)
+            self.fc = nn.Linear(128, 10)
+
+        def forward(self, x):
+            x = torch.relu(self.bn0(self.stem(x)))
+            g = torch.sigmoid(self.fc2(torch.relu(self.fc1(x.mean((2, 3))))))
+            x = x * g.view(-1, 8, 1, 1)  # squeeze-excite: [N,8,8,8] x [N,8,1,1]
+            x = x * self.gamma  # a per-channel constant after the gate (layer scale)
+            x = nn.functional.max_pool2d(x, 2)
+            x = torch.relu(self.bn1(self.conv(x)) - x)  # residual Sub of two live tensors
+            x = torch.relu(x - x.mean((2, 3), keepdim=True))  # Sub with broadcasting
+            return self.fc(torch.flatten(x, 1))
+
+    net = SeCNN()
+    _train_torch(net, torch.from_numpy(img_tr), torch.from_numpy(ytr.astype(np.int64)), CNN_EPOCHS)
+    with torch.no_grad():
+        torch_acc = float((net(torch.from_numpy(img_te)).argmax(1).numpy() == yte).mean())
+    onx = _export_torch(net, torch.from_numpy(img_te[:1]), OPSET)
+    feats_img = [f"pixel_{r}_{c}" for r in range(8) for c in range(8)]
+    finish(out, "digits_se", onx, task="classification", dataset="digits",
+           description="PyTorch CNN on digits as 1x8x8 images in [0, 1] with a squeeze-excite gate and "
+           "residual Subs: Conv(1->8, 3x3, pad 1)+BN+Relu = x; g = Sigmoid(Gemm(4->8, Relu(Gemm(8->4, "
+           "ReduceMean_HW(x))))); x = Mul(x, Reshape(g, [N,8,1,1])) (two live tensors, broadcast over H, W); "
+           "x = Mul(x, gamma [1,8,1,1]) (a constant after the gate); MaxPool(2); x = Relu(Sub(BN(Conv(8->8, "
+           "3x3, pad 1)(x)), x)); x = Relu(Sub(x, ReduceMean_HW(x, keepdims))) (broadcast); Flatten, "
+           "Gemm(128->10). TorchScript exporter (BN folded into the convs). An ArgMax node was appended for "
+           "the label.",
+           feature_names=feats_img, x_calib=img_tr[:N_CALIB], x_test=img_te, y_test=yte,
+           label_output="label", scores_output="logits", scores_kind="tensor",
+           classes=list(range(10)), input_layout=[1, 8, 8],
+           preprocessing="pixels / 16 (values in [0, 1]); CSV columns are the 8x8 image row-major",
+           trained_with=f"torch {torch.__version__.split('+')[0]} (CPU, Adam, {CNN_EPOCHS} epochs), "
+           f"torch.onnx.export(dynamo=False, opset {OPSET})", native_metric=torch_acc)
+
+
+def digits_transpose(out: Path, state: dict) -> None:
+    """Transposes of live tensors between convolutions (not before a flatten)."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(SEED)
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    _, xtr, xte, ytr, yte, _ = state["digits"]
+    img_tr = (xtr / np.float32(16.0)).reshape(-1, 1, 8, 8).astype(np.float32)
+    img_te = (xte / np.float32(16.0)).reshape(-1, 1, 8, 8).astype(np.float32)
+
+    class TransposeCNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1 = nn.Conv2d(1, 4, 3, padding=1)
+            self.c2 = nn.Conv2d(8, 16, 3, padding=1)
+            self.fc = nn.Linear(128, 10)
+
+        def forward(self, x):
+            x = torch.relu(self.c1(x))  # [N, 4, 8, 8]
+            x = x.permute(0, 3, 1, 2)  # [N, 8, 4, 8]: image columns become channels
+            x = nn.functional.max_pool2d(torch.relu(self.c2(x)), 2)  # [N, 16, 2, 4]
+            x = x.transpose(2, 3)  # [N, 16, 4, 2]
+            return self.fc(torch.flatten(x, 1))
+
+    net = TransposeCNN()
+    _train_torch(net, torch.from_numpy(img_tr), torch.from_numpy(ytr.astype(np.int64)), CNN_EPOCHS)
+    with torch.no_grad():
+        torch_acc = float((net(torch.from_numpy(img_te)).argmax(1).numpy() == yte).mean())
+    onx = _export_torch(net, torch.from_numpy(img_te[:1]), OPSET)
+    feats_img = [f"pixel_{r}_{c}" for r in range(8) for c in range(8)]
+    finish(out, "digits_transpose", onx, task="classification", dataset="digits",
+           description="PyTorch CNN on digits as 1x8x8 images in [0, 1] with Transposes of live tensors: "
+           "Conv(1->4, 3x3, pad 1), Relu; Transpose(perm 0,3,1,2: [N,4,8,8] -> [N,8,4,8], image columns as "
+           "channels); Conv(8->16, 3x3, pad 1), Relu, MaxPool(2); Transpose(perm 0,1,3,2: H and W swapped); "
+           "Flatten, Gemm(128->10). TorchScript exporter. An ArgMax node was appended for the label.",
+           feature_names=feats_img, x_calib=img_tr[:N_CALIB], x_test=img_te, y_test=yte,
+           label_output="label", scores_output="logits", scores_kind="tensor",
+           classes=list(range(10)), input_layout=[1, 8, 8],
+           preprocessing="pixels / 16 (values in [0, 1]); CSV columns are the 8x8 image row-major",
+           trained_with=f"torch {torch.__version__.split('+')[0]} (CPU, Adam, {CNN_EPOCHS} epochs), "
+           f"torch.onnx.export(dynamo=False, opset {OPSET})", native_metric=torch_acc)
+
+
+def digits_inception4(out: Path, state: dict) -> None:
+    """Four branches concatenated (one ending in a max pool), Conv auto_pad SAME_UPPER and
+    SAME_LOWER, MaxPool and AveragePool with ceil_mode."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(SEED)
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    _, xtr, xte, ytr, yte, _ = state["digits"]
+    img_tr = (xtr / np.float32(16.0)).reshape(-1, 1, 8, 8).astype(np.float32)
+    img_te = (xte / np.float32(16.0)).reshape(-1, 1, 8, 8).astype(np.float32)
+
+    class Inception4(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(1, 8, 3, padding=1)
+            self.bn0 = nn.BatchNorm2d(8)
+            self.b1 = nn.Conv2d(8, 4, 1)
+            self.b2 = nn.Conv2d(8, 4, 2, padding="same")  # torch pads the odd cell at the end
+            self.b3 = nn.Conv2d(8, 4, 2)
+            self.b4 = nn.Conv2d(8, 4, 1)
+            self.fc = nn.Linear(16, 10)
+
+        def forward(self, x):
+            x = torch.relu(self.bn0(self.stem(x)))
+            x = torch.cat([
+                torch.relu(self.b1(x)),
+                torch.relu(self.b2(x)),
+                torch.relu(self.b3(nn.functional.pad(x, (1, 0, 1, 0)))),  # the odd cell first
+                nn.functional.max_pool2d(torch.relu(self.b4(x)), 3, stride=1, padding=1),
+            ], 1)
+            x = nn.functional.max_pool2d(x, 3, stride=2, ceil_mode=True)  # 8x8 -> 4x4
+            x = nn.functional.avg_pool2d(x, 3, stride=2, ceil_mode=True, count_include_pad=False)  # -> 2x2
+            return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+    net = Inception4()
+    _train_torch(net, torch.from_numpy(img_tr), torch.from_numpy(ytr.astype(np.int64)), CNN_EPOCHS)
+    with torch.no_grad():
+        torch_acc = float((net(torch.from_numpy(img_te)).argmax(1).numpy() == yte).mean())
+    onx = _export_torch(net, torch.from_numpy(img_te[:1]), OPSET)
+    # The 2x2 "same" Conv's explicit pads [0, 0, 1, 1] become auto_pad SAME_UPPER; F.pad(x, (1, 0,
+    # 1, 0)) before the other 2x2 Conv is folded into it as auto_pad SAME_LOWER (pads [1, 1, 0,
+    # 0]); the exporter's constant-only nodes computing the Pad's pads are dropped with it.
+    def set_auto_pad(conv, mode):
+        for a in list(conv.attribute):
+            if a.name in ("pads", "auto_pad"):
+                conv.attribute.remove(a)
+        conv.attribute.append(helper.make_attribute("auto_pad", mode))
+
+    upper = next(n for n in onx.graph.node if n.op_type == "Conv" and n.input[1] == "b2.weight")
+    set_auto_pad(upper, "SAME_UPPER")
+    pad = next(n for n in onx.graph.node if n.op_type == "Pad")
+    lower = next(n for n in onx.graph.node if n.op_type == "Conv" and n.input[0] == pad.output[0])
+    lower.input[0] = pad.input[0]
+    set_auto_pad(lower, "SAME_LOWER")
+    while True:
+        used = {i for n in onx.graph.node for i in n.input} | {o.name for o in onx.graph.output}
+        dead = [n for n in onx.graph.node if not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            onx.graph.node.remove(n)
+    feats_img = [f"pixel_{r}_{c}" for r in range(8) for c in range(8)]
+    finish(out, "digits_inception4", onx, task="classification", dataset="digits",
+           description="PyTorch CNN on digits as 1x8x8 images in [0, 1] with four branches concatenated: "
+           "Conv(1->8, 3x3, pad 1)+BN+Relu = x; Concat(Relu(Conv 1x1 8->4), Relu(Conv 2x2 8->4 auto_pad "
+           "SAME_UPPER), Relu(Conv 2x2 8->4 auto_pad SAME_LOWER), MaxPool(3, stride 1, pad 1)(Relu(Conv 1x1 "
+           "8->4))) on channels; MaxPool(3, stride 2, ceil_mode) 8x8 -> 4x4; AveragePool(3, stride 2, "
+           "ceil_mode, count_include_pad=0) -> 2x2; GlobalAveragePool, Gemm(16->10). TorchScript exporter (BN "
+           "folded into the stem); the script rewrites the 2x2 Convs' padding as auto_pad. An ArgMax node was "
+           "appended for the label.",
+           feature_names=feats_img, x_calib=img_tr[:N_CALIB], x_test=img_te, y_test=yte,
+           label_output="label", scores_output="logits", scores_kind="tensor",
+           classes=list(range(10)), input_layout=[1, 8, 8],
+           preprocessing="pixels / 16 (values in [0, 1]); CSV columns are the 8x8 image row-major",
+           trained_with=f"torch {torch.__version__.split('+')[0]} (CPU, Adam, {CNN_EPOCHS} epochs), "
+           f"torch.onnx.export(dynamo=False, opset {OPSET})", native_metric=torch_acc)
+
+
 FIXTURES = [digits_mlp, digits_mlp_qdq, digits_cnn, digits_cnn_qop, cancer_rf, cancer_xgb, wine_lgbm, iris_logreg,
             diabetes_regressors, digits_cnn_ops, digits_mlp_act, cancer_scaler_rf,
             digits_resnet, digits_inception, digits_window,
-            digits_nhwc]
+            digits_nhwc, digits_se, digits_transpose, digits_inception4]
 
 
 def main() -> int:

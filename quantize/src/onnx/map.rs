@@ -6,8 +6,9 @@
 //! that layer, and ONNX's CHW flatten order into the columns of the dense layer after it.
 //!
 //! The walk starts at the graph's one input and follows its single chain of compute nodes (a
-//! tensor that also feeds an `Add` further down the chain is kept, `Layer::Save`, and added back
-//! there by the integer Add op, `Layer::AddSaved`: a residual connection; two branches from one
+//! tensor that also feeds an `Add`/`Sub`/`Mul` further down the chain is kept, `Layer::Save`,
+//! and combined there with the integer Add or Mul op, `Layer::Binary`, broadcasting an axis of 1:
+//! a residual connection or a squeeze-excite gate; two branches from one
 //! tensor that end in one `Concat` are walked one after the other, `Layer::Branch` between them,
 //! and joined by the integer Concat, `Layer::ConcatSaved`; a `Transpose` to NHWC right before a
 //! flatten is folded into it, since the engine flattens HWC);
@@ -21,7 +22,7 @@ use tract_onnx::pb::NodeProto;
 use super::graph::{Const, ConstData, Graph, attr, attr_f, attr_floats, attr_i, attr_ints, attr_s, attr_strings, elem};
 use super::trees::{self, Trees};
 use crate::error::{Error, Result};
-use crate::net::{Geometry, Head, Layer, Net};
+use crate::net::{Binary, Geometry, Head, Layer, MAX_BRANCHES, Net};
 use crate::pointwise::Pointwise;
 
 /// One ONNX node and what it became.
@@ -68,8 +69,8 @@ const PASS: [&str; 3] = ["Identity", "Dropout", "Cast"];
 /// Post-processing that ends the walk (labels and probability maps).
 const HEADS: [&str; 3] = ["ArgMax", "ZipMap", "ArrayFeatureExtractor"];
 /// Everything the walk maps, for the hint on an unknown op.
-const SUPPORTED: &str = "Gemm, MatMul, Add/Sub/Mul/Div by constants, Add of two live tensors (residual), Concat of two branches on channels, Relu, BatchNormalization, Conv, Pad (into Conv), Conv with rectangular kernels/strides/dilations/asymmetric pads, MaxPool, \
-AveragePool (with pads: count_include_pad=0), GlobalAveragePool, ReduceMean over H and W, Clip/LeakyRelu/Sigmoid/Tanh/Softplus/Gelu/SiLU/HardSwish/HardSigmoid/Elu/Softsign (Lut8), Flatten/Reshape/Squeeze/Unsqueeze, Transpose (NCHW→NHWC before a flatten, its inverse, identity), Identity/Dropout/Cast, Softmax/LogSoftmax at the output, \
+const SUPPORTED: &str = "Gemm, MatMul, Add/Sub/Mul/Div by constants, Add/Sub/Mul of two live tensors (residual, gate; broadcasting an axis of 1), Concat of 2-8 branches on channels (ending in a Conv/activation/sum, optionally then max pools), Relu, BatchNormalization, Conv, Pad (into Conv), Conv with rectangular kernels/strides/dilations/asymmetric pads/auto_pad, MaxPool and \
+AveragePool (pads, auto_pad, ceil_mode; no dilation; AveragePool count_include_pad=0 with pads), GlobalAveragePool, ReduceMean over H and W, Clip/LeakyRelu/Sigmoid/Tanh/Softplus/Gelu/SiLU/HardSwish/HardSigmoid/Elu/Softsign (Lut8), Flatten/Reshape/Squeeze/Unsqueeze, Transpose of [N, C, H, W] tensors (batch axis first; NCHW→NHWC before a flatten folded), Identity/Dropout/Cast, Softmax/LogSoftmax at the output, \
 Scaler, LinearClassifier, LinearRegressor, TreeEnsembleClassifier, TreeEnsembleRegressor, ArgMax/ZipMap/ArrayFeatureExtractor";
 
 fn unsupported(n: &NodeProto, hint: impl Into<String>) -> Error {
@@ -189,96 +190,171 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// `Add` of the current tensor and one kept by [`Walk::save`] (a residual connection): the
-    /// integer Add op, each input requantized by its own multiplier to the sum's calibrated scale.
-    fn residual_add(&mut self, n: &NodeProto) -> Result<()> {
+    /// `Add`/`Sub`/`Mul` of the current tensor and one kept by [`Walk::save`] (a residual
+    /// connection, a gate), with broadcasting (an axis of 1 against `n`, repeated exactly): the
+    /// integer Add op (each input requantized by its own multiplier to the result's calibrated
+    /// scale; a subtrahend negated exactly first) or the integer Mul op.
+    fn binary_live(&mut self, n: &NodeProto) -> Result<()> {
         let live = n.input.len() == 2 && self.g.const_input(n, 0).is_none() && self.g.const_input(n, 1).is_none();
-        let top = self.saved.last().map(|(t, _)| t.as_str());
-        if !live || top.is_none() || !n.input.iter().any(|i| Some(i.as_str()) == top) {
+        let top = self.saved.last().map(|(t, _)| t.clone());
+        let Some(top) = top.filter(|t| live && n.input.contains(t)) else {
             return Err(unsupported(
                 n,
-                "two live inputs are mapped only for Add of a tensor and an earlier tensor of the same chain (a residual connection)",
+                "two live inputs are mapped only for Add/Sub/Mul of a tensor and a later tensor computed from it (a residual connection or a gate)",
             ));
-        }
-        if n.op_type != "Add" {
+        };
+        let op = match n.op_type.as_str() {
+            "Add" => Binary::Add,
+            "Sub" => Binary::Sub { saved_first: n.input[0] == top },
+            "Mul" => Binary::Mul,
+            _ => {
+                return Err(unsupported(
+                    n,
+                    "Div of two live tensors: the engine has no integer division (a Lut8 reciprocal of the divisor and a Mul would make it supported)",
+                ));
+            }
+        };
+        let Some((_, shape)) = self.saved.pop() else { return Err(unsupported(n, "no tensor kept for this op")) };
+        let out = broadcast_shapes(&self.shape, &shape).ok_or_else(|| {
+            unsupported(
+                n,
+                format!(
+                    "{} of shapes {:?} and {shape:?}: broadcasting is mapped between tensors of one rank where each axis is equal or 1 in one of them",
+                    n.op_type, self.shape
+                ),
+            )
+        })?;
+        if self.flatten_chw.is_some() || self.pad.is_some() || self.nhwc.is_some() {
             return Err(unsupported(
                 n,
-                "Sub/Mul/Div of two live tensors: only Add is mapped (the integer Add op takes non-negative multipliers)",
+                "a binary op right after a flatten, a Transpose or a pending Pad is not mapped",
             ));
         }
-        let Some((_, shape)) = self.saved.pop() else { return Err(unsupported(n, "no tensor kept for this Add")) };
-        if shape != self.shape {
-            return Err(unsupported(
-                n,
-                format!("Add of shapes {:?} and {shape:?}: broadcasting two live tensors is not mapped", self.shape),
-            ));
-        }
-        if self.flatten_chw.is_some() || self.pad.is_some() {
-            return Err(unsupported(n, "an Add right after a flatten or a pending Pad is not mapped"));
-        }
-        self.layers.push(Layer::AddSaved { relu: false });
-        // Nothing folds into the layer before the sum.
+        let repeated = if self.shape != shape {
+            format!(
+                ", the {:?} input repeated to {out:?} by Concat (copies: exact)",
+                if self.shape == out { &shape } else { &self.shape }
+            )
+        } else {
+            String::new()
+        };
+        self.layers.push(Layer::Binary { op, relu: false });
+        self.shape = out;
+        // Nothing folds into the layer before the result.
         self.activated = true;
-        self.step(n, "Add (two i8 tensors, each with its own multiplier to the calibrated sum scale)");
+        let what = match op {
+            Binary::Add => "Add (two i8 tensors, each with its own multiplier to the calibrated sum scale",
+            Binary::Sub { .. } => {
+                "Add (two i8 tensors; the subtrahend negated exactly, Lut8 q ↦ −1−q with zero point −1−zp; each with its own multiplier to the calibrated difference scale"
+            }
+            Binary::Mul => "Mul (two i8 tensors, (a − za)·(b − zb) requantized to the calibrated product scale",
+        };
+        self.step(n, format!("{what}{repeated})"));
         Ok(())
     }
 
-    /// A Concat input must be requantized to the joined scale by the layer that produces it.
+    /// `y = mul·x + add` per channel of a `[C, H, W]` tensor no layer can absorb (after an
+    /// activation, a gate, a sum): a 1×1 depthwise Conv2D, one requantization.
+    fn depthwise(&mut self, n: &NodeProto, mul: &[f64], add: &[f64]) -> Result<()> {
+        let [c, _, _] = self.shape[..] else {
+            return Err(unsupported(
+                n,
+                "an affine op by constants after an activation is mapped on [C, H, W] tensors (as a depthwise 1×1 Conv2D); a flat vector's must come right after its layer",
+            ));
+        };
+        if self.pad.is_some() || self.pre.is_some() {
+            return Err(unsupported(n, "an affine op by constants after a pending Pad or preprocessing"));
+        }
+        self.layers.push(Layer::Conv { in_c: c, out_c: c, k: 1, pad: 0, stride: 1, groups: c, relu: false });
+        self.params.push((mul.iter().map(|&v| v as f32).collect(), add.iter().map(|&v| v as f32).collect()));
+        self.activated = false;
+        self.step(
+            n,
+            format!("Conv2D 1×1 depthwise, {c} channels (x·a + b per channel: no layer before it to fold into)"),
+        );
+        Ok(())
+    }
+
+    /// A Concat input must be requantized to the joined scale by the layer that produces it,
+    /// or by the layer right before the max pools it ends in (clamping commutes with the max).
     fn branch_end_ok(&self, n: &NodeProto) -> Result<()> {
+        let last = self.layers.iter().rev().find(|l| !crate::net::is_max_pool(l));
         let ok = matches!(
-            self.layers.last(),
+            last,
             Some(
                 Layer::Conv { .. }
                     | Layer::ConvWindow { .. }
                     | Layer::Dense { .. }
                     | Layer::Pointwise(_)
-                    | Layer::AddSaved { .. }
+                    | Layer::Binary { .. }
             )
         );
         if !ok || self.flatten_chw.is_some() || self.pad.is_some() || self.shape.len() != 3 {
             return Err(unsupported(
                 n,
-                "each input of a Concat of live tensors must be a [C, H, W] tensor ending in a Conv, an activation or an Add on its branch (that layer is requantized to the joined scale)",
+                "each input of a Concat of live tensors must be a [C, H, W] tensor ending in a Conv, an activation or an Add/Sub/Mul on its branch, optionally followed by max pools (that layer is requantized to the joined scale); a branch ending in an average pool or with no such layer (only a pool of the shared input) would need an extra Requantize",
             ));
         }
         Ok(())
     }
 
-    /// Ends the first branch of a Concat (current tensor `name`): keeps it and goes back to the
-    /// tensor both branches start from.
+    /// Ends one branch of a Concat (current tensor `name`): keeps it and goes back to the
+    /// tensor every branch starts from (kept for the next branch too).
     fn branch(&mut self, concat: &NodeProto, name: &str) -> Result<()> {
         self.branch_end_ok(concat)?;
-        let Some((_, shape)) = self.saved.pop() else { return Err(unsupported(concat, "no branch input kept")) };
+        let Some(start) = self.saved.pop() else { return Err(unsupported(concat, "no branch input kept")) };
         self.layers.push(Layer::Branch);
-        let first = std::mem::replace(&mut self.shape, shape);
-        self.saved.push((name.to_string(), first));
+        let end = std::mem::replace(&mut self.shape, start.1.clone());
+        self.saved.push((name.to_string(), end));
+        self.saved.push(start);
         self.activated = true;
         Ok(())
     }
 
-    /// Joins the kept first branch and the current tensor (`cur`) on the channels.
-    fn concat(&mut self, n: &NodeProto, cur: &str) -> Result<()> {
+    /// Joins the `k` branch ends (the kept ones and the current tensor `cur`) on the channels.
+    fn concat(&mut self, n: &NodeProto, cur: &str, k: usize) -> Result<()> {
         self.branch_end_ok(n)?;
-        let Some((first, shape)) = self.saved.pop() else { return Err(unsupported(n, "no first branch kept")) };
         let axis = attr_i(n, "axis", 1);
-        let inputs_ok =
-            n.input.len() == 2 && n.input.contains(&first) && n.input.iter().any(|i| i == cur) && first != cur;
-        if !inputs_ok || !(axis == 1 || axis == -3) {
-            return Err(unsupported(n, "Concat of two branches is mapped on the channel axis (1) only"));
+        if !(axis == 1 || axis == -3) {
+            return Err(unsupported(n, "a Concat of branches is mapped on the channel axis (1) only"));
         }
-        let (&[c1, h1, w1], &[c2, h2, w2]) = (&shape[..], &self.shape[..]) else {
-            return Err(unsupported(n, "Concat joins [C, H, W] tensors"));
-        };
-        if (h1, w1) != (h2, w2) {
-            return Err(unsupported(n, format!("Concat of shapes {shape:?} and {:?}", self.shape)));
+        if self.saved.len() < k || !(2..=MAX_BRANCHES).contains(&k) {
+            return Err(unsupported(n, format!("a Concat of {k} branches (2 to {MAX_BRANCHES} are mapped)")));
         }
-        self.layers.push(Layer::ConcatSaved { saved_first: n.input[0] == first });
-        self.shape = vec![c1 + c2, h1, w1];
+        self.saved.pop();
+        let mut ends = self.saved.split_off(self.saved.len() - (k - 1));
+        ends.push((cur.to_string(), self.shape.clone()));
+        // Position i of the result is the branch whose end is the Concat's input i.
+        let mut order = [0; MAX_BRANCHES];
+        let mut used = [false; MAX_BRANCHES];
+        for (i, input) in n.input.iter().enumerate() {
+            let b = ends.iter().position(|(e, _)| e == input).filter(|&b| i < k && !used[b]);
+            let Some(b) = b else {
+                return Err(unsupported(n, "the Concat's inputs must be exactly the branch ends, each once"));
+            };
+            used[b] = true;
+            order[i] = b;
+        }
+        if n.input.len() != k {
+            return Err(unsupported(n, "the Concat's inputs must be exactly the branch ends, each once"));
+        }
+        let (h, w) = (self.shape[1], self.shape[2]);
+        let mut counts = Vec::with_capacity(k);
+        for &b in &order[..k] {
+            let &[c, hb, wb] = &ends[b].1[..] else { return Err(unsupported(n, "Concat joins [C, H, W] tensors")) };
+            if (hb, wb) != (h, w) {
+                return Err(unsupported(n, format!("Concat of shapes {:?} and {:?}", ends[b].1, self.shape)));
+            }
+            counts.push(c);
+        }
+        self.layers.push(Layer::ConcatSaved { branches: k, order });
+        self.shape = vec![counts.iter().sum(), h, w];
         self.activated = true;
         self.step(
             n,
             format!(
-                "Concat {c1}+{c2} channels (both branch ends requantized to one scale: the union of their calibrated ranges)"
+                "Concat {} channels (every branch end requantized to one scale: the union of their calibrated ranges)",
+                counts.iter().map(usize::to_string).collect::<Vec<_>>().join("+")
             ),
         );
         Ok(())
@@ -300,8 +376,12 @@ impl Walk<'_> {
             self.step(n, "removed (identity permutation)");
             return Ok(());
         }
+        // NCHW → NHWC folds into a flatten right after it (or its inverse cancels it).
+        let flattened = n.output.first().is_some_and(|o| {
+            self.g.consumers(o).iter().all(|m| matches!(m.op_type.as_str(), "Flatten" | "Reshape" | "Transpose"))
+        });
         match (&perm[..], &self.shape[..], self.nhwc) {
-            ([0, 2, 3, 1], &[c, h, w], None) => {
+            ([0, 2, 3, 1], &[c, h, w], None) if flattened => {
                 self.nhwc = Some((h, w, c));
                 self.shape = vec![h, w, c];
                 self.step(n, "folded into the next flatten (NHWC flatten order = the engine's HWC order)");
@@ -311,11 +391,33 @@ impl Walk<'_> {
                 self.shape = vec![c, h, w];
                 self.step(n, "removed (NHWC back to NCHW cancels the Transpose before it)");
             }
+            (&[0, a, b, c], &[_, _, _], None) if self.flatten_chw.is_none() && self.pad.is_none() => {
+                let p = [a, b, c].map(|v| usize::try_from(v - 1).unwrap_or(usize::MAX));
+                let mut sorted = p;
+                sorted.sort_unstable();
+                if sorted != [0, 1, 2] {
+                    return Err(unsupported(n, format!("perm {perm:?} is not a permutation of 4 axes")));
+                }
+                if self.net_input.is_none() {
+                    self.net_input = Some(self.shape.clone());
+                }
+                self.layers.push(Layer::Transpose { perm: p });
+                self.shape = p.iter().map(|&k| self.shape[k]).collect();
+                // A copy: the layer before keeps its scale, but nothing may fold into it now.
+                self.activated = true;
+                self.step(
+                    n,
+                    format!(
+                        "Transpose {perm:?} (the engine's Transpose of the HWC tensor; values copied) → {:?}",
+                        self.shape
+                    ),
+                );
+            }
             _ => {
                 return Err(unsupported(
                     n,
                     format!(
-                        "Transpose perm {perm:?} of a live tensor of shape {:?}: folded only as NCHW→NHWC right before a Flatten/Reshape, its inverse, or the identity (Transposes of constants are folded when the file is read)",
+                        "Transpose perm {perm:?} of a live tensor of shape {:?}: mapped for [N, C, H, W] tensors with the batch axis first (the engine's Transpose), NCHW→NHWC right before a Flatten/Reshape (folded), its inverse, or the identity (Transposes of constants are folded when the file is read)",
                         self.shape
                     ),
                 ));
@@ -346,7 +448,7 @@ impl Walk<'_> {
 
     fn elementwise(&mut self, n: &NodeProto) -> Result<()> {
         let Some((c, first)) = self.const_operand(n) else {
-            return self.residual_add(n);
+            return self.binary_live(n);
         };
         let c = c.clone();
         let op = n.op_type.as_str();
@@ -374,19 +476,42 @@ impl Walk<'_> {
             self.step(n, "folded into the first layer (input preprocessing)");
             return Ok(());
         }
-        let ch = self.last_channels();
+        // Folded into the layer that produced the tensor when nothing non-linear lies between
+        // (a max pool commutes with adding and with non-negative factors only); otherwise a
+        // depthwise 1×1 Conv2D on a [C, H, W] tensor.
+        let last = self.layers.last();
+        let param_layer = matches!(last, Some(Layer::Conv { .. } | Layer::ConvWindow { .. } | Layer::Dense { .. }));
+        let linear_pool =
+            matches!(last, Some(Layer::GlobalAvgPool | Layer::AvgPool { .. } | Layer::PoolWindow { avg: true, .. }));
+        let max_pool = matches!(last, Some(Layer::MaxPool { .. } | Layer::PoolWindow { avg: false, .. }));
+        let fold_ok = !self.activated && (param_layer || linear_pool || max_pool);
+        let ch = match self.shape[..] {
+            [c, _, _] if !fold_ok => c,
+            _ => self.last_channels(),
+        };
         let v = broadcast(&c, ch).ok_or_else(|| {
             unsupported(n, format!("constant of shape {:?} does not broadcast per channel ({ch})", c.dims))
         })?;
-        match (op, first) {
-            ("Add", _) => self.fold_into_last(n, &[], &v)?,
-            ("Sub", false) => self.fold_into_last(n, &[], &v.iter().map(|x| -x).collect::<Vec<_>>())?,
-            ("Mul", _) => self.fold_into_last(n, &v, &[])?,
-            ("Div", false) => self.fold_into_last(n, &v.iter().map(|x| 1.0 / x).collect::<Vec<_>>(), &[])?,
-            _ => return Err(unsupported(n, "only x+c, x-c, x·c and x/c fold into the previous layer")),
+        let (mul, add): (Vec<f64>, Vec<f64>) = match (op, first) {
+            ("Add", _) => (vec![1.0; ch], v),
+            ("Sub", false) => (vec![1.0; ch], v.iter().map(|x| -x).collect()),
+            ("Sub", true) => (vec![-1.0; ch], v),
+            ("Mul", _) => (v, vec![0.0; ch]),
+            ("Div", false) => (v.iter().map(|x| 1.0 / x).collect(), vec![0.0; ch]),
+            _ => {
+                return Err(unsupported(
+                    n,
+                    "a constant divided by a tensor is not affine (x+c, x−c, c−x, x·c and x/c are)",
+                ));
+            }
+        };
+        if fold_ok && !(max_pool && mul.iter().any(|&m| m < 0.0)) {
+            self.fold_into_last(n, &mul, &add)?;
+            self.step(n, "folded into the previous layer's bias/weights");
+            Ok(())
+        } else {
+            self.depthwise(n, &mul, &add)
         }
-        self.step(n, "folded into the previous layer's bias/weights");
-        Ok(())
     }
 
     fn gemm(&mut self, n: &NodeProto) -> Result<()> {
@@ -467,9 +592,17 @@ impl Walk<'_> {
         if [kh, kw, stride.0, stride.1, dilation.0, dilation.1].into_iter().chain(pads4).any(big) {
             return Err(unsupported(n, "kernel, stride, dilation and pads must fit the engine's u16 window fields"));
         }
-        if !(auto == "NOTSET" || auto == "VALID") {
-            return Err(unsupported(n, "auto_pad SAME_*: give explicit pads"));
-        }
+        let pads4 = match auto.as_str() {
+            "NOTSET" => pads4,
+            "VALID" => [0; 4],
+            "SAME_UPPER" | "SAME_LOWER" => {
+                let upper = auto == "SAME_UPPER";
+                let (t, b) = same_pads(h, kh, stride.0, dilation.0, upper);
+                let (l, r) = same_pads(w, kw, stride.1, dilation.1, upper);
+                [t, l, b, r]
+            }
+            other => return Err(unsupported(n, format!("auto_pad {other}"))),
+        };
         if c != icg * groups || oc % groups != 0 {
             return Err(unsupported(
                 n,
@@ -543,15 +676,15 @@ impl Walk<'_> {
     }
 
     fn relu(&mut self, n: &NodeProto) -> Result<()> {
-        if let Some(Layer::AddSaved { relu }) = self.layers.last_mut()
+        if let Some(Layer::Binary { relu, .. }) = self.layers.last_mut()
             && !*relu
         {
             *relu = true;
-            self.step(n, "fused into the Add's clamp (lo = zero point)");
+            self.step(n, "fused into the Add/Mul's clamp (lo = zero point)");
             return Ok(());
         }
-        if matches!(self.layers.last(), Some(Layer::ConcatSaved { .. })) {
-            return self.pointwise(n, Pointwise::Relu, "Lut8 (Relu after a Concat)");
+        if matches!(self.layers.last(), Some(Layer::ConcatSaved { .. } | Layer::Transpose { .. })) {
+            return self.pointwise(n, Pointwise::Relu, "Lut8 (Relu after a Concat or a Transpose)");
         }
         if self.activated {
             return Err(unsupported(n, "a second activation in a row"));
@@ -638,91 +771,131 @@ impl Walk<'_> {
             self.step(n, format!("AvgPool {h}×{w} (whole image)"));
             return Ok(());
         }
-        let ks = attr_ints(n, "kernel_shape");
-        let strides = attr_ints(n, "strides");
-        let pads = attr_ints(n, "pads");
-        let k = ks.first().copied().unwrap_or(1) as usize;
-        let stride = strides.first().copied().unwrap_or(1).max(1) as usize;
-        let simple = ks.iter().all(|&v| v as usize == k)
-            && strides.iter().all(|&s| s as usize == stride)
-            && pads.iter().all(|&p| p == 0);
-        if attr_i(n, "ceil_mode", 0) != 0 || attr_ints(n, "dilations").iter().any(|&d| d != 1) {
+        let avg = n.op_type == "AveragePool";
+        let Ok([kh, kw]) = <[i64; 2]>::try_from(attr_ints(n, "kernel_shape").as_slice()) else {
+            return Err(unsupported(n, "a 2-D kernel_shape is needed"));
+        };
+        let st = match attr_ints(n, "strides")[..] {
+            [] => [1, 1],
+            [a, b] => [a, b],
+            _ => return Err(unsupported(n, "strides must have two values")),
+        };
+        if attr_ints(n, "dilations").iter().any(|&d| d != 1) {
             return Err(unsupported(
                 n,
-                "pools are mapped in floor mode with dilation 1 (the integer MaxPool/AvgPool take no dilation)",
+                "a dilated pool: the engine's MaxPool/AvgPool take no dilation (docs/arithmetic.md §5, both dilation fields 1); allowing dilation in the pools' window (fixpoint-ml) would make it supported",
             ));
         }
-        if !(attr_s(n, "auto_pad", "NOTSET") == "NOTSET" || attr_s(n, "auto_pad", "NOTSET") == "VALID") {
-            return Err(unsupported(n, "auto_pad SAME_*: give explicit pads"));
+        let fits = |v: i64| (1..=i64::from(u16::MAX)).contains(&v);
+        if ![kh, kw, st[0], st[1]].into_iter().all(fits) {
+            return Err(unsupported(n, "kernel and strides must be positive and within u16"));
         }
-        if !simple {
-            let (Ok([kh, kw]), Ok(st)) = (<[i64; 2]>::try_from(ks.as_slice()), Ok::<_, ()>(strides.clone())) else {
-                return Err(unsupported(n, "a 2-D kernel_shape is needed"));
+        let (kh, kw, sh, sw) = (kh as usize, kw as usize, st[0] as usize, st[1] as usize);
+        let auto = attr_s(n, "auto_pad", "NOTSET");
+        let mut p4 = match (auto.as_str(), &attr_ints(n, "pads")[..]) {
+            ("NOTSET", []) | ("VALID", _) => [0; 4],
+            ("NOTSET", &[t, l, b, r]) if [t, l, b, r].iter().all(|&p| (0..=i64::from(u16::MAX)).contains(&p)) => {
+                [t, l, b, r].map(|p| p as usize)
+            }
+            ("SAME_UPPER" | "SAME_LOWER", _) => {
+                let upper = auto == "SAME_UPPER";
+                let (t, b) = same_pads(h, kh, sh, 1, upper);
+                let (l, r) = same_pads(w, kw, sw, 1, upper);
+                [t, l, b, r]
+            }
+            _ => return Err(unsupported(n, format!("pads must be four non-negative values (auto_pad {auto})"))),
+        };
+        let mut notes = Vec::new();
+        if auto.starts_with("SAME") {
+            notes.push(format!("auto_pad {auto} → explicit pads"));
+        }
+        if attr_i(n, "ceil_mode", 0) != 0 {
+            // The output size rounds up: the cells past the input are more padding at the bottom
+            // and right, left out of the max and of the average's count like any padding. A
+            // last window that would start in that padding is dropped (ONNX and PyTorch agree).
+            let extra = |d: usize, b: usize, e: usize, k: usize, s: usize| -> usize {
+                let span = d + b + e;
+                if span < k {
+                    return 0;
+                }
+                let mut out = (span - k).div_ceil(s) + 1;
+                if (out - 1) * s >= d + b {
+                    out -= 1;
+                }
+                ((out - 1) * s + k).saturating_sub(span)
             };
-            let st = match st[..] {
-                [] => [1, 1],
-                [a, b] => [a, b],
-                _ => return Err(unsupported(n, "strides must have two values")),
-            };
-            let p4 = match pads[..] {
-                [] => [0; 4],
-                [t, l, b, r] => [t, l, b, r],
-                _ => return Err(unsupported(n, "pads must have four values")),
-            };
-            let fits = |v: i64| (0..=i64::from(u16::MAX)).contains(&v);
-            if kh < 1 || kw < 1 || st.iter().any(|&v| v < 1) || ![kh, kw, st[0], st[1]].into_iter().chain(p4).all(fits)
-            {
-                return Err(unsupported(n, "kernel and strides must be positive, pads non-negative, all within u16"));
+            let (eh, ew) = (extra(h, p4[0], p4[2], kh, sh), extra(w, p4[1], p4[3], kw, sw));
+            if eh + ew > 0 {
+                notes.push(format!("ceil_mode → {eh} more padding row(s) at the bottom, {ew} column(s) at the right"));
             }
-            let (kh, kw) = (kh as usize, kw as usize);
-            let p4 = p4.map(|p| p as usize);
-            // §5: no window may be all padding.
-            if p4[0] >= kh || p4[2] >= kh || p4[1] >= kw || p4[3] >= kw {
-                return Err(unsupported(n, "a pad as large as the kernel (a window of padding only)"));
-            }
-            let avg = n.op_type == "AveragePool";
-            if avg && p4.iter().any(|&p| p > 0) && attr_i(n, "count_include_pad", 0) != 0 {
-                return Err(unsupported(
-                    n,
-                    "count_include_pad=1: the integer AvgPool divides by the non-padding cells only (ONNX count_include_pad=0)",
-                ));
-            }
-            let geometry =
-                Geometry { kernel: (kh, kw), stride: (st[0] as usize, st[1] as usize), dilation: (1, 1), pads: p4 };
-            let (oh, ow) = geometry.out(h, w);
-            if h + p4[0] + p4[2] < kh || w + p4[1] + p4[3] < kw {
-                return Err(unsupported(n, "the kernel is larger than the padded input"));
-            }
-            self.layers.push(Layer::PoolWindow { avg, geometry });
-            self.shape = vec![c, oh, ow];
-            self.step(
+            p4[2] += eh;
+            p4[3] += ew;
+        }
+        // §5: no window may be all padding.
+        if p4[0] >= kh || p4[2] >= kh || p4[1] >= kw || p4[3] >= kw {
+            return Err(unsupported(
                 n,
                 format!(
-                    "{} {kh}×{kw}, stride {}×{}, pads (top, left, bottom, right) {p4:?}{}",
-                    if avg { "AvgPool" } else { "MaxPool" },
-                    st[0],
-                    st[1],
-                    if avg {
-                        " (padding not counted: count_include_pad=0; same scale; ties away from zero)"
-                    } else {
-                        " (padding ignored)"
-                    }
+                    "pads (top, left, bottom, right) {p4:?} for a {kh}×{kw} kernel: a pad as large as the kernel (a window of padding only) is not allowed by the engine's pools"
                 ),
-            );
+            ));
+        }
+        if avg && p4.iter().any(|&p| p > 0) && attr_i(n, "count_include_pad", 0) != 0 {
+            return Err(unsupported(
+                n,
+                "count_include_pad=1: the integer AvgPool divides by the non-padding cells only (ONNX count_include_pad=0)",
+            ));
+        }
+        if h + p4[0] + p4[2] < kh || w + p4[1] + p4[3] < kw {
+            return Err(unsupported(n, "the kernel is larger than the padded input"));
+        }
+        let notes = if notes.is_empty() { String::new() } else { format!("; {}", notes.join("; ")) };
+        let name = if avg { "AvgPool" } else { "MaxPool" };
+        if kh == kw && sh == sw && p4 == [0; 4] {
+            let (k, stride) = (kh, sh);
+            self.layers.push(if avg { Layer::AvgPool { k, stride } } else { Layer::MaxPool { k, stride } });
+            let out = |d: usize| d.saturating_sub(k) / stride + 1;
+            self.shape = vec![c, out(h), out(w)];
+            let what = if avg { "AvgPool (same scale; ties away from zero)" } else { "MaxPool" };
+            self.step(n, format!("{what} {k}×{k}/{stride}{notes}"));
             return Ok(());
         }
-        if k == 0 {
-            return Err(unsupported(n, "an empty kernel"));
-        }
-        let avg = n.op_type == "AveragePool";
-        self.layers.push(if avg { Layer::AvgPool { k, stride } } else { Layer::MaxPool { k, stride } });
-        let out = |d: usize| d.saturating_sub(k) / stride + 1;
-        self.shape = vec![c, out(h), out(w)];
-        self.step(
-            n,
-            format!("{} {k}×{k}/{stride}", if avg { "AvgPool (same scale; ties away from zero)" } else { "MaxPool" }),
-        );
+        let geometry = Geometry { kernel: (kh, kw), stride: (sh, sw), dilation: (1, 1), pads: p4 };
+        let (oh, ow) = geometry.out(h, w);
+        self.layers.push(Layer::PoolWindow { avg, geometry });
+        self.shape = vec![c, oh, ow];
+        let how = if avg {
+            " (padding not counted: count_include_pad=0; same scale; ties away from zero)"
+        } else {
+            " (padding ignored)"
+        };
+        self.step(n, format!("{name} {kh}×{kw}, stride {sh}×{sw}, pads (top, left, bottom, right) {p4:?}{how}{notes}"));
         Ok(())
+    }
+
+    /// Whether `n` (Reshape or Unsqueeze) turns the flat `[c]` into `[c, 1, 1]` (as a gate is
+    /// shaped to multiply a feature map).
+    fn unflattens(&self, n: &NodeProto, c: usize) -> bool {
+        let ints = |i: usize| match self.g.const_input(n, i) {
+            Some(Const { data: ConstData::Int(v), .. }) => Some(v.clone()),
+            _ => None,
+        };
+        match n.op_type.as_str() {
+            // [N, C, 1, 1] with N given as −1 or 0 (copied), or the batch itself.
+            "Reshape" => ints(1).is_some_and(|d| {
+                d.len() == 4 && d[0] <= 1 && d[1..].iter().zip([c, 1, 1]).all(|(&x, y)| x == y as i64)
+            }),
+            "Unsqueeze" => {
+                let mut axes = attr_ints(n, "axes");
+                if axes.is_empty() {
+                    axes = ints(1).unwrap_or_default();
+                }
+                let mut axes: Vec<i64> = axes.iter().map(|&a| if a < 0 { a + 4 } else { a }).collect();
+                axes.sort_unstable();
+                axes == [2, 3]
+            }
+            _ => false,
+        }
     }
 
     fn reshape(&mut self, n: &NodeProto) -> Result<()> {
@@ -755,6 +928,11 @@ impl Walk<'_> {
                 }
                 self.shape = vec![c * h * w];
                 self.step(n, "Reshape (flatten; CHW order carried into the next layer's columns)");
+            }
+            [c] if self.unflattens(n, c) => {
+                self.layers.push(Layer::Unflatten);
+                self.shape = vec![c, 1, 1];
+                self.step(n, format!("Reshape [{c}] → [{c}, 1, 1] (the same element order in HWC)"));
             }
             [_] => self.step(n, "removed (already flat)"),
             _ => {
@@ -827,8 +1005,8 @@ fn fold_affine_into_splits(e: &mut crate::ensemble::Ensemble, a: &[f64], s: &[f6
     Ok(())
 }
 
-/// `(next, add)` when the two consumers of `cur` are an `Add`/`Sub` of two live tensors and
-/// another node (the branch the walk follows, which must come back to the `Add`).
+/// `(next, op)` when the two consumers of `cur` are an `Add`/`Sub`/`Mul`/`Div` of two live
+/// tensors and another node (the branch the walk follows, which must come back to the op).
 fn residual_pair<'a>(
     g: &Graph,
     a: &'a NodeProto,
@@ -836,7 +1014,7 @@ fn residual_pair<'a>(
     cur: &str,
 ) -> Option<(&'a NodeProto, &'a NodeProto)> {
     let binary = |n: &NodeProto| {
-        matches!(n.op_type.as_str(), "Add" | "Sub")
+        matches!(n.op_type.as_str(), "Add" | "Sub" | "Mul" | "Div")
             && n.input.len() == 2
             && n.input.iter().filter(|i| i.as_str() == cur).count() == 1
             && g.const_input(n, 0).is_none()
@@ -849,9 +1027,35 @@ fn residual_pair<'a>(
     }
 }
 
-/// The `Concat` that the single-consumer chains starting at `a` and at `b` both end in (two
-/// branches of one tensor, neither empty).
-fn concat_of_branches<'a>(g: &'a Graph, a: &'a NodeProto, b: &'a NodeProto) -> Option<&'a NodeProto> {
+/// ONNX `auto_pad` SAME_UPPER/SAME_LOWER along one axis: `(begin, end)` padding so that the
+/// output has `⌈d/s⌉` cells; the odd cell goes to the end (UPPER) or the beginning (LOWER).
+fn same_pads(d: usize, k: usize, s: usize, dil: usize, upper: bool) -> (usize, usize) {
+    let out = d.div_ceil(s.max(1));
+    let total = ((out.max(1) - 1) * s + (k.max(1) - 1) * dil + 1).saturating_sub(d);
+    let small = total / 2;
+    if upper { (small, total - small) } else { (total - small, small) }
+}
+
+/// The shape two per-row (NCHW without N) shapes broadcast to, when they have one rank and
+/// every axis is equal or 1 in one of them.
+fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+    (a.len() == b.len())
+        .then(|| {
+            a.iter()
+                .zip(b)
+                .map(|(&p, &q)| match (p, q) {
+                    _ if p == q => Some(p),
+                    (1, m) | (m, 1) => Some(m),
+                    _ => None,
+                })
+                .collect()
+        })
+        .flatten()
+}
+
+/// The `Concat` that the single-consumer chains starting at each of `starts` all end in
+/// (branches of one tensor, none empty, at most [`MAX_BRANCHES`]).
+fn concat_of_branches<'a>(g: &'a Graph, starts: &[&'a NodeProto]) -> Option<&'a NodeProto> {
     let end = |start: &'a NodeProto| -> Option<&'a NodeProto> {
         let mut n = start;
         if n.op_type == "Concat" {
@@ -867,8 +1071,11 @@ fn concat_of_branches<'a>(g: &'a Graph, a: &'a NodeProto, b: &'a NodeProto) -> O
         }
         None
     };
-    let (ca, cb) = (end(a)?, end(b)?);
-    std::ptr::eq(ca, cb).then_some(ca)
+    if !(2..=MAX_BRANCHES).contains(&starts.len()) {
+        return None;
+    }
+    let first = end(starts.first()?)?;
+    starts.iter().skip(1).all(|s| end(s).is_some_and(|c| std::ptr::eq(c, first))).then_some(first)
 }
 
 /// `(Sigmoid, Mul)` when the two consumers of a tensor compute `x·sigmoid(x)`.
@@ -929,8 +1136,8 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
     let mut ml_classes: Option<Vec<String>> = None;
     let mut ml_kind: Option<bool> = None;
     let mut trees_plan: Option<Trees> = None;
-    // Open Concats: the node, the second branch's first node, whether the first branch is done.
-    let mut branches: Vec<(&NodeProto, &NodeProto, bool)> = Vec::new();
+    // Open Concats: the node, the first nodes of the branches still to walk, the branch count.
+    let mut branches: Vec<(&NodeProto, Vec<&NodeProto>, usize)> = Vec::new();
     loop {
         let consumers: Vec<&NodeProto> =
             g.consumers(&cur).into_iter().filter(|n| !HEADS.contains(&n.op_type.as_str())).collect();
@@ -954,11 +1161,11 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
                 w.save(add, &cur)?;
                 next
             }
-            [a, b] if concat_of_branches(g, a, b).is_some() => {
-                let Some(c) = concat_of_branches(g, a, b) else { break };
+            many if concat_of_branches(g, many).is_some() => {
+                let Some(c) = concat_of_branches(g, many) else { break };
                 w.save(c, &cur)?;
-                branches.push((c, *b, false));
-                *a
+                branches.push((c, many[1..].to_vec(), many.len()));
+                many[0]
             }
             many => {
                 let first = many[0];
@@ -972,12 +1179,11 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
                 ));
             }
         };
-        // The first branch of a Concat reached it: go back and walk the second.
+        // A branch of a Concat reached it: go back and walk the next one.
         let n = match branches.last_mut() {
-            Some((c, second, phase)) if std::ptr::eq(*c, n) && !*phase => {
+            Some((c, rest, _)) if std::ptr::eq(*c, n) && !rest.is_empty() => {
                 w.branch(n, &cur)?;
-                *phase = true;
-                *second
+                rest.remove(0)
             }
             _ => n,
         };
@@ -1013,11 +1219,13 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
             "Gemm" | "MatMul" => w.gemm(n)?,
             "Transpose" => w.transpose(n)?,
             "Concat" => match branches.pop() {
-                Some((c, _, true)) if std::ptr::eq(c, n) => w.concat(n, &cur)?,
+                Some((c, rest, k)) if std::ptr::eq(c, n) && rest.is_empty() => w.concat(n, &cur, k)?,
                 _ => {
                     return Err(unsupported(
                         n,
-                        "Concat is mapped for two branches that start from one tensor and are single chains of mapped ops",
+                        format!(
+                            "Concat is mapped for 2 to {MAX_BRANCHES} branches that start from one tensor and are single chains of mapped ops"
+                        ),
                     ));
                 }
             },
@@ -1135,4 +1343,130 @@ pub(crate) fn map(g: &Graph, classify: Option<bool>) -> Result<Mapped> {
     let net_input = w.net_input.clone().unwrap_or_else(|| input_shape.clone());
     let net = Net::from_values(net_input, w.layers, w.params, head)?;
     Ok(Mapped { plan: Plan::Net(net), classes, classify, input_shape, steps: w.steps, notes: Vec::new() })
+}
+
+#[cfg(test)]
+mod tests {
+    use tract_onnx::pb::{
+        AttributeProto, GraphProto, ModelProto, TensorShapeProto, TypeProto, ValueInfoProto, tensor_shape_proto,
+        type_proto,
+    };
+
+    use super::*;
+
+    /// A graph reading a float `[1, 2, 6, 6]` image through `nodes` (the first reads `x`).
+    fn image_graph(nodes: Vec<NodeProto>) -> Graph {
+        let dim = [1, 2, 6, 6]
+            .iter()
+            .map(|&d| tensor_shape_proto::Dimension {
+                value: Some(tensor_shape_proto::dimension::Value::DimValue(d)),
+                ..Default::default()
+            })
+            .collect();
+        let tensor = type_proto::Tensor { elem_type: elem::FLOAT, shape: Some(TensorShapeProto { dim }) };
+        let x = ValueInfoProto {
+            name: "x".into(),
+            r#type: Some(TypeProto { value: Some(type_proto::Value::TensorType(tensor)), ..Default::default() }),
+            ..Default::default()
+        };
+        let graph = GraphProto { node: nodes, input: vec![x], ..Default::default() };
+        Graph::from_proto(ModelProto { graph: Some(graph), ..Default::default() }).unwrap()
+    }
+
+    fn ints(name: &str, v: &[i64]) -> AttributeProto {
+        AttributeProto { name: name.into(), r#type: 7, ints: v.to_vec(), ..Default::default() }
+    }
+
+    fn pool(op: &str, attrs: Vec<AttributeProto>) -> NodeProto {
+        NodeProto {
+            op_type: op.into(),
+            name: "pool".into(),
+            input: vec!["x".into()],
+            output: vec!["y".into()],
+            attribute: attrs,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pools_the_engine_cannot_express_are_typed_errors() {
+        let k3 = || ints("kernel_shape", &[3, 3]);
+        let cases = [
+            // A dilated window: the engine's pools take dilation 1 only.
+            (pool("MaxPool", vec![k3(), ints("dilations", &[2, 2])]), "dilat"),
+            // A pad as large as the kernel: a window of padding only (ceil_mode never makes one:
+            // a last window that would start in the padding is dropped).
+            (pool("MaxPool", vec![k3(), ints("pads", &[0, 0, 3, 0]), ints("ceil_mode", &[])]), "padding only"),
+            (
+                pool("AveragePool", vec![k3(), ints("pads", &[1, 1, 1, 1]), ints("count_include_pad", &[])]),
+                "count_include_pad",
+            ),
+        ];
+        for (mut node, want) in cases {
+            for a in &mut node.attribute {
+                if a.name == "ceil_mode" || a.name == "count_include_pad" {
+                    a.r#type = 2;
+                    a.i = 1;
+                }
+            }
+            match map(&image_graph(vec![node]), None) {
+                Err(Error::UnsupportedOp { node, hint, .. }) => {
+                    assert_eq!(node, "pool");
+                    assert!(hint.contains(want), "{hint}");
+                }
+                other => panic!("{want}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn live_binary_ops_the_engine_cannot_express_are_typed_errors() {
+        // x [2, 6, 6] and its per-channel mean, flat ([2], keepdims 0) or [2, 1, 1] (keepdims 1).
+        let graph = |op: &str, keepdims: i64| {
+            let mean = NodeProto {
+                op_type: "ReduceMean".into(),
+                name: "mean".into(),
+                input: vec!["x".into()],
+                output: vec!["m".into()],
+                attribute: vec![
+                    ints("axes", &[2, 3]),
+                    AttributeProto { name: "keepdims".into(), r#type: 2, i: keepdims, ..Default::default() },
+                ],
+                ..Default::default()
+            };
+            let bin = NodeProto {
+                op_type: op.into(),
+                name: "bin".into(),
+                input: vec!["x".into(), "m".into()],
+                output: vec!["y".into()],
+                ..Default::default()
+            };
+            image_graph(vec![mean, bin])
+        };
+        for (op, keepdims, want) in [("Mul", 0, "of one rank"), ("Div", 1, "no integer division")] {
+            match map(&graph(op, keepdims), None) {
+                Err(Error::UnsupportedOp { op_type, node, hint }) => {
+                    assert_eq!((op_type.as_str(), node.as_str()), (op, "bin"));
+                    assert!(hint.contains(want), "{hint}");
+                }
+                other => panic!("{op}: {other:?}"),
+            }
+        }
+        // The same shapes with Sub and keepdims 1 map (the network then lacks its dense layer).
+        match map(&graph("Sub", 1), None) {
+            Err(Error::Onnx(msg)) => assert!(msg.contains("dense layer"), "{msg}"),
+            other => panic!("Sub: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn auto_pad_same_gives_the_onnx_padding() {
+        // ONNX: out = ⌈d/s⌉, total = (out − 1)·s + (k − 1)·dil + 1 − d, the odd cell at the end
+        // (SAME_UPPER) or the beginning (SAME_LOWER).
+        assert_eq!(same_pads(8, 2, 1, 1, true), (0, 1));
+        assert_eq!(same_pads(8, 2, 1, 1, false), (1, 0));
+        assert_eq!(same_pads(7, 3, 2, 1, true), (1, 1)); // out 4: 3·2 + 3 − 7 = 2
+        assert_eq!(same_pads(6, 3, 2, 2, false), (2, 1)); // out 3: 2·2 + 5 − 6 = 3
+        assert_eq!(same_pads(5, 1, 1, 1, true), (0, 0));
+    }
 }

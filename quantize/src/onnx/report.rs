@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::eval;
 use crate::lower::{activation_quant, tree_threshold};
 use crate::multiplier::scale_of;
-use crate::net::Layer;
+use crate::net::{Binary, Layer};
 
 /// Rows used for the layer-by-layer error (the engine is run once more per row).
 const LAYER_ROWS: usize = 256;
@@ -119,9 +119,19 @@ fn layer_name(l: &Layer) -> String {
             g.pads
         ),
         Layer::Save => "(kept for a residual Add or a Concat)".into(),
-        Layer::AddSaved { relu } => format!("Add (residual){}", if relu { " +ReLU" } else { "" }),
-        Layer::Branch => "(first branch kept for a Concat)".into(),
-        Layer::ConcatSaved { .. } => "Concat (channels)".into(),
+        Layer::Binary { op, relu } => format!(
+            "{}{}",
+            match op {
+                Binary::Add => "Add (two live tensors)",
+                Binary::Sub { .. } => "Sub (two live tensors)",
+                Binary::Mul => "Mul (two live tensors)",
+            },
+            if relu { " +ReLU" } else { "" }
+        ),
+        Layer::Unflatten => "Reshape [C] → [C, 1, 1]".into(),
+        Layer::Transpose { perm } => format!("Transpose {perm:?} (of C, H, W)"),
+        Layer::Branch => "(branch kept for a Concat)".into(),
+        Layer::ConcatSaved { branches, .. } => format!("Concat of {branches} branches (channels)"),
         Layer::Dense { inp, out, relu } => format!("Dense {inp}→{out}{}", if relu { " +ReLU" } else { "" }),
     }
 }
@@ -237,12 +247,7 @@ pub fn split_check(e: &crate::ensemble::Ensemble, bits: i32) -> Splits {
 /// Error after each layer: the lowered model with every layer's value added as an output, run
 /// by the engine and dequantized, against the candle network's trace (NCHW permuted to HWC).
 fn layer_errors(im: &Imported, net: &crate::net::Net, t: &Table) -> Result<Vec<LayerError>> {
-    // Layer i is op i, after the Concat of per-feature inputs if there is one.
-    let n_in = im.model.inputs.len() as u32 + u32::from(net.feature_quant.is_some());
     let n_layers = net.layers.len();
-    if n_layers + im.model.outputs.len() > fixpoint_ml::format::MAX_IO {
-        return Ok(Vec::new());
-    }
     // The scale and zero point of each layer's output, as the lowering chose them.
     let mut quants = Vec::with_capacity(n_layers);
     let (mut s, mut zp) = net.input_quant.unwrap_or((net.input_scale, 0));
@@ -252,12 +257,14 @@ fn layer_errors(im: &Imported, net: &crate::net::Net, t: &Table) -> Result<Vec<L
         match l {
             Layer::Save => kept.push((s, zp)),
             Layer::Branch => {
-                let back = kept.pop().unwrap_or((s, zp));
+                let start = kept.pop().unwrap_or((s, zp));
                 kept.push((s, zp));
-                (s, zp) = back;
+                kept.push(start);
+                (s, zp) = start;
             }
-            Layer::AddSaved { .. } | Layer::ConcatSaved { .. } => {
-                kept.pop();
+            Layer::Binary { .. } | Layer::ConcatSaved { .. } => {
+                let drop = if let Layer::ConcatSaved { branches, .. } = l { *branches } else { 1 };
+                kept.truncate(kept.len().saturating_sub(drop));
                 let (lo, hi) = im.ranges.get(i).copied().unwrap_or((0.0, 0.0));
                 (s, zp) = activation_quant(lo, hi);
             }
@@ -272,28 +279,26 @@ fn layer_errors(im: &Imported, net: &crate::net::Net, t: &Table) -> Result<Vec<L
         }
         quants.push((s, zp));
     }
-    let mut diag = im.model.clone();
-    let mut slot = Vec::new();
-    // `Save` and `Branch` add no op (not compared).
-    let mut ops = 0u32;
-    for l in &net.layers {
-        if matches!(l, Layer::Save | Layer::Branch) {
-            slot.push(usize::MAX);
-            continue;
+    // The value of each layer's output, as the lowering placed it (`Save` and `Branch` add no
+    // op: not compared). A model has at most MAX_IO outputs: the layers are read in groups,
+    // each group the outputs of one copy of the model.
+    let (_, values) = crate::lower::lower_net_traced(net, &im.ranges)?;
+    let compared: Vec<(usize, u32)> = values.iter().enumerate().filter_map(|(i, v)| v.map(|v| (i, v))).collect();
+    // Every value must stay used (canonical form): the model's own outputs stay.
+    let per_group = fixpoint_ml::format::MAX_IO.saturating_sub(im.model.outputs.len()).max(1);
+    let mut groups = Vec::new();
+    for group in compared.chunks(per_group) {
+        let mut diag = im.model.clone();
+        let mut slots = Vec::with_capacity(group.len());
+        for &(i, value) in group {
+            let slot = diag.outputs.iter().position(|o| o.value == value).unwrap_or_else(|| {
+                diag.outputs.push(fixpoint_ml::format::OutputDesc { value, quant: Quant::NONE });
+                diag.outputs.len() - 1
+            });
+            slots.push((i, slot));
         }
-        ops += 1;
-        let Some(value) = (n_in + ops).checked_sub(1) else {
-            slot.push(usize::MAX);
-            continue;
-        };
-        if let Some(p) = diag.outputs.iter().position(|o| o.value == value) {
-            slot.push(p);
-        } else {
-            slot.push(diag.outputs.len());
-            diag.outputs.push(fixpoint_ml::format::OutputDesc { value, quant: Quant::NONE });
-        }
+        groups.push((Engine::load(&diag.to_bytes(), &Limits::default())?, slots));
     }
-    let engine = Engine::load(&diag.to_bytes(), &Limits::default())?;
     let rows = t.rows().min(LAYER_ROWS);
     let (mut err, mut norm) = (vec![0f64; n_layers], vec![0f64; n_layers]);
     let idx: Vec<usize> = (0..rows).collect();
@@ -308,18 +313,20 @@ fn layer_errors(im: &Imported, net: &crate::net::Net, t: &Table) -> Result<Vec<L
     let ds = crate::data::Dataset { features, labels: vec![0; rows], dim: t.dim, classes: 1 };
     let trace = net.trace(&net.batch(&ds, &idx)?)?;
     for r in 0..rows {
-        let outs = engine.run(im.encoding.encode(t.row(r))?)?;
-        for (i, ft) in trace.iter().enumerate() {
-            let f = ft.get(r)?;
-            let f = if f.rank() == 3 { f.permute((1, 2, 0))? } else { f };
-            let fv: Vec<f32> = f.flatten_all()?.to_device(&Device::Cpu)?.to_vec1()?;
-            let Some(o) = outs.get(slot[i]) else { continue };
-            let (s, zp) = quants[i];
-            for (j, &x) in fv.iter().enumerate() {
-                let q = o.data().get_i64(j).unwrap_or(0);
-                let v = (q - i64::from(zp)) as f64 * s;
-                err[i] += (v - f64::from(x)).powi(2);
-                norm[i] += f64::from(x).powi(2);
+        for (engine, group) in &groups {
+            let outs = engine.run(im.encoding.encode(t.row(r))?)?;
+            for &(i, slot) in group {
+                let (Some(ft), Some(o)) = (trace.get(i), outs.get(slot)) else { continue };
+                let f = ft.get(r)?;
+                let f = if f.rank() == 3 { f.permute((1, 2, 0))? } else { f };
+                let fv: Vec<f32> = f.flatten_all()?.to_device(&Device::Cpu)?.to_vec1()?;
+                let (s, zp) = quants[i];
+                for (j, &x) in fv.iter().enumerate() {
+                    let q = o.data().get_i64(j).unwrap_or(0);
+                    let v = (q - i64::from(zp)) as f64 * s;
+                    err[i] += (v - f64::from(x)).powi(2);
+                    norm[i] += f64::from(x).powi(2);
+                }
             }
         }
     }
