@@ -169,6 +169,44 @@ fn calibration() {
             g / erc20
         );
     }
+    generation(&mut chain, erc20);
+}
+
+/// Blocks of `generate` calls on the tiny GPT (node/assets/tiny-gpt.fxp): 32 new bytes after a
+/// 32-byte prompt each, as many as fill a 30M-gas block; its gas per second against ERC-20's,
+/// and the time to verify a full block of generation.
+fn generation(chain: &mut Chain, erc20: f64) {
+    let model = std::fs::read(root().join("node/assets/tiny-gpt.fxp")).expect("node/assets/tiny-gpt.fxp");
+    let id = keccak256(&model);
+    let reg = chain.tx(
+        ALICE,
+        TxKind::Call(REGISTRY_ADDRESS),
+        R::registerCall { model: model.into() }.abi_encode(),
+        20_000_000,
+    );
+    assert!(chain.block(vec![reg]).txs[0].success);
+    let prompts = [
+        &b"And God said, Let there be light"[..],
+        b"In the beginning God created the",
+        b"And it came to pass, when men be",
+    ];
+    let calls: Vec<_> = (0..40)
+        .map(|i| {
+            let p = prompts[i % prompts.len()];
+            let data = I::generateCall { modelId: id, prompt: p.to_vec().into(), maxTokens: 32 }.abi_encode();
+            chain.tx(BOB, TxKind::Call(INFERENCE_ADDRESS), data, 10_000_000)
+        })
+        .collect();
+    let per_call = chain.dry_run(&calls[..1]).gas_used;
+    let fit = (30_000_000 / per_call).max(1) as usize;
+    let (g, gas) = gas_per_second(chain, &calls[..fit.min(calls.len())]);
+    println!(
+        "  generate tiny-gpt     {:>8.1} Mgas/s  ({gas} gas per block of {} calls, {per_call} per call)  ratio to ERC-20 {:.2}; a 30M-gas block verifies in {:.0} ms",
+        g / 1e6,
+        fit.min(calls.len()),
+        g / erc20,
+        30e6 / g * 1e3
+    );
 }
 
 fn main() {

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::format::{Reader, Writer};
 use crate::kernels::{PackedWeights, gemm};
 use crate::tensor::{DType, Tensor, TensorData};
+use crate::work::Counter;
 
 /// Attributes of MatMul.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +44,60 @@ fn dims(a: &[usize], b: &[usize], transposed: bool) -> std::result::Result<(usiz
         return Err("empty matrix".into());
     }
     Ok((a_batch.iter().product(), m, k, n))
+}
+
+/// Largest `M` multiplied directly, without packing B (a decode step's `Q·Kᵀ` and `P·V`): below
+/// it, packing B for the GEMM kernels would cost more than the product (docs/arithmetic.md §14).
+pub const DIRECT_MAX_ROWS: usize = 8;
+
+/// The most work one batch of the direct product does: A's rows shifted by its zero point (one
+/// buffer, `M·K` element steps), then `M·N·K` MACs in `M·N` dot products (B given as rows) or
+/// `M·K` row updates (B not transposed).
+fn direct_cost(m: usize, k: usize, n: usize, transposed: bool) -> OpCost {
+    OpCost {
+        macs: mul(&[m, n, k]),
+        elem_ops: mul(&[m, k]),
+        steps: if transposed { mul(&[m, n]) } else { mul(&[m, k]) },
+        calls: 2,
+        bytes: mul(&[m, k, 4]),
+        ..OpCost::default()
+    }
+}
+
+/// `out[i][j] = Σ_t (a[i][t] − za)·(b − zb)` for one batch, exactly, in i32 (the verifier's
+/// bound), without packing: B as `[N, K]` rows when `transposed`, else `[K, N]`.
+#[allow(clippy::too_many_arguments)]
+fn direct(
+    a: &[i8],
+    b: &[i8],
+    m: usize,
+    k: usize,
+    n: usize,
+    za: i32,
+    zb: i32,
+    transposed: bool,
+    out: &mut [i32],
+    work: &Counter,
+) {
+    work.alloc(m * k * 4);
+    work.elems(m * k);
+    work.macs(m * n * k);
+    work.steps(if transposed { m * n } else { m * k });
+    let shifted: Vec<i32> = a.iter().map(|&x| i32::from(x) - za).collect();
+    for (row, o) in shifted.chunks(k).zip(out.chunks_mut(n)) {
+        if transposed {
+            for (acc, col) in o.iter_mut().zip(b.chunks(k)) {
+                *acc = row.iter().zip(col).fold(0i32, |s, (&x, &y)| s.wrapping_add(x.wrapping_mul(i32::from(y) - zb)));
+            }
+        } else {
+            o.iter_mut().for_each(|v| *v = 0);
+            for (&x, brow) in row.iter().zip(b.chunks(n)) {
+                for (acc, &y) in o.iter_mut().zip(brow) {
+                    *acc = acc.wrapping_add(x.wrapping_mul(i32::from(y) - zb));
+                }
+            }
+        }
+    }
 }
 
 impl MatMul {
@@ -118,7 +173,8 @@ impl Operator for MatMul {
         if let Some(last) = shape.last_mut() {
             *last = n;
         }
-        let mut per_batch = Self::batch_cost(m, k, n);
+        let mut per_batch =
+            if m <= DIRECT_MAX_ROWS { direct_cost(m, k, n, self.b_transposed == 1) } else { Self::batch_cost(m, k, n) };
         if self.requant.is_some() {
             per_batch = per_batch + Requant::rows_cost(mul(&[m, n]), n);
         }
@@ -145,6 +201,13 @@ impl Operator for MatMul {
         let rq = self.requant.as_ref().map(|rq| rq.resolve(cx)).transpose()?;
         let mut out8 = Vec::new();
         for ((a_mat, b_mat), out) in av.chunks(m * k).zip(bv.chunks(k * n)).zip(acc.chunks_mut(m * n)) {
+            if m <= DIRECT_MAX_ROWS {
+                direct(a_mat, b_mat, m, k, n, za, zb, transposed, out, cx.work);
+                if let Some(rq) = &rq {
+                    out8.extend(rq.apply_rows(out, n, cx.work));
+                }
+                continue;
+            }
             // B as N rows of K (the GEMM's weight layout).
             cx.work.alloc(n * k);
             cx.work.elems(n * k);
