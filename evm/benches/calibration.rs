@@ -194,7 +194,7 @@ fn generation(chain: &mut Chain, erc20: f64) {
         .map(|i| {
             let p = prompts[i % prompts.len()];
             let data = I::generateCall { modelId: id, prompt: p.to_vec().into(), maxTokens: 32 }.abi_encode();
-            chain.tx(BOB, TxKind::Call(INFERENCE_ADDRESS), data, 10_000_000)
+            chain.tx(BOB, TxKind::Call(INFERENCE_ADDRESS), data, 30_000_000)
         })
         .collect();
     let per_call = chain.dry_run(&calls[..1]).gas_used;

@@ -1,5 +1,6 @@
-//! The development chain's pieces: deterministic dev accounts, the example digit classifier
-//! (the same model as tests/vectors/models/digits-mlp.json), and registering a model at genesis.
+//! The development chain's pieces: deterministic dev accounts, the example models (the digit
+//! classifier of tests/vectors/models/digits-mlp.json and the tiny GPT), and registering a model
+//! at genesis.
 
 use alloy_primitives::{Address, B256, keccak256};
 use alloy_signer_local::PrivateKeySigner;
@@ -11,6 +12,10 @@ use revm::state::AccountInfo;
 
 /// The example model: the digits MLP from `quantize/` (UCI 8×8 digits, 97.5 % test accuracy).
 pub const EXAMPLE_MODEL: &[u8] = include_bytes!("../assets/digits-mlp.fxp");
+
+/// The example language model: the tiny byte-level GPT from `quantize/` (4 blocks, width 64,
+/// window 128, trained on the King James Bible; quantize/ACCURACY.md), which `generate` runs.
+pub const EXAMPLE_WRITER: &[u8] = include_bytes!("../assets/tiny-gpt.fxp");
 
 /// A dev account: its key and address.
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@ use fixpoint_evm::state::{empty_state, fund, set_code};
 use revm::state::AccountInfo;
 use serde::{Deserialize, Serialize};
 
-use crate::dev::{DevAccount, EXAMPLE_MODEL, register_at_genesis};
+use crate::dev::{DevAccount, EXAMPLE_MODEL, EXAMPLE_WRITER, register_at_genesis};
 
 /// Why a genesis file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -122,8 +122,8 @@ pub struct GenesisState {
 pub const MIN_GAS_LIMIT: u64 = 21_000;
 
 impl Genesis {
-    /// The dev chain's genesis: `accounts` with 10,000 ETH each and the example model owned by
-    /// the first.
+    /// The dev chain's genesis: `accounts` with 10,000 ETH each and the example models (the digit
+    /// classifier, the tiny GPT) owned by the first.
     pub fn dev(chain_id: u64, gas_limit: u64, accounts: &[DevAccount]) -> Self {
         let balance = U256::from(10_000u64) * U256::from(10u64).pow(U256::from(18));
         Self {
@@ -131,12 +131,15 @@ impl Genesis {
             gas_limit,
             timestamp: 1_700_000_000,
             alloc: accounts.iter().map(|a| (a.address, GenesisAccount { balance, ..Default::default() })).collect(),
-            models: vec![GenesisModel {
-                file: None,
-                bytes: Some(Bytes::from_static(EXAMPLE_MODEL)),
-                owner: accounts.first().map_or(Address::ZERO, |a| a.address),
-                id: None,
-            }],
+            models: [EXAMPLE_MODEL, EXAMPLE_WRITER]
+                .into_iter()
+                .map(|m| GenesisModel {
+                    file: None,
+                    bytes: Some(Bytes::from_static(m)),
+                    owner: accounts.first().map_or(Address::ZERO, |a| a.address),
+                    id: None,
+                })
+                .collect(),
             validators: Vec::new(),
         }
     }
@@ -218,7 +221,10 @@ mod tests {
         assert_eq!(back, g);
         let (a, b) = (g.build(Path::new(".")).unwrap(), back.build(Path::new(".")).unwrap());
         assert_eq!(fixpoint_evm::state_root(&a.state), fixpoint_evm::state_root(&b.state));
-        assert_eq!(a.model_ids, vec![alloy_primitives::keccak256(EXAMPLE_MODEL)]);
+        assert_eq!(
+            a.model_ids,
+            vec![alloy_primitives::keccak256(EXAMPLE_MODEL), alloy_primitives::keccak256(EXAMPLE_WRITER)]
+        );
     }
 
     #[test]

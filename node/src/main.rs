@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use alloy_primitives::{B256, Bytes, I256, keccak256};
+use alloy_primitives::{Address, B256, Bytes, I256, keccak256};
 use alloy_sol_types::{SolCall, SolValue};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -13,7 +13,7 @@ use fixpoint_evm::ChainSpec;
 use fixpoint_ml::{Engine, Limits};
 use fixpoint_node::chain::Chain;
 use fixpoint_node::client::{Client, ClientError, parse_key};
-use fixpoint_node::dev::{EXAMPLE_MODEL, dev_accounts};
+use fixpoint_node::dev::{EXAMPLE_MODEL, EXAMPLE_WRITER, dev_accounts};
 use fixpoint_node::genesis::{Genesis, GenesisModel};
 use fixpoint_node::keys;
 use fixpoint_node::meta::{Meta, ModelView, quantize_decimal};
@@ -424,14 +424,12 @@ fn init(a: InitArgs) -> Result<()> {
     }
     let accounts = dev_accounts(a.accounts);
     let mut g = Genesis::dev(a.chain_id, a.gas_limit, &accounts);
-    let model_file = "digits-mlp.fxp";
-    std::fs::write(a.dir.join(model_file), EXAMPLE_MODEL).context("writing the example model")?;
-    g.models = vec![GenesisModel {
-        file: Some(model_file.into()),
-        bytes: None,
-        owner: g.models[0].owner,
-        id: Some(keccak256(EXAMPLE_MODEL)),
-    }];
+    let owner = g.models.first().map_or(Address::ZERO, |m| m.owner);
+    g.models = Vec::new();
+    for (file, bytes) in [("digits-mlp.fxp", EXAMPLE_MODEL), ("tiny-gpt.fxp", EXAMPLE_WRITER)] {
+        std::fs::write(a.dir.join(file), bytes).with_context(|| format!("writing the example model {file}"))?;
+        g.models.push(GenesisModel { file: Some(file.into()), bytes: None, owner, id: Some(keccak256(bytes)) });
+    }
     if a.validators > 0 {
         let vdir = a.dir.join("validators");
         std::fs::create_dir_all(&vdir).with_context(|| format!("creating {}", vdir.display()))?;
@@ -445,7 +443,7 @@ fn init(a: InitArgs) -> Result<()> {
     g.build(&a.dir).context("the starter genesis does not build")?;
     std::fs::write(&path, serde_json::to_string_pretty(&g)? + "\n")
         .with_context(|| format!("writing {}", path.display()))?;
-    println!("wrote {} and {}", path.display(), a.dir.join(model_file).display());
+    println!("wrote {} and the example models in {}", path.display(), a.dir.display());
     println!(
         "funded {} dev accounts (keys are public: keccak256(\"fixpoint dev account <i>\")), chain id {}",
         accounts.len(),
@@ -532,6 +530,14 @@ async fn run_node(a: NodeArgs) -> Result<()> {
                 "  try:      cast call {INFERENCE_ADDRESS} 'classify(bytes32,bytes)(uint256)' {id} 0x{} --rpc-url http://{bound}",
                 include_str!("../assets/test-digit.hex").trim()
             );
+        } else if *id == keccak256(EXAMPLE_WRITER) {
+            println!("\nExample language model (tiny byte-level GPT, window 128: generate(bytes32,bytes,uint32))");
+            println!("  model id  {id}");
+            println!(
+                "  try:      cast call {INFERENCE_ADDRESS} 'generate(bytes32,bytes,uint32)(bytes)' {id} \
+                 $(cast from-utf8 'And God said, Let there be') 24 --rpc-url http://{bound} | cast to-ascii"
+            );
+            println!("            or: fixpoint model generate {id} 'And God said, Let there be' --tokens 24");
         } else {
             println!("  model id  {id}");
         }

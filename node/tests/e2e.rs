@@ -249,3 +249,58 @@ fn forge_script_broadcast_deploys_a_dapp_that_calls_the_model() {
     let predicted = cast(&n, &["call", &app, "predict(uint8[64])(uint8,int32)", &pixels()]);
     assert!(predicted.starts_with('8'), "{predicted}");
 }
+
+/// The dev chain's language model, as a user meets it: `fixpoint model generate` against the node
+/// answers what the same command writes locally from the model file (the chain's engine on this
+/// machine), then `forge create` the StoryBook dapp and `cast send` a turn: the story on chain is
+/// the opening, the author's words and the engine's greedy continuation of the story's tail, and
+/// the turn's inference is recorded under the model's id.
+#[test]
+fn the_dev_chain_writes_text_with_its_language_model() {
+    let dir = Tmp::new("e2e-writer");
+    let n = start(&dir.0, free_port());
+    let writer = &n.writer_id;
+    assert_eq!(writer, &format!("{}", alloy_primitives::keccak256(fixpoint_node::dev::EXAMPLE_WRITER)));
+    let file = root().join("node/assets/tiny-gpt.fxp");
+    let prompt = "And God said, Let there be";
+    let (ok, on_chain, err) = fixpoint(&["model", "generate", writer, prompt, "--tokens", "16", "--rpc-url", &n.rpc]);
+    assert!(ok, "{err}");
+    let (ok, local, err) = fixpoint(&["model", "generate", file.to_str().unwrap(), prompt, "--tokens", "16"]);
+    assert!(ok, "{err}");
+    assert_eq!(on_chain, local);
+    assert!(on_chain.starts_with(prompt) && on_chain.trim_end().len() > prompt.len(), "{on_chain}");
+
+    let created = run(Command::new(tool("forge")).current_dir(root()).args([
+        "create",
+        "contracts/src/examples/StoryBook.sol:StoryBook",
+        "--broadcast",
+        "--private-key",
+        &n.key,
+        "--rpc-url",
+        &n.rpc,
+        "--constructor-args",
+        writer,
+        &format!("0x{}", hex::encode("In the beginning")),
+        "32",
+        "24",
+    ]));
+    let app =
+        created.lines().find_map(|l| l.strip_prefix("Deployed to: ")).expect("deployed address").trim().to_string();
+    let words = format!("0x{}", hex::encode(" God"));
+    let receipt = cast(&n, &["send", &app, "extend(bytes,uint32)", &words, "20", "--private-key", &n.key, "--json"]);
+    let receipt: serde_json::Value = serde_json::from_str(&receipt).unwrap();
+    assert_eq!(receipt["status"], "0x1", "{receipt}");
+    let story = cast(&n, &["call", &app, "story()(bytes)"]);
+    let story = hex::decode(story.trim_start_matches("0x")).unwrap();
+    // The engine on the model file: the tail of "In the beginning God", 20 greedy bytes.
+    let engine = fixpoint_ml::Engine::load(&std::fs::read(&file).unwrap(), &fixpoint_ml::Limits::default()).unwrap();
+    let head = b"In the beginning God".to_vec();
+    let tail: Vec<u32> = head.iter().map(|&b| u32::from(b)).collect();
+    let text = engine.generate(&tail, 20, &fixpoint_ml::Counter::new()).unwrap();
+    let mut want = head;
+    want.extend(text.into_iter().map(|t| t as u8));
+    assert_eq!(story, want, "{}", String::from_utf8_lossy(&story));
+    let tx = receipt["transactionHash"].as_str().unwrap();
+    let records = cast(&n, &["rpc", "fixpoint_transactionRecords", tx]);
+    assert!(records.contains(&writer[2..]), "{records}");
+}

@@ -22,7 +22,10 @@ pub fn tool(name: &str) -> PathBuf {
 pub struct NodeProc {
     pub child: Child,
     pub rpc: String,
+    /// The first model the node printed (the dev chain's digit classifier).
     pub model_id: String,
+    /// The second (the dev chain's tiny GPT), if any.
+    pub writer_id: String,
     pub key: String,
 }
 
@@ -56,11 +59,16 @@ pub fn start_with(args: &[&str], datadir: &Path, port: u16) -> NodeProc {
         .expect("start fixpoint");
     let out = child.stdout.take().unwrap();
     let mut lines = BufReader::new(out).lines();
-    let (mut model_id, mut key) = (String::new(), String::new());
+    let (mut model_id, mut writer_id, mut key) = (String::new(), String::new(), String::new());
     let deadline = Instant::now() + Duration::from_secs(60);
     while let Some(Ok(l)) = lines.next() {
         if l.trim_start().starts_with("model id") {
-            model_id = l.split_whitespace().last().unwrap().to_string();
+            let id = l.split_whitespace().last().unwrap().to_string();
+            if model_id.is_empty() {
+                model_id = id
+            } else if writer_id.is_empty() {
+                writer_id = id
+            }
         }
         if key.is_empty() && l.starts_with("(0) 0x") && l.len() > 50 {
             key = l[4..].to_string();
@@ -71,7 +79,7 @@ pub fn start_with(args: &[&str], datadir: &Path, port: u16) -> NodeProc {
         assert!(Instant::now() < deadline, "node did not start");
     }
     std::thread::spawn(move || for _ in lines {});
-    NodeProc { child, rpc: format!("http://127.0.0.1:{port}"), model_id, key }
+    NodeProc { child, rpc: format!("http://127.0.0.1:{port}"), model_id, writer_id, key }
 }
 
 pub fn run(cmd: &mut Command) -> String {
