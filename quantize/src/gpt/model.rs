@@ -347,6 +347,56 @@ impl Gpt {
         linear(&x, &self.head)
     }
 
+    /// Greedy generation of `tokens` bytes after `prompt` in float, one position at a time with
+    /// a key/value cache (the float counterpart of the integer engine's generation: the same
+    /// positions evaluated, the largest logit taken, ties to the lowest byte).
+    pub fn generate(&self, prompt: &[u8], tokens: usize) -> Result<Vec<u8>> {
+        let Config { width: d, heads: h, context, .. } = self.config;
+        let dh = d / h;
+        if prompt.is_empty() || prompt.len() + tokens > context + 1 {
+            return Err(Error::Weights(format!("{} + {tokens} tokens do not fit the window {context}", prompt.len())));
+        }
+        let dev = Device::Cpu;
+        let scale = 1.0 / (dh as f64).sqrt();
+        let mut cache: Vec<Option<(Tensor, Tensor)>> = vec![None; self.blocks.len()];
+        let mut out = Vec::with_capacity(tokens);
+        let mut next = prompt.first().copied().unwrap_or(0);
+        let steps = prompt.len() + tokens - 1;
+        for p in 0..steps {
+            let token = prompt.get(p).copied().unwrap_or(next);
+            let ids = Tensor::new(&[u32::from(token)], &dev)?;
+            let mut x = self.tok.as_tensor().embedding(&ids)?.broadcast_add(&self.pos.as_tensor().narrow(0, p, 1)?)?;
+            for (blk, kv) in self.blocks.iter().zip(cache.iter_mut()) {
+                let a = layer_norm(&x, &blk.ln1)?;
+                let split = |y: Tensor| -> Result<Tensor> { Ok(y.reshape((1, h, dh))?.transpose(0, 1)?.contiguous()?) };
+                let q = split(linear(&a, &blk.q)?)?;
+                let (k, v) = (split(linear(&a, &blk.k)?)?, split(linear(&a, &blk.v)?)?);
+                let (k, v) = match kv.take() {
+                    Some((ks, vs)) => (Tensor::cat(&[&ks, &k], 1)?, Tensor::cat(&[&vs, &v], 1)?),
+                    None => (k, v),
+                };
+                let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?;
+                let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+                let o = probs.matmul(&v)?.transpose(0, 1)?.contiguous()?.reshape((1, d))?;
+                *kv = Some((k, v));
+                x = (x + linear(&o, &blk.o)?)?;
+                let f = linear(&layer_norm(&x, &blk.ln2)?, &blk.fc1)?.gelu_erf()?;
+                x = (x + linear(&f, &blk.fc2)?)?;
+            }
+            if p + 1 >= prompt.len() {
+                let logits: Vec<f32> = linear(&layer_norm(&x, &self.ln_f)?, &self.head)?.flatten_all()?.to_vec1()?;
+                let top = logits.iter().enumerate().fold(0, |best, (i, &v)| if v > logits[best] { i } else { best });
+                next = u8::try_from(top).unwrap_or(u8::MAX);
+                out.push(next);
+            }
+        }
+        // The last position's token is produced without being fed back.
+        if tokens > 0 && out.len() < tokens {
+            return Err(Error::Weights("generation produced too few tokens".into()));
+        }
+        Ok(out)
+    }
+
     /// A parameter's values as f32.
     pub fn values(v: &Var) -> Result<Vec<f32>> {
         Ok(v.as_tensor().flatten_all()?.to_vec1()?)
