@@ -89,9 +89,8 @@ contract StoryBook {
 
     /// `generate` under STATICCALL (views may call the precompile: it writes no state).
     function _generate(bytes memory prompt, uint32 newBytes) private view returns (bytes memory) {
-        (bool ok, bytes memory ret) = address(Fixpoint.INFERENCE).staticcall(
-            abi.encodeCall(Fixpoint.INFERENCE.generate, (modelId, prompt, newBytes))
-        );
+        (bool ok, bytes memory ret) = address(Fixpoint.INFERENCE)
+            .staticcall(abi.encodeCall(Fixpoint.INFERENCE.generate, (modelId, prompt, newBytes)));
         if (!ok) {
             assembly {
                 revert(add(ret, 32), mload(ret))
