@@ -141,7 +141,7 @@ fn infer_layout(
             [(l, _)] => Err(format!("cannot map a {l:?} value per channel along its position axis")),
             _ => Err("expected one input".into()),
         },
-        Op::Add(_) | Op::Mul(_) => match ins {
+        Op::Add(_) | Op::AddWide(_) | Op::Mul(_) => match ins {
             [(a, _), (b, _)] if a == b && *a != Layout::Probs => Ok((*a, rows)),
             [(a, _), (b, _)] => Err(format!("its inputs have layouts {a:?} and {b:?}")),
             _ => Err("expected two inputs".into()),

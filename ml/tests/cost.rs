@@ -278,6 +278,62 @@ fn add_matches_the_i128_definition() {
     }
 }
 
+/// AddWide computes in i64 where the definition uses i128: same values at the extreme i16 inputs,
+/// zero points, multipliers and shifts, with an i16 stream and an i8 or i16 branch.
+#[test]
+fn add_wide_matches_the_i128_definition() {
+    use fixpoint_ml::arith::{clamp_i128, round_shift};
+    use fixpoint_ml::format::{ModelBuilder, Quant};
+    use fixpoint_ml::ops::{AddWide, Op};
+    use fixpoint_ml::tensor::TensorData;
+    // Every i16 value at the ends and a stride through the middle, against every i8 value.
+    let wide: Vec<i16> = (-32_768..=-32_700).chain((-32_700..32_700).step_by(997)).chain(32_700..=32_767).collect();
+    let n = wide.len() * 256;
+    let xs: Vec<i16> = wide.iter().flat_map(|&a| std::iter::repeat_n(a, 256)).collect();
+    let ys8: Vec<i8> = (0..n).map(|i| (i % 256) as u8 as i8).collect();
+    let ys16: Vec<i16> = (0..n).map(|i| wide[(i * 7) % wide.len()]).collect();
+    for (ma, mb, shift, zpa, zpb, lo, hi) in [
+        (i32::MAX, i32::MAX, 1u8, -32_768, 32_767, -32_768, 32_767),
+        (i32::MAX, 0, 62, 32_767, -32_768, -32_768, 32_767),
+        (1 << 30, 12345, 31, 3, -7, -1000, 20_000),
+        (0, 1, 1, 0, 0, -32_768, 32_767),
+        (i32::MAX, i32::MAX, 32, -32_768, -32_768, -32_768, 32_767),
+    ] {
+        let op = AddWide {
+            a_zero_point: zpa,
+            a_multiplier: ma,
+            b_zero_point: zpb,
+            b_multiplier: mb,
+            shift,
+            zero_point: -5,
+            lo,
+            hi,
+        };
+        for wide_b in [false, true] {
+            let mut b = ModelBuilder::new();
+            let x = b.input(DType::I16, vec![n], Quant::NONE);
+            let y = b.input(if wide_b { DType::I16 } else { DType::I8 }, vec![n], Quant::NONE);
+            let z = b.op(Op::AddWide(op.clone()), &[x, y]);
+            b.output(z, Quant::NONE);
+            let model = b.finish().unwrap();
+            let yt = if wide_b {
+                Tensor::new(vec![n], TensorData::I16(ys16.clone())).unwrap()
+            } else {
+                Tensor::i8(vec![n], ys8.clone()).unwrap()
+            };
+            let out = run_all_paths(&model, vec![Tensor::new(vec![n], TensorData::I16(xs.clone())).unwrap(), yt]);
+            let TensorData::I16(got) = out[0].data() else { panic!("AddWide gives i16") };
+            for i in 0..n {
+                let c = if wide_b { i128::from(ys16[i]) } else { i128::from(ys8[i]) };
+                let ta = (i128::from(xs[i]) - i128::from(zpa)) * i128::from(ma);
+                let tb = (c - i128::from(zpb)) * i128::from(mb);
+                let want = clamp_i128(-5 + round_shift(ta + tb, shift), lo, hi);
+                assert_eq!(i32::from(got[i]), want, "a {} b {c} case {ma} {mb} {shift}", xs[i]);
+            }
+        }
+    }
+}
+
 /// ArgMax over typed rows: the first largest index of each row, whatever the dtype.
 #[test]
 fn argmax_takes_the_first_largest() {

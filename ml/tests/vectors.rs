@@ -299,6 +299,61 @@ fn families() -> Vec<(&'static str, Vec<Model>)> {
         slices.push(single_op(Op::Slice(Slice { axis, start, len }), &ins, with_inputs(&ins)));
     }
     fams.push(("slice", slices));
+    // AddWide: every pairing of i8 and i16 inputs, zero points anywhere in i16, shifts that land
+    // the sum inside the i16 range (wide inputs) or i8 inputs scaled up, and a narrow clamp.
+    let mut add_wides = Vec::new();
+    for (da, db, shifts, lo, hi) in [
+        (DType::I16, DType::I8, 31..=33, -32_768, 32_767),
+        (DType::I16, DType::I16, 31..=33, -32_768, 32_767),
+        (DType::I8, DType::I8, 22..=24, -32_768, 32_767),
+        (DType::I8, DType::I16, 31..=33, -1000, 2000),
+    ] {
+        let shape = vec![r.random_range(1..=4), r.random_range(1..=6)];
+        let ins = [(da, shape.clone()), (db, shape)];
+        let zp = |r: &mut ChaCha8Rng, d: DType| {
+            if d == DType::I8 { r.random_range(-128..=127) } else { r.random_range(-32_768..=32_767) }
+        };
+        let op = AddWide {
+            a_zero_point: zp(&mut r, da),
+            a_multiplier: r.random_range(0..i32::MAX),
+            b_zero_point: zp(&mut r, db),
+            b_multiplier: r.random_range(0..i32::MAX),
+            shift: r.random_range(shifts),
+            zero_point: r.random_range(-3000..=3000),
+            lo,
+            hi,
+        };
+        add_wides.push(single_op(Op::AddWide(op), &ins, with_inputs(&ins)));
+    }
+    fams.push(("add_wide", add_wides));
+    // LayerNorm and RMSNorm of i16 rows (a wide residual stream): full-range inputs, RMSNorm's zero
+    // point anywhere in i16.
+    let mut wide_norms = Vec::new();
+    for (k, shape) in [vec![2, 5], vec![3, 8], vec![1, 2, 16], vec![4, 7]].into_iter().enumerate() {
+        let c = *shape.last().unwrap();
+        let ins = [(DType::I16, shape)];
+        let mut b = with_inputs(&ins);
+        let gamma = b.tensor(Tensor::i32(vec![c], (0..c).map(|_| r.random_range(-4000..=4000)).collect()).unwrap());
+        let beta = b.tensor(Tensor::i32(vec![c], (0..c).map(|_| r.random_range(-50_000..=50_000)).collect()).unwrap());
+        let channels = if k % 2 == 0 { c } else { 1 };
+        let frac: u8 = r.random_range(4..=12);
+        let rq = requant(
+            &mut b,
+            (0..channels).map(|_| r.random_range(1 << 30..i32::MAX)).collect(),
+            vec![frac + r.random_range(34..=37); channels],
+            r.random_range(-5..=5),
+            -128,
+            127,
+        );
+        let params = NormParams { gamma, beta, eps: r.random_range(1..=400), frac_bits: frac, requant: rq };
+        let op = if k % 2 == 1 {
+            Op::RmsNorm(RmsNorm { input_zero_point: r.random_range(-32_768..=32_767), params })
+        } else {
+            Op::LayerNorm(LayerNorm { params })
+        };
+        wide_norms.push(single_op(op, &ins, b));
+    }
+    fams.push(("norm_i16", wide_norms));
     fams
 }
 

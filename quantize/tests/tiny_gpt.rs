@@ -1,9 +1,10 @@
 //! The committed tiny GPT (node/assets/tiny-gpt.fxp) against its committed float weights
 //! (quantize/data/tiny-gpt.safetensors): the graph has the layout the KV-cached evaluator
 //! expects, it passes the verifier with default limits, and on a fixed held-out slice (the first
-//! 8 windows, 1,024 positions) its next-byte top-1 agrees with the float model's at least 92 % of
-//! the time and its perplexity is within 5 % of the float one. The agreement goal is
-//! 95 %; the whole held-out slice measures 94.07 % (quantize/ACCURACY.md, "Tiny GPT").
+//! 8 windows, 1,024 positions) its next-byte top-1 agrees with the float model's at least 95 % of
+//! the time (it measures 95.12 %) and its perplexity is within 2 % of the float one (−0.16 %).
+//! The goals are 95 % and 5 %; the whole held-out slice measures 95.03 % and +0.84 %
+//! with the i16 residual stream (quantize/ACCURACY.md, "Tiny GPT").
 
 use std::path::Path;
 
@@ -33,13 +34,15 @@ fn graph_follows_the_contract() {
     for i in &model.inputs {
         assert_eq!((i.dtype, i.shape.clone()), (DType::U8, vec![t]));
     }
-    let mut softmaxes = 0;
+    let (mut softmaxes, mut wide_adds) = (0, 0);
     for n in &model.nodes {
         match &n.op {
             Op::Softmax(s) => {
                 assert_eq!((s.causal, s.out), (1, 1));
                 softmaxes += 1;
             }
+            // The i16 residual stream: the embeddings' sum and two updates per block.
+            Op::AddWide(_) => wide_adds += 1,
             Op::Transpose(tr) => assert_eq!(tr.perm, vec![1, 0, 2]),
             Op::Reshape(r) => assert_eq!(r.shape.first().copied(), u32::try_from(t).ok()),
             Op::Gather(_)
@@ -54,6 +57,7 @@ fn graph_follows_the_contract() {
         }
     }
     assert_eq!(softmaxes, m.config.layers);
+    assert_eq!(wide_adds, 1 + 2 * m.config.layers);
     let out = engine.verified().output_infos();
     assert_eq!((out[0].dtype, out[0].shape.clone()), (DType::I32, vec![t, 256]));
 }
@@ -65,6 +69,6 @@ fn integer_agrees_with_float_on_held_out_text() {
     let r = evaluate(&m, &engine, &c.held_out, 8).unwrap();
     println!("{r}");
     assert_eq!(r.tokens, 8 * m.config.context);
-    assert!(r.agreement() >= 92.0, "{r}");
-    assert!(r.int_ppl() <= r.float_ppl() * 1.05, "{r}");
+    assert!(r.agreement() >= 95.0, "{r}");
+    assert!(r.int_ppl() <= r.float_ppl() * 1.02, "{r}");
 }

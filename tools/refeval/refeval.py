@@ -151,9 +151,10 @@ NONE = 0xFFFFFFFF
 OPS = {1: "FullyConnected", 2: "Conv2D", 3: "Add", 4: "MaxPool", 5: "AvgPool", 6: "Reshape",
        7: "Concat", 8: "Lut8", 9: "ArgMax", 10: "Requantize", 11: "TreeEnsemble", 12: "Softmax",
        13: "LayerNorm", 14: "RMSNorm", 15: "Gather",
-       16: "MatMul", 17: "Mul", 18: "Transpose", 19: "Slice"}
+       16: "MatMul", 17: "Mul", 18: "Transpose", 19: "Slice", 20: "AddWide"}
 ARITY = {1: (1, 1), 2: (1, 1), 3: (2, 2), 4: (1, 1), 5: (1, 1), 6: (1, 1), 7: (2, 16), 8: (1, 1),
-         9: (1, 1), 10: (1, 1), 11: (1, 1), 12: (1, 1), 13: (1, 1), 14: (1, 1), 15: (1, 1), 16: (2, 2), 17: (2, 2), 18: (1, 1), 19: (1, 1)}
+         9: (1, 1), 10: (1, 1), 11: (1, 1), 12: (1, 1), 13: (1, 1), 14: (1, 1), 15: (1, 1), 16: (2, 2), 17: (2, 2), 18: (1, 1), 19: (1, 1),
+         20: (2, 2)}
 # Default caps (§7).
 MAX_MODEL_BYTES = 32 << 20
 MAX_OPS = 1024
@@ -353,7 +354,7 @@ def parse_attrs(r, op):
         op.attrs["has_rq"] = r.boolean()
         if op.attrs["has_rq"]:
             _requant_body(r, op)
-    elif c == 3:
+    elif c in (3, 20):
         a_zp, a_m, b_zp, b_m = r.i32(), r.i32(), r.i32(), r.i32()
         shift = r.u8()
         op.attrs.update(a_zp=a_zp, a_m=a_m, b_zp=b_zp, b_m=b_m, shift=shift,
@@ -543,6 +544,25 @@ def verify(m):
                 raise Reject(f"{name}: shift outside [1, 62]")
             _clamp_bounds(*a["rq"], name)
             out = (I8, shape)
+        elif c == 20:
+            # arithmetic.md §18: Add with i8/i16 inputs, i16 output, i16-range parameters.
+            (da, sa), (db, sb) = ins
+            if da not in (I8, I16) or db not in (I8, I16):
+                raise Reject(f"{name}: inputs must be i8 or i16")
+            if sb != sa:
+                raise Reject(f"{name}: shapes differ")
+            zp, lo, hi = a["rq"]
+            for key, v in (("a zero point", a["a_zp"]), ("b zero point", a["b_zp"]), ("zero point", zp)):
+                if not -32768 <= v <= 32767:
+                    raise Reject(f"{name}: {key} {v} outside the i16 range")
+            for key in ("a_m", "b_m"):
+                if not 0 <= a[key] < (1 << 31):
+                    raise Reject(f"{name}: multiplier {a[key]} negative")
+            if not 1 <= a["shift"] <= 62:
+                raise Reject(f"{name}: shift outside [1, 62]")
+            if not -32768 <= lo <= hi <= 32767:
+                raise Reject(f"{name}: clamp bounds [{lo}, {hi}]")
+            out = (I16, sa)
         elif c in (4, 5):
             if len(shape) != 3:
                 raise Reject(f"{name}: input must be [H, W, C]")
@@ -591,11 +611,12 @@ def verify(m):
                 raise Reject(f"{name}: table entries must be in [0, 2^30], entry 0 at least 1")
             out = (I8 if a["out"] == 1 else I16, shape)
         elif c in (13, 14):
-            if dt != I8 or len(shape) < 1 or not 1 <= shape[-1] <= 1 << 16:
-                raise Reject(f"{name}: input must be i8 with a last axis of 1 to 2^16")
+            if dt not in (I8, I16) or len(shape) < 1 or not 1 <= shape[-1] <= 1 << 16:
+                raise Reject(f"{name}: input must be i8/i16 with a last axis of 1 to 2^16")
             ch = shape[-1]
-            if c == 14 and not -128 <= a["in_zp"] <= 127:
-                raise Reject(f"{name}: input zero point outside i8")
+            zr = (-128, 127) if dt == I8 else (-32768, 32767)
+            if c == 14 and not zr[0] <= a["in_zp"] <= zr[1]:
+                raise Reject(f"{name}: input zero point outside {DTYPES[dt][0]}")
             if a["eps"] < 1 or a["frac"] > 12:
                 raise Reject(f"{name}: eps must be >= 1 and frac_bits <= 12")
             g = _check_tensor(m, a["gamma"], I32, [ch], name).data
@@ -803,6 +824,7 @@ def ev_conv(m, op, ins, shapes, out_shape):
 
 
 def ev_add(m, op, ins, shapes, out_shape):
+    """arithmetic.md §6 (Add) and §18 (AddWide: the same formula, i16-range parameters)."""
     a = op.attrs
     zp, lo, hi = a["rq"]
     return [clamp(zp + round_shift((x - a["a_zp"]) * a["a_m"] + (y - a["b_zp"]) * a["b_m"],
@@ -1036,7 +1058,7 @@ def ev_slice(m, op, ins, shapes, out_shape):
 EVAL = {1: ev_fc, 2: ev_conv, 3: ev_add, 4: ev_max, 5: ev_avg, 6: ev_reshape, 7: ev_concat,
         8: ev_lut, 9: ev_argmax, 10: ev_requantize, 11: ev_tree, 12: ev_softmax,
         13: ev_norm, 14: ev_norm, 15: ev_gather, 16: ev_matmul,
-        17: ev_mul, 18: ev_transpose, 19: ev_slice}
+        17: ev_mul, 18: ev_transpose, 19: ev_slice, 20: ev_add}
 
 
 # ---------------------------------------------------------------------------------------------

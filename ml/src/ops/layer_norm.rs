@@ -1,6 +1,7 @@
 //! LayerNorm (code 13): per row of the last axis, `z = (x − mean)/√(var + ε)` in fixed point,
 //! then `γ·z + β` requantized to i8, in integers only: the mean is subtracted exactly (scaled by
-//! the row length), the root is an exact integer square root (docs/arithmetic.md §12).
+//! the row length), the root is an exact integer square root (docs/arithmetic.md §12). The input
+//! is i8 or i16 (a wide residual stream, §18).
 
 use super::norm::{Center, NormParams};
 use super::{EvalCx, InferCx, OpCost, Operator, ValueInfo};

@@ -4,6 +4,7 @@
 //! Semantics: docs/arithmetic.md; encodings: docs/model-format.md §6.
 
 pub mod add;
+pub mod add_wide;
 pub mod argmax;
 pub mod avg_pool;
 pub mod concat;
@@ -26,6 +27,7 @@ pub mod tree_ensemble;
 pub mod window;
 
 pub use add::Add;
+pub use add_wide::AddWide;
 pub use argmax::ArgMax;
 pub use avg_pool::AvgPool;
 pub use concat::Concat;
@@ -220,6 +222,8 @@ pub enum Op {
     Transpose(Transpose),
     /// Code 19.
     Slice(Slice),
+    /// Code 20.
+    AddWide(AddWide),
 }
 
 /// Calls `$body` with `$o` bound to the op struct, whatever the variant.
@@ -245,6 +249,7 @@ macro_rules! on_op {
             Op::Mul($o) => $body,
             Op::Transpose($o) => $body,
             Op::Slice($o) => $body,
+            Op::AddWide($o) => $body,
         }
     };
 }
@@ -281,6 +286,7 @@ impl Op {
             Mul::CODE => Op::Mul(Mul::read(r)?),
             Transpose::CODE => Op::Transpose(Transpose::read(r)?),
             Slice::CODE => Op::Slice(Slice::read(r)?),
+            AddWide::CODE => Op::AddWide(AddWide::read(r)?),
             other => return Err(Error::UnknownOp(other)),
         })
     }

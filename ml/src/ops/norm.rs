@@ -1,10 +1,12 @@
 //! What LayerNorm (code 13) and RMSNorm (code 14) share (docs/arithmetic.md §12): their
 //! attributes, the verifier's checks and overflow proof, the cost, and the row arithmetic: a
 //! row's deviations, an exact integer square root, the normalized values in fixed point, the
-//! per-channel affine map, then the requantization of [`Requant`].
+//! per-channel affine map, then the requantization of [`Requant`]. The input is i8 or i16 (an
+//! i16 residual stream, §18); every intermediate is exact for both (the bounds are at the
+//! deviations below).
 
 use super::requantize::Requant;
-use super::{EvalCx, InferCx, OpCost, ValueInfo, i8_data, i32_data, mul, one};
+use super::{EvalCx, InferCx, OpCost, ValueInfo, i32_data, mul, one};
 use crate::arith::div_round_half_away;
 use crate::error::{Error, Result};
 use crate::format::{NO_TENSOR, Reader, Writer};
@@ -92,7 +94,7 @@ impl NormParams {
     /// Checks the input and attributes, proves `|γ·z + β| < 2^31`, and gives output and cost.
     pub(crate) fn infer(&self, cx: &InferCx<'_>, inputs: &[&ValueInfo]) -> Result<(ValueInfo, OpCost)> {
         let x = one(inputs)?;
-        cx.expect_dtype(x, "input", &[DType::I8])?;
+        cx.expect_dtype(x, "input", &[DType::I8, DType::I16])?;
         let c = match x.shape.last() {
             Some(&c) if (1..=MAX_CHANNELS).contains(&c) => c,
             _ => return Err(cx.err(format!("the normalized (last) axis must have 1 to {MAX_CHANNELS} elements"))),
@@ -135,11 +137,20 @@ impl NormParams {
         Ok((ValueInfo { dtype: DType::I8, shape: x.shape.clone() }, cost))
     }
 
-    /// Normalizes every row of the i8 input (docs/arithmetic.md §12).
+    /// Normalizes every row of the i8 or i16 input (docs/arithmetic.md §12).
     pub(crate) fn eval(&self, cx: &EvalCx<'_>, inputs: &[&Tensor], center: Center) -> Result<Tensor> {
         let x = one(inputs)?;
         let c = x.shape().last().copied().ok_or(Error::Internal("norm on a scalar"))?.max(1);
-        let xs = i8_data(x)?;
+        let out = match x.data() {
+            TensorData::I8(xs) => self.rows(cx, xs, c, center)?,
+            TensorData::I16(xs) => self.rows(cx, xs, c, center)?,
+            _ => return Err(Error::Internal("norm input checked i8 or i16 at verification")),
+        };
+        Tensor::new(x.shape().to_vec(), TensorData::I8(out))
+    }
+
+    /// The rows of `xs` (`c` channels each) normalized, scaled and requantized.
+    fn rows<T: Copy + Into<i64>>(&self, cx: &EvalCx<'_>, xs: &[T], c: usize, center: Center) -> Result<Vec<i8>> {
         let gamma = i32_data(cx.tensor(self.gamma)?)?;
         let beta = match cx.opt_tensor(self.beta)? {
             Some(t) => Some(i32_data(t)?),
@@ -156,21 +167,27 @@ impl NormParams {
         for row in xs.chunks(c) {
             match center {
                 Center::Mean => {
-                    let sum: i64 = row.iter().map(|&v| i64::from(v)).sum();
+                    let sum: i64 = row.iter().map(|&v| v.into()).sum();
                     for (dj, &v) in d.iter_mut().zip(row) {
-                        *dj = c as i64 * i64::from(v) - sum;
+                        *dj = c as i64 * v.into() - sum;
                     }
                 }
                 Center::ZeroPoint(zp) => {
                     for (dj, &v) in d.iter_mut().zip(row) {
-                        *dj = i64::from(v) - i64::from(zp);
+                        *dj = v.into() - i64::from(zp);
                     }
                 }
             }
+            // |d_j| ≤ (C − 1)·R with R = 255 (i8) or 65,535 (i16) for LayerNorm (d_j is the sum
+            // of the C − 1 differences x_j − x_k), ≤ R + 1 for RMSNorm: below 2^32·2^12 after
+            // the shift by F. S = Σ d_j² < 2^16·2^64 fits u128; S/C ≤ (C − 1)²·R² ≤ (2^16 − 1)^4
+            // = 2^64 − 2^50 − …, so S/C + ε (ε < 2^32) fits u64.
             let s: u128 = d.iter().map(|&v| (v.unsigned_abs() as u128).pow(2)).sum();
-            // LayerNorm: S/C ≤ C²·255² < 2^48; RMSNorm: S/C ≤ 256².
-            let mean_square = u64::try_from(s / c as u128).map_err(|_| Error::Internal("norm mean square"))?;
-            let (den, steps) = isqrt(mean_square + eps);
+            let mean_square = u64::try_from(s / c as u128)
+                .ok()
+                .and_then(|v| v.checked_add(eps))
+                .ok_or(Error::Internal("norm mean square"))?;
+            let (den, steps) = isqrt(mean_square);
             cx.work.steps(usize::try_from(steps).unwrap_or(usize::MAX));
             let den = i64::try_from(den.max(1)).map_err(|_| Error::Internal("norm root"))?;
             for (j, &dj) in d.iter().enumerate() {
@@ -181,8 +198,7 @@ impl NormParams {
                 acc.push(i32::try_from(g * z + b).map_err(|_| Error::Internal("norm accumulator"))?);
             }
         }
-        let out = self.requant.resolve(cx)?.apply_rows(&acc, c, cx.work);
-        Tensor::new(x.shape().to_vec(), TensorData::I8(out))
+        Ok(self.requant.resolve(cx)?.apply_rows(&acc, c, cx.work))
     }
 }
 

@@ -1,16 +1,18 @@
 //! RMSNorm (code 14): per row of the last axis, `z = (x − zp)/√(mean((x − zp)²) + ε)` in fixed
-//! point, then `γ·z + β` requantized to i8, in integers only (docs/arithmetic.md §12).
+//! point, then `γ·z + β` requantized to i8, in integers only (docs/arithmetic.md §12). The input
+//! is i8 or i16.
 
 use super::norm::{Center, NormParams};
 use super::{EvalCx, InferCx, OpCost, Operator, ValueInfo};
 use crate::error::Result;
 use crate::format::{Reader, Writer};
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 /// Attributes of RMSNorm.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RmsNorm {
-    /// The input's zero point (subtracted before squaring), in the i8 range.
+    /// The input's zero point (subtracted before squaring), in the range of the input's dtype
+    /// (i8 or i16).
     pub input_zero_point: i32,
     /// Scale, offset (usually none), ε, fractional bits and output requantization.
     pub params: NormParams,
@@ -38,8 +40,10 @@ impl Operator for RmsNorm {
     }
 
     fn infer(&self, cx: &InferCx<'_>, inputs: &[&ValueInfo]) -> Result<(ValueInfo, OpCost)> {
-        if !(-128..=127).contains(&self.input_zero_point) {
-            return Err(cx.err(format!("input zero point {} not in the i8 range", self.input_zero_point)));
+        let wide = inputs.first().is_some_and(|x| x.dtype == DType::I16);
+        let (range, name) = if wide { (-32_768..=32_767, "i16") } else { (-128..=127, "i8") };
+        if !range.contains(&self.input_zero_point) {
+            return Err(cx.err(format!("input zero point {} not in the {name} range", self.input_zero_point)));
         }
         self.params.infer(cx, inputs)
     }

@@ -9,8 +9,8 @@
 
 use fixpoint_ml::format::{Model, ModelBuilder, NO_TENSOR, Quant};
 use fixpoint_ml::ops::{
-    Add, ArgMax, AvgPool, Concat, Conv2d, FullyConnected, Gather, LayerNorm, Lut8, MatMul, MaxPool, Mul, NormParams,
-    Op, Requant, Requantize, Reshape, RmsNorm, Slice, Softmax, Transpose, TreeEnsemble, Window,
+    Add, AddWide, ArgMax, AvgPool, Concat, Conv2d, FullyConnected, Gather, LayerNorm, Lut8, MatMul, MaxPool, Mul,
+    NormParams, Op, Requant, Requantize, Reshape, RmsNorm, Slice, Softmax, Transpose, TreeEnsemble, Window,
 };
 use fixpoint_ml::{DType, Tensor, TensorData};
 
@@ -133,6 +133,29 @@ pub fn add(n: usize) -> Option<Case> {
     single("Add", format!("n={n}"), b, vec![i8_input(&mut g, vec![n]), i8_input(&mut g, vec![n])])
 }
 
+/// AddWide of an i16 stream and an `b_dtype` branch of `n` elements, extreme zero points.
+pub fn add_wide(n: usize, b_dtype: DType) -> Option<Case> {
+    let mut g = Gen::new(n as u64 + 5);
+    let mut b = ModelBuilder::new();
+    let a = b.input(DType::I16, vec![n], Quant::NONE);
+    let c = b.input(b_dtype, vec![n], Quant::NONE);
+    let op = AddWide {
+        a_zero_point: -32_768,
+        a_multiplier: i32::MAX,
+        b_zero_point: 32_767,
+        b_multiplier: (1 << 30) + 77,
+        shift: 33,
+        zero_point: 7,
+        lo: -32_768,
+        hi: 32_767,
+    };
+    let y = b.op(Op::AddWide(op), &[a, c]);
+    b.output(y, Quant::NONE);
+    let name = format!("n={n} b={}", b_dtype.name());
+    let inputs = vec![filled(DType::I16, vec![n], &mut g), filled(b_dtype, vec![n], &mut g)];
+    single("AddWide", name, b, inputs)
+}
+
 pub fn pool(max: bool, h: usize, w: usize, c: usize, win: Window) -> Option<Case> {
     let mut g = Gen::new((h + w + c) as u64);
     let mut b = ModelBuilder::new();
@@ -205,11 +228,16 @@ pub fn softmax(rows: usize, n: usize, causal: bool, out: u8) -> Option<Case> {
     single("Softmax", name, b, vec![i8_input(&mut g, vec![rows, n])])
 }
 
-/// LayerNorm (`rms = false`) or RMSNorm over `[rows, c]`, small γ so the proof passes.
+/// LayerNorm (`rms = false`) or RMSNorm over i8 `[rows, c]`, small γ so the proof passes.
 pub fn norm(rms: bool, rows: usize, c: usize) -> Option<Case> {
+    norm_of(DType::I8, rms, rows, c)
+}
+
+/// LayerNorm or RMSNorm over `dtype` (i8 or i16) `[rows, c]`.
+pub fn norm_of(dtype: DType, rms: bool, rows: usize, c: usize) -> Option<Case> {
     let mut g = Gen::new((rows * 7 + c) as u64 + u64::from(rms));
     let mut b = ModelBuilder::new();
-    let x = b.input(DType::I8, vec![rows, c], Quant::NONE);
+    let x = b.input(dtype, vec![rows, c], Quant::NONE);
     let gamma = b.tensor(Tensor::i32(vec![c], (0..c).map(|_| (g.next() % 2001) as i32 - 1000).collect()).ok()?);
     let beta = b.tensor(Tensor::i32(vec![c], (0..c).map(|_| (g.next() % 2001) as i32 - 1000).collect()).ok()?);
     let params = NormParams { gamma, beta, eps: 1 + (g.next() % 100) as u32, frac_bits: 8, requant: rq(&mut b, c) };
@@ -218,7 +246,7 @@ pub fn norm(rms: bool, rows: usize, c: usize) -> Option<Case> {
     let y = b.op(op, &[x]);
     b.output(y, Quant::NONE);
     let name = if rms { "RMSNorm" } else { "LayerNorm" };
-    single(name, format!("[{rows}, {c}]"), b, vec![i8_input(&mut g, vec![rows, c])])
+    single(name, format!("{} [{rows}, {c}]", dtype.name()), b, vec![filled(dtype, vec![rows, c], &mut g)])
 }
 
 /// Gather of `n` i32 indices into a `[v, d]` table.
@@ -387,6 +415,10 @@ pub fn cases(big: usize) -> Vec<Case> {
         // Add, Lut8: plain streams.
         add(big),
         add(1),
+        // AddWide: long i16 + i8 and i16 + i16 streams.
+        add_wide(big, DType::I8),
+        add_wide(big / 2, DType::I16),
+        add_wide(1, DType::I8),
         lut(big),
         lut(1),
         // Pools: one channel (per-window overhead), big windows, ordinary.
@@ -413,6 +445,10 @@ pub fn cases(big: usize) -> Vec<Case> {
         norm(false, big / 64, 64),
         norm(true, 1, big.min(1 << 16)),
         norm(false, 1, big.min(1 << 16)),
+        // The same on i16 rows (a wide residual stream): the largest deviations and mean squares.
+        norm_of(DType::I16, false, big / 128, 64),
+        norm_of(DType::I16, true, big / 2, 1),
+        norm_of(DType::I16, false, 1, (big / 2).min(1 << 16)),
         // Gather: one-byte rows (per-index overhead), random rows of a big table, long rows.
         gather(big / 4, 256, 1),
         gather(big / 64, big / 64, 16),

@@ -531,7 +531,7 @@ fn gpt_cmd(cmd: GptCmd) -> Result<()> {
                 let skip = windows * m.config.context;
                 let text = corpus.calibration.get(skip..).unwrap_or_default();
                 for (kind, agreement) in gpt::report::ablate(&m, &ranges, text, 64)? {
-                    println!("  only {kind} on its i8 grid: top-1 agreement with float {agreement:.2}%");
+                    println!("  only {kind} on its grid: top-1 agreement with float {agreement:.2}%");
                 }
             }
             let model = gpt::lower::lower(&m, &ranges)?;

@@ -41,6 +41,36 @@ impl Default for Settings {
 /// The calibrated `(lo, hi)` of every site.
 pub type Ranges = BTreeMap<Site, (f32, f32)>;
 
+/// How much wider than its calibrated min/max the i16 residual stream's grid is: values a little
+/// outside what the calibration text reached still fit, and the step stays about 1/26,000 of the
+/// range, far finer than any i8 grid around it.
+pub const WIDE_MARGIN: f64 = 1.25;
+
+/// Whether `site` is the residual stream, held in i16 (AddWide, docs/arithmetic.md §18).
+pub fn is_residual(site: Site) -> bool {
+    matches!(site, Site::Embed | Site::Mid(_) | Site::Out(_))
+}
+
+/// Scale and zero point of the i16 grid over `[lo, hi]` widened by [`WIDE_MARGIN`] (and to
+/// include 0), as [`activation_quant`] is for i8.
+pub fn wide_quant(lo: f32, hi: f32) -> (f64, i32) {
+    let (lo, hi) = (f64::from(lo.min(0.0)) * WIDE_MARGIN, f64::from(hi.max(0.0)) * WIDE_MARGIN);
+    let scale = ((hi - lo) / 65_535.0).max(1e-12);
+    let zp = (-32_768.0 - (lo / scale).round()).clamp(-32_768.0, 32_767.0) as i32;
+    (scale, zp)
+}
+
+/// The grid of `site`: scale, zero point and clamp bounds (i16 for the residual stream, else i8).
+pub fn grid(site: Site, lo: f32, hi: f32) -> (f64, i32, f64, f64) {
+    if is_residual(site) {
+        let (s, zp) = wide_quant(lo, hi);
+        (s, zp, -32_768.0, 32_767.0)
+    } else {
+        let (s, zp) = activation_quant(lo, hi);
+        (s, zp, -128.0, 127.0)
+    }
+}
+
 fn quantile(sorted: &[f32], q: f64) -> f32 {
     let i = ((sorted.len().saturating_sub(1)) as f64 * q).round() as usize;
     sorted.get(i.min(sorted.len().saturating_sub(1))).copied().unwrap_or(0.0)
@@ -89,7 +119,8 @@ pub fn calibrate(m: &Gpt, text: &[u8], s: &Settings) -> Result<Ranges> {
                     lo = lo.max(low - s.score_margin as f32);
                 }
             }
-            if s.mse && !matches!(site, Site::Scores(_)) {
+            // The i16 stream keeps its min/max: clipping it buys nothing on a 65,536-level grid.
+            if s.mse && !matches!(site, Site::Scores(_)) && !is_residual(site) {
                 (lo, hi) = least_squares_range(&v, lo, hi);
             }
             (site, (lo, hi))
@@ -124,20 +155,20 @@ fn least_squares_range(v: &[f32], lo: f32, hi: f32) -> (f32, f32) {
         .unwrap_or((lo, hi))
 }
 
-/// `v` at `site` rounded to its i8 grid from `ranges` (clamped), probabilities to multiples of
-/// 1/127 (the integer Softmax's output scale), embedding tables to `max|w|/127`; unchanged where
-/// no range is known.
+/// `v` at `site` rounded to its grid from `ranges` (clamped; i16 for the residual stream, i8
+/// otherwise), probabilities to multiples of 1/127 (the integer Softmax's output scale),
+/// embedding tables to `max|w|/127`; unchanged where no range is known.
 pub fn fake_quant(site: Site, v: &Tensor, ranges: &Ranges) -> Result<Tensor> {
-    let (s, zp) = match (site, ranges.get(&site)) {
-        (Site::Probs(_), _) => (1.0 / 127.0, 0),
+    let (s, zp, lo, hi) = match (site, ranges.get(&site)) {
+        (Site::Probs(_), _) => (1.0 / 127.0, 0, -128.0, 127.0),
         // Embedding tables: symmetric, one scale per table (the lowering's Gather tables).
         (Site::TokTable | Site::PosTable, _) => {
             let max = v.abs()?.max_all()?.to_scalar::<f32>()?;
-            (f64::from(max.max(1e-12)) / 127.0, 0)
+            (f64::from(max.max(1e-12)) / 127.0, 0, -128.0, 127.0)
         }
-        (_, Some(&(lo, hi))) => activation_quant(lo, hi),
+        (_, Some(&(lo, hi))) => grid(site, lo, hi),
         _ => return Ok(v.clone()),
     };
-    let q = ((v / s)?.round()? + f64::from(zp))?.clamp(-128f32, 127f32)?;
+    let q = ((v / s)?.round()? + f64::from(zp))?.clamp(lo as f32, hi as f32)?;
     Ok(((q - f64::from(zp))? * s)?)
 }

@@ -2,34 +2,35 @@
 //!
 //! ```text
 //! inputs: 0 tokens u8 [T], 1 positions u8 [T] (0..T−1)
-//! x = Add(Gather(tokens, tok), Gather(positions, pos))
+//! x = AddWide(Gather(tokens, tok), Gather(positions, pos))      (x: the i16 residual stream)
 //! per block:
-//!   a = LayerNorm(x)
+//!   a = LayerNorm(x)                                            (i16 in, i8 out)
 //!   q, k, v = FullyConnected(a) each → Reshape [T, H, dh] → Transpose [1,0,2] → [H, T, dh]
 //!   s = MatMul(q, k, b_transposed = 1)         (1/√dh folded into its requantization)
 //!   p = Softmax(s, causal = 1, i8 out)
 //!   o = MatMul(p, v) → Transpose [1,0,2] → Reshape [T, d] → FullyConnected
-//!   x = Add(x, o)
-//!   x = Add(x, FullyConnected(Lut8_GELU(FullyConnected(LayerNorm(x)))))
+//!   x = AddWide(x, o)
+//!   x = AddWide(x, FullyConnected(Lut8_GELU(FullyConnected(LayerNorm(x)))))
 //! logits = FullyConnected(LayerNorm(x)) i32 [T, 256]   (output 0)
 //! ```
 //!
 //! Scales: weights symmetric per output channel (the embeddings and the lm head per tensor, so
 //! that the Gather rows and the logits share one scale), activations asymmetric per tensor from
-//! the calibrated ranges ([`super::calibrate`]). LayerNorm's integer γ, β and ε follow
+//! the calibrated ranges ([`super::calibrate`]): i8, except the residual stream, which is i16
+//! (AddWide, docs/arithmetic.md §18) on its min/max widened by [`super::calibrate::WIDE_MARGIN`]. LayerNorm's integer γ, β and ε follow
 //! docs/arithmetic.md §12 (the float γ, β and the input scale folded in), the Softmax table is
 //! `E[d] = round(2^30·exp(−s·d))` for the score scale `s` (§11), GELU is an exact Lut8 (§7).
 
 use fixpoint_ml::format::{Model, ModelBuilder, Quant};
 use fixpoint_ml::ops::{
-    Add, FullyConnected, Gather, LayerNorm, Lut8, MatMul, NormParams, Op, Requant, Reshape, Softmax, Transpose,
+    AddWide, FullyConnected, Gather, LayerNorm, Lut8, MatMul, NormParams, Op, Requant, Reshape, Softmax, Transpose,
 };
 use fixpoint_ml::{DType, Tensor as ITensor, TensorData};
 
-use super::calibrate::Ranges;
+use super::calibrate::{Ranges, grid};
 use super::model::{Gpt, LN_EPS, Site, VOCAB};
 use crate::error::{Error, Result};
-use crate::lower::{activation_quant, affine, bias_i32, channel_scale, i8_weights, requant_tensors};
+use crate::lower::{affine, bias_i32, channel_scale, i8_weights, requant_tensors};
 use crate::multiplier::{add_multipliers, quant, requant_multiplier};
 use crate::pointwise::{Pointwise, table};
 
@@ -63,7 +64,8 @@ impl Lowering<'_> {
     fn range(&self, site: Site) -> Result<(f64, i32)> {
         let &(lo, hi) =
             self.ranges.get(&site).ok_or_else(|| Error::Quantize(format!("no calibrated range for {site:?}")))?;
-        Ok(activation_quant(lo, hi))
+        let (scale, zp, _, _) = grid(site, lo, hi);
+        Ok((scale, zp))
     }
 
     fn per_tensor_requant(&mut self, real: f64, zp: i32) -> Result<Requant> {
@@ -115,21 +117,22 @@ impl Lowering<'_> {
         Ok(Val { id: self.b.op(Op::LayerNorm(LayerNorm { params }), &[x.id]), scale: s_out, zp: zp_out })
     }
 
-    /// Add of two i8 values, requantized to `site`'s range (docs/arithmetic.md §6).
-    fn add(&mut self, a: Val, b: Val, site: Site) -> Result<Val> {
+    /// The residual stream's sum of `a` (i16 stream or i8) and `b` (i8), onto `site`'s i16 grid
+    /// (AddWide, docs/arithmetic.md §18): one rounding, so the stream term loses nothing.
+    fn add_wide(&mut self, a: Val, b: Val, site: Site) -> Result<Val> {
         let (s_out, zp_out) = self.range(site)?;
         let (a_multiplier, b_multiplier, shift) = add_multipliers(a.scale / s_out, b.scale / s_out)?;
-        let op = Add {
+        let op = AddWide {
             a_zero_point: a.zp,
             a_multiplier,
             b_zero_point: b.zp,
             b_multiplier,
             shift,
             zero_point: zp_out,
-            lo: -128,
-            hi: 127,
+            lo: -32_768,
+            hi: 32_767,
         };
-        Ok(Val { id: self.b.op(Op::Add(op), &[a.id, b.id]), scale: s_out, zp: zp_out })
+        Ok(Val { id: self.b.op(Op::AddWide(op), &[a.id, b.id]), scale: s_out, zp: zp_out })
     }
 
     fn reshape(&mut self, x: Val, shape: Vec<u32>) -> Val {
@@ -158,7 +161,7 @@ impl Lowering<'_> {
         };
         let tok = gather(&self.m.tok, VOCAB, tokens, &mut self.b)?;
         let pos = gather(&self.m.pos, self.t as usize, positions, &mut self.b)?;
-        self.add(tok, pos, Site::Embed)
+        self.add_wide(tok, pos, Site::Embed)
     }
 
     fn attention(&mut self, l: usize, a: Val) -> Result<Val> {
@@ -223,10 +226,10 @@ pub fn lower(m: &Gpt, ranges: &Ranges) -> Result<Model> {
     for i in 0..m.config.layers {
         let a = l.layer_norm(x, &m.blocks[i].ln1, Site::Ln1(i))?;
         let o = l.attention(i, a)?;
-        x = l.add(x, o, Site::Mid(i))?;
+        x = l.add_wide(x, o, Site::Mid(i))?;
         let a = l.layer_norm(x, &m.blocks[i].ln2, Site::Ln2(i))?;
         let f = l.mlp(i, a)?;
-        x = l.add(x, f, Site::Out(i))?;
+        x = l.add_wide(x, f, Site::Out(i))?;
     }
     let a = l.layer_norm(x, &m.ln_f, Site::LnF)?;
     let (logits, q) = l.head(a)?;

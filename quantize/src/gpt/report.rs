@@ -111,7 +111,7 @@ pub fn evaluate(m: &Gpt, engine: &Engine, text: &[u8], count: usize) -> Result<R
 /// A kind of traced value, for [`ablate`].
 fn kind(site: Site) -> &'static str {
     match site {
-        Site::Embed | Site::Mid(_) | Site::Out(_) => "residual stream",
+        Site::Embed | Site::Mid(_) | Site::Out(_) => "residual stream (i16)",
         Site::Ln1(_) | Site::Ln2(_) | Site::LnF => "LayerNorm outputs",
         Site::Q(_) | Site::K(_) | Site::V(_) => "Q, K, V",
         Site::Scores(_) => "attention scores",
@@ -130,7 +130,7 @@ fn kind(site: Site) -> &'static str {
 pub fn ablate(m: &Gpt, ranges: &Ranges, text: &[u8], count: usize) -> Result<Vec<(&'static str, f64)>> {
     let t = m.config.context;
     let kinds = [
-        "residual stream",
+        "residual stream (i16)",
         "LayerNorm outputs",
         "Q, K, V",
         "attention scores",
