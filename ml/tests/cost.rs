@@ -299,7 +299,7 @@ fn add_wide_matches_the_i128_definition() {
         (0, 1, 1, 0, 0, -32_768, 32_767),
         (i32::MAX, i32::MAX, 32, -32_768, -32_768, -32_768, 32_767),
     ] {
-        let op = AddWide {
+        let op = AddWide(fixpoint_ml::ops::Add {
             a_zero_point: zpa,
             a_multiplier: ma,
             b_zero_point: zpb,
@@ -308,7 +308,7 @@ fn add_wide_matches_the_i128_definition() {
             zero_point: -5,
             lo,
             hi,
-        };
+        });
         for wide_b in [false, true] {
             let mut b = ModelBuilder::new();
             let x = b.input(DType::I16, vec![n], Quant::NONE);

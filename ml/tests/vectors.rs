@@ -313,7 +313,7 @@ fn families() -> Vec<(&'static str, Vec<Model>)> {
         let zp = |r: &mut ChaCha8Rng, d: DType| {
             if d == DType::I8 { r.random_range(-128..=127) } else { r.random_range(-32_768..=32_767) }
         };
-        let op = AddWide {
+        let op = AddWide(Add {
             a_zero_point: zp(&mut r, da),
             a_multiplier: r.random_range(0..i32::MAX),
             b_zero_point: zp(&mut r, db),
@@ -322,7 +322,7 @@ fn families() -> Vec<(&'static str, Vec<Model>)> {
             zero_point: r.random_range(-3000..=3000),
             lo,
             hi,
-        };
+        });
         add_wides.push(single_op(Op::AddWide(op), &ins, with_inputs(&ins)));
     }
     fams.push(("add_wide", add_wides));

@@ -30,6 +30,52 @@ pub struct Add {
     pub hi: i32,
 }
 
+impl Add {
+    /// Checks the attributes for values in `range` (i8 for Add, i16 for AddWide): zero points
+    /// and clamp bounds in it, multipliers non-negative, the shift in `[1, 62]`.
+    pub(crate) fn check(&self, cx: &InferCx<'_>, range: std::ops::RangeInclusive<i32>, dtype: &str) -> Result<()> {
+        for (zp, what) in [
+            (self.a_zero_point, "a zero point"),
+            (self.b_zero_point, "b zero point"),
+            (self.zero_point, "output zero point"),
+        ] {
+            if !range.contains(&zp) {
+                return Err(cx.err(format!("{what} {zp} not in the {dtype} range")));
+            }
+        }
+        if self.a_multiplier < 0 || self.b_multiplier < 0 {
+            return Err(cx.err("multipliers must be non-negative"));
+        }
+        if !(SHIFT_MIN..=SHIFT_MAX).contains(&self.shift) {
+            return Err(cx.err(format!("shift {} not in [{SHIFT_MIN}, {SHIFT_MAX}]", self.shift)));
+        }
+        if !(range.start() <= &self.lo && self.lo <= self.hi && &self.hi <= range.end()) {
+            return Err(cx.err(format!("clamp must satisfy {} <= lo <= hi <= {}", range.start(), range.end())));
+        }
+        Ok(())
+    }
+
+    /// The sum of one pair (docs/arithmetic.md §6), clamped to `[lo, hi]`. Exact in i64 for
+    /// inputs up to 16 bits: each term is below `2^16·2^31 = 2^47` and the rounding term
+    /// `2^(n−1) ≤ 2^61`, so the values are the i128 definition's (checked at the extremes by
+    /// `add_matches_the_i128_definition` and `add_wide_matches_the_i128_definition`).
+    pub(crate) fn sum(&self, x: i64, y: i64) -> i64 {
+        let n = u32::from(self.shift.clamp(SHIFT_MIN, SHIFT_MAX));
+        let ta = (x - i64::from(self.a_zero_point)) * i64::from(self.a_multiplier.max(0));
+        let tb = (y - i64::from(self.b_zero_point)) * i64::from(self.b_multiplier.max(0));
+        let v = i64::from(self.zero_point) + ((ta + tb + (1i64 << (n - 1))) >> n);
+        // Not `clamp`, which panics when lo > hi (the verifier refuses that; eval never panics).
+        let (lo, hi) = (i64::from(self.lo), i64::from(self.hi));
+        if v <= lo {
+            lo
+        } else if v >= hi {
+            hi
+        } else {
+            v
+        }
+    }
+}
+
 impl Operator for Add {
     const CODE: u8 = 3;
     const NAME: &'static str = "Add";
@@ -71,24 +117,7 @@ impl Operator for Add {
         if a.shape != b.shape {
             return Err(cx.err(format!("shapes differ: {:?} and {:?}", a.shape, b.shape)));
         }
-        for (zp, what) in [
-            (self.a_zero_point, "a zero point"),
-            (self.b_zero_point, "b zero point"),
-            (self.zero_point, "output zero point"),
-        ] {
-            if !(-128..=127).contains(&zp) {
-                return Err(cx.err(format!("{what} {zp} not in the i8 range")));
-            }
-        }
-        if self.a_multiplier < 0 || self.b_multiplier < 0 {
-            return Err(cx.err("multipliers must be non-negative"));
-        }
-        if !(SHIFT_MIN..=SHIFT_MAX).contains(&self.shift) {
-            return Err(cx.err(format!("shift {} not in [{SHIFT_MIN}, {SHIFT_MAX}]", self.shift)));
-        }
-        if !(-128 <= self.lo && self.lo <= self.hi && self.hi <= 127) {
-            return Err(cx.err("clamp must satisfy -128 <= lo <= hi <= 127"));
-        }
+        self.check(cx, -128..=127, "i8")?;
         let n = a.numel();
         Ok(((*a).clone(), OpCost { elem_ops: n, calls: 2, bytes: n, ..OpCost::default() }))
     }
@@ -101,27 +130,10 @@ impl Operator for Add {
         cx.work.alloc(a.len());
         cx.work.elems(a.len());
         cx.work.calls(1);
-        // Exact in i64: |x - zp| <= 255 and 0 <= m < 2^31 make each term smaller than 2^39, so
-        // the sum plus the rounding term 2^(n-1) <= 2^61 stays below 2^63: the same values as the
-        // i128 definition (docs/arithmetic.md §6), which `add_matches_the_i128_definition` checks.
-        let n = u32::from(self.shift.clamp(SHIFT_MIN, SHIFT_MAX));
-        let (lo, hi) = (i64::from(self.lo), i64::from(self.hi));
         let out = i8_data(a)?
             .iter()
             .zip(i8_data(b)?)
-            .map(|(&x, &y)| {
-                let ta = (i64::from(x) - i64::from(self.a_zero_point)) * i64::from(self.a_multiplier);
-                let tb = (i64::from(y) - i64::from(self.b_zero_point)) * i64::from(self.b_multiplier);
-                let v = i64::from(self.zero_point) + ((ta + tb + (1i64 << (n - 1))) >> n);
-                let v = if v <= lo {
-                    lo
-                } else if v >= hi {
-                    hi
-                } else {
-                    v
-                };
-                to_i8(i32::try_from(v).unwrap_or(self.lo))
-            })
+            .map(|(&x, &y)| to_i8(i32::try_from(self.sum(i64::from(x), i64::from(y))).unwrap_or(self.lo)))
             .collect();
         Tensor::new(a.shape().to_vec(), TensorData::I8(out))
     }

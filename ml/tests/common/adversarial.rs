@@ -139,7 +139,7 @@ pub fn add_wide(n: usize, b_dtype: DType) -> Option<Case> {
     let mut b = ModelBuilder::new();
     let a = b.input(DType::I16, vec![n], Quant::NONE);
     let c = b.input(b_dtype, vec![n], Quant::NONE);
-    let op = AddWide {
+    let op = AddWide(Add {
         a_zero_point: -32_768,
         a_multiplier: i32::MAX,
         b_zero_point: 32_767,
@@ -148,7 +148,7 @@ pub fn add_wide(n: usize, b_dtype: DType) -> Option<Case> {
         zero_point: 7,
         lo: -32_768,
         hi: 32_767,
-    };
+    });
     let y = b.op(Op::AddWide(op), &[a, c]);
     b.output(y, Quant::NONE);
     let name = format!("n={n} b={}", b_dtype.name());

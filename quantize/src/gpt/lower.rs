@@ -122,7 +122,7 @@ impl Lowering<'_> {
     fn add_wide(&mut self, a: Val, b: Val, site: Site) -> Result<Val> {
         let (s_out, zp_out) = self.range(site)?;
         let (a_multiplier, b_multiplier, shift) = add_multipliers(a.scale / s_out, b.scale / s_out)?;
-        let op = AddWide {
+        let op = AddWide(fixpoint_ml::ops::Add {
             a_zero_point: a.zp,
             a_multiplier,
             b_zero_point: b.zp,
@@ -131,7 +131,7 @@ impl Lowering<'_> {
             zero_point: zp_out,
             lo: -32_768,
             hi: 32_767,
-        };
+        });
         Ok(Val { id: self.b.op(Op::AddWide(op), &[a.id, b.id]), scale: s_out, zp: zp_out })
     }
 
