@@ -140,6 +140,11 @@ def add(am, bm, shift=31, zp=0, lo=-128, hi=127, azp=0):
                  [(3, [0, 1], struct.pack("<iiiiBiii", azp, am, 0, bm, shift, zp, lo, hi))], [2])
 
 
+def add_wide(a_dt=I16, b_dt=I8, azp=0, zp=0, lo=-32768, hi=32767):
+    return model([], [(a_dt, [4]), (b_dt, [4])],
+                 [(20, [0, 1], struct.pack("<iiiiBiii", azp, 1 << 30, 0, 1 << 30, 31, zp, lo, hi))], [2])
+
+
 def requantize(in_dt, in_zp, zp=0, lo=-128, hi=127, shift_dt=U8, mult=1 << 30):
     return model([tensor(I32, [1], [mult]), tensor(shift_dt, [1], [31])], [(in_dt, [4])],
                  [(10, [0], struct.pack("<iIIiii", in_zp, 0, 1, zp, lo, hi))], [1])
@@ -189,6 +194,11 @@ def verdicts():
         ("add-shift-63", add(1 << 30, 1 << 30, shift=63), False),
         ("add-zero-point-outside-clamp", add(1 << 30, 1 << 30, zp=10, lo=-5, hi=5), True),
         ("add-input-zero-point-200", add(1 << 30, 1 << 30, azp=200), False),
+        ("add-wide-i16-plus-i8", add_wide(), True),
+        ("add-wide-i8-plus-i8-input-zero-point-1000", add_wide(a_dt=I8, azp=1000), True),
+        ("add-wide-zero-point-40000", add_wide(zp=40000), False),
+        ("add-wide-clamp-beyond-i16", add_wide(hi=40000), False),
+        ("add-wide-u8-input", add_wide(b_dt=U8), False),
         ("requantize-i8-input-zero-point-1000", requantize(I8, 1000), True),
         ("requantize-i32-input-zero-point-max", requantize(I32, (1 << 31) - 1), True),
         ("requantize-output-zero-point-200", requantize(I8, 0, zp=200), False),
