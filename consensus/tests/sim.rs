@@ -41,18 +41,24 @@ fn user(i: usize) -> PrivateKeySigner {
     PrivateKeySigner::from_bytes(&keccak256(format!("sim user {i}"))).unwrap()
 }
 
+/// User 0 registers `model`, then `calls` transactions to the inference precompile from 4 users
+/// (user `k % 4`, nonces in order), the `k`-th with calldata and gas limit `call(k)`.
+fn register_then(model: Vec<u8>, calls: usize, call: impl Fn(usize) -> (Vec<u8>, u64)) -> Vec<Bytes> {
+    let register = R::registerCall { model: model.into() }.abi_encode();
+    let mut txs = vec![tx(&user(0), 0, REGISTRY_ADDRESS, register, 10_000_000)];
+    for k in 0..calls {
+        let (u, n) = (k % 4, (k / 4) as u64 + u64::from(k % 4 == 0));
+        let (data, gas) = call(k);
+        txs.push(tx(&user(u), n, INFERENCE_ADDRESS, data, gas));
+    }
+    txs
+}
+
 /// Registration of the digits model, then `calls` inference transactions from 4 users.
 fn workload(calls: usize) -> Vec<Bytes> {
     let (model, input, _) = model_case("digits-mlp");
-    let id = keccak256(&model);
-    let mut txs =
-        vec![tx(&user(0), 0, REGISTRY_ADDRESS, R::registerCall { model: model.into() }.abi_encode(), 10_000_000)];
-    let infer = I::inferCall { modelId: id, input: input.into() }.abi_encode();
-    for k in 0..calls {
-        let (u, n) = (k % 4, (k / 4) as u64 + u64::from(k % 4 == 0));
-        txs.push(tx(&user(u), n, INFERENCE_ADDRESS, infer.clone(), 1_000_000));
-    }
-    txs
+    let infer = I::inferCall { modelId: keccak256(&model), input: input.into() }.abi_encode();
+    register_then(model, calls, |_| (infer.clone(), 1_000_000))
 }
 
 /// An account funded for exactly `FLOOD_AFFORDABLE` 21,000-gas transactions at the test fee.
@@ -673,17 +679,7 @@ fn blocks_full_of_the_worst_priced_model_keep_finalizing() {
     let floor = 21_000 + 10 * infer.len() as u64;
     let gas = (21_000 + 16 * infer.len() as u64 + warm + cold).max(floor) + 50_000;
     let calls = 48usize;
-    let mut txs = vec![tx(
-        &user(0),
-        0,
-        REGISTRY_ADDRESS,
-        R::registerCall { model: model.clone().into() }.abi_encode(),
-        10_000_000,
-    )];
-    for k in 0..calls {
-        let (u, n) = (k % 4, (k / 4) as u64 + u64::from(k % 4 == 0));
-        txs.push(tx(&user(u), n, INFERENCE_ADDRESS, infer.clone(), gas));
-    }
+    let txs = register_then(model.clone(), calls, |_| (infer.clone(), gas));
     let started = std::time::Instant::now();
     let shared = runner(71).start(|context| async move {
         let mut sim = Sim::new(context, LINK, None, 0).await;
@@ -799,29 +795,19 @@ fn a_withheld_upload_finalization_never_splits_honest_validators() {
 
 /// Registration of a small causal byte-level model, then `calls` generate transactions from 4
 /// users, each a different prompt.
-fn generation_workload(calls: usize) -> (Vec<u8>, Vec<Bytes>) {
+fn generation_workload(calls: usize) -> Vec<Bytes> {
     let dims = causal::Dims { t: 32, vocab: 256, d: 32, heads: 4, layers: 2 };
     let model = causal::decoder(dims, 33).to_bytes();
     let id = keccak256(&model);
-    let mut txs = vec![tx(
-        &user(0),
-        0,
-        REGISTRY_ADDRESS,
-        R::registerCall { model: model.clone().into() }.abi_encode(),
-        10_000_000,
-    )];
-    for k in 0..calls {
-        let (u, n) = (k % 4, (k / 4) as u64 + u64::from(k % 4 == 0));
-        let prompt = format!("user {u} asks {k}:").into_bytes();
-        let call = I::generateCall { modelId: id, prompt: prompt.into(), maxTokens: 12 };
-        txs.push(tx(&user(u), n, INFERENCE_ADDRESS, call.abi_encode(), 5_000_000));
-    }
-    (model, txs)
+    register_then(model, calls, |k| {
+        let prompt = format!("user {} asks {k}:", k % 4).into_bytes();
+        (I::generateCall { modelId: id, prompt: prompt.into(), maxTokens: 12 }.abi_encode(), 5_000_000)
+    })
 }
 
 #[test]
 fn generation_is_the_same_on_every_validator_and_an_altered_token_is_refused() {
-    let (_, txs) = generation_workload(24);
+    let txs = generation_workload(24);
     // Honest: every validator executes every generation and commits the same records.
     let shared = run_with(41, 8, txs.clone(), None);
     assert_honest_agree(&shared, &[0, 1, 2, 3], 8);
