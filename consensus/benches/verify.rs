@@ -22,8 +22,7 @@ use alloy_primitives::{Address, Bytes, U256, keccak256};
 use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::SolCall;
 use fixpoint_consensus::{Block, BlockLimits, Executor};
-use fixpoint_evm::state::{empty_state, fund};
-use fixpoint_evm::{ChainSpec, MemState};
+use fixpoint_evm::{ChainSpec, WorldState};
 use fixpoint_ml::{Engine, Limits};
 use fixpoint_precompiles::abi::IInference as I;
 use fixpoint_precompiles::abi::IModelRegistry as R;
@@ -66,9 +65,9 @@ fn main() {
         limits: BlockLimits::default(),
         models: Arc::new(ModelStore::default()),
     };
-    let mut state = empty_state();
+    let mut state = WorldState::new();
     for i in 0..USERS {
-        fund(&mut state, user(i).address(), U256::from(10u128.pow(24)));
+        state.fund(user(i).address(), U256::from(10u128.pow(24)));
     }
     let genesis = Block::genesis(fixpoint_evm::state_root(&state), GAS_LIMIT, 1_700_000_000, 1_000_000_000);
     let (mlp, mlp_input, _) = model_case("digits-mlp");
@@ -80,7 +79,7 @@ fn main() {
     ];
     let (b1, out1) = exec.propose(&genesis, &state, 1, 0, Address::ZERO, &regs);
     out1.scope.commit(1);
-    let s1: MemState = out1.state;
+    let s1: WorldState = out1.state;
     let limits = Limits::default();
 
     println!("| block (30M gas limit) | txs | gas used | verify (ms) | recovery | inference | EVM + roots |");

@@ -17,7 +17,7 @@ use commonware_cryptography::sha256::Digest;
 use commonware_cryptography::{Digested, Digestible};
 use commonware_runtime::Clock;
 use commonware_utils::Acknowledgement;
-use fixpoint_evm::{BlockOutcome, MemState, TxOutcome};
+use fixpoint_evm::{BlockOutcome, StateChanges, TxOutcome, WorldState};
 use fixpoint_precompiles::{InferenceRecord, ModelStore, REGISTRY_ADDRESS, ScopeOutcome};
 use futures::StreamExt;
 
@@ -38,7 +38,9 @@ pub struct Executed {
     /// Height of the block.
     pub height: u64,
     /// Post-state.
-    pub state: MemState,
+    pub state: WorldState,
+    /// What the block changed (what a node persists).
+    pub changes: StateChanges,
     /// Per-transaction results (receipts, outputs, created contracts).
     pub txs: Vec<TxOutcome>,
     /// Bloom of all logs.
@@ -59,6 +61,7 @@ impl Executed {
         Arc::new(Self {
             height,
             state: out.state,
+            changes: out.changes,
             txs: out.txs,
             logs_bloom: out.logs_bloom,
             records: out.records,
@@ -69,12 +72,12 @@ impl Executed {
     /// This block is final: drops from `models` the upload chunks no block that can still be
     /// built on may name (`ModelStore::finalize`). Idempotent.
     pub fn finalize_models(&self, models: &ModelStore) -> usize {
-        let read = |slot| fixpoint_evm::state::storage_word(&self.state, REGISTRY_ADDRESS, slot);
+        let read = |slot| self.state.storage(&REGISTRY_ADDRESS, &slot);
         models.finalize(self.height, &self.scope.released, read)
     }
 
     /// The starting point of a node: block `height`'s post-state, nothing else.
-    pub fn start(height: u64, state: MemState) -> Arc<Self> {
+    pub fn start(height: u64, state: WorldState) -> Arc<Self> {
         Arc::new(Self { height, state, ..Default::default() })
     }
 }
@@ -229,7 +232,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     /// A node's shared state, starting from `start` (genesis, or the last finalized block a
     /// node persisted) and its post-state.
-    pub fn new(exec: Executor, start: &Block, state: MemState, proposer: Proposer, beneficiary: Address) -> Arc<Self> {
+    pub fn new(
+        exec: Executor,
+        start: &Block,
+        state: WorldState,
+        proposer: Proposer,
+        beneficiary: Address,
+    ) -> Arc<Self> {
         let height = start.body().height;
         let executed = Executed::start(height, state);
         let mut inner = Inner::default();
@@ -310,7 +319,7 @@ impl Shared {
     }
 
     /// The transactions to offer a block on `state` ([`Mempool::candidates`]).
-    pub fn candidates(&self, state: &MemState) -> Vec<PendingTx> {
+    pub fn candidates(&self, state: &WorldState) -> Vec<PendingTx> {
         lock(&self.inner).mempool.candidates(state)
     }
 

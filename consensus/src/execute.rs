@@ -11,7 +11,7 @@ use alloy_eips::eip2718::Decodable2718;
 use alloy_primitives::{Address, B256, Bytes, keccak256};
 use commonware_cryptography::Digestible;
 use fixpoint_evm::admission::{Admitted, check_tx};
-use fixpoint_evm::{BlockEnvInput, BlockOutcome, ChainSpec, MemState, build_block, execute_block};
+use fixpoint_evm::{BlockEnvInput, BlockOutcome, ChainSpec, WorldState, build_block, execute_block};
 
 use crate::mempool::Refusal;
 use fixpoint_precompiles::ModelStore;
@@ -185,7 +185,7 @@ impl Executor {
     pub fn propose(
         &self,
         parent: &Block,
-        state: &MemState,
+        state: &WorldState,
         view: u64,
         timestamp: u64,
         beneficiary: Address,
@@ -231,7 +231,7 @@ impl Executor {
     pub fn build(
         &self,
         parent: &Block,
-        state: &MemState,
+        state: &WorldState,
         view: u64,
         timestamp: u64,
         beneficiary: Address,
@@ -273,7 +273,7 @@ impl Executor {
     }
 
     /// Re-executes `block` on `parent`'s post-state `state`; the outcome if every claim holds.
-    pub fn verify(&self, parent: &Block, state: &MemState, block: &Block) -> Result<BlockOutcome, VerifyError> {
+    pub fn verify(&self, parent: &Block, state: &WorldState, block: &Block) -> Result<BlockOutcome, VerifyError> {
         let (p, b) = (parent.body(), block.body());
         if b.parent != parent.digest() || p.height.checked_add(1) != Some(b.height) {
             return Err(VerifyError::NotAChild { height: b.height, parent_height: p.height });

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use alloy_primitives::{Address, B256, U256};
-use fixpoint_evm::MemState;
+use fixpoint_evm::WorldState;
 use fixpoint_evm::admission::{Admitted, check_sender};
 use revm::context_interface::result::InvalidTransaction;
 
@@ -81,8 +81,8 @@ fn fees(t: &PendingTx) -> (u128, u128) {
     (tx.max_fee_per_gas(), tx.max_priority_fee_per_gas().unwrap_or(tx.max_fee_per_gas()))
 }
 
-fn nonce_of(state: &MemState, sender: &Address) -> u64 {
-    state.cache.accounts.get(sender).map_or(0, |a| a.info.nonce)
+fn nonce_of(state: &WorldState, sender: &Address) -> u64 {
+    state.nonce(sender)
 }
 
 impl Mempool {
@@ -98,14 +98,14 @@ impl Mempool {
 
     /// Admits `t` (which revm's stateless checks passed as `admitted`) on `state`, the last
     /// finalized state.
-    pub fn offer(&mut self, t: PendingTx, admitted: Admitted, state: &MemState) -> Offered {
+    pub fn offer(&mut self, t: PendingTx, admitted: Admitted, state: &WorldState) -> Offered {
         let hash = t.hash();
         if self.known.contains(&hash) {
             return Offered::Known;
         }
         let sender = t.sender();
         let nonce = t.nonce();
-        let account = state.cache.accounts.get(&sender).map(|a| &a.info);
+        let account = state.account(&sender).map(|a| &a.info);
         let next = account.map_or(0, |a| a.nonce);
         let queue = self.by_sender.get(&sender);
         let replaced = queue.and_then(|q| q.get(&nonce));
@@ -141,7 +141,7 @@ impl Mempool {
 
     /// The transactions to offer a block on `state`: each sender's in nonce order from its nonce
     /// in `state` without gaps (others wait), senders in order of first arrival.
-    pub fn candidates(&self, state: &MemState) -> Vec<PendingTx> {
+    pub fn candidates(&self, state: &WorldState) -> Vec<PendingTx> {
         let mut senders: Vec<(&Address, u64)> =
             self.by_sender.keys().map(|s| (s, self.first_seen.get(s).copied().unwrap_or(u64::MAX))).collect();
         senders.sort_by_key(|(s, seen)| (*seen, **s));
@@ -170,7 +170,7 @@ impl Mempool {
     }
 
     /// Forgets the transactions whose nonce `state` (a finalized state) has used.
-    pub fn prune(&mut self, state: &MemState) {
+    pub fn prune(&mut self, state: &WorldState) {
         for (sender, queue) in &mut self.by_sender {
             let next = nonce_of(state, sender);
             let kept = queue.split_off(&next);

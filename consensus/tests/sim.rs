@@ -28,8 +28,7 @@ use commonware_utils::{NZU32, NZUsize, ordered::Set, probability};
 use fixpoint_consensus::app::{Executed, Proposer, PublicKey, Shared, Sink};
 use fixpoint_consensus::engine::{self, Channels, ValidatorConfig, channel};
 use fixpoint_consensus::{Block, BlockLimits, Executor, VerifyError};
-use fixpoint_evm::state::{empty_state, fund};
-use fixpoint_evm::{ChainSpec, MemState};
+use fixpoint_evm::{ChainSpec, WorldState};
 use fixpoint_precompiles::abi::IInference as I;
 use fixpoint_precompiles::abi::IModelRegistry as R;
 use fixpoint_precompiles::{INFERENCE_ADDRESS, ModelStore, REGISTRY_ADDRESS};
@@ -68,13 +67,13 @@ fn poor() -> PrivateKeySigner {
 
 const FLOOD_AFFORDABLE: u64 = 10;
 
-fn genesis() -> (Block, MemState) {
-    let mut state = empty_state();
+fn genesis() -> (Block, WorldState) {
+    let mut state = WorldState::new();
     for i in 0..4 {
-        fund(&mut state, user(i).address(), U256::from(10u128.pow(24)));
+        state.fund(user(i).address(), U256::from(10u128.pow(24)));
     }
     // signed_call's max fee is 100 gwei.
-    fund(&mut state, poor().address(), U256::from(21_000u64 * 100_000_000_000 * FLOOD_AFFORDABLE));
+    state.fund(poor().address(), U256::from(21_000u64 * 100_000_000_000 * FLOOD_AFFORDABLE));
     // Timestamp 0: the deterministic runtime's clock starts at the Unix epoch, and validators
     // refuse blocks stamped more than 15 s ahead of their clock.
     (Block::genesis(fixpoint_evm::state_root(&state), 30_000_000, 0, 1_000_000_000), state)

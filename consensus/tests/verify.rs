@@ -16,8 +16,7 @@ use alloy_sol_types::SolCall;
 use commonware_codec::{Decode, Encode};
 use commonware_cryptography::Digestible;
 use fixpoint_consensus::{Block, BlockBody, BlockLimits, Executor, VerifyError};
-use fixpoint_evm::state::{empty_state, fund};
-use fixpoint_evm::{ChainSpec, MemState};
+use fixpoint_evm::{ChainSpec, WorldState};
 use fixpoint_precompiles::abi::IInference as I;
 use fixpoint_precompiles::abi::IModelRegistry as R;
 use fixpoint_precompiles::{INFERENCE_ADDRESS, ModelStore, REGISTRY_ADDRESS};
@@ -31,13 +30,13 @@ fn key(i: u8) -> PrivateKeySigner {
 struct Node {
     exec: Executor,
     genesis: Block,
-    state: MemState,
+    state: WorldState,
 }
 
 fn node() -> Node {
-    let mut state = empty_state();
+    let mut state = WorldState::new();
     for i in 0..3 {
-        fund(&mut state, key(i).address(), U256::from(10u128.pow(22)));
+        state.fund(key(i).address(), U256::from(10u128.pow(22)));
     }
     let exec = Executor {
         spec: ChainSpec::DEV,
@@ -208,7 +207,7 @@ fn a_flood_of_unaffordable_transactions_is_refused_on_arrival() {
     let mut n = node();
     let poor = key(6);
     let per_tx = U256::from(21_000u64) * U256::from(100_000_000_000u64); // gas · max fee
-    fund(&mut n.state, poor.address(), per_tx * U256::from(10));
+    n.state.fund(poor.address(), per_tx * U256::from(10));
     let (genesis_state, genesis) = (n.state.clone(), n.genesis.clone());
     let leader = node();
     let shared = Shared::new(n.exec, &genesis, n.state, Proposer::Honest, Address::ZERO);

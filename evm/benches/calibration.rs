@@ -64,7 +64,12 @@ fn overhead() {
     );
     chain.block(vec![reg]);
     let scope = Scope::new(chain.store.clone());
-    let mut evm = fixpoint_evm::create_evm(chain.state.clone(), &chain.spec, &chain.env(), &scope);
+    let mut evm = fixpoint_evm::create_evm(
+        fixpoint_evm::state::Overlay::new(chain.state.clone()),
+        &chain.spec,
+        &chain.env(),
+        &scope,
+    );
     let data = I::inferCall { modelId: id, input: case.input.clone().into() }.abi_encode();
     let to_infer = chain.tx(BOB, TxKind::Call(INFERENCE_ADDRESS), data, 1_000_000);
     let env_infer = TxEnv::from_recovered_tx(to_infer.inner(), BOB);

@@ -1,5 +1,5 @@
-//! The block executor: applies a block's transactions in order to a copy of the parent state
-//! and returns the new state with receipts and the three roots a block header commits to.
+//! The block executor: applies a block's transactions in order over an overlay of the parent
+//! state and returns the new state with receipts and the three roots a block header commits to.
 
 use std::sync::Arc;
 
@@ -18,7 +18,7 @@ use revm::inspector::NoOpInspector;
 
 pub use crate::chain::BlockEnvInput;
 use crate::chain::{ChainSpec, create_evm};
-use crate::state::{MemState, state_root};
+use crate::state::{Overlay, StateChanges, WorldState};
 
 /// Why a block cannot be executed: it is invalid, whoever proposed it.
 #[derive(Debug, thiserror::Error)]
@@ -67,8 +67,10 @@ pub struct TxOutcome {
 /// The result of executing a block.
 #[derive(Debug)]
 pub struct BlockOutcome {
-    /// The post-state.
-    pub state: MemState,
+    /// The post-state (the parent's, with `changes` applied).
+    pub state: WorldState,
+    /// What the block changed.
+    pub changes: StateChanges,
     /// Per-transaction results.
     pub txs: Vec<TxOutcome>,
     /// Total gas used.
@@ -94,11 +96,11 @@ pub fn records_root(records: &[InferenceRecord]) -> B256 {
     ordered_trie_root_with_encoder(records, |r, buf| buf.extend_from_slice(&r.encode()))
 }
 
-/// Executes `txs` on a copy of `parent`: a proposed block, all or nothing (a validator's
+/// Executes `txs` over `parent`: a proposed block, all or nothing (a validator's
 /// re-execution). Any transaction revm refuses, or one past the block gas limit, makes the whole
 /// block invalid.
 pub fn execute_block(
-    parent: &MemState,
+    parent: &WorldState,
     store: &Arc<ModelStore>,
     chain: &ChainSpec,
     block: &BlockEnvInput,
@@ -144,7 +146,7 @@ pub struct Refused {
 /// building stops after `max_txs` inclusions. Re-executing the included transactions with
 /// [`execute_block`] gives the same outcome: a refused transaction changes nothing.
 pub fn build_block(
-    parent: &MemState,
+    parent: &WorldState,
     store: &Arc<ModelStore>,
     chain: &ChainSpec,
     block: &BlockEnvInput,
@@ -175,10 +177,10 @@ pub fn build_block(
     BuiltBlock { outcome: run.finish(), included, refused }
 }
 
-/// One block's execution in progress: the EVM over a copy of the parent state, the receipts so
-/// far, and the scope collecting inference records.
+/// One block's execution in progress: the EVM over an overlay of the parent state (which it
+/// only reads), the receipts so far, and the scope collecting inference records.
 struct Run {
-    evm: EthEvm<MemState, NoOpInspector, PrecompilesMap>,
+    evm: EthEvm<Overlay, NoOpInspector, PrecompilesMap>,
     scope: Arc<Scope>,
     outcomes: Vec<TxOutcome>,
     cumulative: u64,
@@ -186,9 +188,9 @@ struct Run {
 }
 
 impl Run {
-    fn new(parent: &MemState, store: &Arc<ModelStore>, chain: &ChainSpec, block: &BlockEnvInput, txs: usize) -> Self {
+    fn new(parent: &WorldState, store: &Arc<ModelStore>, chain: &ChainSpec, block: &BlockEnvInput, txs: usize) -> Self {
         let scope = Scope::new(store.clone());
-        let evm = create_evm(parent.clone(), chain, block, &scope);
+        let evm = create_evm(Overlay::new(parent.clone()), chain, block, &scope);
         Self { evm, scope, outcomes: Vec::with_capacity(txs), cumulative: 0, bloom: Bloom::ZERO }
     }
 
@@ -235,12 +237,16 @@ impl Run {
     }
 
     fn finish(self) -> BlockOutcome {
-        let state = self.evm.into_db();
+        let overlay = self.evm.into_db();
+        let changes = overlay.db.changes(&overlay.cache);
+        let mut state = overlay.db;
+        state.apply(&changes);
         let receipts_root = ordered_trie_root_with_encoder(&self.outcomes, |o, buf| o.receipt.encode_2718(buf));
         let records = self.scope.records();
         BlockOutcome {
-            state_root: state_root(&state),
+            state_root: state.root(),
             state,
+            changes,
             txs: self.outcomes,
             gas_used: self.cumulative,
             receipts_root,

@@ -14,9 +14,10 @@ pub mod admission;
 pub mod chain;
 pub mod executor;
 pub mod state;
+pub mod trie;
 
 pub use chain::{ChainSpec, create_evm};
 pub use executor::{
     BlockEnvInput, BlockOutcome, BuiltBlock, ExecError, Refused, TxOutcome, build_block, execute_block, records_root,
 };
-pub use state::{MemState, state_root};
+pub use state::{AccountChange, StateChanges, WorldState, state_root};

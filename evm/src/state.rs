@@ -1,88 +1,434 @@
-//! The in-memory world state (revm's `CacheDB` over an empty backend) and its Merkle-Patricia
-//! root. Persistence to redb comes with the node; the root is what consensus compares.
+//! The world state and its Merkle-Patricia root, kept up to date block by block.
+//!
+//! Accounts, storage and code live in persistent maps (imbl's HAMT) and the account and storage
+//! tries in [`crate::trie`]: cloning a state is O(1), a block executes over an overlay of its
+//! parent (revm's `CacheDB` over a clone of the parent, which it only reads), and its post-state
+//! is the parent with the block's [`StateChanges`] applied, sharing every untouched account,
+//! slot and trie node with it. The root after a block hashes only the trie nodes its changes
+//! created, so a block's cost grows with what it touches, not with the size of the state, and
+//! the states of recent blocks kept for queries cost only what they do not share.
 
-use alloy_primitives::{Address, B256, Bytes, U256};
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
 use alloy_trie::TrieAccount;
-use alloy_trie::root::{state_root_unhashed, storage_root_unhashed};
+use revm::DatabaseRef;
 use revm::bytecode::Bytecode;
-use revm::database::{AccountState, CacheDB, EmptyDB};
+use revm::database::{AccountState, CacheDB};
 use revm::primitives::KECCAK_EMPTY;
 use revm::state::AccountInfo;
 
-/// The world state.
-pub type MemState = CacheDB<EmptyDB>;
+use crate::trie::Trie;
 
-/// An empty state.
-pub fn empty_state() -> MemState {
-    CacheDB::new(EmptyDB::default())
+/// The world state (cheap to clone: clones share everything).
+#[derive(Clone, Default)]
+pub struct WorldState {
+    accounts: imbl::HashMap<Address, Arc<Account>>,
+    codes: imbl::HashMap<B256, Bytecode>,
+    trie: Trie,
 }
 
-/// Sets `address`'s balance (creating the account), as genesis allocations do.
-pub fn fund(state: &mut MemState, address: Address, balance: U256) {
-    let info = state.cache.accounts.get(&address).map(|a| a.info.clone()).unwrap_or_default();
-    state.insert_account_info(address, AccountInfo { balance, ..info });
+impl std::fmt::Debug for WorldState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorldState").field("accounts", &self.accounts.len()).field("trie", &self.trie).finish()
+    }
 }
 
-/// Puts runtime `code` at `address` (genesis contracts, tests).
-pub fn set_code(state: &mut MemState, address: Address, code: Bytes) {
-    let info = state.cache.accounts.get(&address).map(|a| a.info.clone()).unwrap_or_default();
-    let bytecode = Bytecode::new_raw(code);
-    state.insert_account_info(address, AccountInfo { code_hash: bytecode.hash_slow(), code: Some(bytecode), ..info });
+/// One account: its fields, its non-zero storage and the trie over that storage.
+#[derive(Clone, Debug, Default)]
+pub struct Account {
+    /// Nonce, balance, code hash and code.
+    pub info: AccountInfo,
+    storage: imbl::HashMap<U256, U256>,
+    storage_trie: Trie,
 }
 
-/// The storage word at `slot` of `address` (zero if absent).
-pub fn storage_word(state: &MemState, address: Address, slot: U256) -> U256 {
-    state.cache.accounts.get(&address).and_then(|a| a.storage.get(&slot).copied()).unwrap_or_default()
-}
+impl Account {
+    /// The root of the account's storage trie.
+    pub fn storage_root(&self) -> B256 {
+        self.storage_trie.root()
+    }
 
-/// The accounts the state trie holds, with their storage roots: those that exist and are not
-/// empty (EIP-161), each with the root of its non-zero storage. Unordered (the trie sorts).
-pub fn trie_accounts(state: &MemState) -> impl Iterator<Item = (Address, TrieAccount)> + '_ {
-    state.cache.accounts.iter().filter_map(|(address, a)| {
-        if matches!(a.account_state, AccountState::NotExisting) {
-            return None;
+    /// Its non-zero storage slots (unordered).
+    pub fn storage(&self) -> impl Iterator<Item = (&U256, &U256)> {
+        self.storage.iter()
+    }
+
+    /// Whether the state trie leaves it out: EIP-161's empty account (no nonce, balance or code).
+    pub fn is_empty(&self) -> bool {
+        self.info.nonce == 0 && self.info.balance.is_zero() && self.info.code_hash == KECCAK_EMPTY
+    }
+
+    /// Its entry in the state trie.
+    pub fn trie_account(&self) -> TrieAccount {
+        TrieAccount {
+            nonce: self.info.nonce,
+            balance: self.info.balance,
+            storage_root: self.storage_root(),
+            code_hash: self.info.code_hash,
         }
-        let empty = a.info.nonce == 0 && a.info.balance.is_zero() && a.info.code_hash == KECCAK_EMPTY;
-        if empty {
-            return None;
-        }
-        let storage = a.storage.iter().filter(|(_, v)| !v.is_zero()).map(|(k, v)| (B256::from(k.to_be_bytes()), *v));
-        let account = TrieAccount {
-            nonce: a.info.nonce,
-            balance: a.info.balance,
-            storage_root: storage_root_unhashed(storage),
-            code_hash: a.info.code_hash,
-        };
-        Some((*address, account))
-    })
+    }
 }
 
-/// The state root over [`trie_accounts`].
-pub fn state_root(state: &MemState) -> B256 {
-    state_root_unhashed(trie_accounts(state))
+/// What a block (or genesis) changed, by account, in address order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateChanges {
+    /// The changed accounts.
+    pub accounts: BTreeMap<Address, AccountChange>,
+}
+
+/// How one account changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountChange {
+    /// Its fields now; `None`: it no longer exists (storage gone too).
+    pub info: Option<AccountInfo>,
+    /// Its storage was wiped (a contract created at this address) before `storage` applies.
+    pub storage_cleared: bool,
+    /// Slots written, with their new values (zero: deleted).
+    pub storage: BTreeMap<U256, U256>,
+}
+
+impl StateChanges {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty()
+    }
+
+    /// Changed slots, over all accounts.
+    pub fn slots(&self) -> usize {
+        self.accounts.values().map(|a| a.storage.len()).sum()
+    }
+}
+
+/// `code_hash` as revm fills it: zero means no code.
+fn normalized(mut info: AccountInfo) -> AccountInfo {
+    if info.code_hash.is_zero() {
+        info.code_hash = KECCAK_EMPTY;
+    }
+    if let Some(code) = &info.code
+        && !code.is_empty()
+        && info.code_hash == KECCAK_EMPTY
+    {
+        info.code_hash = code.hash_slow();
+    }
+    info
+}
+
+fn same_fields(a: &AccountInfo, b: &AccountInfo) -> bool {
+    a.nonce == b.nonce && a.balance == b.balance && a.code_hash == b.code_hash
+}
+
+fn slot_key(slot: &U256) -> B256 {
+    keccak256(slot.to_be_bytes::<32>())
+}
+
+impl WorldState {
+    /// An empty state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of accounts (empty ones included).
+    pub fn len(&self) -> usize {
+        self.accounts.len()
+    }
+
+    /// Whether no account exists.
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty()
+    }
+
+    /// The account at `address`.
+    pub fn account(&self, address: &Address) -> Option<&Account> {
+        self.accounts.get(address).map(|a| &**a)
+    }
+
+    /// Its nonce (0 if absent).
+    pub fn nonce(&self, address: &Address) -> u64 {
+        self.account(address).map_or(0, |a| a.info.nonce)
+    }
+
+    /// Its balance (0 if absent).
+    pub fn balance(&self, address: &Address) -> U256 {
+        self.account(address).map_or(U256::ZERO, |a| a.info.balance)
+    }
+
+    /// Its code (empty if none).
+    pub fn code(&self, address: &Address) -> Bytes {
+        self.account(address)
+            .and_then(|a| a.info.code.as_ref().or_else(|| self.codes.get(&a.info.code_hash)))
+            .map(|c| c.original_bytes())
+            .unwrap_or_default()
+    }
+
+    /// The storage word at `slot` of `address` (zero if absent).
+    pub fn storage(&self, address: &Address, slot: &U256) -> U256 {
+        self.account(address).and_then(|a| a.storage.get(slot).copied()).unwrap_or_default()
+    }
+
+    /// Code by hash.
+    pub fn code_by_hash(&self, hash: &B256) -> Option<&Bytecode> {
+        self.codes.get(hash)
+    }
+
+    /// The state root: Ethereum's, over every non-empty account (EIP-161) with the root of its
+    /// non-zero storage.
+    pub fn root(&self) -> B256 {
+        self.trie.root()
+    }
+
+    /// The state trie's nodes on the path to `address` (an EIP-1186 account proof).
+    pub fn account_proof(&self, address: &Address) -> Vec<Bytes> {
+        self.trie.proof(&keccak256(address))
+    }
+
+    /// The storage trie's nodes of `address` on the path to `slot`.
+    pub fn storage_proof(&self, address: &Address, slot: &U256) -> Vec<Bytes> {
+        self.account(address).map(|a| a.storage_trie.proof(&slot_key(slot))).unwrap_or_default()
+    }
+
+    /// Applies `changes`: the accounts, slots and trie paths they name are replaced, everything
+    /// else is shared with the state before.
+    pub fn apply(&mut self, changes: &StateChanges) {
+        for (address, change) in &changes.accounts {
+            let key = keccak256(address);
+            let Some(info) = &change.info else {
+                if self.accounts.remove(address).is_some() {
+                    self.trie.remove(&key);
+                }
+                continue;
+            };
+            let mut account = match self.accounts.get(address) {
+                Some(a) if !change.storage_cleared => (**a).clone(),
+                _ => Account::default(),
+            };
+            account.info = normalized(info.clone());
+            if let Some(code) = &account.info.code
+                && !code.is_empty()
+                && !self.codes.contains_key(&account.info.code_hash)
+            {
+                self.codes.insert(account.info.code_hash, code.clone());
+            }
+            for (slot, value) in &change.storage {
+                if value.is_zero() {
+                    if account.storage.remove(slot).is_some() {
+                        account.storage_trie.remove(&slot_key(slot));
+                    }
+                } else {
+                    account.storage.insert(*slot, *value);
+                    account.storage_trie.insert(&slot_key(slot), alloy_rlp::encode_fixed_size(value).to_vec());
+                }
+            }
+            if account.is_empty() {
+                self.trie.remove(&key);
+            } else {
+                self.trie.insert(&key, alloy_rlp::encode(account.trie_account()));
+            }
+            self.accounts.insert(*address, Arc::new(account));
+        }
+    }
+
+    /// What revm's cache over this state changed: accounts it wrote, slots whose value differs,
+    /// accounts it destroyed. Accounts and slots it only read are left out.
+    pub fn changes(&self, cache: &revm::database::Cache) -> StateChanges {
+        let mut out = StateChanges::default();
+        for (address, acc) in &cache.accounts {
+            let before = self.account(address);
+            let change = match acc.account_state {
+                AccountState::NotExisting => {
+                    before.map(|_| AccountChange { info: None, storage_cleared: true, storage: BTreeMap::new() })
+                }
+                AccountState::StorageCleared => Some(AccountChange {
+                    info: Some(normalized(acc.info.clone())),
+                    storage_cleared: true,
+                    storage: acc.storage.iter().filter(|(_, v)| !v.is_zero()).map(|(k, v)| (*k, *v)).collect(),
+                }),
+                AccountState::Touched | AccountState::None => {
+                    let storage: BTreeMap<U256, U256> = acc
+                        .storage
+                        .iter()
+                        .filter(|(k, v)| before.and_then(|b| b.storage.get(*k)).copied().unwrap_or_default() != **v)
+                        .map(|(k, v)| (*k, *v))
+                        .collect();
+                    let info = normalized(acc.info.clone());
+                    let changed = before.is_none_or(|b| !same_fields(&b.info, &info));
+                    (changed || !storage.is_empty()).then(|| AccountChange {
+                        info: Some(info),
+                        storage_cleared: false,
+                        storage,
+                    })
+                }
+            };
+            if let Some(c) = change {
+                out.accounts.insert(*address, c);
+            }
+        }
+        out
+    }
+
+    /// The whole state as changes to an empty one (a genesis state to persist).
+    pub fn as_changes(&self) -> StateChanges {
+        let accounts = self
+            .accounts
+            .iter()
+            .map(|(address, a)| {
+                let storage = a.storage.iter().map(|(k, v)| (*k, *v)).collect();
+                (*address, AccountChange { info: Some(a.info.clone()), storage_cleared: false, storage })
+            })
+            .collect();
+        StateChanges { accounts }
+    }
+
+    /// Sets `address`'s balance (creating the account), as genesis allocations do.
+    pub fn fund(&mut self, address: Address, balance: U256) {
+        let info = self.account(&address).map(|a| a.info.clone()).unwrap_or_default();
+        self.set_info(address, AccountInfo { balance, ..info });
+    }
+
+    /// Sets `address`'s nonce (creating the account).
+    pub fn set_nonce(&mut self, address: Address, nonce: u64) {
+        let info = self.account(&address).map(|a| a.info.clone()).unwrap_or_default();
+        self.set_info(address, AccountInfo { nonce, ..info });
+    }
+
+    /// Puts runtime `code` at `address` (genesis contracts, tests).
+    pub fn set_code(&mut self, address: Address, code: Bytes) {
+        let info = self.account(&address).map(|a| a.info.clone()).unwrap_or_default();
+        let bytecode = Bytecode::new_raw(code);
+        self.set_info(address, AccountInfo { code_hash: bytecode.hash_slow(), code: Some(bytecode), ..info });
+    }
+
+    /// Writes storage word `slot` of `address` (creating the account).
+    pub fn set_storage(&mut self, address: Address, slot: U256, value: U256) {
+        let info = self.account(&address).map(|a| a.info.clone()).unwrap_or_default();
+        let change =
+            AccountChange { info: Some(info), storage_cleared: false, storage: BTreeMap::from([(slot, value)]) };
+        self.apply(&StateChanges { accounts: BTreeMap::from([(address, change)]) });
+    }
+
+    fn set_info(&mut self, address: Address, info: AccountInfo) {
+        let change = AccountChange { info: Some(info), ..Default::default() };
+        self.apply(&StateChanges { accounts: BTreeMap::from([(address, change)]) });
+    }
+}
+
+/// revm reads the state through this: accounts with their code, storage words, code by hash.
+impl DatabaseRef for WorldState {
+    type Error = Infallible;
+
+    fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, Infallible> {
+        Ok(self.account(&address).map(|a| a.info.clone()))
+    }
+
+    fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, Infallible> {
+        Ok(self.codes.get(&code_hash).cloned().unwrap_or_default())
+    }
+
+    fn storage_ref(&self, address: Address, index: U256) -> Result<U256, Infallible> {
+        Ok(self.storage(&address, &index))
+    }
+
+    /// What revm's `EmptyDB` answers, which the chain has always used: BLOCKHASH is
+    /// `keccak256(decimal(number))` (docs/precompiles.md).
+    fn block_hash_ref(&self, number: u64) -> Result<B256, Infallible> {
+        Ok(keccak256(number.to_string().as_bytes()))
+    }
+}
+
+/// A block's execution state: revm's cache over a clone of the parent.
+pub type Overlay = CacheDB<WorldState>;
+
+/// The state root of `state`.
+pub fn state_root(state: &WorldState) -> B256 {
+    state.root()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use alloy_trie::EMPTY_ROOT_HASH;
+    use alloy_trie::root::{state_root_unhashed, storage_root_unhashed};
+
+    /// The root from scratch with alloy-trie's hash builder, as the chain computed it before the
+    /// incremental trie.
+    fn reference(state: &WorldState) -> B256 {
+        state_root_unhashed(state.accounts.iter().filter(|(_, a)| !a.is_empty()).map(|(address, a)| {
+            let storage = a.storage.iter().map(|(k, v)| (B256::from(k.to_be_bytes()), *v));
+            let account = TrieAccount {
+                nonce: a.info.nonce,
+                balance: a.info.balance,
+                storage_root: storage_root_unhashed(storage),
+                code_hash: a.info.code_hash,
+            };
+            (*address, account)
+        }))
+    }
 
     #[test]
     fn roots_depend_on_content_not_history() {
-        assert_eq!(state_root(&empty_state()), EMPTY_ROOT_HASH);
+        assert_eq!(WorldState::new().root(), EMPTY_ROOT_HASH);
         let (a, b) = (Address::repeat_byte(1), Address::repeat_byte(2));
-        let mut s1 = empty_state();
-        fund(&mut s1, a, U256::from(5));
-        fund(&mut s1, b, U256::from(7));
-        let mut s2 = empty_state();
-        fund(&mut s2, b, U256::from(7));
-        fund(&mut s2, a, U256::from(5));
-        assert_eq!(state_root(&s1), state_root(&s2));
-        fund(&mut s2, a, U256::from(6));
-        assert_ne!(state_root(&s1), state_root(&s2));
+        let mut s1 = WorldState::new();
+        s1.fund(a, U256::from(5));
+        s1.fund(b, U256::from(7));
+        let mut s2 = WorldState::new();
+        s2.fund(b, U256::from(7));
+        s2.fund(a, U256::from(5));
+        assert_eq!(s1.root(), s2.root());
+        s2.fund(a, U256::from(6));
+        assert_ne!(s1.root(), s2.root());
         // An empty account does not count.
         let mut s3 = s1.clone();
-        fund(&mut s3, Address::repeat_byte(3), U256::ZERO);
-        assert_eq!(state_root(&s1), state_root(&s3));
+        s3.fund(Address::repeat_byte(3), U256::ZERO);
+        assert_eq!(s1.root(), s3.root());
+        assert_eq!(s1.root(), reference(&s1));
+    }
+
+    #[test]
+    fn incremental_roots_equal_roots_from_scratch() {
+        let mut s = WorldState::new();
+        let mut x = 0x1234_5678_9abc_def1u64;
+        let mut rnd = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for step in 0..400 {
+            let address = Address::with_last_byte((rnd() % 48) as u8);
+            match rnd() % 6 {
+                0 => s.fund(address, U256::from(rnd() % 3)),
+                1 => s.set_nonce(address, rnd() % 2),
+                2 => s.set_code(address, Bytes::from(vec![0x60, (rnd() % 4) as u8])),
+                3 => {
+                    let change = AccountChange { info: None, ..Default::default() };
+                    s.apply(&StateChanges { accounts: BTreeMap::from([(address, change)]) });
+                }
+                _ => s.set_storage(address, U256::from(rnd() % 20), U256::from(rnd() % 3)),
+            }
+            if step % 10 == 0 {
+                assert_eq!(s.root(), reference(&s), "step {step}");
+            }
+        }
+        assert_eq!(s.root(), reference(&s));
+    }
+
+    #[test]
+    fn a_clone_keeps_its_root_when_the_original_changes() {
+        let mut s = WorldState::new();
+        for i in 0..50u8 {
+            s.fund(Address::repeat_byte(i), U256::from(i));
+            s.set_storage(Address::repeat_byte(1), U256::from(i), U256::from(i));
+        }
+        let kept = s.clone();
+        let root = kept.root();
+        s.fund(Address::repeat_byte(9), U256::from(1000));
+        s.set_storage(Address::repeat_byte(1), U256::from(3), U256::ZERO);
+        assert_eq!(kept.root(), root);
+        assert_eq!(kept.root(), reference(&kept));
+        assert_ne!(s.root(), root);
+        assert_eq!(s.root(), reference(&s));
     }
 }

@@ -149,8 +149,8 @@ fn receipts_gas_fees_and_bloom_are_ethereums() {
     assert_eq!(out.txs[1].receipt.bloom(), logs_bloom(out.txs[1].receipt.logs()));
 
     // Fees: senders pay gas × (base fee + tip), the beneficiary gets the tips, the base fee burns.
-    let before = |a: Address| s.chain.state.cache.accounts.get(&a).map_or(U256::ZERO, |x| x.info.balance);
-    let after = |a: Address| out.state.cache.accounts.get(&a).map_or(U256::ZERO, |x| x.info.balance);
+    let before = |a: Address| s.chain.state.balance(&a);
+    let after = |a: Address| out.state.balance(&a);
     let paid = |from: Address| -> u64 { out.txs.iter().filter(|t| t.from == from).map(|t| t.gas_used).sum() };
     let price = U256::from(env.base_fee + 1);
     assert_eq!(before(ALICE) - after(ALICE), U256::from(paid(ALICE)) * price);

@@ -26,8 +26,7 @@ use alloy_primitives::{Address, B256, Bytes, Signature, TxKind, U256, keccak256}
 use alloy_sol_types::SolCall;
 use commonware_codec::{Copying, Decode, Encode};
 use fixpoint_consensus::{Block, BlockLimits, gossip};
-use fixpoint_evm::state::{empty_state, fund};
-use fixpoint_evm::{BlockEnvInput, ChainSpec, MemState, execute_block};
+use fixpoint_evm::{BlockEnvInput, ChainSpec, WorldState, execute_block};
 use fixpoint_ml::engine::default_path;
 use fixpoint_ml::kernels::Path;
 use fixpoint_ml::{Engine, Limits, Model, model_id, verify};
@@ -134,7 +133,7 @@ pub const TX_SEPARATOR: &[u8] = b"|tx|";
 
 /// A chain state where the digits MLP (tests/vectors/models) is registered.
 struct PrecompileChain {
-    state: MemState,
+    state: WorldState,
     store: Arc<ModelStore>,
 }
 
@@ -183,9 +182,9 @@ fn precompile_chain() -> &'static PrecompileChain {
     static CHAIN: OnceLock<PrecompileChain> = OnceLock::new();
     CHAIN.get_or_init(|| {
         let (model, _) = vector_case("digits-mlp");
-        let mut state = empty_state();
+        let mut state = WorldState::new();
         for a in [OWNER, FUZZER] {
-            fund(&mut state, a, U256::from(10u128.pow(24)));
+            state.fund(a, U256::from(10u128.pow(24)));
         }
         let store = Arc::new(ModelStore::default());
         let reg = tx(OWNER, 0, REGISTRY_ADDRESS, 10_000_000, R::registerCall { model: model.into() }.abi_encode());

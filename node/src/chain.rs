@@ -17,7 +17,7 @@ use alloy_rpc_types_eth::state::StateOverride;
 use alloy_trie::EMPTY_ROOT_HASH;
 use fixpoint_consensus::Block as ConsensusBlock;
 use fixpoint_consensus::app::Executed;
-use fixpoint_evm::{BlockEnvInput, ChainSpec, MemState, TxOutcome, build_block};
+use fixpoint_evm::{BlockEnvInput, ChainSpec, StateChanges, TxOutcome, WorldState, build_block};
 use fixpoint_precompiles::{INFERENCE_ADDRESS, InferenceRecord, ModelStore, REGISTRY_ADDRESS, Scope, ScopeOutcome};
 use revm::bytecode::Bytecode;
 use revm::context::TxEnv;
@@ -94,7 +94,7 @@ pub struct NextBlock {
     /// The block.
     pub block: Block,
     /// Its post-state.
-    pub state: MemState,
+    pub state: WorldState,
 }
 
 /// Why a block could not be produced.
@@ -141,13 +141,13 @@ pub struct Chain {
     /// Model bytes by id.
     pub models: Arc<ModelStore>,
     /// The head state (shared: a query takes a snapshot and runs without holding the chain).
-    pub state: Arc<MemState>,
+    pub state: Arc<WorldState>,
     /// Every block, by number.
     pub blocks: Vec<Block>,
     /// Transaction hash → (block, index).
     pub tx_index: HashMap<B256, (u64, usize)>,
     /// Post-states of the blocks before the head, newest last, at most [`RECENT_STATES`].
-    history: VecDeque<(u64, Arc<MemState>)>,
+    history: VecDeque<(u64, Arc<WorldState>)>,
 }
 
 /// How many past blocks' states are kept in memory for queries at older block tags.
@@ -196,7 +196,7 @@ impl Chain {
             let block = StoredBlock { header, txs: vec![], senders: vec![], receipts: vec![], records: vec![] };
             store.set_chain_id(spec.chain_id)?;
             let extras = BlockExtras { models: &genesis.models, ..Default::default() };
-            store.commit_block(0, &block, &fixpoint_evm::state::empty_state(), &genesis.state, &extras)?;
+            store.commit_block(0, &block, &genesis.state.as_changes(), &extras)?;
         }
         if let Some(stored) = store.chain_id()?
             && stored != spec.chain_id
@@ -304,9 +304,9 @@ impl Chain {
         };
         let block = self.assemble(&env, txs, &outcome.txs, outcome.records.clone(), &parts);
         let scope_out = outcome.scope.commit(env.number);
-        let next = self.commit(block, outcome.state, &scope_out, None)?;
+        let next = self.commit(block, outcome.state, &outcome.changes, &scope_out, None)?;
         // A dev block is final once written.
-        let read = |slot| fixpoint_evm::state::storage_word(&next.state, REGISTRY_ADDRESS, slot);
+        let read = |slot| next.state.storage(&REGISTRY_ADDRESS, &slot);
         self.models.finalize(env.number, &scope_out.released, read);
         Ok((next, dropped))
     }
@@ -344,7 +344,7 @@ impl Chain {
         };
         let assembled = self.assemble(&env, txs, &executed.txs, executed.records.clone(), &parts);
         let encoded = commonware_codec::Encode::encode(block);
-        self.commit(assembled, executed.state.clone(), &executed.scope, Some(&encoded)).map(Some)
+        self.commit(assembled, executed.state.clone(), &executed.changes, &executed.scope, Some(&encoded)).map(Some)
     }
 
     /// The block with header fields from `env` and `parts`, on top of the head.
@@ -403,16 +403,16 @@ impl Chain {
     fn commit(
         &self,
         block: Block,
-        state: MemState,
+        state: WorldState,
+        changes: &StateChanges,
         scope: &ScopeOutcome,
         consensus: Option<&[u8]>,
     ) -> Result<NextBlock, ChainError> {
         let models: Vec<Vec<u8>> = scope.models.iter().map(|(_, b)| b.to_vec()).collect();
         // The chunks the post-state names are kept; those it released go (docs/precompiles.md).
-        let (chunks, released) =
-            scope.persistence(|slot| fixpoint_evm::state::storage_word(&state, REGISTRY_ADDRESS, slot));
+        let (chunks, released) = scope.persistence(|slot| state.storage(&REGISTRY_ADDRESS, &slot));
         let extras = BlockExtras { models: &models, chunks: &chunks, released: &released, consensus };
-        self.store.commit_block(block.header.number, &block.to_stored(), &self.state, &state, &extras)?;
+        self.store.commit_block(block.header.number, &block.to_stored(), changes, &extras)?;
         Ok(NextBlock { block, state })
     }
 
@@ -446,7 +446,7 @@ impl Chain {
     }
 
     /// The state after block `number`: the head's, or one of the recent ones kept in memory.
-    pub fn state_at(&self, number: u64) -> Option<&Arc<MemState>> {
+    pub fn state_at(&self, number: u64) -> Option<&Arc<WorldState>> {
         if number == self.head().header.number {
             return Some(&self.state);
         }
@@ -479,12 +479,12 @@ impl Chain {
 
     /// Nonce of `address` at the head.
     pub fn nonce(&self, address: &Address) -> u64 {
-        self.state.cache.accounts.get(address).map_or(0, |a| a.info.nonce)
+        self.state.nonce(address)
     }
 
     /// Balance of `address` at the head.
     pub fn balance(&self, address: &Address) -> U256 {
-        self.state.cache.accounts.get(address).map_or(U256::ZERO, |a| a.info.balance)
+        self.state.balance(address)
     }
 
     /// Recovers the sender of a raw transaction.
@@ -498,7 +498,7 @@ impl Chain {
 /// A snapshot to run calls on (eth_call, estimateGas, fixpoint_infer): see [`Chain::simulation`].
 #[derive(Debug, Clone)]
 pub struct Simulation {
-    base: Arc<CacheDB<Arc<MemState>>>,
+    base: Arc<CacheDB<Arc<WorldState>>>,
     env: BlockEnvInput,
     spec: ChainSpec,
     models: Arc<ModelStore>,
@@ -531,7 +531,7 @@ impl Simulation {
 }
 
 /// Applies eth_call state overrides (geth's format) to `state`.
-fn apply_overrides(state: &mut CacheDB<Arc<MemState>>, overrides: &StateOverride) -> Result<(), String> {
+fn apply_overrides(state: &mut CacheDB<Arc<WorldState>>, overrides: &StateOverride) -> Result<(), String> {
     for (address, o) in overrides {
         if *address == REGISTRY_ADDRESS || *address == INFERENCE_ADDRESS {
             return Err(format!("state overrides may not touch the precompile at {address}"));
@@ -631,8 +631,8 @@ mod tests {
     }
 
     fn open(path: &std::path::Path) -> Chain {
-        let mut state = fixpoint_evm::state::empty_state();
-        fixpoint_evm::state::fund(&mut state, ALICE, U256::from(10u128.pow(24)));
+        let mut state = WorldState::new();
+        state.fund(ALICE, U256::from(10u128.pow(24)));
         let genesis = GenesisState { state, models: vec![], model_ids: vec![], validators: vec![] };
         Chain::open(ChainSpec::DEV, 30_000_000, Store::open(path).unwrap(), &genesis, 0).unwrap()
     }

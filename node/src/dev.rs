@@ -4,11 +4,10 @@
 
 use alloy_primitives::{Address, B256, keccak256};
 use alloy_signer_local::PrivateKeySigner;
-use fixpoint_evm::MemState;
+use fixpoint_evm::WorldState;
 use fixpoint_ml::{Engine, Limits};
 use fixpoint_precompiles::state::{ModelRecord, model_slots};
 use fixpoint_precompiles::{INFERENCE_ADDRESS, REGISTRY_ADDRESS, gas};
-use revm::state::AccountInfo;
 
 /// The example model: the digits MLP from `quantize/` (UCI 8×8 digits, 97.5 % test accuracy).
 pub const EXAMPLE_MODEL: &[u8] = include_bytes!("../assets/digits-mlp.fxp");
@@ -39,7 +38,7 @@ pub fn dev_accounts(n: usize) -> Vec<DevAccount> {
 
 /// Writes `model` into the registry's state as if registered by `owner` at genesis; returns
 /// its id. Errors if the model does not verify.
-pub fn register_at_genesis(state: &mut MemState, model: &[u8], owner: Address) -> Result<B256, fixpoint_ml::Error> {
+pub fn register_at_genesis(state: &mut WorldState, model: &[u8], owner: Address) -> Result<B256, fixpoint_ml::Error> {
     let engine = Engine::load(model, &Limits::default())?;
     let cost = engine.cost();
     let record = ModelRecord {
@@ -56,12 +55,10 @@ pub fn register_at_genesis(state: &mut MemState, model: &[u8], owner: Address) -
     };
     let id = keccak256(model);
     for a in [REGISTRY_ADDRESS, INFERENCE_ADDRESS] {
-        let info = state.cache.accounts.get(&a).map(|x| x.info.clone()).unwrap_or_default();
-        state.insert_account_info(a, AccountInfo { nonce: info.nonce.max(1), ..info });
+        state.set_nonce(a, state.nonce(&a).max(1));
     }
     for (slot, w) in model_slots(id).into_iter().zip(record.encode()) {
-        // The account was just inserted, so this cannot fail.
-        let _ = state.insert_account_storage(REGISTRY_ADDRESS, slot, w);
+        state.set_storage(REGISTRY_ADDRESS, slot, w);
     }
     Ok(id)
 }

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use alloy_primitives::{Address, B256, Bytes, U256};
-use fixpoint_evm::MemState;
-use fixpoint_evm::state::{empty_state, fund, set_code};
+use fixpoint_evm::{AccountChange, StateChanges, WorldState};
+use revm::bytecode::Bytecode;
 use revm::state::AccountInfo;
 use serde::{Deserialize, Serialize};
 
@@ -109,7 +109,7 @@ pub struct Genesis {
 #[derive(Debug)]
 pub struct GenesisState {
     /// The state.
-    pub state: MemState,
+    pub state: WorldState,
     /// Registered models' bytes.
     pub models: Vec<Vec<u8>>,
     /// Their ids, in file order.
@@ -158,21 +158,19 @@ impl Genesis {
         if self.gas_limit < MIN_GAS_LIMIT {
             return Err(GenesisError::Invalid(format!("gasLimit must be at least {MIN_GAS_LIMIT}")));
         }
-        let mut state = empty_state();
+        let mut alloc = StateChanges::default();
         for (address, a) in &self.alloc {
-            fund(&mut state, *address, a.balance);
+            let mut info = AccountInfo { balance: a.balance, nonce: a.nonce, ..Default::default() };
             if let Some(code) = a.code.as_ref().filter(|c| !c.is_empty()) {
-                set_code(&mut state, *address, code.clone());
+                let bytecode = Bytecode::new_raw(code.clone());
+                info.code_hash = bytecode.hash_slow();
+                info.code = Some(bytecode);
             }
-            if a.nonce != 0 {
-                let info = state.cache.accounts.get(address).map(|x| x.info.clone()).unwrap_or_default();
-                state.insert_account_info(*address, AccountInfo { nonce: a.nonce, ..info });
-            }
-            for (slot, value) in &a.storage {
-                // The account exists (funded above), so this cannot fail.
-                let _ = state.insert_account_storage(*address, *slot, *value);
-            }
+            let storage = a.storage.iter().map(|(k, v)| (*k, *v)).collect();
+            alloc.accounts.insert(*address, AccountChange { info: Some(info), storage_cleared: false, storage });
         }
+        let mut state = WorldState::new();
+        state.apply(&alloc);
         let (mut models, mut model_ids) = (Vec::new(), Vec::new());
         for (index, m) in self.models.iter().enumerate() {
             let bad = |reason: String| GenesisError::Model { index, reason };
@@ -258,8 +256,8 @@ mod tests {
         assert!(g.build(Path::new(".")).unwrap_err().to_string().contains("listed twice"));
         g.validators = vec!["0x00".into()];
         assert!(g.build(Path::new(".")).unwrap_err().to_string().contains("validator #0"));
-        let acc = &s.cache.accounts[&Address::with_last_byte(0xaa)];
-        assert_eq!(acc.info.balance, U256::from(1000));
-        assert_eq!(acc.storage[&U256::from(1)], U256::from(2));
+        let holder = Address::with_last_byte(0xaa);
+        assert_eq!(s.balance(&holder), U256::from(1000));
+        assert_eq!(s.storage(&holder, &U256::from(1)), U256::from(2));
     }
 }

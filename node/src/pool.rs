@@ -216,7 +216,7 @@ impl Pool {
         let ahead = queue.map_or(U256::ZERO, |q| {
             q.range(next..t.nonce()).fold(U256::ZERO, |a, (_, p)| a.saturating_add(max_cost(p)))
         });
-        let account = chain.state.cache.accounts.get(&sender).map(|a| &a.info);
+        let account = chain.state.account(&sender).map(|a| &a.info);
         let building = self.building_spend.get(&sender).copied().unwrap_or_default();
         check_sender(account, t.nonce(), admitted.max_cost, ahead.saturating_add(building))?;
         let queue = self.by_sender.entry(sender).or_default();

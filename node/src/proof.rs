@@ -1,14 +1,10 @@
 //! EIP-1186 proofs (`eth_getProof`): an account and some of its storage slots proven against the
-//! state root, with alloy-trie's hash builder retaining the nodes on the path to each key. The
-//! leaves are exactly those `fixpoint_evm::state_root` hashes, so a proof checks against the
-//! block header any Ethereum light client reads.
+//! state root, read off the paths of the state's own tries (`fixpoint_evm::trie`), whose root is
+//! the block header's, so a proof checks against the header any Ethereum light client reads.
 
-use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
-use alloy_rlp::Encodable;
-use alloy_trie::proof::ProofRetainer;
-use alloy_trie::{EMPTY_ROOT_HASH, HashBuilder, Nibbles, TrieAccount};
-use fixpoint_evm::MemState;
-use fixpoint_evm::state::trie_accounts;
+use alloy_primitives::{Address, B256, Bytes, U256};
+use alloy_trie::{EMPTY_ROOT_HASH, TrieAccount};
+use fixpoint_evm::WorldState;
 use revm::primitives::KECCAK_EMPTY;
 
 /// One storage slot's value and proof.
@@ -35,75 +31,53 @@ pub struct AccountProof {
     pub storage: Vec<StorageProof>,
 }
 
-/// Nodes on the path to each of `targets` in the trie of `leaves` (hashed keys → RLP values):
-/// the trie is hashed once for all of them.
-fn path_nodes(mut leaves: Vec<(Nibbles, Vec<u8>)>, targets: &[B256]) -> Vec<Vec<Bytes>> {
-    leaves.sort_by_key(|l| l.0);
-    let targets: Vec<Nibbles> = targets.iter().map(|t| Nibbles::unpack(*t)).collect();
-    let mut hb = HashBuilder::default().with_proof_retainer(ProofRetainer::new(targets.clone()));
-    for (k, v) in &leaves {
-        hb.add_leaf(*k, v);
-    }
-    let _root = hb.root();
-    let nodes = hb.take_proof_nodes();
-    targets.iter().map(|t| nodes.matching_nodes_sorted(t).into_iter().map(|(_, node)| node).collect()).collect()
-}
-
-fn rlp<T: Encodable>(v: &T) -> Vec<u8> {
-    let mut out = Vec::new();
-    v.encode(&mut out);
-    out
-}
-
-/// Proves `address` and `slots` in `state`.
-pub fn prove(state: &MemState, address: Address, slots: &[B256]) -> AccountProof {
-    let leaves: Vec<(Nibbles, Vec<u8>)> =
-        trie_accounts(state).map(|(a, acc)| (Nibbles::unpack(keccak256(a)), rlp(&acc))).collect();
-    let account = trie_accounts(state).find(|(a, _)| *a == address).map(|(_, acc)| acc).unwrap_or(TrieAccount {
+/// Proves `address` and `slots` in `state`: the nodes on each key's path in the state's tries,
+/// which keep their hashes, so a proof costs the depth of the trie, not its size.
+pub fn prove(state: &WorldState, address: Address, slots: &[B256]) -> AccountProof {
+    let holder = state.account(&address).filter(|a| !a.is_empty());
+    let account = holder.map(|a| a.trie_account()).unwrap_or(TrieAccount {
         nonce: 0,
         balance: U256::ZERO,
         storage_root: EMPTY_ROOT_HASH,
         code_hash: KECCAK_EMPTY,
     });
-    let proof = path_nodes(leaves, &[keccak256(address)]).into_iter().next().unwrap_or_default();
-    let slots_of = state.cache.accounts.get(&address);
-    let storage_leaves: Vec<(Nibbles, Vec<u8>)> = slots_of
-        .map(|a| {
-            a.storage
-                .iter()
-                .filter(|(_, v)| !v.is_zero())
-                .map(|(k, v)| (Nibbles::unpack(keccak256(B256::from(k.to_be_bytes()))), rlp(v)))
-                .collect()
-        })
-        .unwrap_or_default();
-    let hashed: Vec<B256> = slots.iter().map(keccak256).collect();
     let storage = slots
         .iter()
-        .zip(path_nodes(storage_leaves, &hashed))
-        .map(|(key, proof)| StorageProof {
-            key: *key,
-            value: slots_of.and_then(|a| a.storage.get(&U256::from_be_bytes(key.0))).copied().unwrap_or_default(),
-            proof,
+        .map(|key| {
+            let slot = U256::from_be_bytes(key.0);
+            StorageProof {
+                key: *key,
+                value: holder.map(|_| state.storage(&address, &slot)).unwrap_or_default(),
+                proof: if holder.is_some() { state.storage_proof(&address, &slot) } else { Vec::new() },
+            }
         })
         .collect();
-    AccountProof { address, account, proof, storage }
+    AccountProof { address, account, proof: state.account_proof(&address), storage }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloy_primitives::keccak256;
+    use alloy_rlp::Encodable;
+    use alloy_trie::Nibbles;
     use alloy_trie::proof::verify_proof;
-    use fixpoint_evm::state::{empty_state, fund};
+
+    fn rlp<T: Encodable>(v: &T) -> Vec<u8> {
+        let mut out = Vec::new();
+        v.encode(&mut out);
+        out
+    }
 
     #[test]
     fn proofs_verify_against_the_state_root_and_absences_too() {
-        let mut state = empty_state();
+        let mut state = WorldState::new();
         for i in 1..=40u8 {
-            fund(&mut state, Address::repeat_byte(i), U256::from(i));
+            state.fund(Address::repeat_byte(i), U256::from(i));
         }
         let holder = Address::repeat_byte(7);
         for s in 0..30u64 {
-            state.insert_account_storage(holder, U256::from(s), U256::from(s * 3)).unwrap();
+            state.set_storage(holder, U256::from(s), U256::from(s * 3));
         }
         let root = fixpoint_evm::state_root(&state);
         let slot = |s: u64| B256::from(U256::from(s).to_be_bytes());

@@ -27,7 +27,7 @@ use crate::chain::{Block, Chain, Simulation};
 use crate::pool::Pool;
 use fixpoint_consensus::app::{Executed, Sink};
 use fixpoint_consensus::{Block as ConsensusBlock, PendingTx};
-use fixpoint_evm::MemState;
+use fixpoint_evm::WorldState;
 
 /// Where a validator or follower sends the transactions its pool admits: to consensus (its own
 /// proposals and the other validators).
@@ -252,7 +252,7 @@ fn block_number(chain: &Chain, tag: Option<BlockNumberOrTag>) -> RpcResult<u64> 
 
 /// The state a query names by block tag, number or hash (default `latest`), with its block
 /// number; recent blocks' states are kept, older ones are refused.
-fn state_for(chain: &Chain, tag: Option<Value>) -> RpcResult<(u64, &MemState)> {
+fn state_for(chain: &Chain, tag: Option<Value>) -> RpcResult<(u64, &WorldState)> {
     let number = match tag {
         None | Some(Value::Null) => chain.head().header.number,
         Some(v) => match serde_json::from_value::<alloy_eips::BlockId>(v) {
@@ -556,7 +556,7 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
         let a: Address = arg(&v, 0, "address")?;
         let chain = read(&n.chain);
         let (_, st) = state_for(&chain, v.get(1).cloned())?;
-        RpcResult::Ok(st.cache.accounts.get(&a).map_or(U256::ZERO, |x| x.info.balance))
+        RpcResult::Ok(st.balance(&a))
     })?;
     m.register_method("eth_getTransactionCount", |p, n, _| {
         let v = params_seq(&p)?;
@@ -566,21 +566,14 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
             return RpcResult::Ok(U64::from(lock(&n.pool).pending_nonce(&chain, &a)));
         }
         let (_, st) = state_for(&chain, v.get(1).cloned())?;
-        RpcResult::Ok(U64::from(st.cache.accounts.get(&a).map_or(0, |x| x.info.nonce)))
+        RpcResult::Ok(U64::from(st.nonce(&a)))
     })?;
     m.register_method("eth_getCode", |p, n, _| {
         let v = params_seq(&p)?;
         let a: Address = arg(&v, 0, "address")?;
         let chain = read(&n.chain);
         let (_, st) = state_for(&chain, v.get(1).cloned())?;
-        let code = st
-            .cache
-            .accounts
-            .get(&a)
-            .and_then(|x| x.info.code.as_ref())
-            .map(|c| c.original_bytes())
-            .unwrap_or_default();
-        RpcResult::Ok(code)
+        RpcResult::Ok(st.code(&a))
     })?;
     m.register_method("eth_getStorageAt", |p, n, _| {
         let v = params_seq(&p)?;
@@ -588,7 +581,7 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
         let slot: U256 = arg(&v, 1, "slot")?;
         let chain = read(&n.chain);
         let (_, st) = state_for(&chain, v.get(2).cloned())?;
-        let val = st.cache.accounts.get(&a).and_then(|x| x.storage.get(&slot).copied()).unwrap_or_default();
+        let val = st.storage(&a, &slot);
         RpcResult::Ok(B256::from(val.to_be_bytes::<32>()))
     })?;
     m.register_blocking_method("eth_getProof", |p, n, _| {
@@ -709,8 +702,7 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
         let id: B256 = arg(&v, 0, "modelId")?;
         let chain = read(&n.chain);
         let slots = fixpoint_precompiles::state::model_slots(id);
-        let acct = chain.state.cache.accounts.get(&fixpoint_precompiles::REGISTRY_ADDRESS);
-        let words = slots.map(|s| acct.and_then(|a| a.storage.get(&s).copied()).unwrap_or_default());
+        let words = slots.map(|s| chain.state.storage(&fixpoint_precompiles::REGISTRY_ADDRESS, &s));
         let Some(r) = fixpoint_precompiles::state::ModelRecord::decode(words) else {
             return RpcResult::Ok(Value::Null);
         };

@@ -8,11 +8,10 @@ use alloy_consensus::Header;
 use alloy_primitives::{Address, B256, Bytes, U256};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use revm::bytecode::Bytecode;
-use revm::database::AccountState;
 use revm::state::AccountInfo;
 use serde::{Deserialize, Serialize};
 
-use fixpoint_evm::MemState;
+use fixpoint_evm::{AccountChange, StateChanges, WorldState};
 use fixpoint_precompiles::ChunkKey;
 
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
@@ -180,39 +179,51 @@ impl Store {
         Ok(out)
     }
 
-    /// The stored world state.
-    pub fn state(&self) -> Result<MemState, StoreError> {
+    /// The stored world state (the head block's post-state).
+    pub fn state(&self) -> Result<WorldState, StoreError> {
         let r = self.db.begin_read().map_err(dbe)?;
-        let mut state = fixpoint_evm::state::empty_state();
+        let mut all = StateChanges::default();
         let code = r.open_table(CODE).map_err(dbe)?;
         for item in r.open_table(ACCOUNTS).map_err(dbe)?.iter().map_err(dbe)? {
             let (k, v) = item.map_err(dbe)?;
             let (k, v) = (k.value(), v.value());
+            let corrupt = || StoreError::Corrupt("account record".into());
+            let (Some(nonce), Some(balance), Some(code_hash)) = (v.get(..8), v.get(8..40), v.get(40..72)) else {
+                return Err(corrupt());
+            };
             if k.len() != 20 || v.len() != 72 {
-                return Err(StoreError::Corrupt("account record".into()));
+                return Err(corrupt());
             }
-            let address = Address::from_slice(k);
-            let nonce = u64::from_be_bytes(v[..8].try_into().map_err(|_| StoreError::Corrupt("nonce".into()))?);
-            let balance = U256::from_be_slice(&v[8..40]);
-            let code_hash = B256::from_slice(&v[40..72]);
+            let nonce = u64::from_be_bytes(nonce.try_into().map_err(|_| corrupt())?);
+            let code_hash = B256::from_slice(code_hash);
             let bytecode =
                 code.get(code_hash.as_slice()).map_err(dbe)?.map(|g| Bytecode::new_raw(g.value().to_vec().into()));
-            state.insert_account_info(
-                address,
-                AccountInfo { nonce, balance, code_hash, code: bytecode, ..Default::default() },
-            );
+            let info = AccountInfo {
+                nonce,
+                balance: U256::from_be_slice(balance),
+                code_hash,
+                code: bytecode,
+                ..Default::default()
+            };
+            all.accounts.insert(Address::from_slice(k), AccountChange { info: Some(info), ..Default::default() });
         }
         for item in r.open_table(STORAGE).map_err(dbe)?.iter().map_err(dbe)? {
             let (k, v) = item.map_err(dbe)?;
             let (k, v) = (k.value(), v.value());
+            let (Some(address), Some(slot)) = (k.get(..20), k.get(20..)) else {
+                return Err(StoreError::Corrupt("storage record".into()));
+            };
             if k.len() != 52 || v.len() != 32 {
                 return Err(StoreError::Corrupt("storage record".into()));
             }
-            let address = Address::from_slice(&k[..20]);
-            state
-                .insert_account_storage(address, U256::from_be_slice(&k[20..]), U256::from_be_slice(v))
-                .map_err(|e| StoreError::Corrupt(format!("storage: {e:?}")))?;
+            let account = all
+                .accounts
+                .get_mut(&Address::from_slice(address))
+                .ok_or_else(|| StoreError::Corrupt("storage of a missing account".into()))?;
+            account.storage.insert(U256::from_be_slice(slot), U256::from_be_slice(v));
         }
+        let mut state = WorldState::new();
+        state.apply(&all);
         Ok(state)
     }
 
@@ -240,14 +251,13 @@ impl Store {
         Ok(out)
     }
 
-    /// Writes block `number` with the state changes from `old` to `new`, and what it added
-    /// beside state, in one transaction.
+    /// Writes block `number` with the state `changes` it made, and what it added beside state, in
+    /// one transaction: the work is proportional to the block's changes, not to the state.
     pub fn commit_block(
         &self,
         number: u64,
         block: &StoredBlock,
-        old: &MemState,
-        new: &MemState,
+        changes: &StateChanges,
         extras: &BlockExtras<'_>,
     ) -> Result<(), StoreError> {
         let w = self.db.begin_write().map_err(dbe)?;
@@ -257,25 +267,23 @@ impl Store {
             let mut accounts = w.open_table(ACCOUNTS).map_err(dbe)?;
             let mut storage = w.open_table(STORAGE).map_err(dbe)?;
             let mut code = w.open_table(CODE).map_err(dbe)?;
-            for (address, acc) in &new.cache.accounts {
-                let before = old.cache.accounts.get(address);
-                let gone = matches!(acc.account_state, AccountState::NotExisting);
-                let same_info = before.is_some_and(|b| b.info == acc.info && !gone);
-                if gone {
-                    accounts.remove(address.as_slice()).map_err(dbe)?;
-                } else if !same_info {
-                    accounts.insert(address.as_slice(), account_bytes(&acc.info).as_slice()).map_err(dbe)?;
-                    if let Some(c) = &acc.info.code
-                        && !c.is_empty()
-                    {
-                        code.insert(acc.info.code_hash.as_slice(), c.original_byte_slice()).map_err(dbe)?;
-                    }
+            for (address, change) in &changes.accounts {
+                if change.storage_cleared {
+                    let (from, to) = (storage_key(address, &U256::ZERO), storage_key(address, &U256::MAX));
+                    storage.retain_in(from.as_slice()..=to.as_slice(), |_, _| false).map_err(dbe)?;
                 }
-                for (slot, value) in &acc.storage {
-                    let prev = before.and_then(|b| b.storage.get(slot));
-                    if prev == Some(value) {
-                        continue;
-                    }
+                let Some(info) = &change.info else {
+                    accounts.remove(address.as_slice()).map_err(dbe)?;
+                    continue;
+                };
+                accounts.insert(address.as_slice(), account_bytes(info).as_slice()).map_err(dbe)?;
+                if let Some(c) = &info.code
+                    && !c.is_empty()
+                    && code.get(info.code_hash.as_slice()).map_err(dbe)?.is_none()
+                {
+                    code.insert(info.code_hash.as_slice(), c.original_byte_slice()).map_err(dbe)?;
+                }
+                for (slot, value) in &change.storage {
                     let key = storage_key(address, slot);
                     if value.is_zero() {
                         storage.remove(key.as_slice()).map_err(dbe)?;

@@ -9,8 +9,7 @@ use std::sync::{Arc, OnceLock};
 use alloy_consensus::transaction::Recovered;
 use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy_primitives::{Address, Bytes, Signature, TxKind, U256};
-use fixpoint_evm::state::{empty_state, fund};
-use fixpoint_evm::{BlockEnvInput, BlockOutcome, ChainSpec, MemState, execute_block};
+use fixpoint_evm::{BlockEnvInput, BlockOutcome, ChainSpec, WorldState, execute_block};
 use fixpoint_precompiles::ModelStore;
 use serde_json::Value;
 
@@ -57,7 +56,7 @@ pub fn model_cases(name: &str) -> Vec<Case> {
 }
 
 pub struct Chain {
-    pub state: MemState,
+    pub state: WorldState,
     pub store: Arc<ModelStore>,
     pub spec: ChainSpec,
     pub number: u64,
@@ -75,9 +74,9 @@ impl Default for Chain {
 
 impl Chain {
     pub fn new() -> Self {
-        let mut state = empty_state();
+        let mut state = WorldState::new();
         for a in [ALICE, BOB] {
-            fund(&mut state, a, U256::from(10u128.pow(24)));
+            state.fund(a, U256::from(10u128.pow(24)));
         }
         Self {
             state,
@@ -102,7 +101,7 @@ impl Chain {
     /// A signed-looking EIP-1559 transaction from `from` (the executor takes the recovered
     /// sender); nonces follow the state plus transactions built since the last block.
     pub fn tx(&mut self, from: Address, to: TxKind, data: impl Into<Bytes>, gas: u64) -> Recovered<TxEnvelope> {
-        let base = self.state.cache.accounts.get(&from).map_or(0, |a| a.info.nonce);
+        let base = self.state.nonce(&from);
         let nonce = self.nonces.entry(from).or_insert(base);
         let t = TxEip1559 {
             chain_id: self.spec.chain_id,
@@ -133,9 +132,9 @@ impl Chain {
         let scope = commit_scope(&out, self.number + 1);
         self.number += 1;
         // Applied blocks are final here.
-        let read = |slot| fixpoint_evm::state::storage_word(&out.state, fixpoint_precompiles::REGISTRY_ADDRESS, slot);
+        let read = |slot| out.state.storage(&fixpoint_precompiles::REGISTRY_ADDRESS, &slot);
         self.store.finalize(self.number, &scope.released, read);
-        self.state = std::mem::replace(&mut out.state, empty_state());
+        self.state = std::mem::replace(&mut out.state, WorldState::new());
         out
     }
 }

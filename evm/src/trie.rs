@@ -1,0 +1,389 @@
+//! A persistent Merkle-Patricia trie over fixed-length (32-byte, hashed) keys, with each node's
+//! hash cached in the node. An update copies only the nodes on its key's path and shares the
+//! rest with the previous version, so a version is cloned in O(1), kept versions cost only the
+//! nodes they do not share, and a root after `k` updates hashes only the `O(k · depth)` nodes the
+//! updates created. Node encodings are alloy-trie's (`LeafNodeRef`, `ExtensionNodeRef`,
+//! `BranchNodeRef`), so the roots are Ethereum's; the tests check them against alloy-trie's
+//! `HashBuilder` over random insertions and deletions.
+
+use std::sync::{Arc, OnceLock};
+
+use alloy_primitives::{B256, Bytes, keccak256};
+use alloy_trie::nodes::{BranchNodeRef, ExtensionNodeRef, LeafNodeRef, RlpNode};
+use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieMask};
+
+/// One version of a trie (cheap to clone: versions share their nodes).
+#[derive(Clone, Default)]
+pub struct Trie {
+    root: Option<Arc<Node>>,
+}
+
+impl std::fmt::Debug for Trie {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trie").field("root", &self.root()).finish()
+    }
+}
+
+struct Node {
+    kind: Kind,
+    /// `rlp(node)` if shorter than 32 bytes, else `rlp(keccak(rlp(node)))`; computed on demand.
+    rlp: OnceLock<RlpNode>,
+}
+
+enum Kind {
+    Leaf { path: Nibbles, value: Box<[u8]> },
+    Extension { path: Nibbles, child: Arc<Node> },
+    Branch { children: Box<[Option<Arc<Node>>; 16]> },
+}
+
+type Children = Box<[Option<Arc<Node>>; 16]>;
+
+fn node(kind: Kind) -> Arc<Node> {
+    Arc::new(Node { kind, rlp: OnceLock::new() })
+}
+
+fn leaf(path: Nibbles, value: Box<[u8]>) -> Arc<Node> {
+    node(Kind::Leaf { path, value })
+}
+
+/// `child` under `prefix`: itself if the prefix is empty.
+fn under(prefix: Nibbles, child: Arc<Node>) -> Arc<Node> {
+    if prefix.is_empty() { child } else { node(Kind::Extension { path: prefix, child }) }
+}
+
+/// `node` moved under `prefix`, merging paths so the trie stays canonical.
+fn prepend(prefix: Nibbles, n: Arc<Node>) -> Arc<Node> {
+    match &n.kind {
+        Kind::Leaf { path, value } => leaf(prefix.join(path), value.clone()),
+        Kind::Extension { path, child } => under(prefix.join(path), child.clone()),
+        Kind::Branch { .. } => under(prefix, n),
+    }
+}
+
+/// Nibble `i` of `path` as a child index. Keys are all 64 nibbles long, so the index exists
+/// wherever this is called; 0 otherwise (never reached).
+fn nibble(path: &Nibbles, i: usize) -> usize {
+    debug_assert!(i < path.len());
+    usize::from(path.get(i).unwrap_or_default())
+}
+
+fn set(children: &mut Children, i: usize, child: Option<Arc<Node>>) {
+    if let Some(c) = children.get_mut(i) {
+        *c = child;
+    }
+}
+
+/// A branch holding `a` and `b` at the nibble (index `common`) where their full paths (equal
+/// length, different) first differ.
+fn fork(a: (Nibbles, Arc<Node>), b: (Nibbles, Arc<Node>), common: usize) -> Arc<Node> {
+    let mut children: Children = Box::default();
+    for (path, n) in [a, b] {
+        set(&mut children, nibble(&path, common), Some(n));
+    }
+    node(Kind::Branch { children })
+}
+
+fn insert(at: Option<&Arc<Node>>, path: Nibbles, value: Box<[u8]>) -> Arc<Node> {
+    let Some(n) = at else { return leaf(path, value) };
+    match &n.kind {
+        Kind::Leaf { path: p, value: v } => {
+            if *p == path {
+                return leaf(path, value);
+            }
+            let common = p.common_prefix_length(&path);
+            let old = leaf(p.slice(common + 1..), v.clone());
+            let new = leaf(path.slice(common + 1..), value);
+            under(path.slice(..common), fork((*p, old), (path, new), common))
+        }
+        Kind::Extension { path: p, child } => {
+            let common = p.common_prefix_length(&path);
+            if common == p.len() {
+                return under(*p, insert(Some(child), path.slice(common..), value));
+            }
+            let old = under(p.slice(common + 1..), child.clone());
+            let new = leaf(path.slice(common + 1..), value);
+            under(path.slice(..common), fork((*p, old), (path, new), common))
+        }
+        Kind::Branch { children } => {
+            let i = nibble(&path, 0);
+            let mut children = children.clone();
+            let child = insert(children.get(i).and_then(Option::as_ref), path.slice(1..), value);
+            set(&mut children, i, Some(child));
+            node(Kind::Branch { children })
+        }
+    }
+}
+
+/// The node without `path`: `None` if `path` is absent (nothing changes), `Some(None)` if the
+/// node is now empty.
+fn remove(n: &Arc<Node>, path: Nibbles) -> Option<Option<Arc<Node>>> {
+    match &n.kind {
+        Kind::Leaf { path: p, .. } => (*p == path).then_some(None),
+        Kind::Extension { path: p, child } => {
+            if !path.starts_with(p) {
+                return None;
+            }
+            let child = remove(child, path.slice(p.len()..))?;
+            Some(child.map(|c| prepend(*p, c)))
+        }
+        Kind::Branch { children } => {
+            let i = nibble(&path, 0);
+            let child = children.get(i).and_then(Option::as_ref)?;
+            let new = remove(child, path.slice(1..))?;
+            let mut children = children.clone();
+            set(&mut children, i, new);
+            let mut left = children.iter().enumerate().filter_map(|(j, c)| c.as_ref().map(|c| (j, c)));
+            let first = left.next();
+            if left.next().is_some() {
+                return Some(Some(node(Kind::Branch { children })));
+            }
+            // One child left: the branch collapses into it.
+            Some(first.map(|(j, c)| {
+                let mut prefix = Nibbles::new();
+                prefix.push(u8::try_from(j).unwrap_or_default());
+                prepend(prefix, c.clone())
+            }))
+        }
+    }
+}
+
+/// The node's full RLP encoding, written to `out` (children by reference).
+fn encode(n: &Node, out: &mut Vec<u8>) -> RlpNode {
+    match &n.kind {
+        Kind::Leaf { path, value } => LeafNodeRef::new(path, value).rlp(out),
+        Kind::Extension { path, child } => {
+            let c = rlp(child);
+            ExtensionNodeRef::new(path, &c).rlp(out)
+        }
+        Kind::Branch { children } => {
+            let mut stack = Vec::with_capacity(16);
+            let mut mask = TrieMask::default();
+            for (i, c) in children.iter().enumerate() {
+                if let Some(c) = c {
+                    stack.push(rlp(c));
+                    mask.set_bit(u8::try_from(i).unwrap_or_default());
+                }
+            }
+            BranchNodeRef::new(&stack, mask).rlp(out)
+        }
+    }
+}
+
+/// The node's reference in its parent, cached.
+fn rlp(n: &Node) -> RlpNode {
+    n.rlp
+        .get_or_init(|| {
+            let mut out = Vec::new();
+            encode(n, &mut out)
+        })
+        .clone()
+}
+
+impl Trie {
+    /// An empty trie.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the trie holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.root.is_none()
+    }
+
+    /// Sets `key` to `value` (already RLP-encoded, non-empty).
+    pub fn insert(&mut self, key: &B256, value: Vec<u8>) {
+        self.root = Some(insert(self.root.as_ref(), Nibbles::unpack(key), value.into_boxed_slice()));
+    }
+
+    /// Removes `key` (nothing if absent).
+    pub fn remove(&mut self, key: &B256) {
+        if let Some(r) = &self.root
+            && let Some(new) = remove(r, Nibbles::unpack(key))
+        {
+            self.root = new;
+        }
+    }
+
+    /// The root hash: hashes the nodes created since their last hashing, once.
+    pub fn root(&self) -> B256 {
+        match &self.root {
+            None => EMPTY_ROOT_HASH,
+            Some(n) => {
+                let r = rlp(n);
+                if r.is_hash() { B256::from_slice(r.get(1..).unwrap_or_default()) } else { keccak256(&r[..]) }
+            }
+        }
+    }
+
+    /// The value at `key`.
+    pub fn get(&self, key: &B256) -> Option<&[u8]> {
+        let path = Nibbles::unpack(key);
+        let mut at = self.root.as_ref()?;
+        let mut depth = 0;
+        loop {
+            match &at.kind {
+                Kind::Leaf { path: p, value } => {
+                    return (path.slice(depth..) == *p).then_some(&value[..]);
+                }
+                Kind::Extension { path: p, child } => {
+                    if !path.slice(depth..).starts_with(p) {
+                        return None;
+                    }
+                    depth += p.len();
+                    at = child;
+                }
+                Kind::Branch { children } => {
+                    at = children.get(nibble(&path, depth)).and_then(Option::as_ref)?;
+                    depth += 1;
+                }
+            }
+        }
+    }
+
+    /// The nodes (full RLP encodings) from the root along `key`'s path, as far as it goes, less
+    /// those embedded in their parent: an EIP-1186 proof of the key's value or of its absence.
+    pub fn proof(&self, key: &B256) -> Vec<Bytes> {
+        let path = Nibbles::unpack(key);
+        let mut out = Vec::new();
+        let mut at = self.root.as_ref();
+        let mut depth = 0;
+        while let Some(n) = at {
+            let mut buf = Vec::new();
+            let reference = encode(n, &mut buf);
+            // A node shorter than 32 bytes sits inside its parent's encoding: not listed again.
+            if out.is_empty() || reference.is_hash() {
+                out.push(Bytes::from(buf));
+            }
+            at = match &n.kind {
+                Kind::Leaf { .. } => None,
+                Kind::Extension { path: p, child } => {
+                    let rest = path.slice(depth..);
+                    depth += p.len();
+                    rest.starts_with(p).then_some(child)
+                }
+                Kind::Branch { children } => {
+                    let child = children.get(nibble(&path, depth)).and_then(Option::as_ref);
+                    depth += 1;
+                    child
+                }
+            };
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_trie::HashBuilder;
+    use std::collections::BTreeMap;
+
+    fn reference(entries: &BTreeMap<B256, Vec<u8>>) -> B256 {
+        let mut hb = HashBuilder::default();
+        for (k, v) in entries {
+            hb.add_leaf(Nibbles::unpack(k), v);
+        }
+        hb.root()
+    }
+
+    /// A small deterministic generator (xorshift), so failures reproduce.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    /// Keys drawn from a small pool of prefixes, so that extensions, long shared paths, branch
+    /// collapses and leaf merges all happen.
+    fn key(rng: &mut Rng) -> B256 {
+        let mut k = B256::ZERO;
+        let shape = rng.next() % 4;
+        for (i, b) in k.0.iter_mut().enumerate() {
+            let r = rng.next() as u8;
+            *b = match shape {
+                0 => r,                          // random
+                1 if i < 30 => 0xAB,             // long shared prefix
+                2 if i < 2 => (r & 0x11) | 0x20, // few distinct first nibbles
+                _ => r & 0x03,                   // small alphabet
+            };
+        }
+        k
+    }
+
+    #[test]
+    fn roots_equal_the_hash_builder_over_random_updates() {
+        let mut rng = Rng(0x5eed_1234_5678_9abc);
+        for round in 0..40 {
+            let mut trie = Trie::new();
+            let mut model = BTreeMap::new();
+            let mut kept: Vec<(Trie, B256)> = Vec::new();
+            let ops = 1 + round * 10;
+            for _ in 0..ops {
+                let k = key(&mut rng);
+                if rng.next().is_multiple_of(3) && !model.is_empty() {
+                    // Remove an existing key (or a missing one, a no-op).
+                    let victim = if rng.next().is_multiple_of(2) { *model.keys().next().unwrap() } else { k };
+                    model.remove(&victim);
+                    trie.remove(&victim);
+                } else {
+                    let len = 1 + (rng.next() % 40) as usize; // short values make inline nodes
+                    let v = alloy_rlp::encode(vec![rng.next() as u8; len]);
+                    model.insert(k, v.clone());
+                    trie.insert(&k, v);
+                }
+                if rng.next().is_multiple_of(7) {
+                    kept.push((trie.clone(), reference(&model)));
+                }
+            }
+            assert_eq!(trie.root(), reference(&model), "round {round}");
+            for (k, v) in &model {
+                assert_eq!(trie.get(k), Some(&v[..]));
+            }
+            // Older versions are unaffected by later updates.
+            for (t, want) in kept {
+                assert_eq!(t.root(), want);
+            }
+        }
+    }
+
+    #[test]
+    fn removing_everything_gives_the_empty_root() {
+        let mut rng = Rng(99);
+        let mut trie = Trie::new();
+        let keys: Vec<B256> = (0..200).map(|_| key(&mut rng)).collect();
+        for k in &keys {
+            trie.insert(k, alloy_rlp::encode(k.0));
+        }
+        assert_ne!(trie.root(), EMPTY_ROOT_HASH);
+        for k in &keys {
+            trie.remove(k);
+        }
+        assert!(trie.is_empty());
+        assert_eq!(trie.root(), EMPTY_ROOT_HASH);
+    }
+
+    #[test]
+    fn proofs_verify_for_present_and_absent_keys() {
+        let mut rng = Rng(7);
+        let mut trie = Trie::new();
+        let keys: Vec<B256> = (0..300).map(|_| key(&mut rng)).collect();
+        for (i, k) in keys.iter().enumerate() {
+            trie.insert(k, alloy_rlp::encode(vec![i as u8; 1 + i % 5]));
+        }
+        let root = trie.root();
+        for k in keys.iter().take(50) {
+            let value = trie.get(k).map(<[u8]>::to_vec);
+            alloy_trie::proof::verify_proof(root, Nibbles::unpack(k), value, &trie.proof(k)).unwrap();
+        }
+        for _ in 0..50 {
+            let k = key(&mut rng);
+            if trie.get(&k).is_none() {
+                alloy_trie::proof::verify_proof(root, Nibbles::unpack(k), None, &trie.proof(&k)).unwrap();
+            }
+        }
+    }
+}
