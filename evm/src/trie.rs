@@ -1,6 +1,6 @@
 //! A persistent Merkle-Patricia trie over fixed-length (32-byte, hashed) keys, with each node's
-//! hash cached in the node. An update copies only the nodes on its key's path and shares the
-//! rest with the previous version, so a version is cloned in O(1), kept versions cost only the
+//! hash cached in the node. An update copies the nodes on its key's path that an older version
+//! shares (one this version already copied is updated in place) and shares the rest, so a version is cloned in O(1), kept versions cost only the
 //! nodes they do not share, and a root after `k` updates hashes only the `O(k · depth)` nodes the
 //! updates created. Node encodings are alloy-trie's (`LeafNodeRef`, `ExtensionNodeRef`,
 //! `BranchNodeRef`), so the roots are Ethereum's; the tests check them against alloy-trie's
@@ -24,12 +24,14 @@ impl std::fmt::Debug for Trie {
     }
 }
 
+#[derive(Clone)]
 struct Node {
     kind: Kind,
     /// `rlp(node)` if shorter than 32 bytes, else `rlp(keccak(rlp(node)))`; computed on demand.
     rlp: OnceLock<RlpNode>,
 }
 
+#[derive(Clone)]
 enum Kind {
     Leaf { path: Nibbles, value: Box<[u8]> },
     Extension { path: Nibbles, child: Arc<Node> },
@@ -83,34 +85,61 @@ fn fork(a: (Nibbles, Arc<Node>), b: (Nibbles, Arc<Node>), common: usize) -> Arc<
     node(Kind::Branch { children })
 }
 
-fn insert(at: Option<&Arc<Node>>, path: Nibbles, value: Box<[u8]>) -> Arc<Node> {
-    let Some(n) = at else { return leaf(path, value) };
-    match &n.kind {
+/// What inserting does at a node: replace it by a new subtrie, or go down into its child.
+enum Step {
+    Replace(Arc<Node>),
+    Down(usize),
+}
+
+/// This version's own copy of `n` (a copy if another version shares it, which later updates of
+/// this version then reuse in place), its cached hash cleared since it is about to change.
+fn own(n: &mut Arc<Node>) -> &mut Node {
+    let node = Arc::make_mut(n);
+    node.rlp = OnceLock::new();
+    node
+}
+
+/// Sets `path` to `value` in the non-empty subtrie `n`: copies the nodes on the path that other
+/// versions share, mutates those this version already owns.
+fn insert(n: &mut Arc<Node>, path: Nibbles, mut value: Box<[u8]>) {
+    let step = match &n.kind {
+        Kind::Leaf { path: p, .. } if *p == path => Step::Replace(leaf(path, std::mem::take(&mut value))),
         Kind::Leaf { path: p, value: v } => {
-            if *p == path {
-                return leaf(path, value);
-            }
             let common = p.common_prefix_length(&path);
             let old = leaf(p.slice(common + 1..), v.clone());
-            let new = leaf(path.slice(common + 1..), value);
-            under(path.slice(..common), fork((*p, old), (path, new), common))
+            let new = leaf(path.slice(common + 1..), std::mem::take(&mut value));
+            Step::Replace(under(path.slice(..common), fork((*p, old), (path, new), common)))
         }
         Kind::Extension { path: p, child } => {
             let common = p.common_prefix_length(&path);
             if common == p.len() {
-                return under(*p, insert(Some(child), path.slice(common..), value));
+                Step::Down(common)
+            } else {
+                let old = under(p.slice(common + 1..), child.clone());
+                let new = leaf(path.slice(common + 1..), std::mem::take(&mut value));
+                Step::Replace(under(path.slice(..common), fork((*p, old), (path, new), common)))
             }
-            let old = under(p.slice(common + 1..), child.clone());
-            let new = leaf(path.slice(common + 1..), value);
-            under(path.slice(..common), fork((*p, old), (path, new), common))
         }
+        Kind::Branch { .. } => Step::Down(1),
+    };
+    let skip = match step {
+        Step::Replace(node) => {
+            *n = node;
+            return;
+        }
+        Step::Down(skip) => skip,
+    };
+    match &mut own(n).kind {
+        Kind::Extension { child, .. } => insert(child, path.slice(skip..), value),
         Kind::Branch { children } => {
-            let i = nibble(&path, 0);
-            let mut children = children.clone();
-            let child = insert(children.get(i).and_then(Option::as_ref), path.slice(1..), value);
-            set(&mut children, i, Some(child));
-            node(Kind::Branch { children })
+            if let Some(slot) = children.get_mut(nibble(&path, 0)) {
+                match slot {
+                    Some(child) => insert(child, path.slice(1..), value),
+                    None => *slot = Some(leaf(path.slice(1..), value)),
+                }
+            }
         }
+        Kind::Leaf { .. } => {}
     }
 }
 
@@ -192,7 +221,11 @@ impl Trie {
 
     /// Sets `key` to `value` (already RLP-encoded, non-empty).
     pub fn insert(&mut self, key: &B256, value: Vec<u8>) {
-        self.root = Some(insert(self.root.as_ref(), Nibbles::unpack(key), value.into_boxed_slice()));
+        let (path, value) = (Nibbles::unpack(key), value.into_boxed_slice());
+        match &mut self.root {
+            Some(root) => insert(root, path, value),
+            None => self.root = Some(leaf(path, value)),
+        }
     }
 
     /// Removes `key` (nothing if absent).
