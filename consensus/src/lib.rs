@@ -13,9 +13,17 @@ pub mod app;
 pub mod block;
 pub mod engine;
 pub mod execute;
+pub mod executed;
+pub mod finalizer;
 pub mod follow;
 pub mod gossip;
 pub mod mempool;
+pub mod proposer;
+pub mod shared;
 
+pub use app::App;
 pub use block::{Block, BlockBody, BlockLimits};
 pub use execute::{Executor, PendingTx, VerifyError};
+pub use executed::Executed;
+pub use finalizer::{Finalizer, Sink};
+pub use shared::Shared;

@@ -25,8 +25,8 @@ use fixpoint_precompiles::abi::IInference;
 
 use crate::chain::{Block, Chain, Simulation};
 use crate::pool::Pool;
-use fixpoint_consensus::app::{Executed, Sink};
 use fixpoint_consensus::{Block as ConsensusBlock, PendingTx};
+use fixpoint_consensus::{Executed, Sink};
 use fixpoint_evm::MemState;
 
 /// Where a validator or follower sends the transactions its pool admits: to consensus (its own

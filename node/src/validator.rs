@@ -22,9 +22,11 @@ use commonware_stream::cups::{self, Cups};
 use commonware_stream::sake::{self, Sake};
 use commonware_utils::ordered::{Map, Set};
 use commonware_utils::{NZU32, NZUsize};
-use fixpoint_consensus::app::{Offered, Proposer, PublicKey, Shared};
+use fixpoint_consensus::app::PublicKey;
 use fixpoint_consensus::engine::{self, Channels, ValidatorConfig, channel};
-use fixpoint_consensus::{Block, BlockLimits, Executor, PendingTx, gossip};
+use fixpoint_consensus::mempool::Offered;
+use fixpoint_consensus::proposer::Proposer;
+use fixpoint_consensus::{Block, BlockLimits, Executor, PendingTx, Shared, gossip};
 use fixpoint_evm::ChainSpec;
 use serde::{Deserialize, Serialize};
 
