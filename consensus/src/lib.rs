@@ -18,7 +18,8 @@ pub mod finalizer;
 pub mod follow;
 pub mod gossip;
 pub mod mempool;
-pub mod proposer;
+#[cfg(feature = "mocks")]
+pub mod mocks;
 pub mod shared;
 
 pub use app::App;

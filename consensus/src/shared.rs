@@ -7,8 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use alloy_primitives::{Address, B256, Bytes};
 use commonware_cryptography::Digestible;
-use commonware_cryptography::sha256::Digest;
-use fixpoint_evm::{BlockOutcome, MemState};
+use fixpoint_evm::MemState;
 use fixpoint_precompiles::ModelStore;
 
 use crate::app::Refused;
@@ -17,7 +16,6 @@ use crate::execute::{Executor, PendingTx, VerifyError};
 use crate::executed::{Executed, States};
 use crate::finalizer::{Durable, Finalized, FinalizerFailure, Sink};
 use crate::mempool::{Mempool, Offered};
-use crate::proposer::Proposer;
 
 /// The unfinalized side of a node besides its executed states: the pool, its logs.
 #[derive(Debug, Default)]
@@ -28,17 +26,14 @@ struct Inner {
     refused: Vec<Refused>,
     /// Finalized blocks this node could not apply.
     finalizer_failures: Vec<FinalizerFailure>,
-    /// Blocks this node proposed, and how many of them it tampered with.
-    proposed: (usize, usize),
-    /// The proposals it tampered with: height and digest.
-    tampered: Vec<(u64, Digest)>,
+    /// Blocks this node proposed.
+    proposed: usize,
 }
 
 /// State shared by the application and the finalizer of one node.
 pub struct Shared {
     /// The block executor.
     pub(crate) exec: Executor,
-    proposer: Proposer,
     /// Who receives the fees of the blocks this node builds.
     pub(crate) beneficiary: Address,
     /// Blocks this node built, verified or finalized, by digest.
@@ -46,11 +41,14 @@ pub struct Shared {
     inner: Mutex<Inner>,
     durable: Mutex<Durable>,
     sink: OnceLock<Arc<dyn Sink>>,
+    /// A byzantine test proposer's fault and log (honest unless a mocks constructor set it).
+    #[cfg(feature = "mocks")]
+    pub(crate) byzantine: crate::mocks::Byzantine,
 }
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("proposer", &self.proposer).finish_non_exhaustive()
+        f.debug_struct("Shared").field("beneficiary", &self.beneficiary).finish_non_exhaustive()
     }
 }
 
@@ -62,19 +60,25 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     /// A node's shared state, starting from `start` (genesis, or the last finalized block a
     /// node persisted) and its post-state; the blocks it builds pay `beneficiary`.
-    pub fn new(exec: Executor, start: &Block, state: MemState, proposer: Proposer, beneficiary: Address) -> Arc<Self> {
+    pub fn new(exec: Executor, start: &Block, state: MemState, beneficiary: Address) -> Arc<Self> {
+        Arc::new(Self::build(exec, start, state, beneficiary))
+    }
+
+    /// [`Shared::new`], not yet shared.
+    pub(crate) fn build(exec: Executor, start: &Block, state: MemState, beneficiary: Address) -> Self {
         let executed = Executed::start(start.body().height, state);
         let states = States::default();
         states.insert(start.digest(), executed.clone());
-        Arc::new(Self {
+        Self {
             exec,
-            proposer,
             beneficiary,
             states,
             inner: Mutex::default(),
             durable: Mutex::new(Durable::new(start, executed)),
             sink: OnceLock::new(),
-        })
+            #[cfg(feature = "mocks")]
+            byzantine: crate::mocks::Byzantine::default(),
+        }
     }
 
     /// Persists finalized blocks through `sink` from now on (set once).
@@ -142,13 +146,8 @@ impl Shared {
         lock(&self.inner).finalizer_failures.clone()
     }
 
-    /// The proposals this node tampered with, as (height, digest) (a byzantine test proposer).
-    pub fn tampered(&self) -> Vec<(u64, Digest)> {
-        lock(&self.inner).tampered.clone()
-    }
-
-    /// Blocks this node proposed since it (re)started, and how many it tampered with.
-    pub fn proposed(&self) -> (usize, usize) {
+    /// Blocks this node proposed since it (re)started.
+    pub fn proposed(&self) -> usize {
         lock(&self.inner).proposed
     }
 
@@ -178,17 +177,9 @@ impl Shared {
         self.durable().block.body().height
     }
 
-    /// The block this node proposes in place of `block` (built with outcome `out`), counted.
-    pub(crate) fn tamper(&self, block: Block, out: &BlockOutcome) -> Block {
-        let honest_digest = block.digest();
-        let block = self.proposer.tamper(block, out);
-        let mut inner = lock(&self.inner);
-        inner.proposed.0 += 1;
-        if block.digest() != honest_digest {
-            inner.proposed.1 += 1;
-            inner.tampered.push((block.body().height, block.digest()));
-        }
-        block
+    /// Counts a block this node proposed.
+    pub(crate) fn count_proposal(&self) {
+        lock(&self.inner).proposed += 1;
     }
 
     /// Drops pending transactions the executor refused on a block's state.

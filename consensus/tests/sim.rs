@@ -27,7 +27,7 @@ use commonware_runtime::{Clock, Handle, Quota, Runner, Spawner, Supervisor as _,
 use commonware_utils::{NZU32, NZUsize, ordered::Set, probability};
 use fixpoint_consensus::app::PublicKey;
 use fixpoint_consensus::engine::{self, Channels, ValidatorConfig, channel};
-use fixpoint_consensus::proposer::Proposer;
+use fixpoint_consensus::mocks::Proposer;
 use fixpoint_consensus::{Block, BlockLimits, Executor, VerifyError};
 use fixpoint_consensus::{Executed, Shared, Sink};
 use fixpoint_evm::state::{empty_state, fund};
@@ -247,7 +247,13 @@ impl Sim {
         let shared = (0..N)
             .map(|i| {
                 let fault = byzantine.filter(|(b, _)| *b == i).map_or(Proposer::Honest, |(_, f)| f);
-                let s = Shared::new(executor(), &genesis, state.clone(), fault, Address::with_last_byte(i as u8 + 1));
+                let s = Shared::with_proposer(
+                    executor(),
+                    &genesis,
+                    state.clone(),
+                    fault,
+                    Address::with_last_byte(i as u8 + 1),
+                );
                 s.set_sink(disks[i].clone());
                 s
             })
@@ -312,7 +318,7 @@ impl Sim {
             parent = block;
         }
         let state = Arc::try_unwrap(executed).map_or_else(|e| e.state.clone(), |e| e.state);
-        let shared = Shared::new(exec, &parent, state, Proposer::Honest, Address::with_last_byte(i as u8 + 1));
+        let shared = Shared::new(exec, &parent, state, Address::with_last_byte(i as u8 + 1));
         shared.set_sink(self.disks[i].clone());
         self.shared[i] = shared;
         // Its pool was lost; clients resubmit (what is already final is skipped by nonce).
@@ -455,7 +461,7 @@ fn four_validators_finalize_the_same_chain_with_inference() {
         assert!(shared.iter().all(|s| s.refused().is_empty()), "honest proposals are never refused");
         assert!(shared.iter().all(|s| s.finalizer_failures().is_empty()), "every finalized block applied");
         assert!(
-            shared.iter().all(|s| s.proposed().0 > 0),
+            shared.iter().all(|s| s.proposed() > 0),
             "seed {seed}: every validator led: {:?}",
             shared.iter().map(|s| s.proposed()).collect::<Vec<_>>()
         );

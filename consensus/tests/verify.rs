@@ -188,9 +188,8 @@ fn transactions_that_could_never_fit_are_refused_not_the_rest_of_the_block() {
 fn offered_transactions_are_pending_once_and_never_fitting_ones_refused() {
     use fixpoint_consensus::Shared;
     use fixpoint_consensus::mempool::Offered;
-    use fixpoint_consensus::proposer::Proposer;
     let n = node();
-    let shared = Shared::new(n.exec, &n.genesis, n.state, Proposer::Honest, Address::ZERO);
+    let shared = Shared::new(n.exec, &n.genesis, n.state, Address::ZERO);
     let pending = |raw: Bytes| fixpoint_consensus::PendingTx::decode(raw).unwrap();
     let t = pending(tx(&key(0), 0, Address::ZERO, vec![], 21_000));
     assert_eq!(shared.offer(t.clone()), Offered::Added);
@@ -207,7 +206,6 @@ fn offered_transactions_are_pending_once_and_never_fitting_ones_refused() {
 fn a_flood_of_unaffordable_transactions_is_refused_on_arrival() {
     use fixpoint_consensus::Shared;
     use fixpoint_consensus::mempool::{Offered, Refusal};
-    use fixpoint_consensus::proposer::Proposer;
     use revm::context_interface::result::InvalidTransaction;
     let mut n = node();
     let poor = key(6);
@@ -215,7 +213,7 @@ fn a_flood_of_unaffordable_transactions_is_refused_on_arrival() {
     fund(&mut n.state, poor.address(), per_tx * U256::from(10));
     let (genesis_state, genesis) = (n.state.clone(), n.genesis.clone());
     let leader = node();
-    let shared = Shared::new(n.exec, &genesis, n.state, Proposer::Honest, Address::ZERO);
+    let shared = Shared::new(n.exec, &genesis, n.state, Address::ZERO);
     let pending = |raw: Bytes| fixpoint_consensus::PendingTx::decode(raw).unwrap();
     let mut added = 0;
     for nonce in 0..10_000u64 {
@@ -242,9 +240,8 @@ fn pending_transactions_per_sender_are_capped() {
     use fixpoint_consensus::Shared;
     use fixpoint_consensus::mempool::MAX_PER_SENDER;
     use fixpoint_consensus::mempool::{Offered, Refusal};
-    use fixpoint_consensus::proposer::Proposer;
     let n = node();
-    let shared = Shared::new(n.exec, &n.genesis, n.state, Proposer::Honest, Address::ZERO);
+    let shared = Shared::new(n.exec, &n.genesis, n.state, Address::ZERO);
     let pending = |raw: Bytes| fixpoint_consensus::PendingTx::decode(raw).unwrap();
     for nonce in 0..MAX_PER_SENDER {
         assert_eq!(shared.offer(pending(tx(&key(0), nonce, Address::ZERO, vec![], 21_000))), Offered::Added);

@@ -25,7 +25,6 @@ use commonware_utils::{NZU32, NZUsize};
 use fixpoint_consensus::app::PublicKey;
 use fixpoint_consensus::engine::{self, Channels, ValidatorConfig, channel};
 use fixpoint_consensus::mempool::Offered;
-use fixpoint_consensus::proposer::Proposer;
 use fixpoint_consensus::{Block, BlockLimits, Executor, PendingTx, Shared, gossip};
 use fixpoint_evm::ChainSpec;
 use serde::{Deserialize, Serialize};
@@ -85,7 +84,7 @@ pub fn run(config: &Path, exit_after: Option<u64>) -> Result<()> {
         // both afresh, marshal backfills from the peers.
         let _ = std::fs::remove_dir_all(&consensus_dir);
     }
-    let shared = Shared::new(exec, &start, (*chain.state).clone(), Proposer::Honest, alloy_primitives::Address::ZERO);
+    let shared = Shared::new(exec, &start, (*chain.state).clone(), alloy_primitives::Address::ZERO);
     let (gossip_tx, gossip_rx) = futures::channel::mpsc::unbounded::<PendingTx>();
     let to_consensus = shared.clone();
     let forward = Forward(Box::new(move |t: PendingTx| match to_consensus.offer(t.clone()) {

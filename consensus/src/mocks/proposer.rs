@@ -1,14 +1,23 @@
-//! How a node proposes: honestly, or with one of the faults the tests inject.
+//! A byzantine proposer: it builds its block like an honest node, then tampers with one claim
+//! before proposing it. Honest validators must refuse every such block for the fault's reason
+//! and never finalize it (consensus/tests/sim.rs).
 
-use alloy_primitives::keccak256;
-use fixpoint_evm::BlockOutcome;
+use std::sync::{Arc, Mutex};
+
+use alloy_primitives::{Address, keccak256};
+use commonware_cryptography::Digestible;
+use commonware_cryptography::sha256::Digest;
+use fixpoint_evm::{BlockOutcome, MemState};
 
 use crate::block::Block;
+use crate::execute::Executor;
+use crate::shared::{Shared, lock};
 
 /// How this node behaves as a proposer: honestly, or one of the faults the tests inject.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Proposer {
     /// Builds what the executor computes.
+    #[default]
     Honest,
     /// Claims a wrong state root.
     WrongStateRoot,
@@ -23,9 +32,49 @@ pub enum Proposer {
     FutureTimestamp,
 }
 
+/// A node's proposer and the proposals it tampered with.
+#[derive(Debug, Default)]
+pub(crate) struct Byzantine {
+    proposer: Proposer,
+    tampered: Mutex<Vec<(u64, Digest)>>,
+}
+
+impl Byzantine {
+    /// The block this node proposes in place of `block` (built with outcome `out`); logs it if
+    /// it differs.
+    pub(crate) fn tamper(&self, block: Block, out: &BlockOutcome) -> Block {
+        let honest_digest = block.digest();
+        let block = self.proposer.tamper(block, out);
+        if block.digest() != honest_digest {
+            lock(&self.tampered).push((block.body().height, block.digest()));
+        }
+        block
+    }
+}
+
+impl Shared {
+    /// [`Shared::new`] for a node that proposes as `proposer`.
+    pub fn with_proposer(
+        exec: Executor,
+        start: &Block,
+        state: MemState,
+        proposer: Proposer,
+        beneficiary: Address,
+    ) -> Arc<Self> {
+        let mut shared = Self::build(exec, start, state, beneficiary);
+        shared.byzantine.proposer = proposer;
+        Arc::new(shared)
+    }
+
+    /// The proposals this node tampered with, as (height, digest).
+    pub fn tampered(&self) -> Vec<(u64, Digest)> {
+        lock(&self.byzantine.tampered).clone()
+    }
+}
+
 impl Proposer {
     /// The block this proposer proposes in place of `block`, built with outcome `out`.
-    pub(crate) fn tamper(self, block: Block, out: &BlockOutcome) -> Block {
+    fn tamper(self, block: Block, out: &BlockOutcome) -> Block {
         let mut body = block.body().clone();
         match self {
             Proposer::Honest => return block,
