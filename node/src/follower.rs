@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use crate::client::Client;
 use crate::rpc::{Forward, Node};
-use crate::validator::{Opened, open, start_rpc};
+use crate::startup::{Opened, open, start_rpc};
 
 /// What a follower needs.
 #[derive(Debug, Clone)]
