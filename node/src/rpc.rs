@@ -708,10 +708,8 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
         let v = params_seq(&p)?;
         let id: B256 = arg(&v, 0, "modelId")?;
         let chain = read(&n.chain);
-        let slots = fixpoint_precompiles::state::model_slots(id);
-        let acct = chain.state.cache.accounts.get(&fixpoint_precompiles::REGISTRY_ADDRESS);
-        let words = slots.map(|s| acct.and_then(|a| a.storage.get(&s).copied()).unwrap_or_default());
-        let Some(r) = fixpoint_precompiles::state::ModelRecord::decode(words) else {
+        let word = |slot| fixpoint_evm::state::storage_word(&chain.state, fixpoint_precompiles::REGISTRY_ADDRESS, slot);
+        let Some(r) = fixpoint_precompiles::state::model_info(id, word) else {
             return RpcResult::Ok(Value::Null);
         };
         RpcResult::Ok(json!({
