@@ -25,7 +25,20 @@ pub const MAX_FINALIZED_LOG: usize = 100_000;
 pub trait Sink: Send + Sync + 'static {
     /// Persists finalized `block`, executed as `executed`. Called once per height, in order,
     /// from height 1; an error halts finalization on this node (marshal is not acknowledged).
-    fn finalized(&self, block: &Block, executed: &Executed) -> Result<(), String>;
+    fn finalized(&self, block: &Block, executed: &Executed) -> Result<(), SinkError>;
+}
+
+/// Why a [`Sink`] could not persist a finalized block: the node's own typed error, kept whole
+/// (shared, so that [`FinalizerFailure`] stays cloneable).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(transparent)]
+pub struct SinkError(Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl SinkError {
+    /// The sink error `e`.
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Arc::new(e))
+    }
 }
 
 /// A finalized block as this node recorded it.
@@ -60,7 +73,7 @@ impl Finalized {
 }
 
 /// Why a finalized block could not be applied here (each halts finalization on this node).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum FinalizerFailure {
     /// Not a child of this node's last finalized block.
     #[error("finalized block {0} does not extend this node's last finalized block")]
@@ -79,7 +92,7 @@ pub enum FinalizerFailure {
         /// Height.
         height: u64,
         /// The sink's error.
-        reason: String,
+        reason: SinkError,
     },
 }
 
@@ -159,7 +172,7 @@ impl Reporter for Finalizer {
             && let Some(sink) = s.sink()
             && let Err(e) = sink.finalized(b, &executed)
         {
-            s.finalizer_failed(FinalizerFailure::Persist { height, reason: e.to_string() });
+            s.finalizer_failed(FinalizerFailure::Persist { height, reason: e });
             return Feedback::Ok;
         }
         executed.finalize_models(&s.exec.models);

@@ -26,5 +26,5 @@ pub use app::App;
 pub use block::{Block, BlockBody, BlockLimits};
 pub use execute::{Executor, PendingTx, VerifyError};
 pub use executed::Executed;
-pub use finalizer::{Finalizer, Sink};
+pub use finalizer::{Finalizer, Sink, SinkError};
 pub use shared::Shared;

@@ -29,7 +29,7 @@ use fixpoint_consensus::app::PublicKey;
 use fixpoint_consensus::engine::{self, Channels, ValidatorConfig, channel};
 use fixpoint_consensus::mocks::Proposer;
 use fixpoint_consensus::{Block, BlockLimits, Executor, VerifyError};
-use fixpoint_consensus::{Executed, Shared, Sink};
+use fixpoint_consensus::{Executed, Shared, Sink, SinkError};
 use fixpoint_evm::state::{empty_state, fund};
 use fixpoint_evm::{ChainSpec, MemState};
 use fixpoint_precompiles::abi::IInference as I;
@@ -88,11 +88,12 @@ fn genesis() -> (Block, MemState) {
 struct Disk(Mutex<Vec<(u64, usize, Vec<u8>)>>);
 
 impl Sink for Disk {
-    fn finalized(&self, block: &Block, _executed: &Executed) -> Result<(), String> {
+    fn finalized(&self, block: &Block, _executed: &Executed) -> Result<(), SinkError> {
         let mut d = self.0.lock().unwrap();
         let height = block.body().height;
         if d.last().map_or(1, |(h, _, _)| h + 1) != height {
-            return Err(format!("block {height} does not follow the persisted chain"));
+            let e = std::io::Error::other(format!("block {height} does not follow the persisted chain"));
+            return Err(SinkError::new(e));
         }
         d.push((height, block.body().txs.len(), block.encode().to_vec()));
         Ok(())

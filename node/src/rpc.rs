@@ -26,7 +26,7 @@ use fixpoint_precompiles::abi::IInference;
 use crate::chain::{Block, Chain, Simulation};
 use crate::pool::Pool;
 use fixpoint_consensus::{Block as ConsensusBlock, PendingTx};
-use fixpoint_consensus::{Executed, Sink};
+use fixpoint_consensus::{Executed, Sink, SinkError};
 use fixpoint_evm::MemState;
 
 /// Where a validator or follower sends the transactions its pool admits: to consensus (its own
@@ -206,8 +206,8 @@ impl Node {
 }
 
 impl Sink for Node {
-    fn finalized(&self, block: &ConsensusBlock, executed: &Executed) -> Result<(), String> {
-        let next = read(&self.chain).import(block, executed).map_err(|e| e.to_string())?;
+    fn finalized(&self, block: &ConsensusBlock, executed: &Executed) -> Result<(), SinkError> {
+        let next = read(&self.chain).import(block, executed).map_err(SinkError::new)?;
         if let Some(next) = next {
             let mut chain = self.chain.write().unwrap_or_else(PoisonError::into_inner);
             chain.apply(next);
