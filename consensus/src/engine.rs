@@ -27,8 +27,10 @@ use commonware_storage::archive::immutable;
 use commonware_utils::ordered::Set;
 use commonware_utils::{NZDuration, NZU16, NZU64, NZUsize};
 
-use crate::app::{App, Finalizer, PublicKey, Scheme, Shared};
+use crate::app::{App, PublicKey, Scheme};
 use crate::block::{Block, BlockLimits};
+use crate::finalizer::Finalizer;
+use crate::shared::Shared;
 
 /// The p2p channel ids.
 pub mod channel {

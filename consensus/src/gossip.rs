@@ -9,8 +9,9 @@ use futures::StreamExt;
 use futures::channel::mpsc::UnboundedReceiver;
 use std::sync::Arc;
 
-use crate::app::{PublicKey, Shared};
+use crate::app::PublicKey;
 use crate::execute::PendingTx;
+use crate::shared::Shared;
 
 /// Largest batch sent in one message (the p2p message limit is larger).
 pub const MAX_BATCH_BYTES: usize = 2 << 20;

@@ -13,9 +13,18 @@ pub mod app;
 pub mod block;
 pub mod engine;
 pub mod execute;
+pub mod executed;
+pub mod finalizer;
 pub mod follow;
 pub mod gossip;
 pub mod mempool;
+#[cfg(feature = "mocks")]
+pub mod mocks;
+pub mod shared;
 
+pub use app::App;
 pub use block::{Block, BlockBody, BlockLimits};
 pub use execute::{Executor, PendingTx, VerifyError};
+pub use executed::Executed;
+pub use finalizer::{Finalizer, Sink, SinkError};
+pub use shared::Shared;

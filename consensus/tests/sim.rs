@@ -25,9 +25,11 @@ use commonware_p2p::simulated::{self, Link, Network, Oracle};
 use commonware_p2p::{LimitedSender, Recipients};
 use commonware_runtime::{Clock, Handle, Quota, Runner, Spawner, Supervisor as _, deterministic};
 use commonware_utils::{NZU32, NZUsize, ordered::Set, probability};
-use fixpoint_consensus::app::{Executed, Proposer, PublicKey, Shared, Sink};
+use fixpoint_consensus::app::PublicKey;
 use fixpoint_consensus::engine::{self, Channels, ValidatorConfig, channel};
+use fixpoint_consensus::mocks::Proposer;
 use fixpoint_consensus::{Block, BlockLimits, Executor, VerifyError};
+use fixpoint_consensus::{Executed, Shared, Sink, SinkError};
 use fixpoint_evm::{ChainSpec, WorldState};
 use fixpoint_precompiles::abi::IInference as I;
 use fixpoint_precompiles::abi::IModelRegistry as R;
@@ -85,11 +87,12 @@ fn genesis() -> (Block, WorldState) {
 struct Disk(Mutex<Vec<(u64, usize, Vec<u8>)>>);
 
 impl Sink for Disk {
-    fn finalized(&self, block: &Block, _executed: &Executed) -> Result<(), String> {
+    fn finalized(&self, block: &Block, _executed: &Executed) -> Result<(), SinkError> {
         let mut d = self.0.lock().unwrap();
         let height = block.body().height;
         if d.last().map_or(1, |(h, _, _)| h + 1) != height {
-            return Err(format!("block {height} does not follow the persisted chain"));
+            let e = std::io::Error::other(format!("block {height} does not follow the persisted chain"));
+            return Err(SinkError::new(e));
         }
         d.push((height, block.body().txs.len(), block.encode().to_vec()));
         Ok(())
@@ -244,7 +247,13 @@ impl Sim {
         let shared = (0..N)
             .map(|i| {
                 let fault = byzantine.filter(|(b, _)| *b == i).map_or(Proposer::Honest, |(_, f)| f);
-                let s = Shared::new(executor(), &genesis, state.clone(), fault, Address::with_last_byte(i as u8 + 1));
+                let s = Shared::with_proposer(
+                    executor(),
+                    &genesis,
+                    state.clone(),
+                    fault,
+                    Address::with_last_byte(i as u8 + 1),
+                );
                 s.set_sink(disks[i].clone());
                 s
             })
@@ -309,7 +318,7 @@ impl Sim {
             parent = block;
         }
         let state = Arc::try_unwrap(executed).map_or_else(|e| e.state.clone(), |e| e.state);
-        let shared = Shared::new(exec, &parent, state, Proposer::Honest, Address::with_last_byte(i as u8 + 1));
+        let shared = Shared::new(exec, &parent, state, Address::with_last_byte(i as u8 + 1));
         shared.set_sink(self.disks[i].clone());
         self.shared[i] = shared;
         // Its pool was lost; clients resubmit (what is already final is skipped by nonce).
@@ -452,7 +461,7 @@ fn four_validators_finalize_the_same_chain_with_inference() {
         assert!(shared.iter().all(|s| s.refused().is_empty()), "honest proposals are never refused");
         assert!(shared.iter().all(|s| s.finalizer_failures().is_empty()), "every finalized block applied");
         assert!(
-            shared.iter().all(|s| s.proposed().0 > 0),
+            shared.iter().all(|s| s.proposed() > 0),
             "seed {seed}: every validator led: {:?}",
             shared.iter().map(|s| s.proposed()).collect::<Vec<_>>()
         );

@@ -185,9 +185,10 @@ fn transactions_that_could_never_fit_are_refused_not_the_rest_of_the_block() {
 
 #[test]
 fn offered_transactions_are_pending_once_and_never_fitting_ones_refused() {
-    use fixpoint_consensus::app::{Offered, Proposer, Shared};
+    use fixpoint_consensus::Shared;
+    use fixpoint_consensus::mempool::Offered;
     let n = node();
-    let shared = Shared::new(n.exec, &n.genesis, n.state, Proposer::Honest, Address::ZERO);
+    let shared = Shared::new(n.exec, &n.genesis, n.state, Address::ZERO);
     let pending = |raw: Bytes| fixpoint_consensus::PendingTx::decode(raw).unwrap();
     let t = pending(tx(&key(0), 0, Address::ZERO, vec![], 21_000));
     assert_eq!(shared.offer(t.clone()), Offered::Added);
@@ -202,7 +203,8 @@ fn offered_transactions_are_pending_once_and_never_fitting_ones_refused() {
 /// pending and the leader's block holds exactly them, refusing nothing.
 #[test]
 fn a_flood_of_unaffordable_transactions_is_refused_on_arrival() {
-    use fixpoint_consensus::app::{Offered, Proposer, Refusal, Shared};
+    use fixpoint_consensus::Shared;
+    use fixpoint_consensus::mempool::{Offered, Refusal};
     use revm::context_interface::result::InvalidTransaction;
     let mut n = node();
     let poor = key(6);
@@ -210,7 +212,7 @@ fn a_flood_of_unaffordable_transactions_is_refused_on_arrival() {
     n.state.fund(poor.address(), per_tx * U256::from(10));
     let (genesis_state, genesis) = (n.state.clone(), n.genesis.clone());
     let leader = node();
-    let shared = Shared::new(n.exec, &genesis, n.state, Proposer::Honest, Address::ZERO);
+    let shared = Shared::new(n.exec, &genesis, n.state, Address::ZERO);
     let pending = |raw: Bytes| fixpoint_consensus::PendingTx::decode(raw).unwrap();
     let mut added = 0;
     for nonce in 0..10_000u64 {
@@ -234,10 +236,11 @@ fn a_flood_of_unaffordable_transactions_is_refused_on_arrival() {
 /// A sender may hold at most MAX_PER_SENDER pending transactions, however rich.
 #[test]
 fn pending_transactions_per_sender_are_capped() {
-    use fixpoint_consensus::app::{Offered, Proposer, Refusal, Shared};
+    use fixpoint_consensus::Shared;
     use fixpoint_consensus::mempool::MAX_PER_SENDER;
+    use fixpoint_consensus::mempool::{Offered, Refusal};
     let n = node();
-    let shared = Shared::new(n.exec, &n.genesis, n.state, Proposer::Honest, Address::ZERO);
+    let shared = Shared::new(n.exec, &n.genesis, n.state, Address::ZERO);
     let pending = |raw: Bytes| fixpoint_consensus::PendingTx::decode(raw).unwrap();
     for nonce in 0..MAX_PER_SENDER {
         assert_eq!(shared.offer(pending(tx(&key(0), nonce, Address::ZERO, vec![], 21_000))), Offered::Added);
@@ -312,7 +315,7 @@ fn encoded_honest() -> &'static [u8] {
 /// it and reaches B's roots, and once it is final A holds no chunk any more.
 #[test]
 fn a_verified_but_dropped_finalize_does_not_stop_the_validator_verifying_the_canonical_one() {
-    use fixpoint_consensus::app::Executed;
+    use fixpoint_consensus::Executed;
     let (model, _, _) = model_case("digits-mlp");
     let id = keccak256(&model);
     let mut upload = vec![tx(

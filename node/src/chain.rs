@@ -16,7 +16,7 @@ use alloy_primitives::{Address, B256, Bloom, Bytes, U256, keccak256};
 use alloy_rpc_types_eth::state::StateOverride;
 use alloy_trie::EMPTY_ROOT_HASH;
 use fixpoint_consensus::Block as ConsensusBlock;
-use fixpoint_consensus::app::Executed;
+use fixpoint_consensus::Executed;
 use fixpoint_evm::{BlockEnvInput, ChainSpec, StateChanges, TxOutcome, WorldState, build_block};
 use fixpoint_precompiles::{INFERENCE_ADDRESS, InferenceRecord, ModelStore, REGISTRY_ADDRESS, Scope, ScopeOutcome};
 use revm::bytecode::Bytecode;

@@ -5,9 +5,8 @@
 use alloy_primitives::{Address, B256, keccak256};
 use alloy_signer_local::PrivateKeySigner;
 use fixpoint_evm::WorldState;
-use fixpoint_ml::{Engine, Limits};
-use fixpoint_precompiles::state::{ModelRecord, model_slots};
-use fixpoint_precompiles::{INFERENCE_ADDRESS, REGISTRY_ADDRESS, gas};
+use fixpoint_precompiles::REGISTRY_ADDRESS;
+use fixpoint_precompiles::state::genesis_registration;
 
 /// The example model: the digits MLP from `quantize/` (UCI 8×8 digits, 97.5 % test accuracy).
 pub const EXAMPLE_MODEL: &[u8] = include_bytes!("../assets/digits-mlp.fxp");
@@ -39,26 +38,12 @@ pub fn dev_accounts(n: usize) -> Vec<DevAccount> {
 /// Writes `model` into the registry's state as if registered by `owner` at genesis; returns
 /// its id. Errors if the model does not verify.
 pub fn register_at_genesis(state: &mut WorldState, model: &[u8], owner: Address) -> Result<B256, fixpoint_ml::Error> {
-    let engine = Engine::load(model, &Limits::default())?;
-    let cost = engine.cost();
-    let record = ModelRecord {
-        owner,
-        size: model.len() as u64,
-        registered_at: 0,
-        macs: cost.macs,
-        elem_ops: cost.elem_ops,
-        bytes_read: cost.bytes_read,
-        peak_activation_bytes: cost.peak_activation_bytes,
-        input_bytes: cost.input_bytes,
-        output_bytes: cost.output_bytes,
-        warm_gas: gas::warm_infer_gas(cost, engine.model().nodes.len() as u64),
-    };
-    let id = keccak256(model);
-    for a in [REGISTRY_ADDRESS, INFERENCE_ADDRESS] {
+    let registration = genesis_registration(model, owner)?;
+    for a in registration.accounts {
         state.set_nonce(a, state.nonce(&a).max(1));
     }
-    for (slot, w) in model_slots(id).into_iter().zip(record.encode()) {
+    for (slot, w) in registration.storage {
         state.set_storage(REGISTRY_ADDRESS, slot, w);
     }
-    Ok(id)
+    Ok(registration.id)
 }

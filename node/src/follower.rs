@@ -15,14 +15,14 @@ use anyhow::{Context as _, Result, bail};
 use commonware_cryptography::Digestible as _;
 use commonware_runtime::{Clock as _, Runner as _, Spawner as _, Supervisor as _};
 use fixpoint_consensus::PendingTx;
-use fixpoint_consensus::app::{Executed, Sink as _};
 use fixpoint_consensus::follow::Checker;
+use fixpoint_consensus::{Executed, Sink as _};
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 
 use crate::client::Client;
 use crate::rpc::{Forward, Node};
-use crate::validator::{Opened, open, start_rpc};
+use crate::startup::{Opened, open, start_rpc};
 
 /// What a follower needs.
 #[derive(Debug, Clone)]

@@ -18,5 +18,6 @@ pub mod pool;
 pub mod proof;
 pub mod rpc;
 pub mod solidity;
+pub mod startup;
 pub mod storage;
 pub mod validator;

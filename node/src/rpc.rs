@@ -25,8 +25,8 @@ use fixpoint_precompiles::abi::IInference;
 
 use crate::chain::{Block, Chain, Simulation};
 use crate::pool::Pool;
-use fixpoint_consensus::app::{Executed, Sink};
 use fixpoint_consensus::{Block as ConsensusBlock, PendingTx};
+use fixpoint_consensus::{Executed, Sink, SinkError};
 use fixpoint_evm::WorldState;
 
 /// Where a validator or follower sends the transactions its pool admits: to consensus (its own
@@ -206,8 +206,8 @@ impl Node {
 }
 
 impl Sink for Node {
-    fn finalized(&self, block: &ConsensusBlock, executed: &Executed) -> Result<(), String> {
-        let next = read(&self.chain).import(block, executed).map_err(|e| e.to_string())?;
+    fn finalized(&self, block: &ConsensusBlock, executed: &Executed) -> Result<(), SinkError> {
+        let next = read(&self.chain).import(block, executed).map_err(SinkError::new)?;
         if let Some(next) = next {
             let mut chain = self.chain.write().unwrap_or_else(PoisonError::into_inner);
             chain.apply(next);
@@ -701,9 +701,8 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
         let v = params_seq(&p)?;
         let id: B256 = arg(&v, 0, "modelId")?;
         let chain = read(&n.chain);
-        let slots = fixpoint_precompiles::state::model_slots(id);
-        let words = slots.map(|s| chain.state.storage(&fixpoint_precompiles::REGISTRY_ADDRESS, &s));
-        let Some(r) = fixpoint_precompiles::state::ModelRecord::decode(words) else {
+        let word = |slot| chain.state.storage(&fixpoint_precompiles::REGISTRY_ADDRESS, &slot);
+        let Some(r) = fixpoint_precompiles::state::model_info(id, word) else {
             return RpcResult::Ok(Value::Null);
         };
         RpcResult::Ok(json!({

@@ -274,19 +274,8 @@ fn register_bytes(
         return Ok(id);
     }
     let engine = scope.engine(id, &bytes).map_err(|e| meter.revert(R::ModelRejected { reason: e.to_string() }))?;
-    let cost = engine.cost();
-    let record = ModelRecord {
-        owner,
-        size,
-        registered_at: u64::try_from(internals.block_number()).unwrap_or(u64::MAX),
-        macs: cost.macs,
-        elem_ops: cost.elem_ops,
-        bytes_read: cost.bytes_read,
-        peak_activation_bytes: cost.peak_activation_bytes,
-        input_bytes: cost.input_bytes,
-        output_bytes: cost.output_bytes,
-        warm_gas: gas::warm_infer_gas(cost, engine.model().nodes.len() as u64),
-    };
+    let registered_at = u64::try_from(internals.block_number()).unwrap_or(u64::MAX);
+    let record = ModelRecord::of(&engine, owner, size, registered_at);
     keep_alive(internals, REGISTRY_ADDRESS)?;
     // The inference precompile's account gets a nonce too, so neither is ever "empty".
     keep_alive(internals, INFERENCE_ADDRESS)?;

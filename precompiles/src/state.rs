@@ -19,6 +19,9 @@
 //! [`MAX_UPLOAD_CHUNKS`](crate::gas::MAX_UPLOAD_CHUNKS) chunks.
 
 use alloy_primitives::{Address, B256, U256, keccak256};
+use fixpoint_ml::{Engine, Limits};
+
+use crate::{INFERENCE_ADDRESS, REGISTRY_ADDRESS, gas};
 
 /// The registry's record of a model, as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -59,6 +62,36 @@ pub struct UploadRecord {
 }
 
 const PRESENT: u64 = 1;
+
+/// A model written into the state at genesis, as if `owner` registered it in block 0: what a
+/// genesis builder writes ([`genesis_registration`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// The model id (keccak256 of its bytes).
+    pub id: B256,
+    /// The registry account's storage words to write, as (slot, word).
+    pub storage: [(U256, U256); 3],
+    /// The accounts whose nonce must be at least 1 (the registry's and the inference
+    /// precompile's, so that neither is ever "empty"), as the registry does on a registration.
+    pub accounts: [Address; 2],
+}
+
+/// The registration of `model` by `owner` at genesis (block 0). Errors if the model does not
+/// verify (default limits).
+pub fn genesis_registration(model: &[u8], owner: Address) -> Result<Registration, fixpoint_ml::Error> {
+    let engine = Engine::load(model, &Limits::default())?;
+    let id = keccak256(model);
+    let record = ModelRecord::of(&engine, owner, model.len() as u64, 0);
+    let [a, b, c] = model_slots(id);
+    let [x, y, z] = record.encode();
+    Ok(Registration { id, storage: [(a, x), (b, y), (c, z)], accounts: [REGISTRY_ADDRESS, INFERENCE_ADDRESS] })
+}
+
+/// Model `id`'s record, reading the registry account's storage with `read` (slot to word);
+/// `None` if it is not registered.
+pub fn model_info(id: B256, read: impl Fn(U256) -> U256) -> Option<ModelRecord> {
+    ModelRecord::decode(model_slots(id).map(read))
+}
 
 /// The storage slots of model `id`'s record.
 pub fn model_slots(id: B256) -> [U256; 3] {
@@ -110,6 +143,24 @@ fn parse_head(v: U256) -> Option<(Address, u64)> {
 }
 
 impl ModelRecord {
+    /// The record of `engine`'s model (`size` bytes) registered by `owner` in block
+    /// `registered_at`: its cost and warm gas (docs/gas.md).
+    pub fn of(engine: &Engine, owner: Address, size: u64, registered_at: u64) -> Self {
+        let cost = engine.cost();
+        Self {
+            owner,
+            size,
+            registered_at,
+            macs: cost.macs,
+            elem_ops: cost.elem_ops,
+            bytes_read: cost.bytes_read,
+            peak_activation_bytes: cost.peak_activation_bytes,
+            input_bytes: cost.input_bytes,
+            output_bytes: cost.output_bytes,
+            warm_gas: gas::warm_infer_gas(cost, engine.model().nodes.len() as u64),
+        }
+    }
+
     /// The three storage words.
     pub fn encode(&self) -> [U256; 3] {
         [
@@ -179,5 +230,15 @@ mod tests {
         let (id, o) = (B256::repeat_byte(3), Address::repeat_byte(4));
         assert_eq!(chunk_slot(id, o, 5), chunk_slot(id, o, 0) + U256::from(5));
         assert_ne!(chunk_slot(id, o, 0), upload_slots(id, o)[0]);
+    }
+
+    #[test]
+    fn model_info_reads_the_record_words() {
+        let r = ModelRecord { owner: Address::repeat_byte(7), size: 9, warm_gas: 5, ..Default::default() };
+        let id = B256::repeat_byte(8);
+        let words: std::collections::BTreeMap<U256, U256> = model_slots(id).into_iter().zip(r.encode()).collect();
+        let read = |s| words.get(&s).copied().unwrap_or_default();
+        assert_eq!(model_info(id, read), Some(r));
+        assert_eq!(model_info(B256::repeat_byte(9), read), None);
     }
 }
