@@ -185,8 +185,9 @@ impl PendingTx {
 
 fn recover(index: usize, raw: &[u8]) -> Result<Recovered<TxEnvelope>, VerifyError> {
     let bad = |reason: String| VerifyError::BadTransaction { index, reason };
-    let tx = TxEnvelope::decode_2718(&mut &raw[..]).map_err(|e| bad(e.to_string()))?;
-    let signer = tx.recover_signer().map_err(|e| bad(e.to_string()))?;
+    // geth's words, which the RPC returns as they are.
+    let tx = TxEnvelope::decode_2718(&mut &raw[..]).map_err(|e| bad(format!("invalid transaction: {e}")))?;
+    let signer = tx.recover_signer().map_err(|_| bad("invalid sender signature".into()))?;
     Ok(Recovered::new_unchecked(tx, signer))
 }
 

@@ -137,56 +137,10 @@ impl Reporter for Finalizer {
 
     fn report(&mut self, activity: Update<Block>) -> Feedback {
         let Update::Block(block, ack) = activity else { return Feedback::Ok };
-        let b = block.inner();
-        let s = &self.shared;
-        let height = b.body().height;
-        // The finalizer takes `durable` then the rest: never the other way round.
-        let mut d = s.durable();
-        // Marshal may redeliver after a restart: apply each height once.
-        if d.finalized.last().is_some_and(|f| f.height >= height) || height < d.block.body().height {
-            drop(d);
-            ack.acknowledge();
+        // An error is recorded by `finalize` and halts marshal here: no acknowledgement.
+        if self.shared.finalize(block.inner()).is_err() {
             return Feedback::Ok;
         }
-        if height > 0 && (b.body().parent != d.block.digest() || d.block.body().height.checked_add(1) != Some(height)) {
-            // Marshal delivers in order; anything else is a bug here: halt, never skip a block.
-            s.finalizer_failed(FinalizerFailure::NotAChild(height));
-            return Feedback::Ok;
-        }
-        let executed = match s.states.get(&b.digest()) {
-            Some(e) => e,
-            None if height == 0 => d.executed.clone(),
-            // Finalized without this node executing it (backfill after a restart or a late
-            // start): execute it now on the previous finalized state.
-            None => match s.exec.verify(&d.block, &d.executed.state, b) {
-                Ok(out) => Executed::new(height, out),
-                Err(e) => {
-                    // A finalized block this node cannot reproduce: stop following (marshal
-                    // halts without the acknowledgement) rather than diverge.
-                    s.finalizer_failed(FinalizerFailure::Diverged { height, reason: e });
-                    return Feedback::Ok;
-                }
-            },
-        };
-        if height > 0
-            && let Some(sink) = s.sink()
-            && let Err(e) = sink.finalized(b, &executed)
-        {
-            s.finalizer_failed(FinalizerFailure::Persist { height, reason: e });
-            return Feedback::Ok;
-        }
-        executed.finalize_models(&s.exec.models);
-        d.finalized.push(Finalized::of(b));
-        if d.finalized.len() > MAX_FINALIZED_LOG + MAX_FINALIZED_LOG / 10 {
-            let excess = d.finalized.len() - MAX_FINALIZED_LOG;
-            d.finalized.drain(..excess);
-        }
-        d.block = b.clone();
-        d.executed = executed.clone();
-        drop(d);
-        // Included transactions go, and so do those whose nonce is now used.
-        s.prune(&executed.state);
-        s.states.finalized(b.digest(), height, executed);
         ack.acknowledge();
         Feedback::Ok
     }

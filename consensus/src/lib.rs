@@ -20,6 +20,7 @@ pub mod gossip;
 pub mod mempool;
 #[cfg(feature = "mocks")]
 pub mod mocks;
+pub mod sealer;
 pub mod shared;
 
 pub use app::App;

@@ -71,7 +71,8 @@ pub struct Mempool {
     by_sender: HashMap<Address, BTreeMap<u64, Entry>>,
     /// Order of each sender's first arrival (senders are offered in this order).
     first_seen: HashMap<Address, u64>,
-    known: HashSet<B256>,
+    /// Each pending transaction's sender and nonce, by hash.
+    known: HashMap<B256, (Address, u64)>,
     arrivals: u64,
 }
 
@@ -96,11 +97,29 @@ impl Mempool {
         self.known.is_empty()
     }
 
+    /// A pending transaction by hash.
+    pub fn get(&self, hash: &B256) -> Option<&PendingTx> {
+        let (sender, nonce) = self.known.get(hash)?;
+        self.by_sender.get(sender)?.get(nonce).map(|e| &e.tx)
+    }
+
+    /// The nonce `sender`'s next transaction takes counting its pending ones: its nonce in
+    /// `state`, then one more for each pending transaction that follows without a gap.
+    pub fn pending_nonce(&self, state: &WorldState, sender: &Address) -> u64 {
+        let mut next = nonce_of(state, sender);
+        if let Some(queue) = self.by_sender.get(sender) {
+            while queue.contains_key(&next) {
+                next = next.saturating_add(1);
+            }
+        }
+        next
+    }
+
     /// Admits `t` (which revm's stateless checks passed as `admitted`) on `state`, the last
     /// finalized state.
     pub fn offer(&mut self, t: PendingTx, admitted: Admitted, state: &WorldState) -> Offered {
         let hash = t.hash();
-        if self.known.contains(&hash) {
+        if self.known.contains_key(&hash) {
             return Offered::Known;
         }
         let sender = t.sender();
@@ -135,7 +154,7 @@ impl Mempool {
         if let Some(old) = queue.insert(nonce, Entry { tx: t, max_cost: admitted.max_cost }) {
             self.known.remove(&old.tx.hash());
         }
-        self.known.insert(hash);
+        self.known.insert(hash, (sender, nonce));
         Offered::Added
     }
 
@@ -165,7 +184,7 @@ impl Mempool {
         for queue in self.by_sender.values_mut() {
             queue.retain(|_, e| !hashes.contains(&e.tx.hash()));
         }
-        self.known.retain(|h| !hashes.contains(h));
+        self.known.retain(|h, _| !hashes.contains(h));
         self.drop_empty();
     }
 

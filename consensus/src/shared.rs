@@ -14,7 +14,7 @@ use crate::app::Refused;
 use crate::block::Block;
 use crate::execute::{Executor, PendingTx, VerifyError};
 use crate::executed::{Executed, States};
-use crate::finalizer::{Durable, Finalized, FinalizerFailure, Sink};
+use crate::finalizer::{Durable, Finalized, FinalizerFailure, MAX_FINALIZED_LOG, Sink};
 use crate::mempool::{Mempool, Offered};
 
 /// The unfinalized side of a node besides its executed states: the pool, its logs.
@@ -160,6 +160,70 @@ impl Shared {
     /// This node's model store (models by id, upload chunks).
     pub fn models(&self) -> &Arc<ModelStore> {
         &self.exec.models
+    }
+
+    /// A pending transaction by hash.
+    pub fn pending_tx(&self, hash: &B256) -> Option<PendingTx> {
+        lock(&self.inner).mempool.get(hash).cloned()
+    }
+
+    /// `sender`'s next nonce counting its pending transactions (on the last finalized state).
+    pub fn pending_nonce(&self, sender: &Address) -> u64 {
+        let executed = self.durable().executed.clone();
+        lock(&self.inner).mempool.pending_nonce(&executed.state, sender)
+    }
+
+    /// Applies finalized `block` (a child of the last finalized one, consensus's or this node's
+    /// own as a solo sealer): executes it if this node has not, persists it through the sink,
+    /// prunes the mempool. `Ok(false)`: the block is already applied (a redelivery). An error
+    /// halts finalization here: it is recorded ([`Shared::finalizer_failures`]) and returned.
+    pub fn finalize(&self, b: &Block) -> Result<bool, FinalizerFailure> {
+        let height = b.body().height;
+        // `durable` first, then the rest: never the other way round.
+        let mut d = self.durable();
+        // Marshal may redeliver after a restart: apply each height once.
+        if d.finalized.last().is_some_and(|f| f.height >= height) || height < d.block.body().height {
+            return Ok(false);
+        }
+        let fail = |f: FinalizerFailure| {
+            self.finalizer_failed(f.clone());
+            Err(f)
+        };
+        if height > 0 && (b.body().parent != d.block.digest() || d.block.body().height.checked_add(1) != Some(height)) {
+            // Delivered in order; anything else is a bug here: halt, never skip a block.
+            return fail(FinalizerFailure::NotAChild(height));
+        }
+        let executed = match self.states.get(&b.digest()) {
+            Some(e) => e,
+            None if height == 0 => d.executed.clone(),
+            // Finalized without this node executing it (backfill after a restart or a late
+            // start): execute it now on the previous finalized state.
+            None => match self.exec.verify(&d.block, &d.executed.state, b) {
+                Ok(out) => Executed::new(height, out),
+                // A finalized block this node cannot reproduce: stop following rather than
+                // diverge.
+                Err(e) => return fail(FinalizerFailure::Diverged { height, reason: e }),
+            },
+        };
+        if height > 0
+            && let Some(sink) = self.sink()
+            && let Err(e) = sink.finalized(b, &executed)
+        {
+            return fail(FinalizerFailure::Persist { height, reason: e });
+        }
+        executed.finalize_models(&self.exec.models);
+        d.finalized.push(Finalized::of(b));
+        if d.finalized.len() > MAX_FINALIZED_LOG + MAX_FINALIZED_LOG / 10 {
+            let excess = d.finalized.len() - MAX_FINALIZED_LOG;
+            d.finalized.drain(..excess);
+        }
+        d.block = b.clone();
+        d.executed = executed.clone();
+        drop(d);
+        // Included transactions go, and so do those whose nonce is now used.
+        self.prune(&executed.state);
+        self.states.finalized(b.digest(), height, executed);
+        Ok(true)
     }
 
     /// Pending transactions.

@@ -17,7 +17,7 @@ use alloy_rpc_types_eth::state::StateOverride;
 use alloy_trie::EMPTY_ROOT_HASH;
 use fixpoint_consensus::Block as ConsensusBlock;
 use fixpoint_consensus::Executed;
-use fixpoint_evm::{BlockEnvInput, ChainSpec, StateChanges, TxOutcome, WorldState, build_block};
+use fixpoint_evm::{BlockEnvInput, ChainSpec, StateChanges, TxOutcome, WorldState};
 use fixpoint_precompiles::{INFERENCE_ADDRESS, InferenceRecord, ModelStore, REGISTRY_ADDRESS, Scope, ScopeOutcome};
 use revm::bytecode::Bytecode;
 use revm::context::TxEnv;
@@ -268,47 +268,6 @@ impl Chain {
             beneficiary: Address::ZERO,
             prev_randao: keccak256(head.hash_slow()),
         }
-    }
-
-    /// Executes `txs` as the next block (in one pass: [`build_block`]) and writes it to the
-    /// database, without changing the in-memory head (so readers are not blocked meanwhile);
-    /// [`Chain::apply`] then makes it the head. Transactions the executor refuses are left out
-    /// (the others, of any sender, still go in) and returned.
-    pub fn build(
-        &self,
-        txs: Vec<Recovered<TxEnvelope>>,
-        timestamp: u64,
-    ) -> Result<(NextBlock, Vec<Recovered<TxEnvelope>>), ChainError> {
-        let env = self.next_env(timestamp);
-        let built = build_block(&self.state, &self.models, &self.spec, &env, &txs, usize::MAX);
-        let mut included = Vec::with_capacity(built.included.len());
-        let mut dropped = Vec::new();
-        let mut next_included = built.included.iter().peekable();
-        for (i, tx) in txs.into_iter().enumerate() {
-            if next_included.next_if_eq(&&i).is_some() {
-                included.push(tx);
-            } else {
-                // Refused; or past the gas limit, which `Pool::take_executable` rules out.
-                dropped.push(tx);
-            }
-        }
-        let txs = included;
-        let outcome = built.outcome;
-        let parts = Parts {
-            state_root: outcome.state_root,
-            receipts_root: outcome.receipts_root,
-            records_root: outcome.records_root,
-            gas_used: outcome.gas_used,
-            logs_bloom: outcome.logs_bloom,
-            consensus_parent: None,
-        };
-        let block = self.assemble(&env, txs, &outcome.txs, outcome.records.clone(), &parts);
-        let scope_out = outcome.scope.commit(env.number);
-        let next = self.commit(block, outcome.state, &outcome.changes, &scope_out, None)?;
-        // A dev block is final once written.
-        let read = |slot| next.state.storage(&REGISTRY_ADDRESS, &slot);
-        self.models.finalize(env.number, &scope_out.released, read);
-        Ok((next, dropped))
     }
 
     /// Turns finalized consensus block `block`, which this node executed as `executed`, into
@@ -574,10 +533,18 @@ mod tests {
     use alloy_sol_types::SolCall;
     use fixpoint_precompiles::abi::IModelRegistry as R;
 
+    use fixpoint_consensus::{BlockLimits, Executor, PendingTx};
+
     use crate::dev::dev_accounts;
     use crate::genesis::Genesis;
 
-    fn transfer(from: Address, nonce: u64) -> Recovered<TxEnvelope> {
+    fn pending(t: TxEip1559, from: Address) -> PendingTx {
+        let envelope = TxEnvelope::Eip1559(t.into_signed(Signature::test_signature()));
+        let raw = envelope.encoded_2718().into();
+        PendingTx { raw, tx: Recovered::new_unchecked(envelope, from) }
+    }
+
+    fn transfer(from: Address, nonce: u64) -> PendingTx {
         let t = TxEip1559 {
             chain_id: ChainSpec::DEV.chain_id,
             nonce,
@@ -589,11 +556,35 @@ mod tests {
             access_list: Default::default(),
             input: Default::default(),
         };
-        Recovered::new_unchecked(TxEnvelope::Eip1559(t.into_signed(Signature::test_signature())), from)
+        pending(t, from)
+    }
+
+    fn executor(chain: &Chain) -> Executor {
+        Executor {
+            spec: chain.spec,
+            gas_limit: chain.gas_limit,
+            limits: BlockLimits::default(),
+            models: chain.models.clone(),
+        }
+    }
+
+    /// Seals `txs` on `parent` the way the dev chain's sealer does (the consensus executor's
+    /// `build`, then the import its sink performs), and returns the block's consensus form.
+    fn seal(chain: &mut Chain, parent: &ConsensusBlock, txs: Vec<PendingTx>) -> (ConsensusBlock, Vec<B256>) {
+        let (block, out, refused) = executor(chain).build(parent, &chain.state, 1, 1, Address::ZERO, txs);
+        let executed = Executed::new(block.body().height, out);
+        let next = chain.import(&block, &executed).unwrap().unwrap();
+        chain.apply(next);
+        executed.finalize_models(&chain.models);
+        (block, refused)
+    }
+
+    fn genesis_block(chain: &Chain) -> ConsensusBlock {
+        ConsensusBlock::genesis(chain.state.root(), chain.gas_limit, 0, INITIAL_BASE_FEE)
     }
 
     /// Issue 14's dev-mode bug: one refused transaction dropped every later transaction of the
-    /// batch, other senders' included. Now it alone is left out.
+    /// batch, other senders' included. On the one producer it alone is left out.
     #[test]
     fn a_refused_transaction_leaves_the_rest_of_the_batch_in_the_block() {
         let dir = std::env::temp_dir().join(format!("fixpoint-chain-test-{}", std::process::id()));
@@ -602,20 +593,21 @@ mod tests {
         let genesis =
             Genesis::dev(ChainSpec::DEV.chain_id, 30_000_000, &accounts).build(std::path::Path::new(".")).unwrap();
         let store = Store::open(&dir.join("chain.redb")).unwrap();
-        let chain = Chain::open(ChainSpec::DEV, 30_000_000, store, &genesis, 1_700_000_000).unwrap();
+        let mut chain = Chain::open(ChainSpec::DEV, 30_000_000, store, &genesis, 0).unwrap();
         let (a, b) = (accounts[0].address, accounts[1].address);
         let batch = vec![transfer(a, 0), transfer(a, 5), transfer(b, 0), transfer(b, 1)];
-        let (next, dropped) = chain.build(batch, 1_700_000_001).unwrap();
-        let included: Vec<(Address, u64)> = next.block.txs.iter().map(|t| (t.signer(), t.inner().nonce())).collect();
+        let refused_hash = batch[1].hash();
+        let parent = genesis_block(&chain);
+        let (_, refused) = seal(&mut chain, &parent, batch);
+        let included: Vec<(Address, u64)> = chain.head().txs.iter().map(|t| (t.signer(), t.inner().nonce())).collect();
         assert_eq!(included, vec![(a, 0), (b, 0), (b, 1)]);
-        assert_eq!(dropped.len(), 1);
-        assert_eq!(dropped[0].inner().nonce(), 5);
+        assert_eq!(refused, vec![refused_hash]);
         std::fs::remove_dir_all(&dir).ok();
     }
 
     const ALICE: Address = Address::repeat_byte(0xA1);
 
-    fn call(nonce: u64, data: Vec<u8>) -> Recovered<TxEnvelope> {
+    fn call(nonce: u64, data: Vec<u8>) -> PendingTx {
         let t = TxEip1559 {
             chain_id: ChainSpec::DEV.chain_id,
             nonce,
@@ -627,7 +619,7 @@ mod tests {
             access_list: Default::default(),
             input: data.into(),
         };
-        Recovered::new_unchecked(TxEnvelope::Eip1559(t.into_signed(Signature::test_signature())), ALICE)
+        pending(t, ALICE)
     }
 
     fn open(path: &std::path::Path) -> Chain {
@@ -637,11 +629,12 @@ mod tests {
         Chain::open(ChainSpec::DEV, 30_000_000, Store::open(path).unwrap(), &genesis, 0).unwrap()
     }
 
-    fn block(chain: &mut Chain, txs: Vec<Recovered<TxEnvelope>>) {
-        let (next, dropped) = chain.build(txs, 1).unwrap();
-        assert!(dropped.is_empty());
-        assert!(next.block.receipts.iter().all(|r| r.output.is_empty()), "every call succeeds");
-        chain.apply(next);
+    /// Seals `txs` on the head, each of which must succeed.
+    fn block(chain: &mut Chain, parent: &mut ConsensusBlock, txs: Vec<PendingTx>) {
+        let (b, refused) = seal(chain, parent, txs);
+        assert!(refused.is_empty());
+        assert!(chain.head().receipts.iter().all(|r| r.output.is_empty()), "every call succeeds");
+        *parent = b;
     }
 
     /// Chunks are written with the finalized block that names them, survive a restart, and are
@@ -658,8 +651,10 @@ mod tests {
             call(nonce, R::putChunkCall { modelId: id, offset, chunk: b.to_vec().into() }.abi_encode())
         };
         let mut chain = open(&path);
+        let mut parent = genesis_block(&chain);
         block(
             &mut chain,
+            &mut parent,
             vec![
                 call(0, R::beginUploadCall { modelId: id, size: 6 }.abi_encode()),
                 put(1, 0, b"abc"),
@@ -672,10 +667,14 @@ mod tests {
         assert_eq!(chain.models.chunk_count(), 2, "the chunks survive a restart");
         assert_eq!(chain.store.chunks().unwrap().len(), 2);
         // Restart the upload: both chunks go, in memory and on disk.
-        block(&mut chain, vec![call(3, R::beginUploadCall { modelId: id, size: 6 }.abi_encode()), put(4, 0, b"xyz")]);
+        block(
+            &mut chain,
+            &mut parent,
+            vec![call(3, R::beginUploadCall { modelId: id, size: 6 }.abi_encode()), put(4, 0, b"xyz")],
+        );
         assert_eq!(chain.models.chunk_count(), 1);
         assert_eq!(chain.store.chunks().unwrap().len(), 1);
-        block(&mut chain, vec![call(5, R::cancelUploadCall { modelId: id }.abi_encode())]);
+        block(&mut chain, &mut parent, vec![call(5, R::cancelUploadCall { modelId: id }.abi_encode())]);
         assert_eq!(chain.models.chunk_count(), 0);
         drop(chain);
         let chain = open(&path);

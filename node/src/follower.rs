@@ -21,8 +21,9 @@ use futures::StreamExt as _;
 use serde_json::{Value, json};
 
 use crate::client::Client;
-use crate::rpc::{Forward, Node};
+use crate::rpc::Node;
 use crate::startup::{Opened, open, start_rpc};
+use crate::submit::FollowerSubmit;
 
 /// What a follower needs.
 #[derive(Debug, Clone)]
@@ -47,11 +48,9 @@ pub fn run(cfg: &FollowConfig) -> Result<()> {
     let mut state = Executed::start(parent.body().height, (*chain.state).clone());
     let upstream = Arc::new(Client::new(&cfg.upstream)?);
     let (tx_out, mut tx_in) = futures::channel::mpsc::unbounded::<PendingTx>();
-    // Forwarded asynchronously: the validator's own refusal is logged here, not returned.
-    let node = Node::follow(
-        chain,
-        Forward(Box::new(move |t| tx_out.unbounded_send(t).map_err(|_| "the follower is stopping".into()))),
-    );
+    let node = Node::new(chain);
+    // Checked here, forwarded asynchronously: the validator's own refusal is logged, not returned.
+    node.set_submit(Box::new(FollowerSubmit::new(exec.clone(), tx_out)));
     println!("following {} from height {}", cfg.upstream, parent.body().height);
     let _rpc = start_rpc(node.clone(), cfg.rpc)?;
 

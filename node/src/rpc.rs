@@ -2,9 +2,7 @@
 //! conventions: -32602 invalid params, 3 "execution reverted" with the revert data, -32000 for
 //! pool refusals with geth's messages.
 
-use std::sync::mpsc::SyncSender;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use alloy_consensus::transaction::Recovered;
 use alloy_consensus::{Transaction as _, TxEnvelope};
@@ -24,22 +22,10 @@ use alloy_sol_types::SolCall as _;
 use fixpoint_precompiles::abi::IInference;
 
 use crate::chain::{Block, Chain, Simulation};
-use crate::pool::Pool;
-use fixpoint_consensus::{Block as ConsensusBlock, PendingTx};
+use crate::submit::{Head, Submit, TxRefused};
+use fixpoint_consensus::Block as ConsensusBlock;
 use fixpoint_consensus::{Executed, Sink, SinkError};
 use fixpoint_evm::WorldState;
-
-/// Where a validator or follower sends the transactions its pool admits: to consensus (its own
-/// proposals and the other validators).
-/// An error is a refusal the RPC reports (e.g. the pending set is full); the pool then forgets
-/// the transaction.
-pub struct Forward(pub Box<dyn Fn(PendingTx) -> Result<(), String> + Send + Sync>);
-
-impl std::fmt::Debug for Forward {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Forward")
-    }
-}
 
 /// Finalized consensus blocks (consecutive heights, oldest first) and the finalization
 /// certificate of the last, encoded (docs/consensus.md §followers).
@@ -51,19 +37,14 @@ pub trait Finality: Send + Sync + 'static {
     fn certified(&self, height: u64) -> std::pin::Pin<Box<dyn Future<Output = Option<CertifiedBlock>> + Send>>;
 }
 
-/// The node as the RPC sees it.
+/// The node as the RPC sees it: its chain, and where transactions go (its mode, a type chosen
+/// at startup: [`crate::submit`]).
 #[derive(Debug)]
 pub struct Node {
     /// The chain: read by queries and validation, written only to move the head.
     pub chain: RwLock<Chain>,
-    /// The pool.
-    pub pool: Mutex<Pool>,
-    /// Held while a block is built, so one block is built at a time.
-    mining: Mutex<()>,
-    /// Wakes the automining thread (None: blocks come on an interval or from consensus).
-    wake: Option<SyncSender<()>>,
-    /// Set when blocks come from consensus: where admitted transactions go.
-    forward: Option<Forward>,
+    /// Where admitted transactions go.
+    submit: std::sync::OnceLock<Box<dyn Submit>>,
     /// Set on validators: finalized blocks with certificates, for followers.
     finality: std::sync::OnceLock<Arc<dyn Finality>>,
     /// Gas cap of calls over RPC (0: the block gas limit).
@@ -74,10 +55,6 @@ impl std::fmt::Debug for dyn Finality {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Finality")
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn read<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
@@ -108,64 +85,21 @@ fn reverted(data: &Bytes) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(3, "execution reverted", Some(data.to_string()))
 }
 
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 impl Node {
-    /// A node over `chain`. With `automine`, a thread mines as soon as transactions arrive,
-    /// batching whatever accumulated while the previous block was built (like anvil,
-    /// `eth_sendRawTransaction` answers on admission to the pool; the receipt follows).
-    pub fn start(chain: Chain, automine: bool) -> Arc<Self> {
-        let (wake, rx) = if automine {
-            let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            (Some(tx), Some(rx))
-        } else {
-            (None, None)
-        };
-        let node = Arc::new(Self {
-            chain: RwLock::new(chain),
-            pool: Mutex::default(),
-            mining: Mutex::new(()),
-            wake,
-            forward: None,
-            finality: Default::default(),
-            gas_cap: Default::default(),
-        });
-        if let Some(rx) = rx {
-            let weak = Arc::downgrade(&node);
-            std::thread::spawn(move || {
-                while rx.recv().is_ok() {
-                    let Some(n) = weak.upgrade() else { return };
-                    loop {
-                        match n.mine(false) {
-                            Ok(Some(_)) => continue,
-                            Ok(None) => break,
-                            Err(e) => {
-                                eprintln!("block production failed: {e}");
-                                break;
-                            }
-                        }
-                    }
-                }
-            });
-        }
-        node
-    }
-
-    /// A node whose blocks come from consensus (validators and followers): it serves the
-    /// finalized chain, and its pool admits transactions and hands them to `forward`; blocks
-    /// arrive through [`Sink::finalized`].
-    pub fn follow(chain: Chain, forward: Forward) -> Arc<Self> {
+    /// A node over `chain`; its mode is set once with [`Node::set_submit`] (the mode's parts may
+    /// need the node first, as the sink of their blocks).
+    pub fn new(chain: Chain) -> Arc<Self> {
         Arc::new(Self {
             chain: RwLock::new(chain),
-            pool: Mutex::default(),
-            mining: Mutex::new(()),
-            wake: None,
-            forward: Some(forward),
+            submit: Default::default(),
             finality: Default::default(),
             gas_cap: Default::default(),
         })
+    }
+
+    /// Sets where transactions go (once, at startup).
+    pub fn set_submit(&self, submit: Box<dyn Submit>) {
+        let _ = self.submit.set(submit);
     }
 
     /// Serves `fixpoint_certifiedBlock` from `finality` (validators; set once).
@@ -173,35 +107,8 @@ impl Node {
         let _ = self.finality.set(finality);
     }
 
-    fn notify(&self) {
-        if let Some(w) = &self.wake {
-            // A full channel means a wake-up is already pending: nothing is lost.
-            let _ = w.try_send(());
-        }
-    }
-
-    /// Mines the pool's executable transactions into a block (if any, or if `force`). The block
-    /// is executed and persisted under a read lock, so queries and pool admission go on
-    /// meanwhile.
-    pub fn mine(&self, force: bool) -> Result<Option<B256>, String> {
-        if self.forward.is_some() {
-            return Err("blocks on this node come from consensus".into());
-        }
-        let _one_at_a_time = lock(&self.mining);
-        let built = {
-            let chain = read(&self.chain);
-            let txs = lock(&self.pool).take_executable(&chain, chain.gas_limit);
-            if txs.is_empty() && !force {
-                lock(&self.pool).built();
-                return Ok(None);
-            }
-            // Refused transactions (e.g. a balance spent by an earlier one) are dropped, as
-            // geth drops them when they become invalid.
-            chain.build(txs, now()).map(|(next, _dropped)| next)
-        };
-        let result = built.map(|next| self.chain.write().unwrap_or_else(PoisonError::into_inner).apply(next));
-        lock(&self.pool).built();
-        result.map(Some).map_err(|e| e.to_string())
+    fn submitter(&self) -> RpcResult<&dyn Submit> {
+        self.submit.get().map(|s| &**s).ok_or_else(|| server("the node is starting"))
     }
 }
 
@@ -209,9 +116,10 @@ impl Sink for Node {
     fn finalized(&self, block: &ConsensusBlock, executed: &Executed) -> Result<(), SinkError> {
         let next = read(&self.chain).import(block, executed).map_err(SinkError::new)?;
         if let Some(next) = next {
-            let mut chain = self.chain.write().unwrap_or_else(PoisonError::into_inner);
-            chain.apply(next);
-            lock(&self.pool).prune(&chain);
+            self.chain.write().unwrap_or_else(PoisonError::into_inner).apply(next);
+            if let Some(s) = self.submit.get() {
+                s.finalized(&executed.state);
+            }
         }
         Ok(())
     }
@@ -561,10 +469,11 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
     m.register_method("eth_getTransactionCount", |p, n, _| {
         let v = params_seq(&p)?;
         let a: Address = arg(&v, 0, "address")?;
-        let chain = read(&n.chain);
         if v.get(1).and_then(Value::as_str) == Some("pending") {
-            return RpcResult::Ok(U64::from(lock(&n.pool).pending_nonce(&chain, &a)));
+            let head = Head::of(&read(&n.chain));
+            return RpcResult::Ok(U64::from(n.submitter()?.pending_nonce(&head, &a)));
         }
+        let chain = read(&n.chain);
         let (_, st) = state_for(&chain, v.get(1).cloned())?;
         RpcResult::Ok(U64::from(st.nonce(&a)))
     })?;
@@ -628,20 +537,24 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
         let v = params_seq(&p)?;
         let raw: Bytes = arg(&v, 0, "data")?;
         // Decode and recover the sender before taking any lock: it is the costly part.
-        let tx = Pool::recover_raw(&raw).map_err(|e| server(e.to_string()))?;
-        let pending = n.forward.as_ref().map(|_| PendingTx { raw, tx: tx.clone() });
-        let hash = {
+        let tx = crate::submit::decode(raw).map_err(|e| server(e.to_string()))?;
+        let hash = tx.hash();
+        let head = {
             let chain = read(&n.chain);
-            lock(&n.pool).add(&chain, tx).map_err(|e| server(e.to_string()))?
-        };
-        match (&n.forward, pending) {
-            (Some(f), Some(p)) => {
-                if let Err(e) = (f.0)(p) {
-                    lock(&n.pool).remove(&hash);
-                    return Err(server(e));
-                }
+            if chain.tx_index.contains_key(&hash) {
+                return Err(server(TxRefused::Known.to_string()));
             }
-            _ => n.notify(),
+            Head::of(&chain)
+        };
+        let (max_fee, base_fee) = (tx.tx.inner().max_fee_per_gas(), u128::from(head.env.base_fee));
+        if max_fee < base_fee {
+            return Err(server(TxRefused::FeeTooLow { max_fee, base_fee }.to_string()));
+        }
+        // Without the chain's lock: the mode takes the consensus node's locks.
+        if let Err(e) = n.submitter()?.submit(&head, tx) {
+            // Included since the check above (its nonce is used now): known, as geth says.
+            let known = read(&n.chain).tx_index.contains_key(&hash);
+            return Err(server(if known { TxRefused::Known } else { e }.to_string()));
         }
         RpcResult::Ok(hash)
     })?;
@@ -659,11 +572,10 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
     m.register_method("eth_getTransactionByHash", |p, n, _| {
         let v = params_seq(&p)?;
         let h: B256 = arg(&v, 0, "hash")?;
-        let chain = read(&n.chain);
-        if let Some((b, i)) = chain.locate(&h) {
-            return RpcResult::Ok(rpc_tx(b, i));
+        if let Some(t) = read(&n.chain).locate(&h).and_then(|(b, i)| rpc_tx(b, i)) {
+            return RpcResult::Ok(Some(t));
         }
-        RpcResult::Ok(lock(&n.pool).get(&h).map(pending_tx))
+        RpcResult::Ok(n.submitter()?.pending_tx(&h).as_ref().map(pending_tx))
     })?;
     m.register_method("eth_getTransactionReceipt", |p, n, _| {
         let v = params_seq(&p)?;

@@ -23,13 +23,13 @@ use commonware_utils::ordered::Map;
 use commonware_utils::{NZU32, NZUsize};
 use fixpoint_consensus::app::PublicKey;
 use fixpoint_consensus::engine::{self, Channels, ValidatorConfig, channel};
-use fixpoint_consensus::mempool::Offered;
 use fixpoint_consensus::{PendingTx, Shared, gossip};
 use serde::{Deserialize, Serialize};
 
 use crate::keys;
-use crate::rpc::{CertifiedBlock, Finality, Forward, Node};
+use crate::rpc::{CertifiedBlock, Finality, Node};
 use crate::startup::{Opened, open, start_rpc};
+use crate::submit::ValidatorSubmit;
 
 /// A validator's configuration file; paths are relative to the file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,17 +82,8 @@ pub fn run(config: &Path, exit_after: Option<u64>) -> Result<()> {
     }
     let shared = Shared::new(exec, &start, (*chain.state).clone(), alloy_primitives::Address::ZERO);
     let (gossip_tx, gossip_rx) = futures::channel::mpsc::unbounded::<PendingTx>();
-    let to_consensus = shared.clone();
-    let forward = Forward(Box::new(move |t: PendingTx| match to_consensus.offer(t.clone()) {
-        Offered::Added => {
-            let _ = gossip_tx.unbounded_send(t);
-            Ok(())
-        }
-        Offered::Known => Ok(()),
-        Offered::Full => Err("txpool is full".into()),
-        Offered::Refused(r) => Err(r.to_string()),
-    }));
-    let node = Node::follow(chain, forward);
+    let node = Node::new(chain);
+    node.set_submit(Box::new(ValidatorSubmit::new(shared.clone(), gossip_tx)));
     shared.set_sink(node.clone());
     let n = participants.len();
     println!(
