@@ -327,7 +327,15 @@ fn rpc() -> &'static Rpc {
             .expect("dev genesis");
         let store = Store::open(&dir.join("chain.redb")).expect("store");
         let chain = Chain::open(ChainSpec::DEV, 30_000_000, store, &genesis, 1_700_000_000).expect("chain");
-        let module = fixpoint_node::rpc::module(Node::start(chain, false)).expect("rpc module");
+        let node = fixpoint_node::startup::start_solo(
+            chain,
+            genesis.state.root(),
+            1_700_000_000,
+            &dir,
+            fixpoint_node::submit::Sealing::Instant,
+        )
+        .expect("dev node");
+        let module = fixpoint_node::rpc::module(node).expect("rpc module");
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         Rpc { runtime, module }
     })

@@ -10,18 +10,16 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use alloy_primitives::{Address, keccak256};
+use alloy_primitives::keccak256;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use fixpoint_consensus::{Block as ConsensusBlock, BlockLimits, Executor, Shared};
 use fixpoint_evm::ChainSpec;
-use fixpoint_node::chain::{Chain, INITIAL_BASE_FEE};
+use fixpoint_node::chain::Chain;
 use fixpoint_node::dev::{EXAMPLE_MODEL, EXAMPLE_WRITER, dev_accounts};
 use fixpoint_node::genesis::Genesis;
-use fixpoint_node::rpc::Node;
-use fixpoint_node::startup::resume_point;
+use fixpoint_node::startup::start_solo;
 use fixpoint_node::storage::Store;
-use fixpoint_node::submit::{DevSealer, Sealing};
+use fixpoint_node::submit::Sealing;
 use fixpoint_precompiles::{INFERENCE_ADDRESS, REGISTRY_ADDRESS};
 
 use init::{InitArgs, init, keygen};
@@ -172,25 +170,11 @@ async fn run_node(a: NodeArgs) -> Result<()> {
     let spec = ChainSpec { chain_id: genesis.chain_id, ..ChainSpec::DEV };
     let chain = Chain::open(spec, genesis.gas_limit, store, &built, genesis.timestamp)?;
     let head = chain.head().header.number;
-    // One sealer on the validators' path: the same mempool, block building, header rules and
-    // finalization (through the node as sink) as a validator's blocks.
-    let genesis_block =
-        ConsensusBlock::genesis(built.state.root(), genesis.gas_limit, genesis.timestamp, INITIAL_BASE_FEE);
-    let start = resume_point(&chain, &genesis_block, &datadir)?;
-    let exec = Executor {
-        spec: chain.spec,
-        gas_limit: genesis.gas_limit,
-        limits: BlockLimits::default(),
-        models: chain.models.clone(),
-    };
-    let shared = Shared::new(exec, &start, (*chain.state).clone(), Address::ZERO);
-    let node = Node::new(chain);
-    shared.set_sink(node.clone());
     let sealing = match a.block_time {
         0 => Sealing::Instant,
         s => Sealing::Interval(Duration::from_secs(s)),
     };
-    node.set_submit(Box::new(DevSealer::start(shared, sealing)));
+    let node = start_solo(chain, built.state.root(), genesis.timestamp, &datadir, sealing)?;
     node.set_gas_cap(a.rpc_gas_cap);
 
     let addr: SocketAddr = format!("{}:{}", a.host, a.port).parse().context("bad --host/--port")?;

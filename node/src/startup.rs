@@ -10,13 +10,14 @@ use anyhow::{Context as _, Result, bail};
 use commonware_codec::Decode as _;
 use commonware_utils::ordered::Set;
 use fixpoint_consensus::app::PublicKey;
-use fixpoint_consensus::{Block, BlockLimits, Executor};
+use fixpoint_consensus::{Block, BlockLimits, Executor, Shared};
 use fixpoint_evm::ChainSpec;
 
 use crate::chain::{Chain, INITIAL_BASE_FEE};
 use crate::genesis::Genesis;
 use crate::rpc::Node;
 use crate::storage::Store;
+use crate::submit::{DevSealer, Sealing};
 
 /// A consensus node's chain (validator or follower), opened from its genesis and data directory.
 pub struct Opened {
@@ -84,6 +85,32 @@ pub fn resume_point(chain: &Chain, genesis_block: &Block, datadir: &Path) -> Res
         None if chain.head().header.number == 0 => Ok(genesis_block.clone()),
         None => bail!("{} holds a chain not made by consensus (a dev chain?): use another datadir", datadir.display()),
     }
+}
+
+/// A dev (or single-node) chain's node: one sealer on the validators' path (the same mempool,
+/// block building, header rules and finalization, with the node as the sink), resuming from the
+/// consensus block stored with the database's head. `genesis_root`, `gas_limit` and
+/// `timestamp` are the genesis's.
+pub fn start_solo(
+    chain: Chain,
+    genesis_root: alloy_primitives::B256,
+    timestamp: u64,
+    datadir: &Path,
+    sealing: Sealing,
+) -> Result<Arc<Node>> {
+    let genesis_block = Block::genesis(genesis_root, chain.gas_limit, timestamp, INITIAL_BASE_FEE);
+    let start = resume_point(&chain, &genesis_block, datadir)?;
+    let exec = Executor {
+        spec: chain.spec,
+        gas_limit: chain.gas_limit,
+        limits: BlockLimits::default(),
+        models: chain.models.clone(),
+    };
+    let shared = Shared::new(exec, &start, (*chain.state).clone(), alloy_primitives::Address::ZERO);
+    let node = Node::new(chain);
+    shared.set_sink(node.clone());
+    node.set_submit(Box::new(DevSealer::start(shared, sealing)));
+    Ok(node)
 }
 
 /// Serves JSON-RPC for `node` on `addr` from a thread of its own (commonware's runtime owns the
