@@ -26,15 +26,12 @@ use alloy_sol_types::{SolCall, SolValue, sol};
 use fixpoint_node::client::{Client, sign};
 use serde_json::{Value, json};
 
+mod common;
+use common::{artifact, root};
+
 sol! {
     function transfer(address to, uint256 value) external returns (bool);
     function recognize(uint8[64] pixels) external returns (uint8 digit);
-}
-
-fn root() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-        .join("..")
 }
 
 fn env_usize(k: &str, d: usize) -> usize {
@@ -330,20 +327,6 @@ async fn latency(
     (ms[n / 2], ms[(n * 99 / 100).min(n - 1)])
 }
 
-fn artifact(file: &str, name: &str) -> Bytes {
-    let path = root().join("out").join(file).join(format!("{name}.json"));
-    if !path.exists() {
-        let ok = Command::new(root().join("node_modules/.bin/forge"))
-            .arg("build")
-            .current_dir(root())
-            .status()
-            .map(|s| s.success());
-        assert_eq!(ok.ok(), Some(true), "forge build failed");
-    }
-    let doc: Value = serde_json::from_slice(&std::fs::read(&path).expect("artifact")).expect("json");
-    doc["bytecode"]["object"].as_str().expect("bytecode").parse().expect("hex")
-}
-
 #[derive(Debug)]
 struct Row {
     workload: &'static str,
@@ -374,7 +357,7 @@ async fn run(t: &mut Target, rows: &mut Vec<Row>, n_senders: usize, per_sender: 
     push(rows, Row { workload: "ETH transfer", node: t.name, txs: keys.len() * per_sender, tps, p50, p99, blocks });
 
     // ERC-20 transfers: every sender holds tokens.
-    let mut code = artifact("BenchToken.sol", "BenchToken").to_vec();
+    let mut code = artifact("BenchToken.sol", "BenchToken", "bytecode").to_vec();
     code.extend_from_slice(&U256::from(10u64).pow(U256::from(30)).abi_encode());
     let token = t.deploy(code.into()).await;
     let keys = t.senders(n_senders + 1, "erc20").await;
@@ -397,7 +380,7 @@ async fn run(t: &mut Target, rows: &mut Vec<Row>, n_senders: usize, per_sender: 
     }
     // DigitRecognizer.recognize: one run of the example model per transaction, varied images.
     let id = keccak256(fixpoint_node::dev::EXAMPLE_MODEL);
-    let mut code = artifact("DigitRecognizer.sol", "DigitRecognizer").to_vec();
+    let mut code = artifact("DigitRecognizer.sol", "DigitRecognizer", "bytecode").to_vec();
     code.extend_from_slice(&id.abi_encode());
     let app = t.deploy(code.into()).await;
     t.sync().await;

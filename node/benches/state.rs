@@ -14,7 +14,6 @@
 //! `cargo bench -p fixpoint-node --bench state` (env STATE_SIZES=1000,100000,1000000,
 //! STATE_BLOCKS=32). A bench binary: nothing here asserts a time.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +33,9 @@ use revm::bytecode::Bytecode;
 use revm::state::AccountInfo;
 use serde_json::Value;
 
+mod common;
+use common::{artifact, root};
+
 sol! {
     function transfer(address to, uint256 value) external returns (bool);
 }
@@ -44,12 +46,6 @@ const OLD_TRANSFERS: usize = 200;
 const TOKEN_TRANSFERS: usize = 200;
 const INFERENCES: usize = 64;
 const TOKEN: Address = Address::repeat_byte(0x70);
-
-fn root() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-        .join("..")
-}
 
 fn env_list(k: &str, d: &[usize]) -> Vec<usize> {
     std::env::var(k).ok().map_or_else(|| d.to_vec(), |v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect())
@@ -70,19 +66,9 @@ fn sender(i: usize) -> PrivateKeySigner {
     PrivateKeySigner::from_bytes(&keccak256(format!("state bench sender {i}"))).expect("key")
 }
 
-/// BenchToken's runtime code (forge builds it if `out/` lacks it).
+/// BenchToken's runtime code.
 fn token_code() -> Bytes {
-    let path = root().join("out/BenchToken.sol/BenchToken.json");
-    if !path.exists() {
-        let ok = std::process::Command::new(root().join("node_modules/.bin/forge"))
-            .arg("build")
-            .current_dir(root())
-            .status()
-            .map(|s| s.success());
-        assert_eq!(ok.ok(), Some(true), "forge build failed");
-    }
-    let doc: Value = serde_json::from_slice(&std::fs::read(&path).expect("artifact")).expect("json");
-    doc["deployedBytecode"]["object"].as_str().expect("bytecode").parse().expect("hex")
+    artifact("BenchToken.sol", "BenchToken", "deployedBytecode")
 }
 
 /// `balanceOf[holder]`'s slot (mapping at slot 0).
