@@ -1,5 +1,5 @@
 //! Shared by the node's bench binaries: the repository root and forge artifacts.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::path::PathBuf;
 use std::process::Command;
