@@ -266,7 +266,7 @@ impl Chain {
             gas_limit: self.gas_limit,
             base_fee: self.next_base_fee(),
             beneficiary: Address::ZERO,
-            prev_randao: keccak256(head.hash_slow()),
+            prev_randao: keccak256(self.head().hash),
         }
     }
 

@@ -7,7 +7,7 @@
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use alloy_consensus::TxEnvelope;
 use alloy_consensus::transaction::Recovered;
@@ -140,7 +140,9 @@ impl From<Refusal> for TxRefused {
 fn answer(o: Offered) -> Result<(), TxRefused> {
     {
         match o {
-            Offered::Added | Offered::Known => Ok(()),
+            Offered::Added => Ok(()),
+            // Resent while pending: geth answers "already known".
+            Offered::Known => Err(TxRefused::Known),
             Offered::Full => Err(TxRefused::PoolFull),
             Offered::Refused(r) => Err(r.into()),
         }
@@ -178,8 +180,8 @@ impl Head {
 
 /// Where the RPC's transactions go: one implementation per node mode.
 pub trait Submit: Send + Sync + 'static {
-    /// Admits `tx` (decoded and recovered) for inclusion: `Ok` once it is pending here (or
-    /// already was), the refusal otherwise.
+    /// Admits `tx` (decoded and recovered) for inclusion: `Ok` once it is pending here, the
+    /// refusal otherwise (`Known` if it already was).
     fn submit(&self, head: &Head, tx: PendingTx) -> Result<(), TxRefused>;
 
     /// A pending transaction by hash.
@@ -231,17 +233,25 @@ impl DevSealer {
 }
 
 fn seal_loop(sealer: &Sealer, rx: &Receiver<()>, sealing: Sealing) {
+    let mut next_tick = sealing_tick(sealing);
     loop {
         let force = match sealing {
             Sealing::Instant => match rx.recv() {
                 Ok(()) => false,
                 Err(_) => return,
             },
-            Sealing::Interval(every) => match rx.recv_timeout(every) {
-                Ok(()) => continue,
-                Err(RecvTimeoutError::Timeout) => true,
-                Err(RecvTimeoutError::Disconnected) => return,
-            },
+            // Arrivals do not seal (nor postpone the next block): only the interval does.
+            Sealing::Interval(every) => {
+                let wait = next_tick.map_or(every, |t| t.saturating_duration_since(Instant::now()));
+                match rx.recv_timeout(wait) {
+                    Ok(()) => continue,
+                    Err(RecvTimeoutError::Timeout) => {
+                        next_tick = sealing_tick(sealing);
+                        true
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            }
         };
         // Seal until nothing is pending: what arrived meanwhile goes in the next block.
         let mut force = force;
@@ -256,6 +266,14 @@ fn seal_loop(sealer: &Sealer, rx: &Receiver<()>, sealing: Sealing) {
                 }
             }
         }
+    }
+}
+
+/// When the next interval block is due (none for instant sealing).
+fn sealing_tick(sealing: Sealing) -> Option<Instant> {
+    match sealing {
+        Sealing::Instant => None,
+        Sealing::Interval(every) => Some(Instant::now() + every),
     }
 }
 
