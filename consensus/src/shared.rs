@@ -40,6 +40,8 @@ pub struct Shared {
     pub(crate) states: States,
     inner: Mutex<Inner>,
     durable: Mutex<Durable>,
+    /// Held through [`Shared::finalize`]: blocks are applied one at a time, in order.
+    finalizing: Mutex<()>,
     sink: OnceLock<Arc<dyn Sink>>,
     /// A byzantine test proposer's fault and log (honest unless a mocks constructor set it).
     #[cfg(feature = "mocks")]
@@ -75,6 +77,7 @@ impl Shared {
             states,
             inner: Mutex::default(),
             durable: Mutex::new(Durable::new(start, executed)),
+            finalizing: Mutex::new(()),
             sink: OnceLock::new(),
             #[cfg(feature = "mocks")]
             byzantine: crate::mocks::Byzantine::default(),
@@ -178,27 +181,32 @@ impl Shared {
     /// prunes the mempool. `Ok(false)`: the block is already applied (a redelivery). An error
     /// halts finalization here: it is recorded ([`Shared::finalizer_failures`]) and returned.
     pub fn finalize(&self, b: &Block) -> Result<bool, FinalizerFailure> {
+        // One finalization at a time; `durable` is held only to read and to update it, so
+        // admissions (which read the finalized state) never wait for the sink's database write.
+        let _one_at_a_time = lock(&self.finalizing);
         let height = b.body().height;
-        // `durable` first, then the rest: never the other way round.
-        let mut d = self.durable();
-        // Marshal may redeliver after a restart: apply each height once.
-        if d.finalized.last().is_some_and(|f| f.height >= height) || height < d.block.body().height {
-            return Ok(false);
-        }
+        let (parent, parent_executed) = {
+            let d = self.durable();
+            // Marshal may redeliver after a restart: apply each height once.
+            if d.finalized.last().is_some_and(|f| f.height >= height) || height < d.block.body().height {
+                return Ok(false);
+            }
+            (d.block.clone(), d.executed.clone())
+        };
         let fail = |f: FinalizerFailure| {
             self.finalizer_failed(f.clone());
             Err(f)
         };
-        if height > 0 && (b.body().parent != d.block.digest() || d.block.body().height.checked_add(1) != Some(height)) {
+        if height > 0 && (b.body().parent != parent.digest() || parent.body().height.checked_add(1) != Some(height)) {
             // Delivered in order; anything else is a bug here: halt, never skip a block.
             return fail(FinalizerFailure::NotAChild(height));
         }
         let executed = match self.states.get(&b.digest()) {
             Some(e) => e,
-            None if height == 0 => d.executed.clone(),
+            None if height == 0 => parent_executed,
             // Finalized without this node executing it (backfill after a restart or a late
             // start): execute it now on the previous finalized state.
-            None => match self.exec.verify(&d.block, &d.executed.state, b) {
+            None => match self.exec.verify(&parent, &parent_executed.state, b) {
                 Ok(out) => Executed::new(height, out),
                 // A finalized block this node cannot reproduce: stop following rather than
                 // diverge.
@@ -212,14 +220,16 @@ impl Shared {
             return fail(FinalizerFailure::Persist { height, reason: e });
         }
         executed.finalize_models(&self.exec.models);
-        d.finalized.push(Finalized::of(b));
-        if d.finalized.len() > MAX_FINALIZED_LOG + MAX_FINALIZED_LOG / 10 {
-            let excess = d.finalized.len() - MAX_FINALIZED_LOG;
-            d.finalized.drain(..excess);
+        {
+            let mut d = self.durable();
+            d.finalized.push(Finalized::of(b));
+            if d.finalized.len() > MAX_FINALIZED_LOG + MAX_FINALIZED_LOG / 10 {
+                let excess = d.finalized.len() - MAX_FINALIZED_LOG;
+                d.finalized.drain(..excess);
+            }
+            d.block = b.clone();
+            d.executed = executed.clone();
         }
-        d.block = b.clone();
-        d.executed = executed.clone();
-        drop(d);
         // Included transactions go, and so do those whose nonce is now used.
         self.prune(&executed.state);
         self.states.finalized(b.digest(), height, executed);
