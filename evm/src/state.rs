@@ -120,6 +120,10 @@ fn same_fields(a: &AccountInfo, b: &AccountInfo) -> bool {
     a.nonce == b.nonce && a.balance == b.balance && a.code_hash == b.code_hash
 }
 
+/// Slots an account must have had written for its storage root to be hashed on several threads
+/// (below, the fork-join costs more than it saves).
+const PARALLEL_STORAGE_ROOT: usize = 64;
+
 fn slot_key(slot: &U256) -> B256 {
     keccak256(slot.to_be_bytes::<32>())
 }
@@ -176,7 +180,7 @@ impl WorldState {
     /// The state root: Ethereum's, over every non-empty account (EIP-161) with the root of its
     /// non-zero storage.
     pub fn root(&self) -> B256 {
-        self.trie.root()
+        self.trie.root_parallel()
     }
 
     /// The state trie's nodes on the path to `address` (an EIP-1186 account proof).
@@ -220,6 +224,9 @@ impl WorldState {
                     account.storage.insert(*slot, *value);
                     account.storage_trie.insert(&slot_key(slot), alloy_rlp::encode_fixed_size(value).to_vec());
                 }
+            }
+            if change.storage.len() >= PARALLEL_STORAGE_ROOT {
+                account.storage_trie.root_parallel();
             }
             if account.is_empty() {
                 self.trie.remove(&key);

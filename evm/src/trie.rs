@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock};
 use alloy_primitives::{B256, Bytes, keccak256};
 use alloy_trie::nodes::{BranchNodeRef, ExtensionNodeRef, LeafNodeRef, RlpNode};
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieMask};
+use rayon::prelude::*;
 
 /// One version of a trie (cheap to clone: versions share their nodes).
 #[derive(Clone, Default)]
@@ -198,6 +199,25 @@ fn encode(n: &Node, out: &mut Vec<u8>) -> RlpNode {
     }
 }
 
+/// How many levels below the root [`Trie::root`] hands to separate rayon tasks: up to 16² subtries.
+const PARALLEL_LEVELS: usize = 2;
+
+/// Hashes the unhashed nodes under `n`, the subtries `PARALLEL_LEVELS` below the root in parallel
+/// (the encodings are those [`rlp`] computes: each node's cache is filled once, by one task).
+fn hash_parallel(n: &Node, level: usize) {
+    if n.rlp.get().is_some() {
+        return;
+    }
+    match &n.kind {
+        Kind::Branch { children } if level < PARALLEL_LEVELS => {
+            children.par_iter().flatten().for_each(|c| hash_parallel(c, level + 1));
+        }
+        Kind::Extension { child, .. } if level < PARALLEL_LEVELS => hash_parallel(child, level + 1),
+        _ => {}
+    }
+    rlp(n);
+}
+
 /// The node's reference in its parent, cached.
 fn rlp(n: &Node) -> RlpNode {
     n.rlp
@@ -239,10 +259,24 @@ impl Trie {
 
     /// The root hash: hashes the nodes created since their last hashing, once.
     pub fn root(&self) -> B256 {
+        self.root_with(rlp)
+    }
+
+    /// [`Self::root`], with the subtries under the top two levels hashed on rayon's threads: for
+    /// tries with many changes since the last root (the state trie after a block, a contract's
+    /// storage after many writes). The same root, bit for bit.
+    pub fn root_parallel(&self) -> B256 {
+        self.root_with(|n| {
+            hash_parallel(n, 0);
+            rlp(n)
+        })
+    }
+
+    fn root_with(&self, hash: impl FnOnce(&Node) -> RlpNode) -> B256 {
         match &self.root {
             None => EMPTY_ROOT_HASH,
             Some(n) => {
-                let r = rlp(n);
+                let r = hash(n);
                 if r.is_hash() { B256::from_slice(r.get(1..).unwrap_or_default()) } else { keccak256(&r[..]) }
             }
         }
@@ -380,6 +414,37 @@ mod tests {
             for (t, want) in kept {
                 assert_eq!(t.root(), want);
             }
+        }
+    }
+
+    #[test]
+    fn parallel_roots_equal_the_hash_builder_before_and_after_more_updates() {
+        let mut rng = Rng(0x9a7a_11e1_0000_0001);
+        for round in 0..12 {
+            let mut trie = Trie::new();
+            let mut model = BTreeMap::new();
+            // Sizes from a single leaf to tries whose top two levels are full branches.
+            for _ in 0..(1 + round * round * 40) {
+                let (k, v) = (key(&mut rng), alloy_rlp::encode(vec![rng.next() as u8; 1 + (rng.next() % 40) as usize]));
+                model.insert(k, v.clone());
+                trie.insert(&k, v);
+            }
+            assert_eq!(trie.root_parallel(), reference(&model), "round {round}, nothing hashed before");
+            // Some subtries hashed, some changed since: only the changed ones are recomputed.
+            for _ in 0..(1 + round * 5) {
+                let k = key(&mut rng);
+                if rng.next().is_multiple_of(2) && !model.is_empty() {
+                    let victim = *model.keys().nth((rng.next() as usize) % model.len()).unwrap();
+                    model.remove(&victim);
+                    trie.remove(&victim);
+                } else {
+                    let v = alloy_rlp::encode(vec![rng.next() as u8; 1 + (rng.next() % 40) as usize]);
+                    model.insert(k, v.clone());
+                    trie.insert(&k, v);
+                }
+            }
+            assert_eq!(trie.root_parallel(), reference(&model), "round {round}, after more updates");
+            assert_eq!(trie.root(), reference(&model));
         }
     }
 

@@ -7,7 +7,8 @@
 //!
 //! Per size it reports: the state's resident memory per account and build time; the database
 //! size per account once the state is written to redb; per block (median over the blocks) the
-//! time to execute it and compute its state root, the time to persist its changes to redb, and
+//! time to execute it and compute its state root (and, apart, how long applying its changes to a
+//! copy of the parent and hashing that copy's root take), the time to persist its changes to redb, and
 //! the transactions per second of both together; and the resident memory the kept post-states of
 //! those blocks add (the chain keeps 128 for queries), per account.
 //!
@@ -193,9 +194,9 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("dir");
 
     println!(
-        "| accounts | state build (s) | memory / account (B) | db / account (B) | execute + root (ms/block) | persist (ms/block) | tx/s | kept states (B / account) |"
+        "| accounts | state build (s) | memory / account (B) | db / account (B) | execute + root (ms/block) | of which: apply / root | persist (ms/block) | tx/s | kept states (B / account) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut first: Option<f64> = None;
     for &n in &sizes {
         let before = rss();
@@ -216,7 +217,7 @@ fn main() {
 
         let before_blocks = rss();
         let mut kept = vec![genesis.clone()];
-        let (mut exec, mut persist) = (Vec::new(), Vec::new());
+        let (mut exec, mut persist, mut apply, mut hashing) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (i, txs) in blocks.iter().enumerate() {
             let parent = kept.last().expect("parent").clone();
             let env = BlockEnvInput {
@@ -231,6 +232,15 @@ fn main() {
             let out = execute_block(&parent, &models, &spec, &env, txs).expect("block executes");
             std::hint::black_box(out.state_root);
             exec.push(t.elapsed());
+            // The breakdown: the same changes applied to another copy of the parent (fresh trie
+            // nodes, so the root really hashes), timed apart: applying them, then the root.
+            let mut copy = parent.clone();
+            let t = Instant::now();
+            copy.apply(&out.changes);
+            apply.push(t.elapsed());
+            let t = Instant::now();
+            assert_eq!(copy.root(), out.state_root, "the copy reaches the same root");
+            hashing.push(t.elapsed());
             assert!(out.txs.iter().all(|t| t.success), "every transaction succeeds");
             let t = Instant::now();
             store.commit_block(i as u64 + 1, &empty, &out.changes, &BlockExtras::default()).expect("commit");
@@ -238,15 +248,17 @@ fn main() {
             kept.push(out.state);
         }
         let history = rss().saturating_sub(before_blocks) as f64 / n as f64;
-        let (e, p) = (median(exec), median(persist));
+        let (e, p, a, h) = (median(exec), median(persist), median(apply), median(hashing));
         let tps = per_block as f64 / (e + p).as_secs_f64();
         let total = ms(e + p);
         let ratio = first.map_or(String::new(), |f| format!(" ({:.2}x)", total / f));
         first.get_or_insert(total);
         println!(
-            "| {n} | {:.1} | {memory:.0} | {db:.0} | {:.2} | {:.2} | {tps:.0}{ratio} | {history:.0} |",
+            "| {n} | {:.1} | {memory:.0} | {db:.0} | {:.2} | {:.2} / {:.2} | {:.2} | {tps:.0}{ratio} | {history:.0} |",
             build.as_secs_f64(),
             ms(e),
+            ms(a),
+            ms(h),
             ms(p)
         );
         drop(kept);
