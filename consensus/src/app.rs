@@ -18,7 +18,7 @@ use futures::StreamExt;
 
 use crate::block::Block;
 use crate::execute::{MAX_CLOCK_DRIFT, VerifyError};
-use crate::executed::Executed;
+use crate::executed::{Executed, Timing};
 use crate::shared::Shared;
 
 /// Validator public keys.
@@ -71,7 +71,9 @@ impl<E: Clock + Send + 'static> Application<E> for App {
         let candidates = s.candidates(&base.state);
         let now = runtime.current().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let view = context.round.view().get();
+        let started = std::time::Instant::now();
         let (block, out, refused) = s.exec.build(&parent, &base.state, view, now, s.beneficiary, candidates);
+        let took = started.elapsed();
         if !refused.is_empty() {
             // Refused by the executor on this state (e.g. the balance no longer covers it): drop
             // them rather than retry them in every block.
@@ -81,7 +83,7 @@ impl<E: Clock + Send + 'static> Application<E> for App {
         #[cfg(feature = "mocks")]
         let block = s.byzantine.tamper(block, &out);
         s.count_proposal();
-        let executed = Executed::new(block.body().height, out);
+        let executed = Executed::new(block.body().height, out, Timing::built(took));
         let digest = block.digest();
         s.states.insert(digest, executed);
         Some(Digested::precomputed(block, digest))
@@ -107,9 +109,10 @@ impl<E: Clock + Send + 'static> Application<E> for App {
             // The parent cannot be executed here: not provably invalid, so abstain.
             return std::future::pending().await;
         };
+        let started = std::time::Instant::now();
         match s.exec.verify(&parent, &base.state, &candidate) {
             Ok(out) => {
-                let executed = Executed::new(candidate.body().height, out);
+                let executed = Executed::new(candidate.body().height, out, Timing::verified(started.elapsed()));
                 s.states.insert(candidate.digest(), executed);
                 true
             }

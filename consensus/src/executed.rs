@@ -40,11 +40,37 @@ pub struct Executed {
     pub records: Vec<InferenceRecord>,
     /// Models registered and upload chunks received in the block.
     pub scope: ScopeOutcome,
+    /// How this node executed it and how long that took (metrics only).
+    pub timing: Timing,
+}
+
+/// How a node executed a block, and the wall time it took (observed for metrics and logs;
+/// nothing the chain computes depends on it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timing {
+    /// Built (proposed or sealed) by this node; otherwise verified (re-executed).
+    pub built: bool,
+    /// Building or verifying, sender recovery included.
+    pub execute: std::time::Duration,
+    /// Of which inference calls.
+    pub inference: std::time::Duration,
+}
+
+impl Timing {
+    /// A block built in `execute`.
+    pub fn built(execute: std::time::Duration) -> Self {
+        Self { built: true, execute, inference: std::time::Duration::ZERO }
+    }
+
+    /// A block verified in `execute`.
+    pub fn verified(execute: std::time::Duration) -> Self {
+        Self { built: false, execute, inference: std::time::Duration::ZERO }
+    }
 }
 
 impl Executed {
     /// A block's execution; stages its models and upload chunks in the model store.
-    pub fn new(height: u64, out: BlockOutcome) -> Arc<Self> {
+    pub fn new(height: u64, out: BlockOutcome, timing: Timing) -> Arc<Self> {
         // Content-addressed: staging a block's models and chunks early cannot change a result
         // (docs/precompiles.md), and children may be built before finalization. Nothing is
         // removed here: only [`Executed::finalize_models`], for a finalized block.
@@ -57,6 +83,7 @@ impl Executed {
             logs_bloom: out.logs_bloom,
             records: out.records,
             scope,
+            timing: Timing { inference: out.inference_time, ..timing },
         })
     }
 
@@ -121,8 +148,9 @@ impl States {
             pending.push(ancestry.next().await?.inner().clone());
         };
         while let Some(block) = pending.pop() {
+            let started = std::time::Instant::now();
             let out = exec.verify(&parent, &base.state, &block).ok()?;
-            base = Executed::new(block.body().height, out);
+            base = Executed::new(block.body().height, out, Timing::verified(started.elapsed()));
             self.insert(block.digest(), base.clone());
             parent = block;
         }

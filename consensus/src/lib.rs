@@ -26,6 +26,6 @@ pub mod shared;
 pub use app::App;
 pub use block::{Block, BlockBody, BlockLimits};
 pub use execute::{Executor, PendingTx, VerifyError};
-pub use executed::Executed;
+pub use executed::{Executed, Timing};
 pub use finalizer::{Finalizer, Sink, SinkError};
 pub use shared::Shared;

@@ -11,7 +11,7 @@ use alloy_primitives::B256;
 use commonware_cryptography::Digestible;
 
 use crate::block::Block;
-use crate::executed::Executed;
+use crate::executed::{Executed, Timing};
 use crate::finalizer::FinalizerFailure;
 use crate::shared::Shared;
 
@@ -44,11 +44,13 @@ impl Sealer {
             return Ok(None);
         }
         let view = parent.body().view.saturating_add(1);
+        let started = std::time::Instant::now();
         let (block, out, refused) = s.exec.build(&parent, &base.state, view, now, s.beneficiary, candidates);
+        let took = Timing::built(started.elapsed());
         if !refused.is_empty() {
             s.drop_pending(&refused.into_iter().collect::<HashSet<B256>>());
         }
-        s.states.insert(block.digest(), Executed::new(block.body().height, out));
+        s.states.insert(block.digest(), Executed::new(block.body().height, out, took));
         s.count_proposal();
         s.finalize(&block)?;
         Ok(Some(block))

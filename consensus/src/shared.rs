@@ -13,7 +13,7 @@ use fixpoint_precompiles::ModelStore;
 use crate::app::Refused;
 use crate::block::Block;
 use crate::execute::{Executor, PendingTx, VerifyError};
-use crate::executed::{Executed, States};
+use crate::executed::{Executed, States, Timing};
 use crate::finalizer::{Durable, Finalized, FinalizerFailure, MAX_FINALIZED_LOG, Sink};
 use crate::mempool::{Mempool, Offered};
 
@@ -206,11 +206,11 @@ impl Shared {
             None if height == 0 => parent_executed,
             // Finalized without this node executing it (backfill after a restart or a late
             // start): execute it now on the previous finalized state.
-            None => match self.exec.verify(&parent, &parent_executed.state, b) {
-                Ok(out) => Executed::new(height, out),
+            None => match (std::time::Instant::now(), self.exec.verify(&parent, &parent_executed.state, b)) {
+                (started, Ok(out)) => Executed::new(height, out, Timing::verified(started.elapsed())),
                 // A finalized block this node cannot reproduce: stop following rather than
                 // diverge.
-                Err(e) => return fail(FinalizerFailure::Diverged { height, reason: e }),
+                (_, Err(e)) => return fail(FinalizerFailure::Diverged { height, reason: e }),
             },
         };
         if height > 0
@@ -269,12 +269,13 @@ impl Shared {
     /// Logs a refused proposal.
     pub(crate) fn refuse(&self, block: &Block, reason: VerifyError) {
         let r = Refused { height: block.body().height, digest: block.digest(), reason };
+        tracing::warn!(height = r.height, digest = %alloy_primitives::hex::encode_prefixed(r.digest), reason = %r.reason, "block refused");
         lock(&self.inner).refused.push(r);
     }
 
     /// Logs a finalized block this node could not apply.
     pub(crate) fn finalizer_failed(&self, f: FinalizerFailure) {
-        eprintln!("{f}");
+        tracing::error!(failure = %f, "finalized block not applied");
         lock(&self.inner).finalizer_failures.push(f);
     }
 }

@@ -313,7 +313,7 @@ impl Sim {
         for block in self.disks[i].blocks() {
             assert_eq!(block.body().parent, parent.digest(), "the disk holds a chain");
             let out = exec.verify(&parent, &executed.state, &block).expect("a persisted block re-executes");
-            executed = Executed::new(block.body().height, out);
+            executed = Executed::new(block.body().height, out, Default::default());
             executed.finalize_models(&exec.models);
             parent = block;
         }

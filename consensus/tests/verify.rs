@@ -340,13 +340,13 @@ fn a_verified_but_dropped_finalize_does_not_stop_the_validator_verifying_the_can
     // Block 1 (final on both): the upload.
     let (b1, out) = b.exec.propose(&b.genesis, &b.state, 1, 1_700_000_001, key(1).address(), &upload);
     assert_eq!(b1.body().txs.len(), upload.len());
-    let on_b = Executed::new(1, out);
+    let on_b = Executed::new(1, out, Default::default());
     on_b.finalize_models(&b.exec.models);
-    let on_a = Executed::new(1, a.exec.verify(&a.genesis, &a.state, &b1).expect("block 1"));
+    let on_a = Executed::new(1, a.exec.verify(&a.genesis, &a.state, &b1).expect("block 1"), Default::default());
     on_a.finalize_models(&a.exec.models);
     // Block 2 from a leader that reached only A: verified and kept there, never finalized.
     let (fork, _) = a.exec.propose(&b1, &on_a.state, 2, 1_700_000_002, key(2).address(), std::slice::from_ref(&fin));
-    let kept = Executed::new(2, a.exec.verify(&b1, &on_a.state, &fork).expect("fork verifies"));
+    let kept = Executed::new(2, a.exec.verify(&b1, &on_a.state, &fork).expect("fork verifies"), Default::default());
     assert!(kept.txs[0].success);
     assert!(a.exec.models.get(&id).is_some(), "A executed the dropped finalize");
     // The canonical block 2, built by B who never saw the fork.
@@ -356,7 +356,7 @@ fn a_verified_but_dropped_finalize_does_not_stop_the_validator_verifying_the_can
     let verified = a.exec.verify(&b1, &on_a.state, &b2);
     assert!(verified.is_ok(), "A refuses the canonical block: {:?}", verified.err());
     // `verify` succeeding means A re-executed B's block to B's state, receipts and records roots.
-    let final_a = Executed::new(2, verified.unwrap());
+    let final_a = Executed::new(2, verified.unwrap(), Default::default());
     assert!(final_a.txs[0].success);
     final_a.finalize_models(&a.exec.models);
     assert_eq!(a.exec.models.chunk_count(), 0, "the finalized upload's chunks are gone");

@@ -85,6 +85,8 @@ pub struct BlockOutcome {
     pub logs_bloom: Bloom,
     /// Every inference executed, in order.
     pub records: Vec<InferenceRecord>,
+    /// Wall time spent in inference calls (for metrics; no result depends on it).
+    pub inference_time: std::time::Duration,
     /// The execution's scope: commit it (`scope.commit(height)`) when the node keeps the block,
     /// so the models and upload chunks it received reach the model store.
     pub scope: Arc<Scope>,
@@ -106,7 +108,19 @@ pub fn execute_block(
     block: &BlockEnvInput,
     txs: &[Recovered<TxEnvelope>],
 ) -> Result<BlockOutcome, ExecError> {
-    let mut run = Run::new(parent, store, chain, block, txs.len());
+    execute_block_in(Scope::new(store.clone()), parent, chain, block, txs)
+}
+
+/// [`execute_block`] in a given scope (e.g. [`Scope::tracing`], to replay a block and read the
+/// inputs of its inference calls).
+pub fn execute_block_in(
+    scope: Arc<Scope>,
+    parent: &WorldState,
+    chain: &ChainSpec,
+    block: &BlockEnvInput,
+    txs: &[Recovered<TxEnvelope>],
+) -> Result<BlockOutcome, ExecError> {
+    let mut run = Run::new(parent, scope, chain, block, txs.len());
     for (index, tx) in txs.iter().enumerate() {
         let tx_gas = tx.inner().gas_limit();
         if run.cumulative.saturating_add(tx_gas) > block.gas_limit {
@@ -153,7 +167,7 @@ pub fn build_block(
     candidates: &[Recovered<TxEnvelope>],
     max_txs: usize,
 ) -> BuiltBlock {
-    let mut run = Run::new(parent, store, chain, block, candidates.len().min(max_txs));
+    let mut run = Run::new(parent, Scope::new(store.clone()), chain, block, candidates.len().min(max_txs));
     let mut included = Vec::new();
     let mut refused = Vec::new();
     for (index, tx) in candidates.iter().enumerate() {
@@ -188,8 +202,7 @@ struct Run {
 }
 
 impl Run {
-    fn new(parent: &WorldState, store: &Arc<ModelStore>, chain: &ChainSpec, block: &BlockEnvInput, txs: usize) -> Self {
-        let scope = Scope::new(store.clone());
+    fn new(parent: &WorldState, scope: Arc<Scope>, chain: &ChainSpec, block: &BlockEnvInput, txs: usize) -> Self {
         let evm = create_evm(Overlay::new(parent.clone()), chain, block, &scope);
         Self { evm, scope, outcomes: Vec::with_capacity(txs), cumulative: 0, bloom: Bloom::ZERO }
     }
@@ -253,6 +266,7 @@ impl Run {
             records_root: records_root(&records),
             logs_bloom: self.bloom,
             records,
+            inference_time: self.scope.inference_time(),
             scope: self.scope,
         }
     }

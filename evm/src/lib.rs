@@ -18,6 +18,7 @@ pub mod trie;
 
 pub use chain::{ChainSpec, create_evm};
 pub use executor::{
-    BlockEnvInput, BlockOutcome, BuiltBlock, ExecError, Refused, TxOutcome, build_block, execute_block, records_root,
+    BlockEnvInput, BlockOutcome, BuiltBlock, ExecError, Refused, TxOutcome, build_block, execute_block,
+    execute_block_in, records_root,
 };
 pub use state::{AccountChange, StateChanges, WorldState, state_root};

@@ -18,6 +18,22 @@ pub fn default_path() -> Path {
     *PATH.get_or_init(Path::detect)
 }
 
+/// What one op of a traced run ([`Engine::run_traced`]) produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpTrace {
+    /// Position of the op in the model, from 0.
+    pub index: usize,
+    /// The op's name (docs/model-format.md §6).
+    pub op: &'static str,
+    /// Its output value.
+    pub output: Tensor,
+    /// The work it counted (crate::work): what its gas prices.
+    pub work: Work,
+}
+
+/// Sees each op's index, name, output and counted work as the interpreter runs.
+type Observer<'a> = &'a mut dyn FnMut(usize, &'static str, &Tensor, Work);
+
 /// A verified model with its weights packed for one kernel path, ready to run.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -95,19 +111,31 @@ impl Engine {
 
     /// Runs the model. Inputs must match the model's input descriptions exactly.
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        self.run_with(inputs, &Counter::new())
+        self.run_with(inputs, &Counter::new(), &mut |_, _, _, _| {})
+    }
+
+    /// Runs the model and keeps what every op produced ([`OpTrace`], in op order): the same
+    /// interpreter as [`Self::run`], observed after each op. For inspection (RPC traces, diffing
+    /// two implementations op by op), not for the chain: it holds every intermediate value.
+    pub fn run_traced(&self, inputs: Vec<Tensor>) -> Result<(Vec<Tensor>, Vec<OpTrace>)> {
+        let mut trace = Vec::with_capacity(self.model().nodes.len());
+        let outs = self.run_with(inputs, &Counter::new(), &mut |index, op, output, work| {
+            trace.push(OpTrace { index, op, output: output.clone(), work });
+        })?;
+        Ok((outs, trace))
     }
 
     /// Runs the model and returns the work it counted (crate::work), which the verifier's cost
     /// bounds: `work.within(&self.cost().work())` for every input.
     pub fn run_counted(&self, inputs: Vec<Tensor>) -> Result<(Vec<Tensor>, Work)> {
         let work = Counter::new();
-        let outs = self.run_with(inputs, &work)?;
+        let outs = self.run_with(inputs, &work, &mut |_, _, _, _| {})?;
         Ok((outs, work.get()))
     }
 
-    /// The interpreter: one loop over the ops, counting into `work`.
-    fn run_with(&self, inputs: Vec<Tensor>, work: &Counter) -> Result<Vec<Tensor>> {
+    /// The interpreter: one loop over the ops, counting into `work`, showing each op's output to
+    /// `observe`.
+    fn run_with(&self, inputs: Vec<Tensor>, work: &Counter, observe: Observer<'_>) -> Result<Vec<Tensor>> {
         let model = self.verified.model();
         if inputs.len() != model.inputs.len() {
             return Err(Error::InputCount { expected: model.inputs.len(), got: inputs.len() });
@@ -128,6 +156,7 @@ impl Engine {
         let mut values: Vec<Option<Tensor>> = inputs.into_iter().map(Some).collect();
         values.resize(n_in + model.nodes.len(), None);
         for (i, (node, packed)) in model.nodes.iter().zip(&self.packed).enumerate() {
+            let before = work.get();
             // Dispatch and the input list (crate::verify::OP_CALLS, OP_STEPS).
             work.calls(2);
             work.steps(node.inputs.len());
@@ -140,6 +169,7 @@ impl Engine {
                 .collect::<Result<Vec<_>>>()?;
             let cx = EvalCx { tensors: &model.tensors, path: self.path, packed, work };
             let out = node.op.eval(&cx, &ins)?;
+            observe(i, node.op.name(), &out, work.get().since(&before));
             if let Some(slot) = values.get_mut(n_in + i) {
                 *slot = Some(out);
             }

@@ -33,7 +33,7 @@ pub mod verify;
 pub mod work;
 
 pub use decode::{Generation, Plan};
-pub use engine::Engine;
+pub use engine::{Engine, OpTrace};
 pub use error::{Error, Result};
 pub use format::{Model, ModelId, model_id};
 pub use tensor::{DType, Tensor, TensorData};

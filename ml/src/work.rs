@@ -50,6 +50,20 @@ impl Work {
     }
 }
 
+impl Work {
+    /// The work counted since `before` (component-wise, saturating): one op's share of a run.
+    pub fn since(&self, before: &Work) -> Work {
+        Work {
+            macs: self.macs.saturating_sub(before.macs),
+            elem_ops: self.elem_ops.saturating_sub(before.elem_ops),
+            steps: self.steps.saturating_sub(before.steps),
+            visits: self.visits.saturating_sub(before.visits),
+            calls: self.calls.saturating_sub(before.calls),
+            bytes: self.bytes.saturating_sub(before.bytes),
+        }
+    }
+}
+
 impl Add for Work {
     type Output = Work;
     fn add(self, o: Work) -> Work {

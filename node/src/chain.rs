@@ -572,7 +572,7 @@ mod tests {
     /// `build`, then the import its sink performs), and returns the block's consensus form.
     fn seal(chain: &mut Chain, parent: &ConsensusBlock, txs: Vec<PendingTx>) -> (ConsensusBlock, Vec<B256>) {
         let (block, out, refused) = executor(chain).build(parent, &chain.state, 1, 1, Address::ZERO, txs);
-        let executed = Executed::new(block.body().height, out);
+        let executed = Executed::new(block.body().height, out, Default::default());
         let next = chain.import(&block, &executed).unwrap().unwrap();
         chain.apply(next);
         executed.finalize_models(&chain.models);

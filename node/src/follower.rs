@@ -21,6 +21,7 @@ use futures::StreamExt as _;
 use serde_json::{Value, json};
 
 use crate::client::Client;
+use crate::metrics::Readiness;
 use crate::rpc::Node;
 use crate::startup::{Opened, open, start_rpc};
 use crate::submit::FollowerSubmit;
@@ -38,6 +39,8 @@ pub struct FollowConfig {
     pub rpc: SocketAddr,
     /// Stop once this height is in the database.
     pub exit_after: Option<u64>,
+    /// Where to serve metrics and health checks (crate::metrics), if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Runs a follower until it fails or reaches `exit_after`.
@@ -53,6 +56,13 @@ pub fn run(cfg: &FollowConfig) -> Result<()> {
     node.set_submit(Box::new(FollowerSubmit::new(exec.clone(), tx_out)));
     println!("following {} from height {}", cfg.upstream, parent.body().height);
     let _rpc = start_rpc(node.clone(), cfg.rpc)?;
+    if let Some(m) = cfg.metrics {
+        let database = cfg.datadir.join("chain.redb");
+        crate::metrics::serve(
+            crate::metrics::Endpoints { node: node.clone(), readiness: Readiness::Network, database },
+            m,
+        )?;
+    }
 
     let runtime = commonware_runtime::tokio::Config::new()
         .with_storage_directory(cfg.datadir.join("runtime"))
@@ -103,10 +113,11 @@ pub fn run(cfg: &FollowConfig) -> Result<()> {
                     bail!("the certified block at height {h} does not extend this node's chain");
                 }
                 // Certified by a quorum, yet it must re-execute here: otherwise stop, never diverge.
+                let started = std::time::Instant::now();
                 let out = exec
                     .verify(&parent, &state.state, &block)
                     .with_context(|| format!("finalized block {h} does not re-execute on this node"))?;
-                let executed = Executed::new(h, out);
+                let executed = Executed::new(h, out, fixpoint_consensus::Timing::verified(started.elapsed()));
                 node.finalized(&block, &executed).map_err(|e| anyhow::anyhow!("writing block {h}: {e}"))?;
                 executed.finalize_models(&exec.models);
                 println!(

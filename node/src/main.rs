@@ -17,6 +17,7 @@ use fixpoint_evm::ChainSpec;
 use fixpoint_node::chain::Chain;
 use fixpoint_node::dev::{EXAMPLE_MODEL, EXAMPLE_WRITER, dev_accounts};
 use fixpoint_node::genesis::Genesis;
+use fixpoint_node::metrics::{Endpoints, Readiness};
 use fixpoint_node::startup::start_solo;
 use fixpoint_node::storage::Store;
 use fixpoint_node::submit::Sealing;
@@ -102,6 +103,38 @@ struct NodeArgs {
     /// Block gas limit (--dev; a genesis file sets its own).
     #[arg(long, conflicts_with = "genesis")]
     gas_limit: Option<u64>,
+    /// Serve Prometheus metrics (/metrics) and health checks (/health, /ready) on this address,
+    /// e.g. 127.0.0.1:9100 (off by default; docs/operations.md).
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
+    /// Log format on standard error: one line per event as text, or as JSON objects.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+/// How log lines look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line (for log shippers).
+    Json,
+}
+
+/// Installs the log subscriber: `RUST_LOG` filters (default `info`), on standard error.
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(ansi && format == LogFormat::Text);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }
 
 /// Block gas limit of a new dev chain or starter genesis.
@@ -123,10 +156,11 @@ async fn main() {
 }
 
 async fn run_node(a: NodeArgs) -> Result<()> {
+    init_logs(a.log_format);
     if a.validator {
-        let (config, exit_after) = (a.config.clone().unwrap_or_default(), a.exit_after);
+        let (config, exit_after, metrics) = (a.config.clone().unwrap_or_default(), a.exit_after, a.metrics);
         // commonware runs its own tokio runtime: give it a thread of its own.
-        return std::thread::spawn(move || fixpoint_node::validator::run(&config, exit_after))
+        return std::thread::spawn(move || fixpoint_node::validator::run(&config, exit_after, metrics))
             .join()
             .map_err(|_| anyhow::anyhow!("the validator stopped abnormally"))?;
     }
@@ -137,6 +171,7 @@ async fn run_node(a: NodeArgs) -> Result<()> {
             datadir: datadir.clone(),
             rpc: format!("{}:{}", a.host, a.port).parse().context("bad --host/--port")?,
             exit_after: a.exit_after,
+            metrics: a.metrics,
         };
         return std::thread::spawn(move || fixpoint_node::follower::run(&cfg))
             .join()
@@ -179,6 +214,11 @@ async fn run_node(a: NodeArgs) -> Result<()> {
 
     let addr: SocketAddr = format!("{}:{}", a.host, a.port).parse().context("bad --host/--port")?;
     let (handle, bound) = fixpoint_node::rpc::serve(node.clone(), addr).await?;
+    if let Some(m) = a.metrics {
+        let endpoints =
+            Endpoints { node: node.clone(), readiness: Readiness::Dev, database: datadir.join("chain.redb") };
+        fixpoint_node::metrics::serve(endpoints, m)?;
+    }
 
     let kind = if a.dev { "dev chain" } else { "chain" };
     println!("fixpoint {kind} (chain id {}), head block {head}, data in {}", genesis.chain_id, datadir.display());

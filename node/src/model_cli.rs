@@ -10,6 +10,7 @@ use clap::Subcommand;
 use fixpoint_ml::{Engine, Limits};
 use fixpoint_node::client::{Client, ClientError, parse_key};
 use fixpoint_node::meta::{Meta, ModelView, quantize_decimal};
+use fixpoint_node::trace::InferenceTrace;
 use fixpoint_precompiles::abi::IInference as I;
 use fixpoint_precompiles::abi::IModelRegistry as R;
 use fixpoint_precompiles::{INFERENCE_ADDRESS, REGISTRY_ADDRESS};
@@ -70,6 +71,31 @@ pub(crate) enum ModelCmd {
         /// The model's sidecar (model.fxp.json from `import`) for class names and image layout.
         #[arg(long)]
         meta: Option<PathBuf>,
+        #[command(flatten)]
+        rpc: Rpc,
+    },
+    /// Trace a model run op by op (fixpoint_traceInference, docs/rpc.md §Traces): each op's
+    /// output shape, dtype, output hash, counted work and gas. Either a model id and a packed
+    /// 0x-hex INPUT (run as registered at --block), or --tx HASH (a recorded call, replayed).
+    Trace {
+        /// Model id (omit with --tx).
+        #[arg(required_unless_present = "tx")]
+        id: Option<B256>,
+        /// Packed input, 0x-hex (omit with --tx).
+        #[arg(required_unless_present = "tx")]
+        input: Option<String>,
+        /// Trace a recorded call of this transaction instead.
+        #[arg(long, conflicts_with_all = ["id", "input"])]
+        tx: Option<B256>,
+        /// Which inference call of the transaction (from 0).
+        #[arg(long, default_value_t = 0, requires = "tx")]
+        call: u32,
+        /// Block tag or number the model must be registered at.
+        #[arg(long, default_value = "latest", conflicts_with = "tx")]
+        block: String,
+        /// Print the JSON trace with every op's values instead of the table.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         rpc: Rpc,
     },
@@ -181,6 +207,22 @@ pub(crate) async fn model(cmd: ModelCmd) -> Result<()> {
             // The import is CPU work (float reference, calibration): keep it off the runtime.
             tokio::task::spawn_blocking(move || fixpoint_node::import::import(&args)).await??;
             Ok(())
+        }
+        ModelCmd::Trace { id, input, tx, call, block, json, rpc } => {
+            let target = match (tx, id, input) {
+                (Some(tx), _, _) => serde_json::json!({ "tx": tx, "call": call }),
+                (None, Some(id), Some(input)) => {
+                    let hex = input.trim().strip_prefix("0x").context("INPUT: packed bytes as 0x-hex")?;
+                    hex::decode(hex).context("INPUT: bad hex")?;
+                    let block = match block.parse::<u64>() {
+                        Ok(n) => serde_json::json!(format!("{n:#x}")),
+                        Err(_) => serde_json::json!(block),
+                    };
+                    serde_json::json!({ "model": id, "input": input.trim(), "block": block })
+                }
+                _ => anyhow::bail!("give a model id and INPUT, or --tx HASH"),
+            };
+            trace(target, json, &rpc.rpc_url).await
         }
         ModelCmd::Run { file, input, csv_row } => run_local(&file, input.as_deref(), csv_row.as_deref()),
         ModelCmd::Generate { model, prompt, tokens, private_key, rpc } => {
@@ -345,6 +387,51 @@ async fn call(id: B256, input: &str, url: &str) -> Result<()> {
         let out = I::inferIntsCall::abi_decode_returns(&out)?;
         let vals: Vec<String> = out.iter().map(I256::to_string).collect();
         println!("output: [{}]", vals.join(", "));
+    }
+    Ok(())
+}
+
+async fn trace(target: serde_json::Value, json: bool, url: &str) -> Result<()> {
+    let client = Client::new(url)?;
+    let options = serde_json::json!({ "full": json });
+    let t: InferenceTrace = client.request("fixpoint_traceInference", vec![target, options]).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&t)?);
+        return Ok(());
+    }
+    println!("model  {}", t.model_id);
+    println!("input  {} ({} bytes)", t.input_hash, t.input.len());
+    println!(
+        "{:>4}  {:<16} {:<14} {:<5} {:<20} {:>12} {:>10} {:>10}",
+        "op", "name", "shape", "dtype", "output hash", "macs", "elem ops", "gas"
+    );
+    for o in &t.ops {
+        let shape: Vec<String> = o.shape.iter().map(usize::to_string).collect();
+        let h = o.output_hash.to_string();
+        let short = format!("{}…{}", &h[..10], &h[h.len() - 8..]);
+        println!(
+            "{:>4}  {:<16} {:<14} {:<5} {:<20} {:>12} {:>10} {:>10}",
+            o.index,
+            o.op,
+            shape.join("x"),
+            o.dtype,
+            short,
+            o.work.macs,
+            o.work.elem_ops,
+            o.gas
+        );
+    }
+    if let Some(last) = t.ops.last().and_then(|o| o.values.as_ref()) {
+        let v: Vec<String> = last.iter().map(i64::to_string).collect();
+        println!("last op's values: [{}]", v.join(", "));
+    }
+    println!("output {} ({} bytes)", t.output_hash, t.output.len());
+    if let Some(r) = &t.record {
+        let verdict = if r.recorded_output_hash == t.output_hash { "matches" } else { "DIFFERS FROM" };
+        println!(
+            "the run {verdict} the record of call {} of {} (block {}, {} gas)",
+            r.call_index, r.tx_hash, r.block_number, r.gas_used
+        );
     }
     Ok(())
 }

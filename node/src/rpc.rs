@@ -23,6 +23,7 @@ use fixpoint_precompiles::abi::IInference;
 
 use crate::chain::{Block, Chain, Simulation};
 use crate::submit::{Head, Submit, TxRefused};
+use crate::trace;
 use fixpoint_consensus::Block as ConsensusBlock;
 use fixpoint_consensus::{Executed, Sink, SinkError};
 use fixpoint_evm::WorldState;
@@ -107,6 +108,16 @@ impl Node {
         let _ = self.finality.set(finality);
     }
 
+    /// Transactions pending in this node's mode (0 while starting).
+    pub fn pending_count(&self) -> usize {
+        self.submit.get().map_or(0, |s| s.pending_count())
+    }
+
+    /// The head block's number.
+    pub fn head_number(&self) -> u64 {
+        read(&self.chain).head().header.number
+    }
+
     fn submitter(&self) -> RpcResult<&dyn Submit> {
         self.submit.get().map(|s| &**s).ok_or_else(|| server("the node is starting"))
     }
@@ -114,8 +125,24 @@ impl Node {
 
 impl Sink for Node {
     fn finalized(&self, block: &ConsensusBlock, executed: &Executed) -> Result<(), SinkError> {
+        let started = std::time::Instant::now();
         let next = read(&self.chain).import(block, executed).map_err(SinkError::new)?;
         if let Some(next) = next {
+            let took = started.elapsed();
+            crate::metrics::get().finalized(executed, took);
+            let h = &next.block.header;
+            tracing::info!(
+                height = h.number,
+                hash = %next.block.hash,
+                digest = %alloy_primitives::hex::encode_prefixed(commonware_cryptography::Digestible::digest(block)),
+                txs = next.block.txs.len(),
+                gas_used = h.gas_used,
+                inferences = executed.records.len(),
+                built = executed.timing.built,
+                execute_ms = executed.timing.execute.as_millis() as u64,
+                commit_ms = took.as_millis() as u64,
+                "block finalized"
+            );
             self.chain.write().unwrap_or_else(PoisonError::into_inner).apply(next);
             if let Some(s) = self.submit.get() {
                 s.finalized(&executed.state);
@@ -140,11 +167,61 @@ pub async fn serve(
         .build();
     let server = jsonrpsee::server::Server::builder()
         .set_config(config)
+        .set_rpc_middleware(jsonrpsee::server::middleware::rpc::RpcServiceBuilder::new().layer_fn(Measured))
         .build(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let bound = server.local_addr()?;
-    Ok((server.start(module(node)?), bound))
+    let module = module(node)?;
+    crate::metrics::get().set_rpc_methods(module.method_names().map(str::to_string));
+    Ok((server.start(module), bound))
+}
+
+/// JSON-RPC middleware counting requests and their latency by method (crate::metrics).
+#[derive(Clone)]
+struct Measured<S>(S);
+
+impl<S> jsonrpsee::server::middleware::rpc::RpcServiceT for Measured<S>
+where
+    S: jsonrpsee::server::middleware::rpc::RpcServiceT + Send + Sync + Clone + 'static,
+{
+    type MethodResponse = S::MethodResponse;
+    type NotificationResponse = S::NotificationResponse;
+    type BatchResponse = S::BatchResponse;
+
+    fn call<'a>(
+        &self,
+        request: jsonrpsee::types::Request<'a>,
+    ) -> impl Future<Output = Self::MethodResponse> + Send + 'a {
+        let service = self.0.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let method = request.method_name().to_string();
+            let response = service.call(request).await;
+            crate::metrics::get().rpc(&method, started.elapsed());
+            response
+        }
+    }
+
+    fn batch<'a>(
+        &self,
+        batch: jsonrpsee::core::middleware::Batch<'a>,
+    ) -> impl Future<Output = Self::BatchResponse> + Send + 'a {
+        let service = self.0.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let response = service.batch(batch).await;
+            crate::metrics::get().rpc("batch", started.elapsed());
+            response
+        }
+    }
+
+    fn notification<'a>(
+        &self,
+        n: jsonrpsee::core::middleware::Notification<'a>,
+    ) -> impl Future<Output = Self::NotificationResponse> + Send + 'a {
+        self.0.notification(n)
+    }
 }
 
 /// Resolves a block tag to a number (only the head state is kept, so state queries accept
@@ -536,27 +613,11 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
     m.register_blocking_method("eth_sendRawTransaction", |p, n, _| {
         let v = params_seq(&p)?;
         let raw: Bytes = arg(&v, 0, "data")?;
-        // Decode and recover the sender before taking any lock: it is the costly part.
-        let tx = crate::submit::decode(raw).map_err(|e| server(e.to_string()))?;
-        let hash = tx.hash();
-        let head = {
-            let chain = read(&n.chain);
-            if chain.tx_index.contains_key(&hash) {
-                return Err(server(TxRefused::Known.to_string()));
-            }
-            Head::of(&chain)
-        };
-        let (max_fee, base_fee) = (tx.tx.inner().max_fee_per_gas(), u128::from(head.env.base_fee));
-        if max_fee < base_fee {
-            return Err(server(TxRefused::FeeTooLow { max_fee, base_fee }.to_string()));
-        }
-        // Without the chain's lock: the mode takes the consensus node's locks.
-        if let Err(e) = n.submitter()?.submit(&head, tx) {
-            // Included since the check above (its nonce is used now): known, as geth says.
-            let known = read(&n.chain).tx_index.contains_key(&hash);
-            return Err(server(if known { TxRefused::Known } else { e }.to_string()));
-        }
-        RpcResult::Ok(hash)
+        send_raw(&n, raw).map_err(|e| {
+            crate::metrics::get().refused(e.reason());
+            tracing::info!(reason = e.reason(), error = %e, "transaction refused");
+            server(e.to_string())
+        })
     })?;
     m.register_async_method("fixpoint_certifiedBlock", |p, n, _| async move {
         let v = params_seq(&p)?;
@@ -644,6 +705,44 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
             ExecutionResult::Halt { reason, .. } => Err(server(format!("execution failed: {reason:?}"))),
         }
     })?;
+    m.register_blocking_method("fixpoint_traceInference", |p, n, _| {
+        let v = params_seq(&p)?;
+        let target: Value = arg(&v, 0, "target")?;
+        let target = if target.get("tx").is_some() {
+            TraceTarget::Recorded(arg(&v, 0, "target {tx, call}")?)
+        } else if target.get("model").is_some() {
+            TraceTarget::Model(arg(&v, 0, "target {model, input, block}")?)
+        } else {
+            return Err(invalid("target: {\"tx\", \"call\"} or {\"model\", \"input\", \"block\"}"));
+        };
+        let full = opt_arg::<TraceOptions>(&v, 1, "options")?.is_some_and(|o| o.full);
+        let traced = match target {
+            TraceTarget::Recorded(ByTx { tx, call }) => {
+                // Snapshot under the lock, replay without it.
+                let (replay, models, spec) = {
+                    let chain = read(&n.chain);
+                    (trace::Replay::of(&chain, tx, call.unwrap_or(0)), chain.models.clone(), chain.spec)
+                };
+                replay.and_then(|r| trace::trace_recorded(r, &models, &spec, full))
+            }
+            TraceTarget::Model(ByModel { model, input, block }) => {
+                let models = {
+                    let chain = read(&n.chain);
+                    let (num, state) = state_for(&chain, block)?;
+                    let word = |slot| state.storage(&fixpoint_precompiles::REGISTRY_ADDRESS, &slot);
+                    if fixpoint_precompiles::state::model_info(model, word).is_none() {
+                        return Err(invalid(format!("model {model} is not registered at block {num}")));
+                    }
+                    chain.models.clone()
+                };
+                trace::trace_model(&models, model, &input, full)
+            }
+        };
+        traced.map_err(|e| match e {
+            trace::TraceError::StateGone(_) | trace::TraceError::Replay { .. } => server(e.to_string()),
+            _ => invalid(e.to_string()),
+        })
+    })?;
     m.register_method("fixpoint_inferenceRecords", |p, n, _| {
         let v = params_seq(&p)?;
         let tag: BlockNumberOrTag = arg(&v, 0, "block")?;
@@ -660,6 +759,64 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
         RpcResult::Ok(records_json(b, Some(i as u32)))
     })?;
     Ok(m)
+}
+
+/// Admits a raw transaction (`eth_sendRawTransaction`): its hash, or why it is refused.
+fn send_raw(n: &Node, raw: Bytes) -> Result<B256, TxRefused> {
+    // Decode and recover the sender before taking any lock: it is the costly part.
+    let tx = crate::submit::decode(raw)?;
+    let hash = tx.hash();
+    let head = {
+        let chain = read(&n.chain);
+        if chain.tx_index.contains_key(&hash) {
+            return Err(TxRefused::Known);
+        }
+        Head::of(&chain)
+    };
+    let (max_fee, base_fee) = (tx.tx.inner().max_fee_per_gas(), u128::from(head.env.base_fee));
+    if max_fee < base_fee {
+        return Err(TxRefused::FeeTooLow { max_fee, base_fee });
+    }
+    // Without the chain's lock: the mode takes the consensus node's locks.
+    let submit = n.submit.get().ok_or(TxRefused::Starting)?;
+    if let Err(e) = submit.submit(&head, tx) {
+        // Included since the check above (its nonce is used now): known, as geth says.
+        let known = read(&n.chain).tx_index.contains_key(&hash);
+        return Err(if known { TxRefused::Known } else { e });
+    }
+    Ok(hash)
+}
+
+/// What `fixpoint_traceInference` traces (docs/rpc.md §Traces).
+enum TraceTarget {
+    Recorded(ByTx),
+    Model(ByModel),
+}
+
+/// Call `call` (default 0) of transaction `tx`, as recorded.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ByTx {
+    tx: B256,
+    call: Option<u32>,
+}
+
+/// `model` on `input` as registered at `block` (default latest).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ByModel {
+    model: B256,
+    input: Bytes,
+    block: Option<Value>,
+}
+
+/// `fixpoint_traceInference` options.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TraceOptions {
+    /// List every op's values, not only small tensors'.
+    #[serde(default)]
+    full: bool,
 }
 
 fn records_json(b: &Block, tx: Option<u32>) -> Value {

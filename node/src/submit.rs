@@ -96,6 +96,9 @@ pub enum TxRefused {
     /// The node is stopping.
     #[error("the node is stopping")]
     Stopping,
+    /// The node is starting (its mode is not set yet).
+    #[error("the node is starting")]
+    Starting,
 }
 
 impl From<InvalidTransaction> for TxRefused {
@@ -192,6 +195,33 @@ pub trait Submit: Send + Sync + 'static {
 
     /// A block is now the chain's head (its post-state `state`).
     fn finalized(&self, _state: &WorldState) {}
+
+    /// Transactions pending here (the mempool's size).
+    fn pending_count(&self) -> usize;
+}
+
+impl TxRefused {
+    /// A short, bounded name for the refusal (the `reason` label of the refusal metric).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) => "invalid",
+            Self::ChainId => "chain_id",
+            Self::NonceTooLow { .. } => "nonce_too_low",
+            Self::InsufficientFunds { .. } => "insufficient_funds",
+            Self::IntrinsicGas { .. } => "intrinsic_gas",
+            Self::GasLimit => "gas_limit",
+            Self::FeeTooLow { .. } => "fee_too_low",
+            Self::Underpriced => "underpriced",
+            Self::Known => "known",
+            Self::Oversized(_) => "oversized",
+            Self::Unsupported => "unsupported",
+            Self::FloorDataGas { .. } => "floor_data_gas",
+            Self::SenderFull => "sender_full",
+            Self::PoolFull => "pool_full",
+            Self::Stopping => "stopping",
+            Self::Starting => "starting",
+        }
+    }
 }
 
 impl std::fmt::Debug for dyn Submit {
@@ -294,6 +324,10 @@ impl Submit for DevSealer {
     fn pending_nonce(&self, _head: &Head, sender: &Address) -> u64 {
         self.shared.pending_nonce(sender)
     }
+
+    fn pending_count(&self) -> usize {
+        self.shared.pending()
+    }
 }
 
 /// A validator: its transactions go to its consensus mempool (its own proposals) and, by
@@ -331,6 +365,10 @@ impl Submit for ValidatorSubmit {
 
     fn pending_nonce(&self, _head: &Head, sender: &Address) -> u64 {
         self.shared.pending_nonce(sender)
+    }
+
+    fn pending_count(&self) -> usize {
+        self.shared.pending()
     }
 }
 
@@ -376,5 +414,9 @@ impl Submit for FollowerSubmit {
 
     fn finalized(&self, state: &WorldState) {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner).prune(state);
+    }
+
+    fn pending_count(&self) -> usize {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 }

@@ -28,6 +28,10 @@ pub(crate) struct TestnetArgs {
     /// JSON-RPC port of the first validator; the others take the next ones (0: any free ports).
     #[arg(long, default_value_t = 8545)]
     rpc_port: u16,
+    /// Serve each validator's metrics and health checks on 127.0.0.1 from this port on (the
+    /// others take the next ones; 0: any free ports). Off unless given.
+    #[arg(long)]
+    metrics_port: Option<u16>,
 }
 
 /// Starts (or resumes) the testnet in `a.dir` and supervises it.
@@ -55,6 +59,10 @@ pub(crate) async fn testnet(a: TestnetArgs) -> Result<()> {
     for (i, path) in configs.iter().enumerate() {
         let mut cmd = std::process::Command::new(&exe);
         cmd.args(["node", "--validator", "--config"]).arg(path);
+        if let Some(base) = a.metrics_port {
+            let port = if base == 0 { 0 } else { base.saturating_add(u16::try_from(i).unwrap_or(u16::MAX)) };
+            cmd.args(["--metrics", &format!("127.0.0.1:{port}")]);
+        }
         let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().context("starting a validator")?;
         let out = child.stdout.take().context("validator stdout")?;
         let finals = finals.clone();

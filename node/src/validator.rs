@@ -27,6 +27,7 @@ use fixpoint_consensus::{PendingTx, Shared, gossip};
 use serde::{Deserialize, Serialize};
 
 use crate::keys;
+use crate::metrics::Readiness;
 use crate::rpc::{CertifiedBlock, Finality, Node};
 use crate::startup::{Opened, open, start_rpc};
 use crate::submit::ValidatorSubmit;
@@ -50,8 +51,9 @@ pub struct ValidatorFile {
     pub rpc: Option<SocketAddr>,
 }
 
-/// Runs a validator until it finalized `exit_after` (forever if `None`).
-pub fn run(config: &Path, exit_after: Option<u64>) -> Result<()> {
+/// Runs a validator until it finalized `exit_after` (forever if `None`), serving metrics and
+/// health checks on `metrics` if given.
+pub fn run(config: &Path, exit_after: Option<u64>, metrics: Option<SocketAddr>) -> Result<()> {
     let text = std::fs::read(config).with_context(|| format!("cannot read {}", config.display()))?;
     let cfg: ValidatorFile =
         serde_json::from_slice(&text).with_context(|| format!("{} is not a validator config", config.display()))?;
@@ -96,10 +98,20 @@ pub fn run(config: &Path, exit_after: Option<u64>) -> Result<()> {
         Some(addr) => Some(start_rpc(node.clone(), addr)?),
         None => None,
     };
+    if let Some(m) = metrics {
+        let database = datadir.join("chain.redb");
+        crate::metrics::serve(
+            crate::metrics::Endpoints { node: node.clone(), readiness: Readiness::Network, database },
+            m,
+        )?;
+    }
 
     let runtime =
         commonware_runtime::tokio::Config::new().with_storage_directory(&consensus_dir).with_worker_threads(2);
     commonware_runtime::tokio::Runner::new(runtime).start(|context| async move {
+        // Consensus and p2p metrics (simplex, marshal, the network) from commonware's registry.
+        let registry = context.child("metrics");
+        crate::metrics::get().set_consensus(Box::new(move || commonware_runtime::Metrics::encode(&registry)));
         let handshake = Cups::<_, ChaCha20Poly1305>::new(
             Sake {
                 signer: key.clone(),

@@ -67,6 +67,35 @@ fn forge_and_cast_against_the_binary_with_restart_and_crash() {
     assert!(predicted.starts_with('8'), "{predicted}");
     let records = cast(&n, &["rpc", "fixpoint_transactionRecords", &tx]);
     assert!(records.contains(&n.model_id[2..]), "{records}");
+
+    // The per-op trace of that call (docs/rpc.md §Traces): the replay reproduces the recorded
+    // input and output, the last op (the argmax) holds the vector's label, and tracing the same
+    // model and input at the latest block gives the same ops.
+    let record: serde_json::Value = serde_json::from_str::<serde_json::Value>(&records).unwrap()[0].clone();
+    let by_tx = format!(r#"[{{"tx":"{tx}","call":0}}]"#);
+    let traced: serde_json::Value =
+        serde_json::from_str(&cast(&n, &["rpc", "--raw", "fixpoint_traceInference", &by_tx])).unwrap();
+    assert_eq!(traced["inputHash"], record["inputHash"]);
+    assert_eq!(traced["outputHash"], record["outputHash"]);
+    assert_eq!(traced["record"]["recordedOutputHash"], record["outputHash"]);
+    let ops = traced["ops"].as_array().unwrap();
+    assert!(ops.len() > 1, "{traced}");
+    assert_eq!(ops.last().unwrap()["values"], serde_json::json!([expected]), "the argmax is the vector's label");
+    let by_model = format!(r#"[{{"model":"{}","input":"{input}","block":"latest"}}]"#, n.model_id);
+    let again: serde_json::Value =
+        serde_json::from_str(&cast(&n, &["rpc", "--raw", "fixpoint_traceInference", &by_model])).unwrap();
+    assert_eq!(again["ops"], traced["ops"]);
+    let (ok, out, err) = fixpoint(&["model", "trace", "--tx", &tx, "--rpc-url", &n.rpc]);
+    assert!(ok && out.contains("the run matches the record of call 0"), "{out}{err}");
+    assert!(out.contains("ArgMax"), "{out}");
+    // A call the transaction did not make is an invalid-params error, and the node keeps serving.
+    let bad = Command::new(tool("cast"))
+        .args(["rpc", "--raw", "fixpoint_traceInference", &format!(r#"[{{"tx":"{tx}","call":5}}]"#)])
+        .args(["--rpc-url", &n.rpc])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && said.contains("has no inference call 5"), "{said}");
     // A revert from the precompile reaches cast decoded as a custom error selector.
     let out = Command::new(tool("cast"))
         .args([

@@ -32,6 +32,7 @@ impl Testnet {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fixpoint"))
             .args(["testnet", "--validators", "4", "--rpc-port", "0", "--dir"])
             .arg(dir)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::piped())
             .spawn()
             .expect("start fixpoint testnet");

@@ -25,7 +25,11 @@ pub const MAX_INPUT_BYTES: usize = 1 << 20;
 pub fn precompile(scope: Arc<Scope>) -> DynPrecompile {
     DynPrecompile::new_stateful(PrecompileId::custom("fixpoint-inference"), move |mut input| {
         let reservoir = input.reservoir;
-        finish(call(&scope, &mut input), reservoir)
+        // Wall time, for the node's metrics only: nothing the chain computes depends on it.
+        let started = std::time::Instant::now();
+        let result = call(&scope, &mut input);
+        scope.add_inference_time(started.elapsed());
+        finish(result, reservoir)
     })
 }
 

@@ -199,6 +199,10 @@ struct ScopeState {
     records: Vec<InferenceRecord>,
     tx_index: u32,
     call_index: u32,
+    /// Each recorded call's packed input, when tracing ([`Scope::tracing`]).
+    inputs: Option<Vec<(u32, u32, Vec<u8>)>>,
+    /// Wall time spent in inference calls (metrics only; never read by execution).
+    inference_time: std::time::Duration,
 }
 
 /// One execution's view of the model store (see the module docs).
@@ -237,6 +241,33 @@ impl Scope {
     /// A fresh scope over `store`.
     pub fn new(store: Arc<ModelStore>) -> Arc<Self> {
         Arc::new(Self { store, state: Mutex::default() })
+    }
+
+    /// A scope that also keeps every recorded call's input, for traces (a replay of a block for
+    /// `fixpoint_traceInference`, never a block the chain keeps).
+    pub fn tracing(store: Arc<ModelStore>) -> Arc<Self> {
+        let state = ScopeState { inputs: Some(Vec::new()), ..Default::default() };
+        Arc::new(Self { store, state: Mutex::new(state) })
+    }
+
+    /// The input of call `call_index` of transaction `tx_index`, if this scope traces and
+    /// recorded it.
+    pub fn traced_input(&self, tx_index: u32, call_index: u32) -> Option<Vec<u8>> {
+        let s = lock(&self.state);
+        let inputs = s.inputs.as_ref()?;
+        inputs.iter().find(|(t, c, _)| *t == tx_index && *c == call_index).map(|(_, _, i)| i.clone())
+    }
+
+    /// Adds `t` to the wall time spent in inference calls (observed for metrics; no result
+    /// depends on it).
+    pub fn add_inference_time(&self, t: std::time::Duration) {
+        let mut s = lock(&self.state);
+        s.inference_time = s.inference_time.saturating_add(t);
+    }
+
+    /// Wall time spent in inference calls so far.
+    pub fn inference_time(&self) -> std::time::Duration {
+        lock(&self.state).inference_time
     }
 
     /// The underlying store.
@@ -306,6 +337,10 @@ impl Scope {
     pub fn record(&self, model_id: B256, input: &[u8], output: &[u8], gas_used: u64) -> InferenceRecord {
         let mut s = lock(&self.state);
         let r = InferenceRecord::new(s.tx_index, s.call_index, model_id, input, output, gas_used);
+        let (t, c) = (s.tx_index, s.call_index);
+        if let Some(inputs) = &mut s.inputs {
+            inputs.push((t, c, input.to_vec()));
+        }
         s.call_index = s.call_index.saturating_add(1);
         s.records.push(r);
         r

@@ -53,6 +53,8 @@ pub fn start_with(args: &[&str], datadir: &Path, port: u16) -> NodeProc {
         .args(args)
         .args(["--port", &port.to_string(), "--datadir"])
         .arg(datadir)
+        // A line per block at the default level: only warnings and errors in test output.
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
