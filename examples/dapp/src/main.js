@@ -262,8 +262,8 @@ async function showTrace(tx, call) {
     if (methodNotFound(e)) {
       $('trace-message').textContent =
         `This node does not serve fixpoint_traceInference (JSON-RPC -32601, method not found): ` +
-        `it runs a fixpoint version without per-op traces. The record above is still checkable: ` +
-        `re-run the model on the same input and compare the output hash.`;
+        `it runs a fixpoint version without per-op traces. The inference record is still ` +
+        `checkable: re-run the model on the same input and compare the output hash.`;
       document.body.dataset.trace = 'unavailable';
     } else {
       $('trace-message').textContent = `fixpoint_traceInference failed: ${e.shortMessage ?? e.message}`;
@@ -293,7 +293,14 @@ async function showTrace(tx, call) {
     const tr = document.createElement('tr');
     for (const c of columns) {
       const v = o[c];
-      const text = v === undefined || v === null ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v);
+      const text =
+        v === undefined || v === null
+          ? ''
+          : c === 'shape' && Array.isArray(v)
+            ? v.join('×')
+            : typeof v === 'object'
+              ? JSON.stringify(v)
+              : String(v);
       tr.append(Object.assign(document.createElement('td'), { textContent: text }));
     }
     body.append(tr);
