@@ -165,8 +165,16 @@ pub async fn serve(
         .max_connections(MAX_CONNECTIONS)
         .set_batch_request_config(jsonrpsee::server::BatchRequestConfig::Limit(MAX_BATCH))
         .build();
+    // Browser pages on any origin may call the node (examples/dapp served by a static server):
+    // the RPC holds no keys and no admin methods, so CORS only lets a page read the chain and
+    // send transactions it signed itself, as anvil allows by default (docs/rpc.md).
+    let cors = tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods(tower_http::cors::Any)
+        .allow_headers(tower_http::cors::Any);
     let server = jsonrpsee::server::Server::builder()
         .set_config(config)
+        .set_http_middleware(tower::ServiceBuilder::new().layer(cors))
         .set_rpc_middleware(jsonrpsee::server::middleware::rpc::RpcServiceBuilder::new().layer_fn(Measured))
         .build(addr)
         .await

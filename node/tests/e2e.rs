@@ -8,7 +8,6 @@
 mod common;
 
 use common::*;
-use std::path::PathBuf;
 use std::process::Command;
 
 fn pixels() -> String {
@@ -44,19 +43,7 @@ fn forge_and_cast_against_the_binary_with_restart_and_crash() {
     assert_eq!(n.model_id, format!("{}", alloy_primitives::keccak256(&model)));
 
     // forge create the dapp, cast send a recognition, cast call the record.
-    let created = run(Command::new(tool("forge")).current_dir(root()).args([
-        "create",
-        "contracts/src/examples/DigitRecognizer.sol:DigitRecognizer",
-        "--broadcast",
-        "--private-key",
-        &n.key,
-        "--rpc-url",
-        &n.rpc,
-        "--constructor-args",
-        &n.model_id,
-    ]));
-    let app =
-        created.lines().find_map(|l| l.strip_prefix("Deployed to: ")).expect("deployed address").trim().to_string();
+    let app = deploy_digit_recognizer(&n);
     let receipt = cast(&n, &["send", &app, "recognize(uint8[64])", &pixels(), "--private-key", &n.key, "--json"]);
     let receipt: serde_json::Value = serde_json::from_str(&receipt).unwrap();
     assert_eq!(receipt["status"], "0x1");
@@ -135,19 +122,13 @@ fn forge_and_cast_against_the_binary_with_restart_and_crash() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn node_js() -> PathBuf {
-    let p = root().join("node_modules/viem");
-    assert!(p.exists(), "viem missing: run `npm ci --ignore-scripts` at the repository root");
-    PathBuf::from("node")
-}
-
 #[test]
 fn viem_dapp_client_calls_and_sends_inference() {
     let dir = std::env::temp_dir().join(format!("fixpoint-e2e-viem-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let n = start(&dir, free_port());
     let input = format!("0x{}", include_str!("../assets/test-digit.hex").trim());
-    let out = run(Command::new(node_js())
+    let out = run(Command::new(node_js(&["viem"]))
         .arg(root().join("tests/e2e/viem.mjs"))
         .env("RPC_URL", &n.rpc)
         .env("PRIVATE_KEY", &n.key)

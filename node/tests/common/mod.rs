@@ -19,6 +19,38 @@ pub fn tool(name: &str) -> PathBuf {
     p
 }
 
+/// Node.js (`node`) for a test script under tests/e2e/, once the npm `packages` it imports are
+/// installed at the repository root.
+pub fn node_js(packages: &[&str]) -> PathBuf {
+    for package in packages {
+        let p = root().join("node_modules").join(package);
+        assert!(p.exists(), "{package} missing: run `npm ci --ignore-scripts` at the repository root");
+    }
+    PathBuf::from("node")
+}
+
+/// The Chromium the browser tests drive: `$CHROMIUM`, else Debian's /usr/bin/chromium. Missing
+/// is a failure, not a skip: `.ci/run` and `scripts/test` install it.
+pub fn chromium() -> PathBuf {
+    let p = std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
+    assert!(
+        p.exists(),
+        "Chromium missing at {}: run ./scripts/test (it installs Debian's `chromium`), or `apt-get install chromium`, or set CHROMIUM",
+        p.display()
+    );
+    p
+}
+
+/// Where tests leave files for people to look at (screenshots): `<cargo target dir>/artifacts`,
+/// found from the `fixpoint` binary Cargo built (`<target>/<profile>/fixpoint`).
+pub fn artifacts_dir() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_fixpoint"));
+    let target = bin.parent().and_then(Path::parent).expect("the binary is in <target>/<profile>/");
+    let dir = target.join("artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 pub struct NodeProc {
     pub child: Child,
     pub rpc: String,
@@ -98,6 +130,23 @@ pub fn run(cmd: &mut Command) -> String {
 /// `cast <args> --rpc-url <node>`, which must succeed; its trimmed stdout.
 pub fn cast(n: &NodeProc, args: &[&str]) -> String {
     run(Command::new(tool("cast")).args(args).args(["--rpc-url", &n.rpc]))
+}
+
+/// `forge create`s the example `DigitRecognizer` on the node's digit classifier with the node's
+/// first dev key; its address.
+pub fn deploy_digit_recognizer(n: &NodeProc) -> String {
+    let created = run(Command::new(tool("forge")).current_dir(root()).args([
+        "create",
+        "contracts/src/examples/DigitRecognizer.sol:DigitRecognizer",
+        "--broadcast",
+        "--private-key",
+        &n.key,
+        "--rpc-url",
+        &n.rpc,
+        "--constructor-args",
+        &n.model_id,
+    ]));
+    created.lines().find_map(|l| l.strip_prefix("Deployed to: ")).expect("deployed address").trim().to_string()
 }
 
 /// Runs the `fixpoint` binary; (success, stdout, stderr).
