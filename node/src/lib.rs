@@ -9,6 +9,7 @@
 pub mod chain;
 pub mod client;
 pub mod dev;
+pub mod filters;
 pub mod follower;
 pub mod genesis;
 pub mod import;

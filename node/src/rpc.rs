@@ -50,6 +50,10 @@ pub struct Node {
     finality: std::sync::OnceLock<Arc<dyn Finality>>,
     /// Gas cap of calls over RPC (0: the block gas limit).
     gas_cap: std::sync::atomic::AtomicU64,
+    /// Installed filters (crate::filters).
+    pub(crate) filters: crate::filters::Filters,
+    /// New heads and pending transactions, for filters and subscriptions.
+    pub(crate) events: tokio::sync::broadcast::Sender<crate::filters::Event>,
 }
 
 impl std::fmt::Debug for dyn Finality {
@@ -86,6 +90,9 @@ fn reverted(data: &Bytes) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(3, "execution reverted", Some(data.to_string()))
 }
 
+/// Events a slow subscriber may fall behind by before it skips ahead.
+const EVENTS_BUFFER: usize = 4096;
+
 impl Node {
     /// A node over `chain`; its mode is set once with [`Node::set_submit`] (the mode's parts may
     /// need the node first, as the sink of their blocks).
@@ -95,6 +102,8 @@ impl Node {
             submit: Default::default(),
             finality: Default::default(),
             gas_cap: Default::default(),
+            filters: Default::default(),
+            events: tokio::sync::broadcast::channel(EVENTS_BUFFER).0,
         })
     }
 
@@ -147,6 +156,8 @@ impl Sink for Node {
             if let Some(s) = self.submit.get() {
                 s.finalized(&executed.state);
             }
+            // No subscriber is not an error.
+            let _ = self.events.send(crate::filters::Event::Head(executed.height));
         }
         Ok(())
     }
@@ -164,6 +175,7 @@ pub async fn serve(
         .max_response_body_size(MAX_RESPONSE_BYTES)
         .max_connections(MAX_CONNECTIONS)
         .set_batch_request_config(jsonrpsee::server::BatchRequestConfig::Limit(MAX_BATCH))
+        .set_id_provider(HexIds)
         .build();
     // Browser pages on any origin may call the node (examples/dapp served by a static server):
     // the RPC holds no keys and no admin methods, so CORS only lets a page read the chain and
@@ -183,6 +195,17 @@ pub async fn serve(
     let module = module(node)?;
     crate::metrics::get().set_rpc_methods(module.method_names().map(str::to_string));
     Ok((server.start(module), bound))
+}
+
+/// Subscription ids as Ethereum clients expect them: `0x` and 32 hex digits (jsonrpsee's
+/// default is a JSON number).
+#[derive(Debug)]
+struct HexIds;
+
+impl jsonrpsee::core::traits::IdProvider for HexIds {
+    fn next_id(&self) -> jsonrpsee::types::SubscriptionId<'static> {
+        jsonrpsee::types::SubscriptionId::Str(format!("0x{:032x}", rand::random::<u128>()).into())
+    }
 }
 
 /// JSON-RPC middleware counting requests and their latency by method (crate::metrics).
@@ -340,7 +363,8 @@ fn rpc_receipt(b: &Block, i: usize) -> Option<TransactionReceipt> {
     })
 }
 
-fn rpc_block(b: &Block, full: bool) -> RpcBlock<RpcTransaction<TxEnvelope>> {
+/// Block `b` as the RPC shows it (with full transactions or their hashes).
+pub(crate) fn rpc_block(b: &Block, full: bool) -> RpcBlock<RpcTransaction<TxEnvelope>> {
     let transactions = if full {
         BlockTransactions::Full((0..b.txs.len()).filter_map(|i| rpc_tx(b, i)).collect())
     } else {
@@ -466,7 +490,14 @@ pub const MAX_BATCH: u32 = 100;
 /// Most simultaneous connections.
 pub const MAX_CONNECTIONS: u32 = 256;
 
-fn logs(chain: &Chain, f: &Filter) -> RpcResult<Vec<RpcLog>> {
+/// Every log of block `b`, in order.
+pub(crate) fn block_logs(b: &Block) -> Vec<RpcLog> {
+    (0..b.txs.len()).flat_map(|i| rpc_logs(b, i)).collect()
+}
+
+/// The blocks filter `f` covers on `chain` (its block hash, or its range with tags resolved
+/// against the head), refused if wider than [`MAX_LOG_RANGE`].
+pub(crate) fn log_range(chain: &Chain, f: &Filter) -> RpcResult<(u64, u64)> {
     let head = chain.head().header.number;
     let (from, to) = if let Some(h) = f.get_block_hash() {
         let b = chain.block_by_hash(&h).ok_or_else(|| server("unknown block"))?;
@@ -489,12 +520,15 @@ fn logs(chain: &Chain, f: &Filter) -> RpcResult<Vec<RpcLog>> {
     if to.saturating_sub(from) > MAX_LOG_RANGE {
         return Err(server(format!("query exceeds max block range {MAX_LOG_RANGE}")));
     }
+    Ok((from, to.min(head)))
+}
+
+fn logs(chain: &Chain, f: &Filter) -> RpcResult<Vec<RpcLog>> {
+    let (from, to) = log_range(chain, f)?;
     let mut out = Vec::new();
-    for n in from..=to.min(head) {
+    for n in from..=to {
         let Some(b) = chain.block(n) else { continue };
-        for i in 0..b.txs.len() {
-            out.extend(rpc_logs(b, i).into_iter().filter(|l| f.matches(&l.inner)));
-        }
+        out.extend(block_logs(b).into_iter().filter(|l| f.matches(&l.inner)));
         if out.len() > MAX_LOGS {
             return Err(server(format!("query returned more than {MAX_LOGS} results")));
         }
@@ -766,6 +800,7 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
         let Some((b, i)) = chain.locate(&h) else { return RpcResult::Ok(Value::Null) };
         RpcResult::Ok(records_json(b, Some(i as u32)))
     })?;
+    crate::filters::register(&mut m)?;
     Ok(m)
 }
 
@@ -792,6 +827,8 @@ fn send_raw(n: &Node, raw: Bytes) -> Result<B256, TxRefused> {
         let known = read(&n.chain).tx_index.contains_key(&hash);
         return Err(if known { TxRefused::Known } else { e });
     }
+    n.filters.pending(hash);
+    let _ = n.events.send(crate::filters::Event::Pending(hash));
     Ok(hash)
 }
 

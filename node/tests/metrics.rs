@@ -142,6 +142,28 @@ fn a_dev_node_reports_what_a_burst_of_inference_did() {
     assert_eq!(at(&b, "fixpoint_mempool_transactions"), 0.0, "nothing left pending");
     let head = cast(&n, &["block-number"]).parse::<f64>().unwrap();
     assert_eq!(at(&b, "fixpoint_head_height"), head);
+
+    // Every metric the Grafana dashboard (ops/grafana) and the alerts (docs/operations.md)
+    // query is one the node serves.
+    for file in ["ops/grafana/fixpoint.json", "docs/operations.md"] {
+        let text = std::fs::read_to_string(root().join(file)).unwrap();
+        let mut names: Vec<&str> = text
+            .match_indices("fixpoint_")
+            .map(|(i, _)| {
+                let rest = &text[i..];
+                &rest[..rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len())]
+            })
+            .filter(|n| {
+                n.len() > "fixpoint_".len() && !n.starts_with("fixpoint_trace") && !n.starts_with("fixpoint_infer")
+            })
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        assert!(names.len() > 10, "{file} queries the node's metrics");
+        for name in names {
+            assert!(b.keys().any(|k| k.starts_with(name)), "{file} uses {name}, which the node does not serve");
+        }
+    }
 }
 
 /// A running `fixpoint testnet` with metrics, stopped on drop.
