@@ -18,6 +18,7 @@ use futures::StreamExt;
 use crate::block::Block;
 use crate::execute::Executor;
 use crate::shared::lock;
+use crate::timing::{ExecutionTime, Kind};
 
 /// Most unexecuted ancestors a node executes to catch up before it can verify or build on a
 /// block (after a restart, the notarized blocks above its last finalized one).
@@ -99,12 +100,13 @@ impl States {
     }
 
     /// The execution of `first`, executing it and the ancestors this node has not executed (from
-    /// `ancestry`, newest first) on the newest one it has. `None` when that takes more than
+    /// `ancestry`, newest first) on the newest one it has (timed in `timing`). `None` when that takes more than
     /// [`MAX_CATCH_UP`] blocks, reaches down to the last finalized height (`finalized`, read as
     /// it goes) or an ancestor does not re-execute.
     pub(crate) async fn execute_ancestry(
         &self,
         exec: &Executor,
+        timing: &Mutex<ExecutionTime>,
         finalized: impl Fn() -> u64,
         first: Block,
         ancestry: &mut impl Ancestry<Block>,
@@ -121,7 +123,7 @@ impl States {
             pending.push(ancestry.next().await?.inner().clone());
         };
         while let Some(block) = pending.pop() {
-            let out = exec.verify(&parent, &base.state, &block).ok()?;
+            let out = ExecutionTime::time(timing, Kind::Verify, || exec.verify(&parent, &base.state, &block)).ok()?;
             base = Executed::new(block.body().height, out);
             self.insert(block.digest(), base.clone());
             parent = block;

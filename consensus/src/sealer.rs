@@ -14,6 +14,7 @@ use crate::block::Block;
 use crate::executed::Executed;
 use crate::finalizer::FinalizerFailure;
 use crate::shared::Shared;
+use crate::timing::Kind;
 
 /// Seals blocks on `shared` alone.
 #[derive(Debug, Clone)]
@@ -44,7 +45,8 @@ impl Sealer {
             return Ok(None);
         }
         let view = parent.body().view.saturating_add(1);
-        let (block, out, refused) = s.exec.build(&parent, &base.state, view, now, s.beneficiary, candidates);
+        let (block, out, refused) =
+            s.timed(Kind::Build, || s.exec.build(&parent, &base.state, view, now, s.beneficiary, candidates));
         if !refused.is_empty() {
             s.drop_pending(&refused.into_iter().collect::<HashSet<B256>>());
         }
