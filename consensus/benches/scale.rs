@@ -16,7 +16,6 @@
 #![allow(missing_docs)]
 
 #[path = "../../ml/tests/common/adversarial.rs"]
-#[allow(dead_code, unreachable_pub)]
 mod adversarial;
 #[path = "../tests/common/mod.rs"]
 mod common;

@@ -7,7 +7,6 @@
 //! `cargo test --release -p fixpoint-consensus --test faults -- --ignored`.
 
 #[path = "../../ml/tests/common/adversarial.rs"]
-#[allow(dead_code, unreachable_pub)]
 mod adversarial;
 mod common;
 #[path = "common/scale.rs"]

@@ -220,8 +220,8 @@ impl Sim {
         );
         let handle =
             self.context.child("validator").with_attribute("start", self.starts).spawn(move |ctx| async move {
-                let node = Node { index: i, key, shared, withheld };
-                start_validator(ctx.child("node"), &oracle, NAMESPACE, participants, genesis, node, QUOTA, None).await;
+                let node = Node { index: i, key, shared, withheld, observer: None };
+                start_validator(ctx.child("node"), &oracle, NAMESPACE, participants, genesis, node, QUOTA).await;
                 futures::future::pending::<()>().await
             });
         self.handles[i] = Some(handle);

@@ -472,18 +472,8 @@ impl Cluster {
         );
         let observer: Arc<dyn Observer> = self.recorder.clone();
         let handle = self.context.child("validator").with_attribute("index", i).spawn(move |ctx| async move {
-            let node = Node { index: i, key, shared, withheld: Withheld::default() };
-            start_validator(
-                ctx.child("node"),
-                &oracle,
-                NAMESPACE,
-                participants,
-                genesis,
-                node,
-                SCALE_QUOTA,
-                Some(observer),
-            )
-            .await;
+            let node = Node { index: i, key, shared, withheld: Withheld::default(), observer: Some(observer) };
+            start_validator(ctx.child("node"), &oracle, NAMESPACE, participants, genesis, node, SCALE_QUOTA).await;
             futures::future::pending::<()>().await
         });
         self.handles[i] = Some(handle);

@@ -108,6 +108,8 @@ pub struct Node {
     pub shared: Arc<Shared>,
     /// Peers its votes and blocks do not reach.
     pub withheld: Withheld,
+    /// Sees the messages it sends, if anything does.
+    pub observer: Option<Arc<dyn Observer>>,
 }
 
 /// Registers `node`'s channels on the simulated network and starts its engines (the same
@@ -120,9 +122,8 @@ pub async fn start_validator(
     genesis: Block,
     node: Node,
     quota: Quota,
-    observer: Option<Arc<dyn Observer>>,
 ) {
-    let Node { index, key, shared, withheld } = node;
+    let Node { index, key, shared, withheld, observer } = node;
     let me = key.public_key();
     let control = oracle.control(me.clone());
     let others: Vec<PublicKey> = participants.iter().filter(|p| **p != me).cloned().collect();
