@@ -20,6 +20,7 @@ use crate::block::Block;
 use crate::execute::{MAX_CLOCK_DRIFT, VerifyError};
 use crate::executed::{Executed, Timing};
 use crate::shared::Shared;
+use crate::timing::Kind;
 
 /// Validator public keys.
 pub type PublicKey = commonware_cryptography::ed25519::PublicKey;
@@ -67,13 +68,15 @@ impl<E: Clock + Send + 'static> Application<E> for App {
         let mut ancestry = ancestry;
         let parent = ancestry.next().await?.inner().clone();
         let s = &self.shared;
-        let base = s.states.execute_ancestry(&s.exec, || s.finalized_height(), parent.clone(), &mut ancestry).await?;
+        let base = s
+            .states
+            .execute_ancestry(&s.exec, &s.timing, || s.finalized_height(), parent.clone(), &mut ancestry)
+            .await?;
         let candidates = s.candidates(&base.state);
         let now = runtime.current().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let view = context.round.view().get();
-        let started = std::time::Instant::now();
-        let (block, out, refused) = s.exec.build(&parent, &base.state, view, now, s.beneficiary, candidates);
-        let took = started.elapsed();
+        let ((block, out, refused), took) =
+            s.timed(Kind::Build, || s.exec.build(&parent, &base.state, view, now, s.beneficiary, candidates));
         if !refused.is_empty() {
             // Refused by the executor on this state (e.g. the balance no longer covers it): drop
             // them rather than retry them in every block.
@@ -104,15 +107,16 @@ impl<E: Clock + Send + 'static> Application<E> for App {
         }
         let Some(parent) = ancestry.next().await else { return false };
         let parent = parent.inner().clone();
-        let executed = s.states.execute_ancestry(&s.exec, || s.finalized_height(), parent.clone(), &mut ancestry);
+        let executed =
+            s.states.execute_ancestry(&s.exec, &s.timing, || s.finalized_height(), parent.clone(), &mut ancestry);
         let Some(base) = executed.await else {
             // The parent cannot be executed here: not provably invalid, so abstain.
             return std::future::pending().await;
         };
-        let started = std::time::Instant::now();
-        match s.exec.verify(&parent, &base.state, &candidate) {
+        let (verified, took) = s.timed(Kind::Verify, || s.exec.verify(&parent, &base.state, &candidate));
+        match verified {
             Ok(out) => {
-                let executed = Executed::new(candidate.body().height, out, Timing::verified(started.elapsed()));
+                let executed = Executed::new(candidate.body().height, out, Timing::verified(took));
                 s.states.insert(candidate.digest(), executed);
                 true
             }

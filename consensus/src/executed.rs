@@ -18,6 +18,7 @@ use futures::StreamExt;
 use crate::block::Block;
 use crate::execute::Executor;
 use crate::shared::lock;
+use crate::timing::{ExecutionTime, Kind};
 
 /// Most unexecuted ancestors a node executes to catch up before it can verify or build on a
 /// block (after a restart, the notarized blocks above its last finalized one).
@@ -126,12 +127,13 @@ impl States {
     }
 
     /// The execution of `first`, executing it and the ancestors this node has not executed (from
-    /// `ancestry`, newest first) on the newest one it has. `None` when that takes more than
+    /// `ancestry`, newest first) on the newest one it has (timed in `timing`). `None` when that takes more than
     /// [`MAX_CATCH_UP`] blocks, reaches down to the last finalized height (`finalized`, read as
     /// it goes) or an ancestor does not re-execute.
     pub(crate) async fn execute_ancestry(
         &self,
         exec: &Executor,
+        timing: &Mutex<ExecutionTime>,
         finalized: impl Fn() -> u64,
         first: Block,
         ancestry: &mut impl Ancestry<Block>,
@@ -148,9 +150,8 @@ impl States {
             pending.push(ancestry.next().await?.inner().clone());
         };
         while let Some(block) = pending.pop() {
-            let started = std::time::Instant::now();
-            let out = exec.verify(&parent, &base.state, &block).ok()?;
-            base = Executed::new(block.body().height, out, Timing::verified(started.elapsed()));
+            let (out, took) = ExecutionTime::time(timing, Kind::Verify, || exec.verify(&parent, &base.state, &block));
+            base = Executed::new(block.body().height, out.ok()?, Timing::verified(took));
             self.insert(block.digest(), base.clone());
             parent = block;
         }

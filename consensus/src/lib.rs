@@ -22,6 +22,7 @@ pub mod mempool;
 pub mod mocks;
 pub mod sealer;
 pub mod shared;
+pub mod timing;
 
 pub use app::App;
 pub use block::{Block, BlockBody, BlockLimits};
@@ -29,3 +30,4 @@ pub use execute::{Executor, PendingTx, VerifyError};
 pub use executed::{Executed, Timing};
 pub use finalizer::{Finalizer, Sink, SinkError};
 pub use shared::Shared;
+pub use timing::{ExecutionTime, Work};

@@ -14,6 +14,7 @@ use crate::block::Block;
 use crate::executed::{Executed, Timing};
 use crate::finalizer::FinalizerFailure;
 use crate::shared::Shared;
+use crate::timing::Kind;
 
 /// Seals blocks on `shared` alone.
 #[derive(Debug, Clone)]
@@ -44,9 +45,9 @@ impl Sealer {
             return Ok(None);
         }
         let view = parent.body().view.saturating_add(1);
-        let started = std::time::Instant::now();
-        let (block, out, refused) = s.exec.build(&parent, &base.state, view, now, s.beneficiary, candidates);
-        let took = Timing::built(started.elapsed());
+        let ((block, out, refused), took) =
+            s.timed(Kind::Build, || s.exec.build(&parent, &base.state, view, now, s.beneficiary, candidates));
+        let took = Timing::built(took);
         if !refused.is_empty() {
             s.drop_pending(&refused.into_iter().collect::<HashSet<B256>>());
         }

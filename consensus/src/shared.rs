@@ -16,6 +16,7 @@ use crate::execute::{Executor, PendingTx, VerifyError};
 use crate::executed::{Executed, States, Timing};
 use crate::finalizer::{Durable, Finalized, FinalizerFailure, MAX_FINALIZED_LOG, Sink};
 use crate::mempool::{Mempool, Offered};
+use crate::timing::{ExecutionTime, Kind};
 
 /// The unfinalized side of a node besides its executed states: the pool, its logs.
 #[derive(Debug, Default)]
@@ -42,6 +43,8 @@ pub struct Shared {
     durable: Mutex<Durable>,
     /// Held through [`Shared::finalize`]: blocks are applied one at a time, in order.
     finalizing: Mutex<()>,
+    /// Wall-clock time spent building and re-executing blocks.
+    pub(crate) timing: Mutex<ExecutionTime>,
     sink: OnceLock<Arc<dyn Sink>>,
     /// A byzantine test proposer's fault and log (honest unless a mocks constructor set it).
     #[cfg(feature = "mocks")]
@@ -78,6 +81,7 @@ impl Shared {
             inner: Mutex::default(),
             durable: Mutex::new(Durable::new(start, executed)),
             finalizing: Mutex::new(()),
+            timing: Mutex::default(),
             sink: OnceLock::new(),
             #[cfg(feature = "mocks")]
             byzantine: crate::mocks::Byzantine::default(),
@@ -206,11 +210,11 @@ impl Shared {
             None if height == 0 => parent_executed,
             // Finalized without this node executing it (backfill after a restart or a late
             // start): execute it now on the previous finalized state.
-            None => match (std::time::Instant::now(), self.exec.verify(&parent, &parent_executed.state, b)) {
-                (started, Ok(out)) => Executed::new(height, out, Timing::verified(started.elapsed())),
+            None => match self.timed(Kind::Verify, || self.exec.verify(&parent, &parent_executed.state, b)) {
+                (Ok(out), took) => Executed::new(height, out, Timing::verified(took)),
                 // A finalized block this node cannot reproduce: stop following rather than
                 // diverge.
-                (_, Err(e)) => return fail(FinalizerFailure::Diverged { height, reason: e }),
+                (Err(e), _) => return fail(FinalizerFailure::Diverged { height, reason: e }),
             },
         };
         if height > 0
@@ -234,6 +238,16 @@ impl Shared {
         self.prune(&executed.state);
         self.states.finalized(b.digest(), height, executed);
         Ok(true)
+    }
+
+    /// The wall-clock time this node spent building and re-executing blocks so far.
+    pub fn execution_time(&self) -> ExecutionTime {
+        *lock(&self.timing)
+    }
+
+    /// Runs `f` (one block's execution), timing it as `kind`.
+    pub(crate) fn timed<T>(&self, kind: Kind, f: impl FnOnce() -> T) -> (T, std::time::Duration) {
+        ExecutionTime::time(&self.timing, kind, f)
     }
 
     /// Pending transactions.

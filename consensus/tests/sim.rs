@@ -9,8 +9,11 @@ mod adversarial;
 #[path = "../../ml/tests/common/causal.rs"]
 mod causal;
 mod common;
+#[path = "common/simnet.rs"]
+mod simnet;
 
 use common::{model_case, signed_call as tx};
+use simnet::{Node, QUOTA, Withheld, start_validator};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,11 +25,9 @@ use commonware_cryptography::Digestible as _;
 use commonware_cryptography::Signer;
 use commonware_cryptography::ed25519::PrivateKey;
 use commonware_p2p::simulated::{self, Link, Network, Oracle};
-use commonware_p2p::{LimitedSender, Recipients};
-use commonware_runtime::{Clock, Handle, Quota, Runner, Spawner, Supervisor as _, deterministic};
-use commonware_utils::{NZU32, NZUsize, ordered::Set, probability};
+use commonware_runtime::{Clock, Handle, Runner, Spawner, Supervisor as _, deterministic};
+use commonware_utils::{NZUsize, ordered::Set, probability};
 use fixpoint_consensus::app::PublicKey;
-use fixpoint_consensus::engine::{self, Channels, ValidatorConfig, channel};
 use fixpoint_consensus::mocks::Proposer;
 use fixpoint_consensus::{Block, BlockLimits, Executor, VerifyError};
 use fixpoint_consensus::{Executed, Shared, Sink, SinkError};
@@ -121,76 +122,6 @@ fn executor() -> Executor {
         limits: BlockLimits::default(),
         models: Arc::new(ModelStore::default()),
     }
-}
-
-const QUOTA: Quota = Quota::per_second(NZU32!(1_000_000));
-
-/// The peers a validator's block and vote messages do not reach (set by a test: a byzantine
-/// leader withholding its proposal, or an honest validator's messages lost in the network).
-type Withheld = Arc<Mutex<Vec<PublicKey>>>;
-
-/// A channel sender that drops what it sends to the peers in `withheld`.
-#[derive(Clone)]
-struct Withholding<S> {
-    inner: S,
-    /// Every other validator (what `Recipients::All` means).
-    others: Vec<PublicKey>,
-    withheld: Withheld,
-}
-
-impl<S: LimitedSender<PublicKey = PublicKey>> LimitedSender for Withholding<S> {
-    type PublicKey = PublicKey;
-    type Checked<'a>
-        = S::Checked<'a>
-    where
-        S: 'a;
-
-    fn check(&mut self, recipients: Recipients<PublicKey>) -> Result<Self::Checked<'_>, std::time::SystemTime> {
-        let withheld = self.withheld.lock().unwrap().clone();
-        if withheld.is_empty() {
-            return self.inner.check(recipients);
-        }
-        let to = match recipients {
-            Recipients::All => self.others.clone(),
-            Recipients::Some(v) => v,
-            Recipients::One(p) => vec![p],
-        };
-        self.inner.check(Recipients::Some(to.into_iter().filter(|p| !withheld.contains(p)).collect()))
-    }
-}
-
-/// Registers validator `key`'s channels on the simulated network and starts its engines (the
-/// same `start_validator` a real node runs). Its votes and blocks do not reach `withheld`.
-async fn start_validator(
-    context: deterministic::Context,
-    oracle: &Oracle<PublicKey, deterministic::Context>,
-    key: PrivateKey,
-    participants: Set<PublicKey>,
-    shared: Arc<Shared>,
-    genesis: Block,
-    withheld: Withheld,
-) {
-    let me = key.public_key();
-    let control = oracle.control(me.clone());
-    let others: Vec<PublicKey> = participants.iter().filter(|p| **p != me).cloned().collect();
-    let mut reg = Vec::new();
-    for ch in [channel::VOTES, channel::CERTIFICATES, channel::RESOLVER, channel::BLOCKS, channel::BACKFILL] {
-        let (inner, receiver) = control.register(ch, QUOTA).await.unwrap();
-        let withheld =
-            if ch == channel::VOTES || ch == channel::BLOCKS { withheld.clone() } else { Withheld::default() };
-        reg.push((Withholding { inner, others: others.clone(), withheld }, receiver));
-    }
-    let mut reg = reg.into_iter();
-    let mut next = || reg.next().unwrap();
-    let channels = Channels { votes: next(), certificates: next(), resolver: next(), blocks: next(), backfill: next() };
-    let cfg = ValidatorConfig {
-        namespace: NAMESPACE.to_vec(),
-        key,
-        participants,
-        genesis,
-        partition_prefix: format!("v{me}"),
-    };
-    engine::start_validator(context, cfg, shared, oracle.control(me), oracle.manager(), channels).await;
 }
 
 /// A simulated network of `N` validators.
@@ -289,7 +220,8 @@ impl Sim {
         );
         let handle =
             self.context.child("validator").with_attribute("start", self.starts).spawn(move |ctx| async move {
-                start_validator(ctx.child("node"), &oracle, key, participants, shared, genesis, withheld).await;
+                let node = Node { index: i, key, shared, withheld, observer: None };
+                start_validator(ctx.child("node"), &oracle, NAMESPACE, participants, genesis, node, QUOTA).await;
                 futures::future::pending::<()>().await
             });
         self.handles[i] = Some(handle);

@@ -1,6 +1,8 @@
 //! `fixpoint init` (a starter genesis: dev accounts, the example models, optionally validator
 //! keys) and `fixpoint keygen` (one validator key).
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use alloy_primitives::{Address, keccak256};
@@ -9,6 +11,7 @@ use fixpoint_evm::ChainSpec;
 use fixpoint_node::dev::{EXAMPLE_MODEL, EXAMPLE_WRITER, dev_accounts};
 use fixpoint_node::genesis::{Genesis, GenesisModel};
 use fixpoint_node::keys;
+use fixpoint_node::validator::ValidatorFile;
 
 use crate::DEFAULT_GAS_LIMIT;
 
@@ -33,6 +36,21 @@ pub(crate) struct InitArgs {
     /// Generate this many validator keys (DIR/validators/vI.json) and list them in the genesis.
     #[arg(long, default_value_t = 0)]
     pub(crate) validators: usize,
+    /// With --validators: each validator's public p2p address (IP:PORT, the one the others
+    /// dial), comma-separated, in key order; writes DIR/vI.config.json for each (listening on
+    /// 0.0.0.0 at that port).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) p2p: Vec<SocketAddr>,
+    /// With --p2p: the configs list only the first K validators' addresses, as bootstrappers
+    /// (the others' addresses are discovered); 0 lists every address.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) bootstrappers: usize,
+    /// With --p2p: commonware's production p2p settings (peers' private addresses refused).
+    #[arg(long)]
+    pub(crate) public: bool,
+    /// With --p2p: every validator's JSON-RPC listen address (e.g. 0.0.0.0:8545).
+    #[arg(long)]
+    pub(crate) rpc: Option<SocketAddr>,
 }
 
 /// Writes a new validator key to `out` and prints its public key.
@@ -69,6 +87,11 @@ pub(crate) fn init(a: InitArgs) -> Result<()> {
         }
         println!("wrote {} validator keys into {}", a.validators, vdir.display());
     }
+    if !a.p2p.is_empty() {
+        write_configs(&a, &g.validators)?;
+    } else if a.bootstrappers > 0 || a.public || a.rpc.is_some() {
+        bail!("--bootstrappers, --public and --rpc need --p2p");
+    }
     g.build(&a.dir).context("the starter genesis does not build")?;
     std::fs::write(&path, serde_json::to_string_pretty(&g)? + "\n")
         .with_context(|| format!("writing {}", path.display()))?;
@@ -79,5 +102,42 @@ pub(crate) fn init(a: InitArgs) -> Result<()> {
         a.chain_id
     );
     println!("start it with: fixpoint node --genesis {} --datadir <dir>", path.display());
+    Ok(())
+}
+
+/// Writes `a.dir/vI.config.json` for each of the `validators` (0x-hex public keys, in key-file
+/// order) from the addresses in `a.p2p`.
+fn write_configs(a: &InitArgs, validators: &[String]) -> Result<()> {
+    if a.p2p.len() != a.validators || validators.len() != a.validators {
+        bail!("--p2p lists {} addresses for {} validators", a.p2p.len(), a.validators);
+    }
+    if a.bootstrappers > a.validators {
+        bail!("--bootstrappers {} exceeds --validators {}", a.bootstrappers, a.validators);
+    }
+    let book: BTreeMap<String, SocketAddr> = validators.iter().cloned().zip(a.p2p.iter().copied()).collect();
+    let (peers, bootstrappers) = match a.bootstrappers {
+        0 => (book, BTreeMap::new()),
+        k => (BTreeMap::new(), validators.iter().take(k).map(|v| (v.clone(), book[v])).collect()),
+    };
+    for (i, addr) in a.p2p.iter().enumerate() {
+        let cfg = ValidatorFile {
+            genesis: "genesis.json".into(),
+            key: format!("validators/v{i}.json").into(),
+            listen: SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), addr.port()),
+            dialable: Some(*addr),
+            peers: peers.clone(),
+            bootstrappers: bootstrappers.clone(),
+            public: a.public,
+            datadir: format!("data/v{i}").into(),
+            rpc: a.rpc,
+        };
+        let path = a.dir.join(format!("v{i}.config.json"));
+        std::fs::write(&path, serde_json::to_string_pretty(&cfg)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!(
+        "wrote {} validator configs (DIR/vI.config.json); on host i run: fixpoint node --validator --config vI.config.json",
+        a.validators
+    );
     Ok(())
 }

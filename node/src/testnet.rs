@@ -132,6 +132,10 @@ fn new_testnet(a: &TestnetArgs) -> Result<Vec<PathBuf>> {
         gas_limit: DEFAULT_GAS_LIMIT,
         force: false,
         validators: a.validators,
+        p2p: Vec::new(),
+        bootstrappers: 0,
+        public: false,
+        rpc: None,
     })?;
     let genesis = Genesis::load(&a.dir.join("genesis.json"))?;
     let free = || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|x| x.port());
@@ -152,7 +156,10 @@ fn new_testnet(a: &TestnetArgs) -> Result<Vec<PathBuf>> {
             genesis: "genesis.json".into(),
             key: format!("validators/v{i}.json").into(),
             listen: SocketAddr::from(([127, 0, 0, 1], *port)),
+            dialable: None,
             peers: peers.clone(),
+            bootstrappers: Default::default(),
+            public: false,
             datadir: format!("data/v{i}").into(),
             rpc: Some(SocketAddr::from(([127, 0, 0, 1], rpc))),
         };

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use commonware_cryptography::{ChaCha20Poly1305, Signer};
-use commonware_p2p::authenticated::lookup::{self, Network};
-use commonware_p2p::{Address, AddressableManager as _};
+use commonware_p2p::authenticated::{discovery, lookup};
+use commonware_p2p::{Address, AddressableManager as _, Ingress, Manager as _};
 use commonware_runtime::Spawner as _;
 use commonware_runtime::{Clock, Quota, Runner as _, Supervisor as _};
 use commonware_stream::cups::{self, Cups};
@@ -32,7 +32,8 @@ use crate::rpc::{CertifiedBlock, Finality, Node};
 use crate::startup::{Opened, open, start_rpc};
 use crate::submit::ValidatorSubmit;
 
-/// A validator's configuration file; paths are relative to the file.
+/// A validator's configuration file; paths are relative to the file (docs/consensus.md,
+/// "Validator processes"; docs/operations.md, "Deploying a network").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ValidatorFile {
@@ -40,15 +41,73 @@ pub struct ValidatorFile {
     pub genesis: PathBuf,
     /// This validator's key file (`fixpoint keygen`).
     pub key: PathBuf,
-    /// p2p listen address.
+    /// p2p listen (bind) address: `0.0.0.0:PORT` on a host with a public address.
     pub listen: SocketAddr,
-    /// Every validator's p2p address, by 0x-hex public key (this one's included or not).
+    /// The address the other validators dial to reach this one, when it is not `listen` (a
+    /// wildcard listen address, or a host behind a port mapping that keeps its IP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dialable: Option<SocketAddr>,
+    /// Every validator's p2p address, by 0x-hex public key (this one's included or not): the
+    /// whole address book. Empty when `bootstrappers` is given.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub peers: BTreeMap<String, SocketAddr>,
+    /// Validators to learn the others' addresses from (by 0x-hex public key): the addresses of
+    /// the rest of the genesis validator set are then discovered (signed by their owners) and
+    /// `peers` is not needed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub bootstrappers: BTreeMap<String, SocketAddr>,
+    /// commonware's production p2p settings (`true`: private and loopback addresses of peers
+    /// refused, slower redials) rather than the quick local ones (`false`, the default).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub public: bool,
     /// Where the chain database and the consensus storage live.
     pub datadir: PathBuf,
     /// JSON-RPC listen address (none: no RPC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpc: Option<SocketAddr>,
+}
+
+/// The p2p address book of a validator: every address known (lookup), or a few to learn the
+/// others from (discovery).
+enum Peering {
+    /// Every validator's address.
+    Lookup(Map<PublicKey, Address>),
+    /// Bootstrappers' addresses; the others' are learned.
+    Discovery(Vec<(PublicKey, Ingress)>),
+}
+
+impl ValidatorFile {
+    /// Parses `peers` or `bootstrappers` into the address book; `me` dials as `dialable`.
+    fn peering(&self, me: &PublicKey) -> Result<Peering> {
+        if !self.peers.is_empty() && !self.bootstrappers.is_empty() {
+            bail!("give either `peers` (every validator's address) or `bootstrappers`, not both");
+        }
+        if !self.bootstrappers.is_empty() {
+            let mut list = Vec::new();
+            for (k, addr) in &self.bootstrappers {
+                let pk = keys::parse_public_key(k)?;
+                if pk != *me {
+                    list.push((pk, Ingress::Socket(*addr)));
+                }
+            }
+            return Ok(Peering::Discovery(list));
+        }
+        let mut addresses: Vec<(PublicKey, Address)> = Vec::new();
+        for (k, addr) in &self.peers {
+            let pk = keys::parse_public_key(k)?;
+            if pk != *me {
+                addresses.push((pk, (*addr).into()));
+            }
+        }
+        addresses.push((me.clone(), self.dialable_address().into()));
+        let peers = Map::try_from(addresses).map_err(|_| anyhow::anyhow!("a peer is listed twice"))?;
+        Ok(Peering::Lookup(peers))
+    }
+
+    /// The address the other validators dial to reach this one.
+    pub fn dialable_address(&self) -> SocketAddr {
+        self.dialable.unwrap_or(self.listen)
+    }
 }
 
 /// Runs a validator until it finalized `exit_after` (forever if `None`), serving metrics and
@@ -67,16 +126,7 @@ pub fn run(config: &Path, exit_after: Option<u64>, metrics: Option<SocketAddr>) 
     if participants.position(&me).is_none() {
         bail!("this key ({}) is not in the genesis validator set", keys::public_key_hex(&me));
     }
-    let mut addresses: Vec<(PublicKey, Address)> = Vec::new();
-    for (k, addr) in &cfg.peers {
-        let pk = keys::parse_public_key(k)?;
-        if pk != me {
-            addresses.push((pk, (*addr).into()));
-        }
-    }
-    addresses.push((me.clone(), cfg.listen.into()));
-    let peers: Map<PublicKey, Address> =
-        Map::try_from(addresses).map_err(|_| anyhow::anyhow!("a peer is listed twice"))?;
+    let peering = cfg.peering(&me)?;
     if fresh {
         // Consensus storage without the chain it belongs to (the database was deleted): start
         // both afresh, marshal backfills from the peers.
@@ -121,58 +171,139 @@ pub fn run(config: &Path, exit_after: Option<u64>, metrics: Option<SocketAddr>) 
             },
             cups::Version::V1,
         );
-        let p2p = lookup::Config::local(handshake, &namespace, cfg.listen, NZUsize!(n.max(1)), 8 << 20, NZUsize!(1024));
-        let (mut network, mut oracle) = Network::new(context.child("network"), p2p);
-        oracle.track(0, peers);
-        let quota = Quota::per_second(NZU32!(100_000));
-        let mut next = |ch: u64| network.register(ch, quota);
-        let channels = Channels {
-            votes: next(channel::VOTES),
-            certificates: next(channel::CERTIFICATES),
-            resolver: next(channel::RESOLVER),
-            blocks: next(channel::BLOCKS),
-            backfill: next(channel::BACKFILL),
-        };
-        let (txs_out, txs_in) = next(channel::TXS);
-        network.start();
-        context.child("gossip_out").spawn(move |_| gossip::send_loop(txs_out, gossip_rx));
-        let receiver_shared = shared.clone();
-        context.child("gossip_in").spawn(move |_| gossip::receive_loop(txs_in, receiver_shared));
-        let vcfg = ValidatorConfig {
+        let engines = Engines {
             namespace: namespace.clone(),
             key,
             participants,
             genesis: genesis_block,
-            partition_prefix: "fixpoint".into(),
+            shared,
+            node,
+            gossip: gossip_rx,
+            consensus_dir,
+            exit_after,
         };
-        let marshal =
-            engine::start_validator(context.child("node"), vcfg, shared.clone(), oracle.clone(), oracle, channels)
-                .await;
-        let Some(m) = marshal else {
-            bail!("consensus did not start (its storage in {} could not be opened)", consensus_dir.display());
-        };
-        node.set_finality(Arc::new(MarshalFinality(std::sync::Mutex::new(m))));
-        let mut printed = None;
-        loop {
-            context.sleep(Duration::from_millis(100)).await;
-            let f = shared.finalized_above(printed);
-            for b in &f {
-                println!(
-                    "finalized height {} digest 0x{} state {} txs {}",
-                    b.height,
-                    hex::encode(b.digest.as_ref()),
-                    b.state_root,
-                    b.txs
-                );
+        let (max_peers, max_size, mailbox) = (NZUsize!(n.max(1)), 8 << 20, NZUsize!(1024));
+        let (listen, dialable) = (cfg.listen, cfg.dialable_address());
+        match peering {
+            Peering::Lookup(peers) => {
+                let p2p = if cfg.public {
+                    lookup::Config::recommended(handshake, &namespace, listen, max_peers, max_size, mailbox)
+                } else {
+                    lookup::Config::local(handshake, &namespace, listen, max_peers, max_size, mailbox)
+                };
+                let (mut network, mut oracle) = lookup::Network::new(context.child("network"), p2p);
+                oracle.track(0, peers);
+                let channels = register(|ch, quota| network.register(ch, quota));
+                network.start();
+                serve(&context, engines, channels, oracle.clone(), oracle).await
             }
-            if let Some(last) = f.last() {
-                printed = Some(last.height);
-            }
-            if exit_after.is_some_and(|h| printed.is_some_and(|p| p >= h)) {
-                return Ok(());
+            Peering::Discovery(bootstrappers) => {
+                let p2p = if cfg.public {
+                    discovery::Config::recommended(
+                        handshake,
+                        &namespace,
+                        listen,
+                        dialable,
+                        bootstrappers,
+                        max_peers,
+                        max_size,
+                        mailbox,
+                    )
+                } else {
+                    discovery::Config::local(
+                        handshake,
+                        &namespace,
+                        listen,
+                        dialable,
+                        bootstrappers,
+                        max_peers,
+                        max_size,
+                        mailbox,
+                    )
+                };
+                let (mut network, mut oracle) = discovery::Network::new(context.child("network"), p2p);
+                oracle.track(0, engines.participants.clone());
+                let channels = register(|ch, quota| network.register(ch, quota));
+                network.start();
+                serve(&context, engines, channels, oracle.clone(), oracle).await
             }
         }
     })
+}
+
+/// What a validator's engines run on, besides its network.
+struct Engines {
+    namespace: Vec<u8>,
+    key: commonware_cryptography::ed25519::PrivateKey,
+    participants: commonware_utils::ordered::Set<PublicKey>,
+    genesis: fixpoint_consensus::Block,
+    shared: Arc<Shared>,
+    node: Arc<Node>,
+    gossip: futures::channel::mpsc::UnboundedReceiver<PendingTx>,
+    consensus_dir: PathBuf,
+    exit_after: Option<u64>,
+}
+
+/// The consensus channels and the gossip channel, registered with `register`.
+fn register<S, R>(mut register: impl FnMut(u64, Quota) -> (S, R)) -> (Channels<S, R>, (S, R)) {
+    let quota = Quota::per_second(NZU32!(100_000));
+    let mut next = |ch: u64| register(ch, quota);
+    let channels = Channels {
+        votes: next(channel::VOTES),
+        certificates: next(channel::CERTIFICATES),
+        resolver: next(channel::RESOLVER),
+        blocks: next(channel::BLOCKS),
+        backfill: next(channel::BACKFILL),
+    };
+    (channels, next(channel::TXS))
+}
+
+/// Runs gossip and the engines on a started network; prints each finalized block until
+/// `exit_after`.
+async fn serve<S, R, B, P>(
+    context: &commonware_runtime::tokio::Context,
+    e: Engines,
+    (channels, (txs_out, txs_in)): (Channels<S, R>, (S, R)),
+    blocker: B,
+    peers: P,
+) -> Result<()>
+where
+    S: commonware_p2p::Sender<PublicKey = PublicKey>,
+    R: commonware_p2p::Receiver<PublicKey = PublicKey>,
+    B: commonware_p2p::Blocker<PublicKey = PublicKey>,
+    P: commonware_p2p::Provider<PublicKey = PublicKey>,
+{
+    let Engines { namespace, key, participants, genesis, shared, node, gossip: gossip_rx, consensus_dir, exit_after } =
+        e;
+    context.child("gossip_out").spawn(move |_| gossip::send_loop(txs_out, gossip_rx));
+    let receiver_shared = shared.clone();
+    context.child("gossip_in").spawn(move |_| gossip::receive_loop(txs_in, receiver_shared));
+    let vcfg = ValidatorConfig { namespace, key, participants, genesis, partition_prefix: "fixpoint".into() };
+    let marshal = engine::start_validator(context.child("node"), vcfg, shared.clone(), blocker, peers, channels).await;
+    let Some(m) = marshal else {
+        bail!("consensus did not start (its storage in {} could not be opened)", consensus_dir.display());
+    };
+    node.set_finality(Arc::new(MarshalFinality(std::sync::Mutex::new(m))));
+    let mut printed = None;
+    loop {
+        context.sleep(Duration::from_millis(100)).await;
+        let f = shared.finalized_above(printed);
+        for b in &f {
+            println!(
+                "finalized height {} digest 0x{} state {} txs {}",
+                b.height,
+                hex::encode(b.digest.as_ref()),
+                b.state_root,
+                b.txs
+            );
+        }
+        if let Some(last) = f.last() {
+            printed = Some(last.height);
+        }
+        if exit_after.is_some_and(|h| printed.is_some_and(|p| p >= h)) {
+            return Ok(());
+        }
+    }
 }
 
 /// Finalized blocks and certificates from marshal's archives.

@@ -244,7 +244,7 @@ function methodNotFound(e) {
   return false;
 }
 
-const TRACE_COLUMNS = ['index', 'op', 'shape', 'dtype', 'outputHash', 'cost', 'gas'];
+const TRACE_COLUMNS = ['index', 'op', 'shape', 'dtype', 'outputHash', 'work', 'gas'];
 
 async function showTrace(tx, call) {
   $('main-view').hidden = true;
@@ -298,9 +298,14 @@ async function showTrace(tx, call) {
           ? ''
           : c === 'shape' && Array.isArray(v)
             ? v.join('×')
-            : typeof v === 'object'
-              ? JSON.stringify(v)
-              : String(v);
+            : c === 'work' && typeof v === 'object'
+              ? Object.entries(v)
+                  .filter(([, n]) => n)
+                  .map(([k, n]) => `${k} ${n}`)
+                  .join(', ')
+              : typeof v === 'object'
+                ? JSON.stringify(v)
+                : String(v);
       tr.append(Object.assign(document.createElement('td'), { textContent: text }));
     }
     body.append(tr);
