@@ -8,6 +8,7 @@
 
 pub mod chain;
 pub mod client;
+pub mod debug;
 pub mod dev;
 pub mod follower;
 pub mod genesis;
