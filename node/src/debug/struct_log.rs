@@ -148,7 +148,7 @@ pub(crate) fn error_text(r: InstructionResult) -> String {
 impl<CTX: ContextTr> Inspector<CTX> for StructLogger {
     fn step(&mut self, interp: &mut Interpreter, context: &mut CTX) {
         if self.full() {
-            self.overflowed |= self.config.limit == 0;
+            self.overflowed |= self.config.limit == 0 || self.config.limit > MAX_STRUCT_LOGS;
             self.current = None;
             return;
         }
