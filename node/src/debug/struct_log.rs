@@ -191,16 +191,16 @@ impl<CTX: ContextTr> Inspector<CTX> for StructLogger {
     fn step_end(&mut self, interp: &mut Interpreter, _context: &mut CTX) {
         let Some(mut log) = self.current.take() else { return };
         log.gas_cost = log.gas.saturating_sub(interp.gas.remaining());
-        if let Some((contract, key)) = self.sload.take() {
-            if let Some(value) = interp.stack.data().last().copied() {
-                self.storage.entry(contract).or_default().insert(key, value);
-                log.storage = self.snapshot(&contract);
-            }
+        if let Some((contract, key)) = self.sload.take()
+            && let Some(value) = interp.stack.data().last().copied()
+        {
+            self.storage.entry(contract).or_default().insert(key, value);
+            log.storage = self.snapshot(&contract);
         }
-        if let Some(r) = interp.bytecode.instruction_result() {
-            if r.is_halt() {
-                log.error = Some(error_text(r));
-            }
+        if let Some(r) = interp.bytecode.instruction_result()
+            && r.is_halt()
+        {
+            log.error = Some(error_text(r));
         }
         self.logs.push(log);
     }
