@@ -10,6 +10,7 @@ pub mod chain;
 pub mod client;
 pub mod debug;
 pub mod dev;
+pub mod fees;
 pub mod follower;
 pub mod genesis;
 pub mod import;

@@ -530,12 +530,16 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
         let oldest = newest + 1 - count;
         let mut base = Vec::new();
         let mut ratio = Vec::new();
+        let bps =
+            percentiles.as_deref().map(crate::fees::basis_points).transpose().map_err(|e| invalid(e.to_string()))?;
+        let mut rewards = Vec::new();
         for b in (oldest..=newest).filter_map(|i| chain.block(i)) {
+            rewards.extend(bps.as_deref().map(|bps| crate::fees::rewards(b, bps)));
             base.push(u128::from(b.header.base_fee_per_gas.unwrap_or(0)));
             ratio.push(b.header.gas_used as f64 / b.header.gas_limit.max(1) as f64);
         }
         base.push(u128::from(chain.next_base_fee()));
-        let reward = percentiles.map(|p| vec![vec![0u128; p.len()]; ratio.len()]);
+        let reward = bps.map(|_| rewards);
         RpcResult::Ok(FeeHistory {
             oldest_block: oldest,
             base_fee_per_gas: base,

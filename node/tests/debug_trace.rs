@@ -278,3 +278,30 @@ fn traces_a_digit_recognizer_transaction_and_reverts() {
     let (code, msg) = rpc_error(&n, "debug_traceTransaction", json!([hash, {"tracer": "prestateTracer"}]));
     assert_eq!(code, -32602, "{msg}");
 }
+
+/// eth_feeHistory rewards: each block holds one transfer whose tip the test chose, so every
+/// percentile of that block is that tip; percentiles out of order are refused.
+#[test]
+fn fee_history_rewards_are_the_tips_paid() {
+    let tmp = Tmp::new("fee-history");
+    let n = start(&tmp.0, free_port());
+    let to = "0x00000000000000000000000000000000000000aa";
+    let tips = [2_000_000_000u64, 3_000_000_000];
+    let mut blocks = Vec::new();
+    for tip in tips {
+        let r: Value = serde_json::from_str(&cast(
+            &n,
+            &["send", to, "--value", "1", "--priority-gas-price", &tip.to_string(), "--private-key", &n.key, "--json"],
+        ))
+        .unwrap();
+        blocks.push(hex_u64(&r["blockNumber"]));
+    }
+    assert_eq!(blocks[1], blocks[0] + 1, "one transfer per block");
+    let h = rpc(&n, "eth_feeHistory", json!(["0x2", format!("{:#x}", blocks[1]), [10.0, 50.0, 99.5]]));
+    assert_eq!(hex_u64(&h["oldestBlock"]), blocks[0]);
+    let rewards: Vec<Vec<u64>> =
+        h["reward"].as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(hex_u64).collect()).collect();
+    assert_eq!(rewards, vec![vec![tips[0]; 3], vec![tips[1]; 3]]);
+    let (code, msg) = rpc_error(&n, "eth_feeHistory", json!(["0x2", "latest", [50.0, 10.0]]));
+    assert_eq!(code, -32602, "{msg}");
+}
