@@ -291,7 +291,19 @@ fn fee_history_rewards_are_the_tips_paid() {
     for tip in tips {
         let r: Value = serde_json::from_str(&cast(
             &n,
-            &["send", to, "--value", "1", "--priority-gas-price", &tip.to_string(), "--private-key", &n.key, "--json"],
+            &[
+                "send",
+                to,
+                "--value",
+                "1",
+                "--gas-price",
+                "10000000000",
+                "--priority-gas-price",
+                &tip.to_string(),
+                "--private-key",
+                &n.key,
+                "--json",
+            ],
         ))
         .unwrap();
         blocks.push(hex_u64(&r["blockNumber"]));
