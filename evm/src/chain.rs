@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
-use alloy_evm::eth::EthEvm;
+use alloy_evm::eth::{EthEvm, EthEvmContext};
 use alloy_evm::precompiles::PrecompilesMap;
 use alloy_evm::{Database, EthEvmFactory, EvmEnv, EvmFactory};
 use alloy_primitives::{Address, B256, U256};
 use fixpoint_precompiles::Scope;
 use revm::context::{BlockEnv, CfgEnv};
-use revm::inspector::NoOpInspector;
+use revm::inspector::{Inspector, NoOpInspector};
 use revm::primitives::hardfork::SpecId;
 
 /// The chain's fixed parameters.
@@ -74,7 +74,21 @@ pub fn create_evm<DB: Database>(
     block: &BlockEnvInput,
     scope: &Arc<Scope>,
 ) -> EthEvm<DB, NoOpInspector, PrecompilesMap> {
-    let mut evm = EthEvmFactory::default().create_evm(db, block.evm_env(chain));
+    let mut evm = create_evm_with_inspector(db, chain, block, scope, NoOpInspector);
+    alloy_evm::Evm::disable_inspector(&mut evm);
+    evm
+}
+
+/// [`create_evm`] with `inspector` called on every step, call and log (tracing; see
+/// `alloy_evm::Evm::{enable_inspector, disable_inspector}` to switch it per transaction).
+pub fn create_evm_with_inspector<DB: Database, I: Inspector<EthEvmContext<DB>>>(
+    db: DB,
+    chain: &ChainSpec,
+    block: &BlockEnvInput,
+    scope: &Arc<Scope>,
+    inspector: I,
+) -> EthEvm<DB, I, PrecompilesMap> {
+    let mut evm = EthEvmFactory::default().create_evm_with_inspector(db, block.evm_env(chain), inspector);
     fixpoint_precompiles::install(alloy_evm::Evm::precompiles_mut(&mut evm), scope);
     evm
 }

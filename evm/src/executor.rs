@@ -6,7 +6,7 @@ use std::sync::Arc;
 use alloy_consensus::transaction::Recovered;
 use alloy_consensus::{Eip658Value, Receipt, ReceiptEnvelope, ReceiptWithBloom, Transaction, TxEnvelope, TxType};
 use alloy_eips::eip2718::Encodable2718;
-use alloy_evm::eth::EthEvm;
+use alloy_evm::eth::{EthEvm, EthEvmContext};
 use alloy_evm::precompiles::PrecompilesMap;
 use alloy_evm::{Evm, FromRecoveredTx};
 use alloy_primitives::{Address, B256, Bloom, Bytes, Log};
@@ -14,10 +14,10 @@ use alloy_trie::root::ordered_trie_root_with_encoder;
 use fixpoint_precompiles::{InferenceRecord, ModelStore, Scope};
 use revm::context::TxEnv;
 use revm::context_interface::result::{ExecutionResult, Output};
-use revm::inspector::NoOpInspector;
+use revm::inspector::{Inspector, NoOpInspector};
 
 pub use crate::chain::BlockEnvInput;
-use crate::chain::{ChainSpec, create_evm};
+use crate::chain::{ChainSpec, create_evm_with_inspector};
 use crate::state::{Overlay, StateChanges, WorldState};
 
 /// Why a block cannot be executed: it is invalid, whoever proposed it.
@@ -120,15 +120,34 @@ pub fn execute_block_in(
     block: &BlockEnvInput,
     txs: &[Recovered<TxEnvelope>],
 ) -> Result<BlockOutcome, ExecError> {
-    let mut run = Run::new(parent, scope, chain, block, txs.len());
+    let mut run = Run::new(parent, scope, chain, block, txs.len(), NoOpInspector);
     for (index, tx) in txs.iter().enumerate() {
-        let tx_gas = tx.inner().gas_limit();
-        if run.cumulative.saturating_add(tx_gas) > block.gas_limit {
-            return Err(ExecError::BlockGasLimit { index, used: run.cumulative, tx_gas, limit: block.gas_limit });
-        }
-        run.apply(tx).map_err(|reason| ExecError::InvalidTx { index, reason })?;
+        run.apply_checked(index, tx, block)?;
     }
     Ok(run.finish())
+}
+
+/// Replays a block prefix over `parent` and runs `inspector` over its last transaction only
+/// (`debug_traceTransaction`): the transactions before it are applied exactly as
+/// [`execute_block_in`] applies them, without the inspector. Returns the traced transaction's
+/// outcome and the inspector; `None` if `txs` is empty.
+pub fn inspect_last_in<I: Inspector<EthEvmContext<Overlay>>>(
+    scope: Arc<Scope>,
+    parent: &WorldState,
+    chain: &ChainSpec,
+    block: &BlockEnvInput,
+    txs: &[Recovered<TxEnvelope>],
+    inspector: I,
+) -> Result<Option<(TxOutcome, I)>, ExecError> {
+    let Some((last, before)) = txs.split_last() else { return Ok(None) };
+    let mut run = Run::new(parent, scope, chain, block, txs.len(), inspector);
+    for (index, tx) in before.iter().enumerate() {
+        run.apply_checked(index, tx, block)?;
+    }
+    run.evm.enable_inspector();
+    run.apply_checked(before.len(), last, block)?;
+    let outcome = run.outcomes.pop();
+    Ok(outcome.map(|o| (o, run.evm.into_inner().inspector)))
 }
 
 /// A block built from candidates by [`build_block`].
@@ -167,7 +186,8 @@ pub fn build_block(
     candidates: &[Recovered<TxEnvelope>],
     max_txs: usize,
 ) -> BuiltBlock {
-    let mut run = Run::new(parent, Scope::new(store.clone()), chain, block, candidates.len().min(max_txs));
+    let mut run =
+        Run::new(parent, Scope::new(store.clone()), chain, block, candidates.len().min(max_txs), NoOpInspector);
     let mut included = Vec::new();
     let mut refused = Vec::new();
     for (index, tx) in candidates.iter().enumerate() {
@@ -193,18 +213,41 @@ pub fn build_block(
 
 /// One block's execution in progress: the EVM over an overlay of the parent state (which it
 /// only reads), the receipts so far, and the scope collecting inference records.
-struct Run {
-    evm: EthEvm<Overlay, NoOpInspector, PrecompilesMap>,
+struct Run<I = NoOpInspector> {
+    evm: EthEvm<Overlay, I, PrecompilesMap>,
     scope: Arc<Scope>,
     outcomes: Vec<TxOutcome>,
     cumulative: u64,
     bloom: Bloom,
 }
 
-impl Run {
-    fn new(parent: &WorldState, scope: Arc<Scope>, chain: &ChainSpec, block: &BlockEnvInput, txs: usize) -> Self {
-        let evm = create_evm(Overlay::new(parent.clone()), chain, block, &scope);
+impl<I: Inspector<EthEvmContext<Overlay>>> Run<I> {
+    /// A run whose `inspector` is off until `evm.enable_inspector()`.
+    fn new(
+        parent: &WorldState,
+        scope: Arc<Scope>,
+        chain: &ChainSpec,
+        block: &BlockEnvInput,
+        txs: usize,
+        inspector: I,
+    ) -> Self {
+        let mut evm = create_evm_with_inspector(Overlay::new(parent.clone()), chain, block, &scope, inspector);
+        evm.disable_inspector();
         Self { evm, scope, outcomes: Vec::with_capacity(txs), cumulative: 0, bloom: Bloom::ZERO }
+    }
+
+    /// [`Run::apply`] as a block's `index`th transaction, which must fit the block gas limit.
+    fn apply_checked(
+        &mut self,
+        index: usize,
+        tx: &Recovered<TxEnvelope>,
+        block: &BlockEnvInput,
+    ) -> Result<(), ExecError> {
+        let tx_gas = tx.inner().gas_limit();
+        if self.cumulative.saturating_add(tx_gas) > block.gas_limit {
+            return Err(ExecError::BlockGasLimit { index, used: self.cumulative, tx_gas, limit: block.gas_limit });
+        }
+        self.apply(tx).map_err(|reason| ExecError::InvalidTx { index, reason })
     }
 
     /// Executes `tx` as the next transaction of the block; `Err` (revm's reason) leaves the

@@ -16,9 +16,9 @@ pub mod executor;
 pub mod state;
 pub mod trie;
 
-pub use chain::{ChainSpec, create_evm};
+pub use chain::{ChainSpec, create_evm, create_evm_with_inspector};
 pub use executor::{
     BlockEnvInput, BlockOutcome, BuiltBlock, ExecError, Refused, TxOutcome, build_block, execute_block,
-    execute_block_in, records_root,
+    execute_block_in, inspect_last_in, records_root,
 };
 pub use state::{AccountChange, StateChanges, WorldState, state_root};

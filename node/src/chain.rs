@@ -65,6 +65,19 @@ impl Block {
         Ok(Self { hash: s.header.hash_slow(), header: s.header, txs, receipts: s.receipts, envelopes, records })
     }
 
+    /// The environment this block was executed in.
+    pub fn env(&self) -> BlockEnvInput {
+        let h = &self.header;
+        BlockEnvInput {
+            number: h.number,
+            timestamp: h.timestamp,
+            gas_limit: h.gas_limit,
+            base_fee: h.base_fee_per_gas.unwrap_or_default(),
+            beneficiary: h.beneficiary,
+            prev_randao: h.mix_hash,
+        }
+    }
+
     fn to_stored(&self) -> StoredBlock {
         StoredBlock {
             header: self.header.clone(),
@@ -477,15 +490,30 @@ impl Simulation {
     /// Runs `tx` without committing: base fee and gas price zero, so no balance is needed for
     /// fees, the nonce the sender's. `Err` is a transaction revm refuses outright (e.g. value
     /// above the balance). What the call registers or uploads stays in its own scope.
-    pub fn run(&self, mut tx: TxEnv) -> Result<(ExecutionResult, Vec<InferenceRecord>), String> {
+    pub fn run(&self, tx: TxEnv) -> Result<(ExecutionResult, Vec<InferenceRecord>), String> {
+        let (result, records, _) = self.inspect(tx, revm::inspector::NoOpInspector)?;
+        Ok((result, records))
+    }
+
+    /// [`Simulation::run`] with `inspector` watching the call (`debug_traceCall`); returns it.
+    pub fn inspect<I>(&self, mut tx: TxEnv, inspector: I) -> Result<(ExecutionResult, Vec<InferenceRecord>, I), String>
+    where
+        I: revm::inspector::Inspector<alloy_evm::eth::EthEvmContext<CacheDB<Arc<CacheDB<Arc<WorldState>>>>>>,
+    {
         use revm::DatabaseRef as _;
         tx.gas_price = 0;
         tx.gas_priority_fee = None;
         tx.nonce = self.base.basic_ref(tx.caller).map_err(|e| format!("{e:?}"))?.map_or(0, |a| a.nonce);
         let scope = Scope::new(self.models.clone());
-        let mut evm = fixpoint_evm::create_evm(CacheDB::new(self.base.clone()), &self.spec, &self.env, &scope);
+        let mut evm = fixpoint_evm::create_evm_with_inspector(
+            CacheDB::new(self.base.clone()),
+            &self.spec,
+            &self.env,
+            &scope,
+            inspector,
+        );
         let result = evm.transact(tx).map_err(|e| e.to_string())?.result;
-        Ok((result, scope.records()))
+        Ok((result, scope.records(), evm.into_inner().inspector))
     }
 }
 

@@ -8,7 +8,9 @@
 
 pub mod chain;
 pub mod client;
+pub mod debug;
 pub mod dev;
+pub mod fees;
 pub mod filters;
 pub mod follower;
 pub mod genesis;

@@ -62,17 +62,17 @@ impl std::fmt::Debug for dyn Finality {
     }
 }
 
-fn read<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+pub(crate) fn read<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     m.read().unwrap_or_else(PoisonError::into_inner)
 }
 
-type RpcResult<T> = Result<T, ErrorObjectOwned>;
+pub(crate) type RpcResult<T> = Result<T, ErrorObjectOwned>;
 
-fn invalid(msg: impl Into<String>) -> ErrorObjectOwned {
+pub(crate) fn invalid(msg: impl Into<String>) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(-32602, msg.into(), None::<()>)
 }
 
-fn server(msg: impl Into<String>) -> ErrorObjectOwned {
+pub(crate) fn server(msg: impl Into<String>) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(-32000, msg.into(), None::<()>)
 }
 
@@ -386,7 +386,7 @@ pub(crate) fn rpc_block(b: &Block, full: bool) -> RpcBlock<RpcTransaction<TxEnve
 }
 
 /// A call request as revm's transaction, its gas within `cap`.
-fn tx_env(sim: &Simulation, req: &TransactionRequest, cap: u64) -> TxEnv {
+pub(crate) fn tx_env(sim: &Simulation, req: &TransactionRequest, cap: u64) -> TxEnv {
     TxEnv {
         caller: req.from.unwrap_or_default(),
         kind: req.to.unwrap_or(TxKind::Create),
@@ -399,7 +399,7 @@ fn tx_env(sim: &Simulation, req: &TransactionRequest, cap: u64) -> TxEnv {
     }
 }
 
-fn params_seq(p: &Params<'_>) -> RpcResult<Vec<Value>> {
+pub(crate) fn params_seq(p: &Params<'_>) -> RpcResult<Vec<Value>> {
     if p.is_object() {
         return Err(invalid("positional parameters expected"));
     }
@@ -407,12 +407,12 @@ fn params_seq(p: &Params<'_>) -> RpcResult<Vec<Value>> {
     Ok(v.unwrap_or_default())
 }
 
-fn arg<T: serde::de::DeserializeOwned>(v: &[Value], i: usize, name: &str) -> RpcResult<T> {
+pub(crate) fn arg<T: serde::de::DeserializeOwned>(v: &[Value], i: usize, name: &str) -> RpcResult<T> {
     let x = v.get(i).cloned().ok_or_else(|| invalid(format!("missing parameter {i} ({name})")))?;
     serde_json::from_value(x).map_err(|e| invalid(format!("invalid {name}: {e}")))
 }
 
-fn opt_arg<T: serde::de::DeserializeOwned>(v: &[Value], i: usize, name: &str) -> RpcResult<Option<T>> {
+pub(crate) fn opt_arg<T: serde::de::DeserializeOwned>(v: &[Value], i: usize, name: &str) -> RpcResult<Option<T>> {
     match v.get(i) {
         None | Some(Value::Null) => Ok(None),
         Some(x) => serde_json::from_value(x.clone()).map(Some).map_err(|e| invalid(format!("invalid {name}: {e}"))),
@@ -420,9 +420,9 @@ fn opt_arg<T: serde::de::DeserializeOwned>(v: &[Value], i: usize, name: &str) ->
 }
 
 /// Where a call runs (a snapshot, [`Chain::simulation`]) and the most gas it may use.
-struct At {
-    sim: Simulation,
-    cap: u64,
+pub(crate) struct At {
+    pub(crate) sim: Simulation,
+    pub(crate) cap: u64,
 }
 
 impl Node {
@@ -441,7 +441,7 @@ impl Node {
 
     /// A snapshot to run calls on, taken under the chain's read lock (which is released before
     /// anything runs), for the block `tag` names (default `latest`).
-    fn at(&self, tag: Option<Value>, overrides: Option<&StateOverride>) -> RpcResult<At> {
+    pub(crate) fn at(&self, tag: Option<Value>, overrides: Option<&StateOverride>) -> RpcResult<At> {
         let chain = read(&self.chain);
         let (number, _) = state_for(&chain, tag)?;
         let sim = chain.simulation(number, overrides).map_err(server)?;
@@ -539,6 +539,7 @@ fn logs(chain: &Chain, f: &Filter) -> RpcResult<Vec<RpcLog>> {
 /// The RPC module over `node`.
 pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::RegisterMethodError> {
     let mut m = RpcModule::new(node);
+    crate::debug::register(&mut m)?;
     m.register_method("web3_clientVersion", |_, _, _| {
         RpcResult::Ok(format!("fixpoint/v{}", env!("CARGO_PKG_VERSION")))
     })?;
@@ -563,12 +564,16 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
         let oldest = newest + 1 - count;
         let mut base = Vec::new();
         let mut ratio = Vec::new();
+        let bps =
+            percentiles.as_deref().map(crate::fees::basis_points).transpose().map_err(|e| invalid(e.to_string()))?;
+        let mut rewards = Vec::new();
         for b in (oldest..=newest).filter_map(|i| chain.block(i)) {
+            rewards.extend(bps.as_deref().map(|bps| crate::fees::rewards(b, bps)));
             base.push(u128::from(b.header.base_fee_per_gas.unwrap_or(0)));
             ratio.push(b.header.gas_used as f64 / b.header.gas_limit.max(1) as f64);
         }
         base.push(u128::from(chain.next_base_fee()));
-        let reward = percentiles.map(|p| vec![vec![0u128; p.len()]; ratio.len()]);
+        let reward = bps.map(|_| rewards);
         RpcResult::Ok(FeeHistory {
             oldest_block: oldest,
             base_fee_per_gas: base,

@@ -219,14 +219,7 @@ impl Replay {
         let h = &b.header;
         let parent =
             h.number.checked_sub(1).and_then(|p| chain.state_at(p)).cloned().ok_or(TraceError::StateGone(h.number))?;
-        let env = BlockEnvInput {
-            number: h.number,
-            timestamp: h.timestamp,
-            gas_limit: h.gas_limit,
-            base_fee: h.base_fee_per_gas.unwrap_or_default(),
-            beneficiary: h.beneficiary,
-            prev_randao: h.mix_hash,
-        };
+        let env = b.env();
         let txs = b.txs.get(..=i).map(<[_]>::to_vec).unwrap_or_default();
         Ok(Self { parent, env, txs, record, tx_hash: tx })
     }
