@@ -115,6 +115,25 @@ impl Mempool {
         next
     }
 
+    /// Every transaction held, by sender then nonce, each marked executable (`true`: its nonce
+    /// follows the sender's nonce in `state` without a gap, geth's "pending") or not ("queued").
+    pub fn content(&self, state: &WorldState) -> Vec<(PendingTx, bool)> {
+        let mut senders: Vec<&Address> = self.by_sender.keys().collect();
+        senders.sort();
+        let mut out = Vec::with_capacity(self.known.len());
+        for sender in senders {
+            let mut next = nonce_of(state, sender);
+            for (nonce, e) in &self.by_sender[sender] {
+                let executable = *nonce == next;
+                if executable {
+                    next = next.saturating_add(1);
+                }
+                out.push((e.tx.clone(), executable));
+            }
+        }
+        out
+    }
+
     /// Admits `t` (which revm's stateless checks passed as `admitted`) on `state`, the last
     /// finalized state.
     pub fn offer(&mut self, t: PendingTx, admitted: Admitted, state: &WorldState) -> Offered {

@@ -174,6 +174,13 @@ impl Shared {
         lock(&self.inner).mempool.get(hash).cloned()
     }
 
+    /// The mempool's transactions, each marked executable on the last finalized state or not
+    /// ([`crate::mempool::Mempool::content`]).
+    pub fn pool_content(&self) -> Vec<(PendingTx, bool)> {
+        let executed = self.durable().executed.clone();
+        lock(&self.inner).mempool.content(&executed.state)
+    }
+
     /// `sender`'s next nonce counting its pending transactions (on the last finalized state).
     pub fn pending_nonce(&self, sender: &Address) -> u64 {
         let executed = self.durable().executed.clone();

@@ -25,4 +25,5 @@ pub mod startup;
 pub mod storage;
 pub mod submit;
 pub mod trace;
+pub mod txpool;
 pub mod validator;

@@ -45,7 +45,7 @@ pub struct Node {
     /// The chain: read by queries and validation, written only to move the head.
     pub chain: RwLock<Chain>,
     /// Where admitted transactions go.
-    submit: std::sync::OnceLock<Box<dyn Submit>>,
+    pub(crate) submit: std::sync::OnceLock<Box<dyn Submit>>,
     /// Set on validators: finalized blocks with certificates, for followers.
     finality: std::sync::OnceLock<Arc<dyn Finality>>,
     /// Gas cap of calls over RPC (0: the block gas limit).
@@ -304,7 +304,8 @@ fn rpc_tx(b: &Block, i: usize) -> Option<RpcTransaction<TxEnvelope>> {
     })
 }
 
-fn pending_tx(t: &Recovered<TxEnvelope>) -> RpcTransaction<TxEnvelope> {
+/// A pending transaction as the RPC shows it (no block yet).
+pub(crate) fn pending_tx(t: &Recovered<TxEnvelope>) -> RpcTransaction<TxEnvelope> {
     RpcTransaction {
         inner: t.clone(),
         block_hash: None,
@@ -806,6 +807,7 @@ pub fn module(node: Arc<Node>) -> Result<RpcModule<Arc<Node>>, jsonrpsee::core::
         RpcResult::Ok(records_json(b, Some(i as u32)))
     })?;
     crate::filters::register(&mut m)?;
+    crate::txpool::register(&mut m)?;
     Ok(m)
 }
 

@@ -198,6 +198,10 @@ pub trait Submit: Send + Sync + 'static {
 
     /// Transactions pending here (the mempool's size).
     fn pending_count(&self) -> usize;
+
+    /// Every transaction held here, each marked executable (geth's "pending") or waiting for
+    /// an earlier nonce ("queued"), by sender then nonce.
+    fn content(&self, head: &Head) -> Vec<(PendingTx, bool)>;
 }
 
 impl TxRefused {
@@ -328,6 +332,10 @@ impl Submit for DevSealer {
     fn pending_count(&self) -> usize {
         self.shared.pending()
     }
+
+    fn content(&self, _head: &Head) -> Vec<(PendingTx, bool)> {
+        self.shared.pool_content()
+    }
 }
 
 /// A validator: its transactions go to its consensus mempool (its own proposals) and, by
@@ -369,6 +377,10 @@ impl Submit for ValidatorSubmit {
 
     fn pending_count(&self) -> usize {
         self.shared.pending()
+    }
+
+    fn content(&self, _head: &Head) -> Vec<(PendingTx, bool)> {
+        self.shared.pool_content()
     }
 }
 
@@ -418,5 +430,9 @@ impl Submit for FollowerSubmit {
 
     fn pending_count(&self) -> usize {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    fn content(&self, head: &Head) -> Vec<(PendingTx, bool)> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner).content(&head.state)
     }
 }

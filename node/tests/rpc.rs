@@ -351,3 +351,35 @@ async fn clients_get_errors_they_understand_and_the_node_keeps_serving() {
         "60 % of the balance twice"
     );
 }
+
+/// geth's txpool namespace: a transaction with a nonce gap waits as `queued` under its sender
+/// and nonce; once the gap is filled both are mined and the pool is empty.
+#[test]
+fn txpool_shows_a_nonce_gap_as_queued_until_it_is_filled() {
+    let dir = Tmp::new("txpool");
+    let n = start(&dir.0, free_port());
+    let key = dev_key(3);
+    let from = run(std::process::Command::new(tool("cast")).args(["wallet", "address", "--private-key", &key]));
+    let nonce: u64 = cast(&n, &["nonce", &from]).parse().unwrap();
+    let to = "0x000000000000000000000000000000000000dEaD";
+    let send = |nonce: u64| {
+        cast(&n, &["send", to, "--value", "1", "--nonce", &nonce.to_string(), "--async", "--private-key", &key])
+    };
+    let later = send(nonce + 1);
+    let status: serde_json::Value = serde_json::from_str(&cast(&n, &["rpc", "txpool_status"])).unwrap();
+    assert_eq!(status, serde_json::json!({ "pending": "0x0", "queued": "0x1" }));
+    let content: serde_json::Value = serde_json::from_str(&cast(&n, &["rpc", "txpool_content"])).unwrap();
+    let queued = &content["queued"][from.to_lowercase()][(nonce + 1).to_string()];
+    assert_eq!(queued["hash"], later, "{content}");
+    assert_eq!(queued["nonce"], format!("{:#x}", nonce + 1));
+    assert_eq!(content["pending"], serde_json::json!({}));
+    let inspect: serde_json::Value = serde_json::from_str(&cast(&n, &["rpc", "txpool_inspect"])).unwrap();
+    let line = inspect["queued"][from.to_lowercase()][(nonce + 1).to_string()].as_str().unwrap().to_string();
+    assert!(line.starts_with(&format!("{to}: 1 wei + ")), "{line}");
+    // Filling the gap mines both; nothing is left.
+    send(nonce);
+    let receipt: serde_json::Value = serde_json::from_str(&cast(&n, &["receipt", &later, "--json"])).unwrap();
+    assert_eq!(receipt["status"], "0x1", "{receipt}");
+    let status: serde_json::Value = serde_json::from_str(&cast(&n, &["rpc", "txpool_status"])).unwrap();
+    assert_eq!(status, serde_json::json!({ "pending": "0x0", "queued": "0x0" }));
+}
