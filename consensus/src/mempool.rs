@@ -118,12 +118,12 @@ impl Mempool {
     /// Every transaction held, by sender then nonce, each marked executable (`true`: its nonce
     /// follows the sender's nonce in `state` without a gap, geth's "pending") or not ("queued").
     pub fn content(&self, state: &WorldState) -> Vec<(PendingTx, bool)> {
-        let mut senders: Vec<&Address> = self.by_sender.keys().collect();
-        senders.sort();
+        let mut senders: Vec<(&Address, &BTreeMap<u64, Entry>)> = self.by_sender.iter().collect();
+        senders.sort_by_key(|(sender, _)| **sender);
         let mut out = Vec::with_capacity(self.known.len());
-        for sender in senders {
+        for (sender, queue) in senders {
             let mut next = nonce_of(state, sender);
-            for (nonce, e) in &self.by_sender[sender] {
+            for (nonce, e) in queue {
                 let executable = *nonce == next;
                 if executable {
                     next = next.saturating_add(1);

@@ -38,12 +38,12 @@ fn by_nonce<T: serde::Serialize>(m: BTreeMap<Address, BTreeMap<u64, T>>) -> Valu
 /// Registers `txpool_status`, `txpool_content` and `txpool_inspect`.
 pub fn register(m: &mut RpcModule<Arc<Node>>) -> Result<(), RegisterMethodError> {
     m.register_method("txpool_status", |_, n, _| {
-        let (pending, queued) = split(&n, |_| ())?;
+        let (pending, queued) = split(n, |_| ())?;
         let count = |s: &BTreeMap<Address, BTreeMap<u64, ()>>| U64::from(s.values().map(BTreeMap::len).sum::<usize>());
         RpcResult::Ok(json!({ "pending": count(&pending), "queued": count(&queued) }))
     })?;
     m.register_method("txpool_content", |_, n, _| {
-        let (pending, queued) = split(&n, |t| pending_tx(&t.tx))?;
+        let (pending, queued) = split(n, |t| pending_tx(&t.tx))?;
         RpcResult::Ok(json!({ "pending": by_nonce(pending), "queued": by_nonce(queued) }))
     })?;
     m.register_method("txpool_inspect", |_, n, _| {
@@ -53,7 +53,7 @@ pub fn register(m: &mut RpcModule<Arc<Node>>) -> Result<(), RegisterMethodError>
             let to = tx.to().map_or_else(|| "contract creation".to_string(), |a| a.to_string());
             format!("{to}: {} wei + {} gas × {} wei", tx.value(), tx.gas_limit(), tx.max_fee_per_gas())
         };
-        let (pending, queued) = split(&n, line)?;
+        let (pending, queued) = split(n, line)?;
         RpcResult::Ok(json!({ "pending": by_nonce(pending), "queued": by_nonce(queued) }))
     })?;
     Ok(())
