@@ -7,8 +7,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::{Read, Write};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -165,44 +165,19 @@ fn a_dev_node_reports_what_a_burst_of_inference_did() {
     }
 }
 
-/// A running `fixpoint testnet` with metrics, stopped on drop.
+/// Validator 0's addresses.
 struct Net {
-    child: Child,
     rpc: String,
     metrics: String,
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        // SIGTERM: the supervisor stops its validators.
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
 fn a_validator_reports_consensus_and_what_a_burst_of_inference_did() {
     let dir = Tmp::new("metrics-net");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fixpoint"))
-        .args(["testnet", "--validators", "4", "--rpc-port", "0", "--metrics-port", "0", "--dir"])
-        .arg(dir.0.join("net"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut rpc, mut metrics) = (String::new(), String::new());
-    while rpc.is_empty() || metrics.is_empty() {
-        let l = lines.next().expect("testnet output ended").unwrap();
-        if let Some(url) = l.strip_prefix("[v0] JSON-RPC on ") {
-            rpc = url.split_whitespace().next().unwrap().to_string();
-        }
-        if let Some(url) = l.strip_prefix("[v0] metrics on ") {
-            metrics = url.split("/metrics").next().unwrap().to_string();
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    let net = Net { child, rpc, metrics };
+    let (_net, urls) =
+        start_testnet(&dir.0.join("net"), &["--metrics-port", "0"], &["[v0] JSON-RPC on ", "[v0] metrics on "]);
+    let (rpc, metrics) = (urls[0].clone(), urls[1].split("/metrics").next().unwrap().to_string());
+    let net = Net { rpc, metrics };
 
     // Ready once blocks are finalized.
     let deadline = Instant::now() + Duration::from_secs(60);

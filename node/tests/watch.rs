@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use common::*;
 use serde_json::Value;
@@ -75,49 +74,14 @@ fn viem_watches_events_blocks_and_pending_transactions_on_a_dev_node() {
     saw_everything(&v, &n.rpc, &contract);
 }
 
-/// A running `fixpoint testnet`, stopped on drop.
-struct Net(Child);
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn viem_watches_events_blocks_and_pending_transactions_on_a_validator() {
     let dir = Tmp::new("watch-net");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fixpoint"))
-        .args(["testnet", "--validators", "4", "--rpc-port", "0", "--dir"])
-        .arg(dir.0.join("net"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let rpc = loop {
-        let l = lines.next().expect("testnet output ended").unwrap();
-        if let Some(url) = l.strip_prefix("[v1] JSON-RPC on ") {
-            break url.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    let _net = Net(child);
+    let (_net, urls) = start_testnet(&dir.0.join("net"), &[], &["[v1] JSON-RPC on "]);
+    let rpc = urls[0].clone();
     let key = dev_key(0);
     let model = alloy_primitives::keccak256(fixpoint_node::dev::EXAMPLE_MODEL).to_string();
-    let created = run(Command::new(tool("forge")).current_dir(root()).args([
-        "create",
-        "contracts/src/examples/DigitRecognizer.sol:DigitRecognizer",
-        "--broadcast",
-        "--private-key",
-        &key,
-        "--rpc-url",
-        &rpc,
-        "--constructor-args",
-        &model,
-    ]));
-    let contract = created.lines().find_map(|l| l.strip_prefix("Deployed to: ")).unwrap().trim().to_string();
+    let contract = deploy_digit_recognizer_at(&rpc, &key, &model);
     let v = watch(&rpc, &key, &contract, 3);
     saw_everything(&v, &rpc, &contract);
 }

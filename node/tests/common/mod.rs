@@ -135,18 +135,61 @@ pub fn cast(n: &NodeProc, args: &[&str]) -> String {
 /// `forge create`s the example `DigitRecognizer` on the node's digit classifier with the node's
 /// first dev key; its address.
 pub fn deploy_digit_recognizer(n: &NodeProc) -> String {
+    deploy_digit_recognizer_at(&n.rpc, &n.key, &n.model_id)
+}
+
+/// `forge create`s a `DigitRecognizer` for `model` on the node at `rpc`, sent with `key`; its
+/// address.
+pub fn deploy_digit_recognizer_at(rpc: &str, key: &str, model: &str) -> String {
     let created = run(Command::new(tool("forge")).current_dir(root()).args([
         "create",
         "contracts/src/examples/DigitRecognizer.sol:DigitRecognizer",
         "--broadcast",
         "--private-key",
-        &n.key,
+        key,
         "--rpc-url",
-        &n.rpc,
+        rpc,
         "--constructor-args",
-        &n.model_id,
+        model,
     ]));
     created.lines().find_map(|l| l.strip_prefix("Deployed to: ")).expect("deployed address").trim().to_string()
+}
+
+/// A running `fixpoint testnet --validators 4` (quiet logs), stopped on drop (SIGTERM: the
+/// supervisor stops its validators).
+pub struct TestnetProc(pub Child);
+
+impl Drop for TestnetProc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `fixpoint testnet --validators 4 --rpc-port 0 <extra> --dir <dir>` and reads its output
+/// until a line starts with each of `wanted`; the rest of each such line (first word), in order.
+pub fn start_testnet(dir: &Path, extra: &[&str], wanted: &[&str]) -> (TestnetProc, Vec<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fixpoint"))
+        .args(["testnet", "--validators", "4", "--rpc-port", "0"])
+        .args(extra)
+        .arg("--dir")
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start fixpoint testnet");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut found = vec![String::new(); wanted.len()];
+    while found.iter().any(String::is_empty) {
+        let l = lines.next().expect("testnet output ended").expect("line");
+        for (w, f) in wanted.iter().zip(&mut found) {
+            if let Some(rest) = l.strip_prefix(w) {
+                *f = rest.split_whitespace().next().unwrap_or_default().to_string();
+            }
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    (TestnetProc(child), found)
 }
 
 /// Runs the `fixpoint` binary; (success, stdout, stderr).
