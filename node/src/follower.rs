@@ -43,6 +43,10 @@ pub struct FollowConfig {
     pub metrics: Option<SocketAddr>,
 }
 
+/// How often a follower asks its upstream for its head (what `eth_syncing` reports as the
+/// highest block).
+const HEAD_POLL: Duration = Duration::from_secs(1);
+
 /// Runs a follower until it fails or reaches `exit_after`.
 pub fn run(cfg: &FollowConfig) -> Result<()> {
     let Opened { chain, participants, namespace, start: mut parent, executor: exec, .. } =
@@ -78,9 +82,17 @@ pub fn run(cfg: &FollowConfig) -> Result<()> {
             }
         });
         let mut last_error = String::new();
+        let mut asked_head: Option<std::time::Instant> = None;
         loop {
             if exit_after.is_some_and(|h| parent.body().height >= h) {
                 return Ok(());
+            }
+            // How far the upstream is, for `eth_syncing` (at most once per HEAD_POLL).
+            if asked_head.is_none_or(|t| t.elapsed() >= HEAD_POLL) {
+                asked_head = Some(std::time::Instant::now());
+                if let Ok(h) = upstream.request::<alloy_primitives::U64>("eth_blockNumber", vec![]).await {
+                    node.saw_height(h.to());
+                }
             }
             let height = parent.body().height + 1;
             let served = match upstream.request::<Option<Value>>("fixpoint_certifiedBlock", vec![json!(height)]).await {

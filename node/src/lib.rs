@@ -8,10 +8,8 @@
 
 pub mod chain;
 pub mod client;
-pub mod debug;
 pub mod dev;
 pub mod fees;
-pub mod filters;
 pub mod follower;
 pub mod genesis;
 pub mod import;
@@ -25,5 +23,4 @@ pub mod startup;
 pub mod storage;
 pub mod submit;
 pub mod trace;
-pub mod txpool;
 pub mod validator;

@@ -244,10 +244,16 @@ struct Engines {
     exit_after: Option<u64>,
 }
 
+/// Messages each peer may send on each channel per second. commonware sizes every channel's
+/// inbound mailbox, and the shared outbound one, for one burst of this quota from every peer it
+/// may track, and allocates them up front: at 100,000/s a 4-validator debug build held about
+/// 5 GB per validator. Consensus sends a few messages per view per peer and gossip batches
+/// transactions (consensus/src/gossip.rs), so 1,024/s is ample; a peer above it is throttled.
+pub const CHANNEL_QUOTA: Quota = Quota::per_second(NZU32!(1_024));
+
 /// The consensus channels and the gossip channel, registered with `register`.
 fn register<S, R>(mut register: impl FnMut(u64, Quota) -> (S, R)) -> (Channels<S, R>, (S, R)) {
-    let quota = Quota::per_second(NZU32!(100_000));
-    let mut next = |ch: u64| register(ch, quota);
+    let mut next = |ch: u64| register(ch, CHANNEL_QUOTA);
     let channels = Channels {
         votes: next(channel::VOTES),
         certificates: next(channel::CERTIFICATES),

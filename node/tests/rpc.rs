@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-
 use alloy_consensus::TxEip1559;
 use alloy_primitives::{Address, B256, Bytes, TxKind, U64, U256, keccak256};
 use alloy_signer_local::PrivateKeySigner;
@@ -16,23 +14,6 @@ use fixpoint_precompiles::abi::IInference as I;
 use fixpoint_precompiles::abi::IModelRegistry as R;
 use fixpoint_precompiles::{INFERENCE_ADDRESS, REGISTRY_ADDRESS};
 use serde_json::{Value, json};
-
-/// A raw HTTP POST; (status, body).
-fn post(port: u16, body: &[u8]) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let head = format!(
-        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    let _ = s.write_all(body);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
-    (status, body)
-}
 
 fn code_of(body: &str) -> i64 {
     let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));

@@ -138,6 +138,7 @@ fn a_testnet_takes_transactions_on_any_validator_serves_them_from_all_followers_
     // serves the same chain, and forwards a transaction it is sent.
     let port = free_port();
     let follower_dir = tmp.0.join("follower");
+    let upstream_head: u64 = net.cast(0, &["block-number"]).parse().unwrap();
     let mut follower = Command::new(env!("CARGO_BIN_EXE_fixpoint"))
         .args(["node", "--follow", &net.rpcs[0], "--port", &port.to_string(), "--genesis"])
         .arg(dir.join("genesis.json"))
@@ -151,11 +152,29 @@ fn a_testnet_takes_transactions_on_any_validator_serves_them_from_all_followers_
     std::thread::spawn(move || for _ in lines {});
     let f = format!("http://127.0.0.1:{port}");
     let fcast = |args: &[&str]| run(Command::new(tool("cast")).args(args).args(["--rpc-url", &f]));
+    // While it catches up, `eth_syncing` says how far it is (current below highest, highest at
+    // least the validator's head before the follower started); once caught up, `false`.
+    let hex = |v: &serde_json::Value| u64::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+    let (mut seen_syncing, mut caught_up) = (0, false);
     let deadline = Instant::now() + Duration::from_secs(120);
-    while fcast(&["block-number"]).parse::<u64>().unwrap() < inference_block {
-        assert!(Instant::now() < deadline, "the follower did not catch up");
-        std::thread::sleep(Duration::from_millis(100));
+    while !caught_up {
+        assert!(Instant::now() < deadline, "the follower did not catch up (syncing answers: {seen_syncing})");
+        match rpc_result(port, "eth_syncing", serde_json::json!([])) {
+            Some(serde_json::Value::Bool(false)) => {
+                let head = rpc_result(port, "eth_blockNumber", serde_json::json!([])).map(|h| hex(&h));
+                caught_up = head.is_some_and(|h| h >= inference_block);
+            }
+            Some(s) if s.is_object() => {
+                let (current, highest) = (hex(&s["currentBlock"]), hex(&s["highestBlock"]));
+                assert!(current < highest && highest >= upstream_head, "{s}");
+                seen_syncing += 1;
+            }
+            Some(other) => panic!("eth_syncing answered {other}"),
+            None => {}
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
+    assert!(seen_syncing > 0, "eth_syncing never said the follower was catching up {upstream_head} blocks");
     let n = inference_block.to_string();
     assert_eq!(fcast(&["block", &n, "--field", "hash"]), net.cast(0, &["block", &n, "--field", "hash"]));
     assert_eq!(fcast(&["call", &app, "recorded()(uint256)"]), "1");

@@ -69,6 +69,32 @@ impl Drop for NodeProc {
     }
 }
 
+/// A raw HTTP POST; (status, body).
+pub fn post(port: u16, body: &[u8]) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    std::io::Write::write_all(&mut s, head.as_bytes()).unwrap();
+    let _ = std::io::Write::write_all(&mut s, body);
+    let mut out = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut s, &mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    (status, body)
+}
+
+/// A JSON-RPC call over a raw HTTP POST: the response's `result`, or `None` if the node is not
+/// listening (yet) or answered an error.
+pub fn rpc_result(port: u16, method: &str, params: serde_json::Value) -> Option<serde_json::Value> {
+    std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let body = serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
+    let (_, text) = post(port, body.to_string().as_bytes());
+    serde_json::from_str::<serde_json::Value>(&text).ok()?.get("result").cloned()
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

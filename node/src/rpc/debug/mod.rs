@@ -10,20 +10,21 @@ pub mod struct_log;
 use std::sync::Arc;
 
 use alloy_consensus::Transaction as _;
+use alloy_eips::BlockId;
 use alloy_primitives::{B256, Bytes, U256};
 use alloy_rpc_types_eth::TransactionRequest;
 use alloy_rpc_types_eth::state::StateOverride;
 use fixpoint_evm::{ExecError, inspect_last_in};
 use fixpoint_precompiles::Scope;
-use jsonrpsee::RpcModule;
-use jsonrpsee::core::RegisterMethodError;
+use jsonrpsee::proc_macros::rpc;
 use jsonrpsee::types::ErrorObjectOwned;
 use revm::context_interface::result::ExecutionResult;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::query::tx_env;
+use super::{Node, RpcResult, invalid, read, server};
 use crate::chain::RECENT_STATES;
-use crate::rpc::{Node, arg, invalid, opt_arg, params_seq, read, server, tx_env};
 use call::{CallConfig, CallTracer};
 use struct_log::{LogConfig, StructLogResult, StructLogger};
 
@@ -74,7 +75,7 @@ impl From<DebugError> for ErrorObjectOwned {
 /// `debug_traceCall`, `stateOverrides`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct TraceOptions {
+pub struct TraceOptions {
     tracer: Option<String>,
     tracer_config: Option<Value>,
     #[serde(flatten)]
@@ -169,15 +170,15 @@ fn trace_transaction(node: &Node, tx: B256, opts: &TraceOptions) -> Result<Value
     finish(tracer, Ran { success: outcome.success, gas_used: outcome.gas_used, gas_limit, output: outcome.output })
 }
 
-/// Runs `req` on the state `tag` names with the tracer `opts` choose.
+/// Runs `req` on the state `block` names with the tracer `opts` choose.
 fn trace_call(
     node: &Node,
     req: &TransactionRequest,
-    tag: Option<Value>,
+    block: Option<BlockId>,
     opts: &TraceOptions,
 ) -> Result<Value, ErrorObjectOwned> {
     let tracer = Tracer::of(opts)?;
-    let at = node.at(tag, opts.state_overrides.as_ref())?;
+    let at = node.at(block, opts.state_overrides.as_ref())?;
     let env = tx_env(&at.sim, req, at.cap);
     let gas_limit = env.gas_limit;
     let run = |e: String| ErrorObjectOwned::from(DebugError::Call(e));
@@ -193,19 +194,37 @@ fn trace_call(
     Ok(finish(tracer, Ran { success: result.is_success(), gas_used: result.tx_gas_used(), gas_limit, output })?)
 }
 
-/// Registers `debug_traceTransaction` and `debug_traceCall`.
-pub fn register(m: &mut RpcModule<Arc<Node>>) -> Result<(), RegisterMethodError> {
-    m.register_blocking_method("debug_traceTransaction", |p, n, _| {
-        let v = params_seq(&p)?;
-        let tx: B256 = arg(&v, 0, "transaction hash")?;
-        let opts: TraceOptions = opt_arg(&v, 1, "tracer options")?.unwrap_or_default();
-        trace_transaction(&n, tx, &opts).map_err(ErrorObjectOwned::from)
-    })?;
-    m.register_blocking_method("debug_traceCall", |p, n, _| {
-        let v = params_seq(&p)?;
-        let req: TransactionRequest = arg(&v, 0, "call")?;
-        let opts: TraceOptions = opt_arg(&v, 2, "tracer options")?.unwrap_or_default();
-        trace_call(&n, &req, v.get(1).cloned(), &opts)
-    })?;
-    Ok(())
+/// The `debug` trace methods.
+#[rpc(server, namespace = "debug")]
+pub trait DebugApi {
+    /// Replays a mined transaction with a tracer.
+    #[method(name = "traceTransaction", blocking)]
+    fn trace_transaction(&self, tx: B256, options: Option<TraceOptions>) -> RpcResult<Value>;
+    /// Runs a call on a block's state with a tracer.
+    #[method(name = "traceCall", blocking)]
+    fn trace_call(
+        &self,
+        call: TransactionRequest,
+        block: Option<BlockId>,
+        options: Option<TraceOptions>,
+    ) -> RpcResult<Value>;
+}
+
+/// The `debug` namespace over a node.
+#[derive(Debug, Clone)]
+pub struct DebugRpc(pub Arc<Node>);
+
+impl DebugApiServer for DebugRpc {
+    fn trace_transaction(&self, tx: B256, options: Option<TraceOptions>) -> RpcResult<Value> {
+        trace_transaction(&self.0, tx, &options.unwrap_or_default()).map_err(ErrorObjectOwned::from)
+    }
+
+    fn trace_call(
+        &self,
+        call: TransactionRequest,
+        block: Option<BlockId>,
+        options: Option<TraceOptions>,
+    ) -> RpcResult<Value> {
+        trace_call(&self.0, &call, block, &options.unwrap_or_default())
+    }
 }

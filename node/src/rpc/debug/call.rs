@@ -11,7 +11,7 @@ use revm::inspector::Inspector;
 use revm::interpreter::{CallInputs, CallOutcome, CallScheme, CreateInputs, CreateOutcome, InstructionResult};
 use serde::{Deserialize, Serialize};
 
-use crate::debug::struct_log::error_text;
+use super::struct_log::error_text;
 
 /// `tracerConfig` of the call tracer (geth's names).
 #[derive(Debug, Clone, Copy, Default, Deserialize)]

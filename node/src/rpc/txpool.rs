@@ -7,12 +7,30 @@ use std::sync::Arc;
 
 use alloy_consensus::Transaction as _;
 use alloy_primitives::{Address, U64};
-use jsonrpsee::RpcModule;
-use jsonrpsee::core::RegisterMethodError;
+use jsonrpsee::proc_macros::rpc;
 use serde_json::{Value, json};
 
-use crate::rpc::{Node, RpcResult, pending_tx, read, server};
+use super::convert::pending_tx;
+use super::{Node, RpcResult, read, server};
 use crate::submit::Head;
+
+/// The `txpool` methods (geth's).
+#[rpc(server, namespace = "txpool")]
+pub trait TxpoolApi {
+    /// How many transactions are pending and queued.
+    #[method(name = "status")]
+    fn status(&self) -> RpcResult<Value>;
+    /// Every pooled transaction, by sender and nonce.
+    #[method(name = "content")]
+    fn content(&self) -> RpcResult<Value>;
+    /// A one-line summary of every pooled transaction, by sender and nonce.
+    #[method(name = "inspect")]
+    fn inspect(&self) -> RpcResult<Value>;
+}
+
+/// The `txpool` namespace over a node.
+#[derive(Debug, Clone)]
+pub struct TxpoolRpc(pub Arc<Node>);
 
 /// The mempool's transactions, split into (pending, queued), each by sender then nonce.
 type Split<T> = (BTreeMap<Address, BTreeMap<u64, T>>, BTreeMap<Address, BTreeMap<u64, T>>);
@@ -35,26 +53,26 @@ fn by_nonce<T: serde::Serialize>(m: BTreeMap<Address, BTreeMap<u64, T>>) -> Valu
     json!(m)
 }
 
-/// Registers `txpool_status`, `txpool_content` and `txpool_inspect`.
-pub fn register(m: &mut RpcModule<Arc<Node>>) -> Result<(), RegisterMethodError> {
-    m.register_method("txpool_status", |_, n, _| {
-        let (pending, queued) = split(n, |_| ())?;
+impl TxpoolApiServer for TxpoolRpc {
+    fn status(&self) -> RpcResult<Value> {
+        let (pending, queued) = split(&self.0, |_| ())?;
         let count = |s: &BTreeMap<Address, BTreeMap<u64, ()>>| U64::from(s.values().map(BTreeMap::len).sum::<usize>());
-        RpcResult::Ok(json!({ "pending": count(&pending), "queued": count(&queued) }))
-    })?;
-    m.register_method("txpool_content", |_, n, _| {
-        let (pending, queued) = split(n, |t| pending_tx(&t.tx))?;
-        RpcResult::Ok(json!({ "pending": by_nonce(pending), "queued": by_nonce(queued) }))
-    })?;
-    m.register_method("txpool_inspect", |_, n, _| {
+        Ok(json!({ "pending": count(&pending), "queued": count(&queued) }))
+    }
+
+    fn content(&self) -> RpcResult<Value> {
+        let (pending, queued) = split(&self.0, |t| pending_tx(&t.tx))?;
+        Ok(json!({ "pending": by_nonce(pending), "queued": by_nonce(queued) }))
+    }
+
+    fn inspect(&self) -> RpcResult<Value> {
         // geth's one-line summaries: "to: value wei + gas × gasPrice wei".
         let line = |t: &fixpoint_consensus::PendingTx| {
             let tx = t.tx.inner();
             let to = tx.to().map_or_else(|| "contract creation".to_string(), |a| a.to_string());
             format!("{to}: {} wei + {} gas × {} wei", tx.value(), tx.gas_limit(), tx.max_fee_per_gas())
         };
-        let (pending, queued) = split(n, line)?;
-        RpcResult::Ok(json!({ "pending": by_nonce(pending), "queued": by_nonce(queued) }))
-    })?;
-    Ok(())
+        let (pending, queued) = split(&self.0, line)?;
+        Ok(json!({ "pending": by_nonce(pending), "queued": by_nonce(queued) }))
+    }
 }
