@@ -317,3 +317,30 @@ fn fee_history_rewards_are_the_tips_paid() {
     let (code, msg) = rpc_error(&n, "eth_feeHistory", json!(["0x2", "latest", [50.0, 10.0]]));
     assert_eq!(code, -32602, "{msg}");
 }
+
+/// `cast run` re-executes a transaction in foundry's own revm over state it reads through this
+/// node's RPC (block, transactions, accounts at the parent block). For a transaction that stays
+/// in the EVM its replay agrees with the chain: success and the receipt's gas. (One that calls a
+/// model cannot replay there: foundry's revm lacks the precompile; docs/rpc.md §debug.)
+#[test]
+fn cast_run_replays_a_transaction_that_does_not_call_a_model() {
+    let tmp = Tmp::new("cast-run");
+    let n = start(&tmp.0, free_port());
+    let app = deploy_digit_recognizer(&n);
+    let receipt: Value = serde_json::from_str(&cast(
+        &n,
+        &["send", &app, "recorded()", "--private-key", &n.key, "--gas-limit", "100000", "--json"],
+    ))
+    .unwrap();
+    assert_eq!(receipt["status"], "0x1");
+    let hash = receipt["transactionHash"].as_str().unwrap();
+    let gas_used = hex_u64(&receipt["gasUsed"]);
+    let out = run(std::process::Command::new(tool("cast"))
+        .env("FOUNDRY_NO_STORAGE_CACHING", "true")
+        .args(["run", hash, "--rpc-url", &n.rpc]));
+    assert!(out.contains("Transaction successfully executed"), "{out}");
+    assert!(out.contains(&format!("Gas used: {gas_used}")), "receipt gas {gas_used}: {out}");
+    // The trace shows the call by its selector (cast has no ABI for the contract).
+    let called = format!("{}::{}()", app.to_lowercase(), hex::encode(selector("recorded()")));
+    assert!(out.to_lowercase().contains(&called), "{called}: {out}");
+}
