@@ -335,9 +335,12 @@ fn cast_run_replays_a_transaction_that_does_not_call_a_model() {
     assert_eq!(receipt["status"], "0x1");
     let hash = receipt["transactionHash"].as_str().unwrap();
     let gas_used = hex_u64(&receipt["gasUsed"]);
-    let out = run(std::process::Command::new(tool("cast"))
-        .env("FOUNDRY_NO_STORAGE_CACHING", "true")
-        .args(["run", hash, "--rpc-url", &n.rpc]));
+    let out = run(std::process::Command::new(tool("cast")).env("FOUNDRY_NO_STORAGE_CACHING", "true").args([
+        "run",
+        hash,
+        "--rpc-url",
+        &n.rpc,
+    ]));
     assert!(out.contains("Transaction successfully executed"), "{out}");
     assert!(out.contains(&format!("Gas used: {gas_used}")), "receipt gas {gas_used}: {out}");
     // The trace shows the call by its selector (cast has no ABI for the contract).

@@ -164,7 +164,6 @@ fn unavailable() -> Option<String> {
 }
 
 #[test]
-#[ignore = "not yet seen passing: run by hand, `cargo test -p fixpoint-node --test netns -- --ignored --nocapture`"]
 fn four_validators_in_separate_network_namespaces_agree_and_finalize_inference() {
     if let Some(why) = unavailable() {
         eprintln!("SKIPPED four_validators_in_separate_network_namespaces: {why}");
