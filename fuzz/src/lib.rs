@@ -30,7 +30,6 @@ use fixpoint_evm::{BlockEnvInput, ChainSpec, WorldState, execute_block};
 use fixpoint_ml::engine::default_path;
 use fixpoint_ml::kernels::Path;
 use fixpoint_ml::{Engine, Limits, Model, model_id, verify};
-use fixpoint_node::rpc::Node;
 use fixpoint_precompiles::abi::IModelRegistry as R;
 use fixpoint_precompiles::{INFERENCE_ADDRESS, ModelStore, REGISTRY_ADDRESS};
 use jsonrpsee::RpcModule;
@@ -309,7 +308,7 @@ pub const RPC_METHODS: [&str; 29] = [
 
 struct Rpc {
     runtime: tokio::runtime::Runtime,
-    module: RpcModule<Arc<Node>>,
+    module: RpcModule<()>,
 }
 
 fn rpc() -> &'static Rpc {

@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use alloy_consensus::proofs::calculate_transaction_root;
-use alloy_consensus::transaction::{Recovered, SignerRecoverable};
+use alloy_consensus::transaction::Recovered;
 use alloy_consensus::{EMPTY_OMMER_ROOT_HASH, Header, ReceiptEnvelope, TxEnvelope};
 use alloy_eips::eip1559::BaseFeeParams;
 use alloy_eips::eip2718::{Decodable2718, Encodable2718};
@@ -430,9 +430,9 @@ impl Chain {
     /// so finalization never waits behind it. `overrides` are applied to a layer over the
     /// snapshot; they may not touch the precompiles' accounts (their storage is the registry,
     /// whose records fix what inference costs).
-    pub fn simulation(&self, number: u64, overrides: Option<&StateOverride>) -> Result<Simulation, String> {
+    pub fn simulation(&self, number: u64, overrides: Option<&StateOverride>) -> Result<Simulation, SimError> {
         let (Some(state), Some(block)) = (self.state_at(number), self.block(number)) else {
-            return Err(format!("state of block {number} not available: this node keeps the last {RECENT_STATES}"));
+            return Err(SimError::StateGone(number));
         };
         let env = BlockEnvInput {
             number: number + 1,
@@ -457,13 +457,6 @@ impl Chain {
     /// Balance of `address` at the head.
     pub fn balance(&self, address: &Address) -> U256 {
         self.state.balance(address)
-    }
-
-    /// Recovers the sender of a raw transaction.
-    pub fn recover(raw: &[u8]) -> Result<Recovered<TxEnvelope>, String> {
-        let tx = TxEnvelope::decode_2718(&mut &raw[..]).map_err(|e| format!("invalid transaction: {e}"))?;
-        let signer = tx.recover_signer().map_err(|_| "invalid sender signature".to_string())?;
-        Ok(Recovered::new_unchecked(tx, signer))
     }
 }
 
@@ -490,20 +483,25 @@ impl Simulation {
     /// Runs `tx` without committing: base fee and gas price zero, so no balance is needed for
     /// fees, the nonce the sender's. `Err` is a transaction revm refuses outright (e.g. value
     /// above the balance). What the call registers or uploads stays in its own scope.
-    pub fn run(&self, tx: TxEnv) -> Result<(ExecutionResult, Vec<InferenceRecord>), String> {
+    pub fn run(&self, tx: TxEnv) -> Result<(ExecutionResult, Vec<InferenceRecord>), SimError> {
         let (result, records, _) = self.inspect(tx, revm::inspector::NoOpInspector)?;
         Ok((result, records))
     }
 
     /// [`Simulation::run`] with `inspector` watching the call (`debug_traceCall`); returns it.
-    pub fn inspect<I>(&self, mut tx: TxEnv, inspector: I) -> Result<(ExecutionResult, Vec<InferenceRecord>, I), String>
+    pub fn inspect<I>(
+        &self,
+        mut tx: TxEnv,
+        inspector: I,
+    ) -> Result<(ExecutionResult, Vec<InferenceRecord>, I), SimError>
     where
         I: revm::inspector::Inspector<alloy_evm::eth::EthEvmContext<CacheDB<Arc<CacheDB<Arc<WorldState>>>>>>,
     {
         use revm::DatabaseRef as _;
         tx.gas_price = 0;
         tx.gas_priority_fee = None;
-        tx.nonce = self.base.basic_ref(tx.caller).map_err(|e| format!("{e:?}"))?.map_or(0, |a| a.nonce);
+        let nonce = self.base.basic_ref(tx.caller).map_err(|e: std::convert::Infallible| match e {})?;
+        tx.nonce = nonce.map_or(0, |a| a.nonce);
         let scope = Scope::new(self.models.clone());
         let mut evm = fixpoint_evm::create_evm_with_inspector(
             CacheDB::new(self.base.clone()),
@@ -512,24 +510,46 @@ impl Simulation {
             &scope,
             inspector,
         );
-        let result = evm.transact(tx).map_err(|e| e.to_string())?.result;
+        let result = evm.transact(tx).map_err(|e| SimError::Refused(e.to_string()))?.result;
         Ok((result, scope.records(), evm.into_inner().inspector))
     }
 }
 
+/// Why a call over RPC could not run (before any EVM result: a revert or halt is a result).
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The block's state is no longer kept.
+    #[error("state of block {0} not available: this node keeps the last {RECENT_STATES}")]
+    StateGone(u64),
+    /// A state override touches a precompile's account (its storage fixes what inference costs).
+    #[error("state overrides may not touch the precompile at {0}")]
+    PrecompileOverride(Address),
+    /// geth's `movePrecompileToAddress`, which this node does not have.
+    #[error("movePrecompileToAddress is not supported")]
+    MovePrecompile,
+    /// An override with both a full `state` and a `stateDiff`.
+    #[error("account {0} has both state and stateDiff")]
+    StateAndDiff(Address),
+    /// revm refused the transaction outright (e.g. value above the balance); its reason.
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// Applies eth_call state overrides (geth's format) to `state`.
-fn apply_overrides(state: &mut CacheDB<Arc<WorldState>>, overrides: &StateOverride) -> Result<(), String> {
+fn apply_overrides(state: &mut CacheDB<Arc<WorldState>>, overrides: &StateOverride) -> Result<(), SimError> {
+    // Reading the in-memory snapshot cannot fail.
+    let db = |e: std::convert::Infallible| match e {};
     for (address, o) in overrides {
         if *address == REGISTRY_ADDRESS || *address == INFERENCE_ADDRESS {
-            return Err(format!("state overrides may not touch the precompile at {address}"));
+            return Err(SimError::PrecompileOverride(*address));
         }
         if o.move_precompile_to.is_some() {
-            return Err("movePrecompileToAddress is not supported".into());
+            return Err(SimError::MovePrecompile);
         }
         if o.state.is_some() && o.state_diff.is_some() {
-            return Err(format!("account {address} has both state and stateDiff"));
+            return Err(SimError::StateAndDiff(*address));
         }
-        let mut info = state.load_account(*address).map_err(|e| format!("{e:?}"))?.info.clone();
+        let mut info = state.load_account(*address).map_err(db)?.info.clone();
         if let Some(b) = o.balance {
             info.balance = b;
         }
@@ -544,10 +564,10 @@ fn apply_overrides(state: &mut CacheDB<Arc<WorldState>>, overrides: &StateOverri
         state.insert_account_info(*address, info);
         if let Some(full) = &o.state {
             let slots = full.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
-            state.replace_account_storage(*address, slots).map_err(|e| format!("{e:?}"))?;
+            state.replace_account_storage(*address, slots).map_err(db)?;
         }
         for (k, v) in o.state_diff.iter().flatten() {
-            state.insert_account_storage(*address, (*k).into(), (*v).into()).map_err(|e| format!("{e:?}"))?;
+            state.insert_account_storage(*address, (*k).into(), (*v).into()).map_err(db)?;
         }
     }
     Ok(())

@@ -86,7 +86,7 @@ impl Node {
     pub(crate) fn at(&self, block: Option<BlockId>, overrides: Option<&StateOverride>) -> RpcResult<At> {
         let chain = read(&self.chain);
         let (number, _) = state_for(&chain, block)?;
-        let sim = chain.simulation(number, overrides).map_err(server)?;
+        let sim = chain.simulation(number, overrides).map_err(|e| server(e.to_string()))?;
         Ok(At { sim, cap: self.gas_cap(&chain) })
     }
 }
@@ -96,7 +96,7 @@ pub(crate) fn call(
     at: &At,
     req: &TransactionRequest,
 ) -> RpcResult<(ExecutionResult, Vec<fixpoint_precompiles::InferenceRecord>)> {
-    at.sim.run(tx_env(&at.sim, req, at.cap)).map_err(server)
+    at.sim.run(tx_env(&at.sim, req, at.cap)).map_err(|e| server(e.to_string()))
 }
 
 /// The least gas `req` succeeds with on `at` (geth's binary search).

@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use super::query::tx_env;
 use super::{Node, RpcResult, invalid, read, server};
-use crate::chain::RECENT_STATES;
+use crate::chain::{RECENT_STATES, SimError};
 use call::{CallConfig, CallTracer};
 use struct_log::{LogConfig, StructLogResult, StructLogger};
 
@@ -54,7 +54,10 @@ pub enum DebugError {
     /// Options that do not parse.
     #[error("invalid tracer options: {0}")]
     Options(String),
-    /// The call could not run (revm refused it).
+    /// The call could not run (its state is gone, an override is refused, or revm refused it).
+    #[error(transparent)]
+    Sim(#[from] SimError),
+    /// The tracer's result could not be made.
     #[error("{0}")]
     Call(String),
     /// The struct log outgrew its cap.
@@ -181,7 +184,7 @@ fn trace_call(
     let at = node.at(block, opts.state_overrides.as_ref())?;
     let env = tx_env(&at.sim, req, at.cap);
     let gas_limit = env.gas_limit;
-    let run = |e: String| ErrorObjectOwned::from(DebugError::Call(e));
+    let run = |e: SimError| ErrorObjectOwned::from(DebugError::from(e));
     let (result, tracer) = match tracer {
         Tracer::Struct(l) => at.sim.inspect(env, l).map(|(r, _, l)| (r, Tracer::Struct(l))).map_err(run)?,
         Tracer::Call(c) => at.sim.inspect(env, c).map(|(r, _, c)| (r, Tracer::Call(c))).map_err(run)?,
