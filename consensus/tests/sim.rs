@@ -13,7 +13,7 @@ mod common;
 mod simnet;
 
 use common::{model_case, signed_call as tx};
-use simnet::{Node, QUOTA, Withheld, start_validator};
+use simnet::{Node, QUOTA, Withheld, start_network, start_validator};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,9 +24,9 @@ use commonware_codec::{Decode as _, Encode as _};
 use commonware_cryptography::Digestible as _;
 use commonware_cryptography::Signer;
 use commonware_cryptography::ed25519::PrivateKey;
-use commonware_p2p::simulated::{self, Link, Network, Oracle};
+use commonware_p2p::simulated::{Link, Oracle};
 use commonware_runtime::{Clock, Handle, Runner, Spawner, Supervisor as _, deterministic};
-use commonware_utils::{NZUsize, ordered::Set, probability};
+use commonware_utils::{ordered::Set, probability};
 use fixpoint_consensus::app::PublicKey;
 use fixpoint_consensus::mocks::Proposer;
 use fixpoint_consensus::{Block, BlockLimits, Executor, VerifyError};
@@ -151,28 +151,7 @@ impl Sim {
         byzantine: Option<(usize, Proposer)>,
         calls: usize,
     ) -> Self {
-        let keys: Vec<PrivateKey> = (0..N as u64).map(PrivateKey::from_seed).collect();
-        let participants: Set<PublicKey> =
-            Set::try_from(keys.iter().map(|k| k.public_key()).collect::<Vec<_>>()).unwrap();
-        let (network, oracle) = Network::new_with_peers(
-            context.child("network"),
-            simulated::Config {
-                max_size: 8 << 20,
-                max_peers_per_set: NZUsize!(N),
-                disconnect_on_block: true,
-                tracked_peer_sets: NZUsize!(1),
-            },
-            participants.iter().cloned(),
-        )
-        .await;
-        network.start();
-        for a in participants.iter() {
-            for b in participants.iter() {
-                if a != b {
-                    oracle.add_link(a.clone(), b.clone(), link.clone()).await.unwrap();
-                }
-            }
-        }
+        let (keys, participants, oracle) = start_network(&context, N, |_, _| link.clone()).await;
         let (genesis, state) = genesis();
         let disks: Vec<Arc<Disk>> = (0..N).map(|_| Arc::default()).collect();
         let shared = (0..N)

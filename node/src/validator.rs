@@ -186,11 +186,9 @@ pub fn run(config: &Path, exit_after: Option<u64>, metrics: Option<SocketAddr>) 
         let (listen, dialable) = (cfg.listen, cfg.dialable_address());
         match peering {
             Peering::Lookup(peers) => {
-                let p2p = if cfg.public {
-                    lookup::Config::recommended(handshake, &namespace, listen, max_peers, max_size, mailbox)
-                } else {
-                    lookup::Config::local(handshake, &namespace, listen, max_peers, max_size, mailbox)
-                };
+                // commonware's production settings, or the quick local ones (docs/consensus.md).
+                let settings = if cfg.public { lookup::Config::recommended } else { lookup::Config::local };
+                let p2p = settings(handshake, &namespace, listen, max_peers, max_size, mailbox);
                 let (mut network, mut oracle) = lookup::Network::new(context.child("network"), p2p);
                 oracle.track(0, peers);
                 let channels = register(|ch, quota| network.register(ch, quota));
@@ -198,29 +196,9 @@ pub fn run(config: &Path, exit_after: Option<u64>, metrics: Option<SocketAddr>) 
                 serve(&context, engines, channels, oracle.clone(), oracle).await
             }
             Peering::Discovery(bootstrappers) => {
-                let p2p = if cfg.public {
-                    discovery::Config::recommended(
-                        handshake,
-                        &namespace,
-                        listen,
-                        dialable,
-                        bootstrappers,
-                        max_peers,
-                        max_size,
-                        mailbox,
-                    )
-                } else {
-                    discovery::Config::local(
-                        handshake,
-                        &namespace,
-                        listen,
-                        dialable,
-                        bootstrappers,
-                        max_peers,
-                        max_size,
-                        mailbox,
-                    )
-                };
+                let settings = if cfg.public { discovery::Config::recommended } else { discovery::Config::local };
+                let p2p =
+                    settings(handshake, &namespace, listen, dialable, bootstrappers, max_peers, max_size, mailbox);
                 let (mut network, mut oracle) = discovery::Network::new(context.child("network"), p2p);
                 oracle.track(0, engines.participants.clone());
                 let channels = register(|ch, quota| network.register(ch, quota));

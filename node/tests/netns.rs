@@ -169,6 +169,8 @@ fn four_validators_in_separate_network_namespaces_agree_and_finalize_inference()
         eprintln!("SKIPPED four_validators_in_separate_network_namespaces: {why}");
         return;
     }
+    // Made first, so dropped last: the validators stop before their directories go.
+    let tmp = Tmp::new("netns");
     let mut hosts = match Hosts::make() {
         Ok(h) => h,
         Err(e) => {
@@ -176,7 +178,6 @@ fn four_validators_in_separate_network_namespaces_agree_and_finalize_inference()
             return;
         }
     };
-    let tmp = Tmp::new("netns");
     let dir = tmp.0.join("net");
     let p2p: Vec<String> = (0..N).map(|i| format!("{}:{P2P_PORT}", hosts.addr(i))).collect();
     let (ok, out, err) = fixpoint(&[

@@ -19,9 +19,9 @@ use commonware_cryptography::Digestible as _;
 use commonware_cryptography::Signer as _;
 use commonware_cryptography::ed25519::PrivateKey;
 use commonware_cryptography::sha256::Digest;
-use commonware_p2p::simulated::{self, Link, Network, Oracle};
+use commonware_p2p::simulated::{Link, Oracle};
 use commonware_runtime::{Clock, Handle, Runner as _, Spawner, Supervisor as _, deterministic};
-use commonware_utils::{NZUsize, ordered::Set, probability::Probability};
+use commonware_utils::{ordered::Set, probability::Probability};
 use fixpoint_consensus::app::PublicKey;
 use fixpoint_consensus::engine::channel;
 use fixpoint_consensus::mocks::Proposer;
@@ -32,7 +32,7 @@ use fixpoint_precompiles::abi::IModelRegistry as R;
 use fixpoint_precompiles::{INFERENCE_ADDRESS, ModelStore, REGISTRY_ADDRESS};
 
 use crate::common::{model_case, signed_call as tx};
-use crate::simnet::{Node, Observer, SCALE_QUOTA, Withheld, start_validator};
+use crate::simnet::{Node, Observer, SCALE_QUOTA, Withheld, start_network, start_validator};
 
 /// The signing namespace of the simulated chain.
 pub const NAMESPACE: &[u8] = b"fixpoint-scale";
@@ -408,28 +408,7 @@ impl Cluster {
         byzantine: usize,
         loss_per_mille: u64,
     ) -> Self {
-        let keys: Vec<PrivateKey> = (0..n as u64).map(PrivateKey::from_seed).collect();
-        let pks: Vec<PublicKey> = keys.iter().map(|k| k.public_key()).collect();
-        let participants: Set<PublicKey> = Set::try_from(pks.clone()).expect("distinct keys");
-        let (network, oracle) = Network::new_with_peers(
-            context.child("network"),
-            simulated::Config {
-                max_size: 8 << 20,
-                max_peers_per_set: NZUsize!(n),
-                disconnect_on_block: true,
-                tracked_peer_sets: NZUsize!(1),
-            },
-            participants.iter().cloned(),
-        )
-        .await;
-        network.start();
-        for (a, pa) in pks.iter().enumerate() {
-            for (b, pb) in pks.iter().enumerate() {
-                if a != b {
-                    oracle.add_link(pa.clone(), pb.clone(), link(a % 5, b % 5, loss_per_mille)).await.expect("link");
-                }
-            }
-        }
+        let (keys, participants, oracle) = start_network(&context, n, |a, b| link(a % 5, b % 5, loss_per_mille)).await;
         let workload = Workload::new(mix);
         let (genesis, state) = genesis(workload.users());
         let recorder = Recorder::new(context.child("recorder"), n);

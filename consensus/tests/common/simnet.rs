@@ -27,6 +27,40 @@ pub const QUOTA: Quota = Quota::per_second(NZU32!(1_000_000));
 /// still far above what a validator sends (a few votes and one block a view).
 pub const SCALE_QUOTA: Quota = Quota::per_second(NZU32!(256));
 
+/// Starts commonware's simulated network for the validators with keys from seeds `0..n`, every
+/// ordered pair `(a, b)` joined by `link(a, b)`: their keys, the participant set and the
+/// network's oracle.
+pub async fn start_network(
+    context: &deterministic::Context,
+    n: usize,
+    link: impl Fn(usize, usize) -> commonware_p2p::simulated::Link,
+) -> (Vec<PrivateKey>, Set<PublicKey>, Oracle<PublicKey, deterministic::Context>) {
+    use commonware_runtime::Supervisor as _;
+    let keys: Vec<PrivateKey> = (0..n as u64).map(PrivateKey::from_seed).collect();
+    let pks: Vec<PublicKey> = keys.iter().map(|k| k.public_key()).collect();
+    let participants: Set<PublicKey> = Set::try_from(pks.clone()).expect("distinct keys");
+    let (network, oracle) = commonware_p2p::simulated::Network::new_with_peers(
+        context.child("network"),
+        commonware_p2p::simulated::Config {
+            max_size: 8 << 20,
+            max_peers_per_set: commonware_utils::NZUsize!(n),
+            disconnect_on_block: true,
+            tracked_peer_sets: commonware_utils::NZUsize!(1),
+        },
+        participants.iter().cloned(),
+    )
+    .await;
+    network.start();
+    for (a, pa) in pks.iter().enumerate() {
+        for (b, pb) in pks.iter().enumerate() {
+            if a != b {
+                oracle.add_link(pa.clone(), pb.clone(), link(a, b)).await.expect("link");
+            }
+        }
+    }
+    (keys, participants, oracle)
+}
+
 /// The peers a validator's block and vote messages do not reach (set by a test: a byzantine
 /// leader withholding its proposal, or an honest validator's messages lost in the network).
 pub type Withheld = Arc<Mutex<Vec<PublicKey>>>;

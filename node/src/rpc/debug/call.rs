@@ -37,7 +37,7 @@ pub struct CallLog {
 }
 
 /// One call or creation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CallFrame {
     /// `CALL`, `STATICCALL`, `DELEGATECALL`, `CALLCODE`, `CREATE` or `CREATE2`.
@@ -156,13 +156,8 @@ impl<CTX: ContextTr> Inspector<CTX> for CallTracer {
             to: Some(inputs.bytecode_address),
             value,
             gas: U256::from(inputs.gas_limit),
-            gas_used: U256::ZERO,
             input: inputs.input.bytes(context),
-            output: None,
-            error: None,
-            revert_reason: None,
-            calls: Vec::new(),
-            logs: Vec::new(),
+            ..CallFrame::default()
         });
         None
     }
@@ -183,13 +178,8 @@ impl<CTX: ContextTr> Inspector<CTX> for CallTracer {
             to: None,
             value: Some(inputs.value()),
             gas: U256::from(inputs.gas_limit()),
-            gas_used: U256::ZERO,
             input: inputs.init_code().clone(),
-            output: None,
-            error: None,
-            revert_reason: None,
-            calls: Vec::new(),
-            logs: Vec::new(),
+            ..CallFrame::default()
         });
         None
     }
