@@ -109,6 +109,8 @@ impl Hosts {
             .arg(env!("CARGO_BIN_EXE_fixpoint"))
             .args(["node", "--validator", "--config"])
             .arg(dir.join(format!("v{i}.config.json")))
+            // A line per block at info: only warnings in the test's output.
+            .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
             .expect("start a validator in its namespace");
