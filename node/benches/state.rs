@@ -8,9 +8,12 @@
 //! Per size it reports: the state's resident memory per account and build time; the database
 //! size per account once the state is written to redb; per block (median over the blocks) the
 //! time to execute it and compute its state root (and, apart, how long applying its changes to a
-//! copy of the parent and hashing that copy's root take), the time to persist its changes to redb, and
-//! the transactions per second of both together; and the resident memory the kept post-states of
-//! those blocks add (the chain keeps 128 for queries), per account.
+//! copy of the parent and hashing that copy's root take), the time to persist it (the block with its
+//! change set, one durable redb transaction: what the block waits for) and the time to fold that
+//! change set into the account and storage tables (what the node's folding thread does beside
+//! the chain), the transactions per second of execution and persistence together; and the
+//! resident memory the kept post-states of those blocks add (the chain keeps 128 for queries),
+//! per account.
 //!
 //! `cargo bench -p fixpoint-node --bench state` (env STATE_SIZES=1000,100000,1000000,
 //! STATE_BLOCKS=32). A bench binary: nothing here asserts a time.
@@ -27,7 +30,7 @@ use alloy_sol_types::{SolCall, sol};
 use fixpoint_evm::state::AccountChange;
 use fixpoint_evm::{BlockEnvInput, ChainSpec, StateChanges, WorldState, execute_block};
 use fixpoint_node::client::sign;
-use fixpoint_node::storage::{BlockExtras, Store, StoredBlock};
+use fixpoint_node::storage::{BlockExtras, FOLD_ENTRIES, Store, StoredBlock};
 use fixpoint_precompiles::abi::IInference as I;
 use fixpoint_precompiles::{INFERENCE_ADDRESS, ModelStore};
 use revm::bytecode::Bytecode;
@@ -194,9 +197,9 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("dir");
 
     println!(
-        "| accounts | state build (s) | memory / account (B) | db / account (B) | execute + root (ms/block) | of which: apply / root | persist (ms/block) | tx/s | kept states (B / account) |"
+        "| accounts | state build (s) | memory / account (B) | db / account (B) | execute + root (ms/block) | of which: apply / root | persist (ms/block) | fold, beside (ms/block) | tx/s | kept states (B / account) | restart (s) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut first: Option<f64> = None;
     for &n in &sizes {
         let before = rss();
@@ -218,6 +221,7 @@ fn main() {
         let before_blocks = rss();
         let mut kept = vec![genesis.clone()];
         let (mut exec, mut persist, mut apply, mut hashing) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut folding = Vec::new();
         for (i, txs) in blocks.iter().enumerate() {
             let parent = kept.last().expect("parent").clone();
             let env = BlockEnvInput {
@@ -245,25 +249,37 @@ fn main() {
             let t = Instant::now();
             store.commit_block(i as u64 + 1, &empty, &out.changes, &BlockExtras::default()).expect("commit");
             persist.push(t.elapsed());
+            let t = Instant::now();
+            while store.fold(FOLD_ENTRIES).expect("fold") > 0 {}
+            folding.push(t.elapsed());
             kept.push(out.state);
         }
         let history = rss().saturating_sub(before_blocks) as f64 / n as f64;
-        let (e, p, a, h) = (median(exec), median(persist), median(apply), median(hashing));
+        // A restart: the database opened again and the head state loaded and its root hashed.
+        let want = kept.last().expect("head").root();
+        drop(kept);
+        drop(genesis);
+        drop(store);
+        let t = Instant::now();
+        let reopened = Store::open(&path).expect("reopen").state().expect("stored state");
+        assert_eq!(reopened.root(), want, "the stored state is the head's");
+        let restart = t.elapsed();
+        drop(reopened);
+        let (e, p, a, h, f) = (median(exec), median(persist), median(apply), median(hashing), median(folding));
         let tps = per_block as f64 / (e + p).as_secs_f64();
         let total = ms(e + p);
         let ratio = first.map_or(String::new(), |f| format!(" ({:.2}x)", total / f));
         first.get_or_insert(total);
         println!(
-            "| {n} | {:.1} | {memory:.0} | {db:.0} | {:.2} | {:.2} / {:.2} | {:.2} | {tps:.0}{ratio} | {history:.0} |",
+            "| {n} | {:.1} | {memory:.0} | {db:.0} | {:.2} | {:.2} / {:.2} | {:.2} | {:.2} | {tps:.0}{ratio} | {history:.0} | {:.1} |",
             build.as_secs_f64(),
             ms(e),
             ms(a),
             ms(h),
-            ms(p)
+            ms(p),
+            ms(f),
+            restart.as_secs_f64()
         );
-        drop(kept);
-        drop(genesis);
-        drop(store);
         let _ = std::fs::remove_file(&path);
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -2,7 +2,6 @@
 //! RPC serves. Blocks are Ethereum-shaped (alloy-consensus headers with transactions, receipts
 //! and state roots, logs bloom, base fee); the inference-records root rides in `extra_data`.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use alloy_consensus::proofs::calculate_transaction_root;
@@ -142,25 +141,29 @@ pub enum ChainError {
     Inconsistent(String),
 }
 
-/// The chain held by a node.
-#[derive(Debug)]
+/// The chain held by a node: an immutable value, cheap to clone (persistent maps and vectors,
+/// shared states), so each new head is a new version and a query works on the version it took,
+/// never holding up the next (see `rpc::Node::chain`).
+#[derive(Debug, Clone)]
 pub struct Chain {
     /// Chain parameters.
     pub spec: ChainSpec,
     /// Block gas limit.
     pub gas_limit: u64,
-    /// The database.
-    pub store: Store,
+    /// The database (shared by every version).
+    pub store: Arc<Store>,
     /// Model bytes by id.
     pub models: Arc<ModelStore>,
     /// The head state (shared: a query takes a snapshot and runs without holding the chain).
     pub state: Arc<WorldState>,
     /// Every block, by number.
-    pub blocks: Vec<Block>,
+    blocks: imbl::Vector<Arc<Block>>,
+    /// Block hash → number.
+    by_hash: imbl::HashMap<B256, u64>,
     /// Transaction hash → (block, index).
-    pub tx_index: HashMap<B256, (u64, usize)>,
+    tx_index: imbl::HashMap<B256, (u64, usize)>,
     /// Post-states of the blocks before the head, newest last, at most [`RECENT_STATES`].
-    history: VecDeque<(u64, Arc<WorldState>)>,
+    history: imbl::Vector<(u64, Arc<WorldState>)>,
 }
 
 /// How many past blocks' states are kept in memory for queries at older block tags.
@@ -228,18 +231,23 @@ impl Chain {
             spec,
             gas_limit,
             state: Arc::new(store.state()?),
-            store,
+            store: Arc::new({
+                let mut store = store;
+                store.start_folding();
+                store
+            }),
             models,
-            blocks: Vec::new(),
-            tx_index: HashMap::new(),
-            history: VecDeque::new(),
+            blocks: imbl::Vector::new(),
+            by_hash: imbl::HashMap::new(),
+            tx_index: imbl::HashMap::new(),
+            history: imbl::Vector::new(),
         };
         for b in chain.store.blocks()? {
             let b = Block::from_stored(b)?;
             chain.index(&b);
-            chain.blocks.push(b);
+            chain.blocks.push_back(Arc::new(b));
         }
-        let stored = chain.blocks.first().map(|b| b.hash).unwrap_or_default();
+        let stored = chain.blocks.front().map(|b| b.hash).unwrap_or_default();
         if stored != genesis_hash {
             return Err(ChainError::GenesisMismatch { stored, given: genesis_hash });
         }
@@ -254,6 +262,7 @@ impl Chain {
     }
 
     fn index(&mut self, b: &Block) {
+        self.by_hash.insert(b.hash, b.header.number);
         for (i, t) in b.txs.iter().enumerate() {
             self.tx_index.insert(*t.inner().tx_hash(), (b.header.number, i));
         }
@@ -262,7 +271,7 @@ impl Chain {
     /// The head block.
     pub fn head(&self) -> &Block {
         // Genesis is written on open, so there is always a head.
-        self.blocks.last().unwrap_or_else(|| unreachable!("chain without genesis"))
+        self.blocks.back().unwrap_or_else(|| unreachable!("chain without genesis"))
     }
 
     /// The base fee the next block will have.
@@ -397,18 +406,23 @@ impl Chain {
         }
         self.index(&next.block);
         let hash = next.block.hash;
-        self.blocks.push(next.block);
+        self.blocks.push_back(Arc::new(next.block));
         hash
     }
 
     /// Block by number.
     pub fn block(&self, number: u64) -> Option<&Block> {
-        usize::try_from(number).ok().and_then(|n| self.blocks.get(n))
+        usize::try_from(number).ok().and_then(|n| self.blocks.get(n)).map(|b| &**b)
     }
 
     /// Block by hash.
     pub fn block_by_hash(&self, hash: &B256) -> Option<&Block> {
-        self.blocks.iter().rev().find(|b| &b.hash == hash)
+        self.by_hash.get(hash).and_then(|n| self.block(*n))
+    }
+
+    /// Whether a transaction with `hash` is in a block.
+    pub fn contains_tx(&self, hash: &B256) -> bool {
+        self.tx_index.contains_key(hash)
     }
 
     /// A transaction's block and index.
@@ -654,6 +668,35 @@ mod tests {
     }
 
     const ALICE: Address = Address::repeat_byte(0xA1);
+
+    /// A query works on the version of the chain it took, which later blocks leave as it was,
+    /// and finalization does not wait for it (behind a reader-writer lock the sink would block
+    /// for as long as the query held its read).
+    #[test]
+    fn finalization_does_not_wait_for_a_query_holding_the_chain() {
+        use fixpoint_consensus::Sink as _;
+        let dir = std::env::temp_dir().join(format!("fixpoint-snapshot-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let chain = open(&dir.join("chain.redb"));
+        let parent = genesis_block(&chain);
+        let (block, out, refused) =
+            executor(&chain).build(&parent, &chain.state, 1, 1, Address::ZERO, vec![transfer(ALICE, 0)]);
+        assert!(refused.is_empty());
+        let executed = Executed::new(block.body().height, out, Default::default());
+        let node = crate::rpc::Node::new(chain);
+        let held = node.chain();
+        let (done, finished) = std::sync::mpsc::channel();
+        let sink = node.clone();
+        std::thread::spawn(move || done.send(sink.finalized(&block, &executed).is_ok()));
+        let finalized = finished.recv_timeout(std::time::Duration::from_secs(30));
+        assert_eq!(finalized, Ok(true), "the block is finalized while a query holds the chain");
+        assert_eq!((held.head().header.number, held.nonce(&ALICE)), (0, 0), "the query's version is unchanged");
+        let now = node.chain();
+        assert_eq!((now.head().header.number, now.nonce(&ALICE)), (1, 1));
+        assert!(now.block_by_hash(&now.head().hash).is_some() && held.block_by_hash(&now.head().hash).is_none());
+        drop((held, now, node));
+        std::fs::remove_dir_all(&dir).ok();
+    }
 
     fn call(nonce: u64, data: Vec<u8>) -> PendingTx {
         let t = TxEip1559 {

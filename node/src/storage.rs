@@ -1,12 +1,20 @@
 //! Persistence in redb. Each block is written in one redb transaction together with the state
 //! changes it made and the models it registered, so the database is always at a block boundary:
 //! a crash (even `kill -9`) mid-block leaves the previous block as head, never half a block.
+//!
+//! A block's state changes are appended as one row keyed by its height (`state-changes`): a
+//! block's write touches the B-tree's last pages whatever the size of the state. A background
+//! thread ([`Store::start_folding`]) folds those rows into the account and storage tables in
+//! small transactions of their own, deleting each row in the transaction that folds it; opening
+//! the store replays the rows not yet folded (docs/storage.md).
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc;
 
 use alloy_consensus::Header;
 use alloy_primitives::{Address, B256, Bytes, U256};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use revm::bytecode::Bytecode;
 use revm::state::AccountInfo;
 use serde::{Deserialize, Serialize};
@@ -20,6 +28,9 @@ const ACCOUNTS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("accoun
 const STORAGE: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("storage");
 const CODE: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("code");
 const MODELS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("models");
+/// Each block's state changes ([`encode_changes`]), by height, until folded into `accounts` and
+/// `storage`; meta key "folded" is the height whose post-state those tables hold.
+const CHANGES: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("state-changes");
 /// Consensus data: key "finalized" holds the last finalized consensus block (validators).
 const CONSENSUS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("consensus");
 /// Chunks of open model uploads that the finalized state names: key `id ‖ owner ‖ index (u64 BE)
@@ -108,7 +119,176 @@ pub struct StoredBlock {
 /// The node's database.
 #[derive(Debug)]
 pub struct Store {
-    db: Database,
+    /// The folding thread, if started; dropped (stopped and joined) before the database.
+    folder: Option<Folder>,
+    db: Arc<Database>,
+}
+
+/// The thread folding change sets into the tables: woken after each block, stopped on drop.
+#[derive(Debug)]
+struct Folder {
+    wake: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Folder {
+    fn drop(&mut self) {
+        self.wake.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Entries (accounts and slots) folded per transaction at most, so a block's own write never
+/// waits long for redb's one writer: about two blocks of the state benchmark.
+pub const FOLD_ENTRIES: usize = 4096;
+
+/// The change-set row format: per account, `address (20) ‖ flags (1: bit 0 fields follow, bit 1
+/// storage cleared) ‖ [nonce (8 BE) ‖ balance (32 BE) ‖ code hash (32)] ‖ slots (4 BE) ‖ (slot
+/// (32 BE) ‖ value (32 BE))*`, accounts in address order.
+pub fn encode_changes(changes: &StateChanges) -> Vec<u8> {
+    let mut v = Vec::with_capacity(changes.accounts.len() * 100 + changes.slots() * 64);
+    for (address, change) in &changes.accounts {
+        v.extend_from_slice(address.as_slice());
+        v.push(u8::from(change.info.is_some()) | (u8::from(change.storage_cleared) << 1));
+        if let Some(info) = &change.info {
+            v.extend_from_slice(&account_bytes(info));
+        }
+        v.extend_from_slice(&u32::try_from(change.storage.len()).unwrap_or(u32::MAX).to_be_bytes());
+        for (slot, value) in &change.storage {
+            v.extend_from_slice(&slot.to_be_bytes::<32>());
+            v.extend_from_slice(&value.to_be_bytes::<32>());
+        }
+    }
+    v
+}
+
+/// Reads [`encode_changes`]' format back; accounts' code is left out (`code` is `None`).
+pub fn decode_changes(mut bytes: &[u8]) -> Result<StateChanges, StoreError> {
+    fn take<'a>(b: &mut &'a [u8], n: usize) -> Result<&'a [u8], StoreError> {
+        let Some((head, rest)) = b.split_at_checked(n) else {
+            return Err(StoreError::Corrupt("change set truncated".into()));
+        };
+        *b = rest;
+        Ok(head)
+    }
+    let mut out = StateChanges::default();
+    while !bytes.is_empty() {
+        let address = Address::from_slice(take(&mut bytes, 20)?);
+        let flags = take(&mut bytes, 1)?.first().copied().unwrap_or_default();
+        if flags > 3 {
+            return Err(StoreError::Corrupt(format!("change set flags {flags}")));
+        }
+        let info = if flags & 1 == 1 { Some(parse_account(take(&mut bytes, 72)?, None)?) } else { None };
+        let count = u32::from_be_bytes(take(&mut bytes, 4)?.try_into().unwrap_or_default());
+        let mut storage = std::collections::BTreeMap::new();
+        for _ in 0..count {
+            let slot = U256::from_be_slice(take(&mut bytes, 32)?);
+            storage.insert(slot, U256::from_be_slice(take(&mut bytes, 32)?));
+        }
+        out.accounts.insert(address, AccountChange { info, storage_cleared: flags & 2 == 2, storage });
+    }
+    Ok(out)
+}
+
+/// An account row (`nonce ‖ balance ‖ code hash`, 72 bytes) with its `code`.
+fn parse_account(v: &[u8], code: Option<Bytecode>) -> Result<AccountInfo, StoreError> {
+    let corrupt = || StoreError::Corrupt("account record".into());
+    let (Some(nonce), Some(balance), Some(code_hash)) = (v.get(..8), v.get(8..40), v.get(40..72)) else {
+        return Err(corrupt());
+    };
+    if v.len() != 72 {
+        return Err(corrupt());
+    }
+    Ok(AccountInfo {
+        nonce: u64::from_be_bytes(nonce.try_into().map_err(|_| corrupt())?),
+        balance: U256::from_be_slice(balance),
+        code_hash: B256::from_slice(code_hash),
+        code,
+        ..Default::default()
+    })
+}
+
+/// Writes `changes` into the account and storage tables of `w`.
+fn write_state(w: &redb::WriteTransaction, changes: &StateChanges) -> Result<(), StoreError> {
+    let mut accounts = w.open_table(ACCOUNTS).map_err(dbe)?;
+    let mut storage = w.open_table(STORAGE).map_err(dbe)?;
+    for (address, change) in &changes.accounts {
+        if change.storage_cleared {
+            let (from, to) = (storage_key(address, &U256::ZERO), storage_key(address, &U256::MAX));
+            storage.retain_in(from.as_slice()..=to.as_slice(), |_, _| false).map_err(dbe)?;
+        }
+        let Some(info) = &change.info else {
+            accounts.remove(address.as_slice()).map_err(dbe)?;
+            continue;
+        };
+        accounts.insert(address.as_slice(), account_bytes(info).as_slice()).map_err(dbe)?;
+        for (slot, value) in &change.storage {
+            let key = storage_key(address, slot);
+            if value.is_zero() {
+                storage.remove(key.as_slice()).map_err(dbe)?;
+            } else {
+                storage.insert(key.as_slice(), value.to_be_bytes::<32>().as_slice()).map_err(dbe)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes the code `changes` deploy that `w` does not hold yet.
+fn write_code(w: &redb::WriteTransaction, changes: &StateChanges) -> Result<(), StoreError> {
+    let mut code = w.open_table(CODE).map_err(dbe)?;
+    for info in changes.accounts.values().filter_map(|c| c.info.as_ref()) {
+        if let Some(c) = &info.code
+            && !c.is_empty()
+            && code.get(info.code_hash.as_slice()).map_err(dbe)?.is_none()
+        {
+            code.insert(info.code_hash.as_slice(), c.original_byte_slice()).map_err(dbe)?;
+        }
+    }
+    Ok(())
+}
+
+/// The height the account and storage tables are at: meta "folded", or the head in a database
+/// written before change sets (which wrote the tables with each block).
+fn folded(meta: &impl ReadableTable<&'static str, u64>) -> Result<Option<u64>, StoreError> {
+    Ok(match meta.get("folded").map_err(dbe)? {
+        Some(f) => Some(f.value()),
+        None => meta.get("head").map_err(dbe)?.map(|g| g.value()),
+    })
+}
+
+/// Folds the oldest change sets into the tables, whole sets up to about `max_entries` entries
+/// (at least one set), in one transaction that also deletes them; returns how many it folded.
+/// Not durable on its own (no fsync): the next block's commit makes it so, and until then a
+/// crash loses the fold and its deletions together, which the next open replays.
+fn fold(db: &Database, max_entries: usize) -> Result<usize, StoreError> {
+    let mut w = db.begin_write().map_err(dbe)?;
+    let mut sets = 0;
+    {
+        let mut meta = w.open_table(META).map_err(dbe)?;
+        let Some(mut at) = folded(&meta)? else { return Ok(0) };
+        let mut rows = w.open_table(CHANGES).map_err(dbe)?;
+        let mut entries = 0;
+        while entries < max_entries {
+            let Some(row) = rows.get(at + 1).map_err(dbe)?.map(|g| g.value().to_vec()) else { break };
+            let changes = decode_changes(&row)?;
+            write_state(&w, &changes)?;
+            rows.remove(at + 1).map_err(dbe)?;
+            entries += changes.accounts.len() + changes.slots();
+            at += 1;
+            sets += 1;
+        }
+        meta.insert("folded", at).map_err(dbe)?;
+    }
+    if sets == 0 {
+        w.abort().map_err(dbe)?;
+        return Ok(0);
+    }
+    w.set_durability(redb::Durability::None).map_err(dbe)?;
+    w.commit().map_err(dbe)?;
+    Ok(sets)
 }
 
 fn account_bytes(info: &AccountInfo) -> Vec<u8> {
@@ -138,8 +318,51 @@ impl Store {
         w.open_table(MODELS).map_err(dbe)?;
         w.open_table(CHUNKS).map_err(dbe)?;
         w.open_table(CONSENSUS).map_err(dbe)?;
+        w.open_table(CHANGES).map_err(dbe)?;
         w.commit().map_err(dbe)?;
-        Ok(Self { db })
+        Ok(Self { folder: None, db: Arc::new(db) })
+    }
+
+    /// Starts the thread that folds change sets into the tables after each block, in pieces of
+    /// [`FOLD_ENTRIES`]; it stops when the store is dropped. A store that never starts it
+    /// replays every change set on open.
+    pub fn start_folding(&mut self) {
+        if self.folder.is_some() {
+            return;
+        }
+        let (wake, woken) = mpsc::channel::<()>();
+        let db = self.db.clone();
+        let thread = std::thread::Builder::new().name("fold".into()).spawn(move || {
+            while woken.recv().is_ok() {
+                while woken.try_recv().is_ok() {}
+                loop {
+                    match fold(&db, FOLD_ENTRIES) {
+                        Ok(0) => break,
+                        Ok(_) => std::thread::yield_now(),
+                        Err(e) => {
+                            tracing::error!(error = %e, "folding state changes failed; they stay as change sets");
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        match thread {
+            Ok(t) => self.folder = Some(Folder { wake: Some(wake), thread: Some(t) }),
+            Err(e) => tracing::error!(error = %e, "cannot start the folding thread; change sets are replayed on open"),
+        }
+    }
+
+    /// Folds pending change sets now, up to about `max_entries` accounts and slots; returns how
+    /// many sets it folded (what the folding thread does; for benchmarks and tests).
+    pub fn fold(&self, max_entries: usize) -> Result<usize, StoreError> {
+        fold(&self.db, max_entries)
+    }
+
+    /// Change sets written and not yet folded.
+    pub fn unfolded(&self) -> Result<u64, StoreError> {
+        let r = self.db.begin_read().map_err(dbe)?;
+        r.open_table(CHANGES).map_err(dbe)?.len().map_err(dbe)
     }
 
     /// The head block number, if any block was stored.
@@ -179,32 +402,23 @@ impl Store {
         Ok(out)
     }
 
-    /// The stored world state (the head block's post-state).
+    /// The stored world state (the head block's post-state): the account and storage tables,
+    /// then the change sets not yet folded into them, in height order.
     pub fn state(&self) -> Result<WorldState, StoreError> {
         let r = self.db.begin_read().map_err(dbe)?;
         let mut all = StateChanges::default();
         let code = r.open_table(CODE).map_err(dbe)?;
+        let code_of = |hash: &B256| -> Result<Option<Bytecode>, StoreError> {
+            Ok(code.get(hash.as_slice()).map_err(dbe)?.map(|g| Bytecode::new_raw(g.value().to_vec().into())))
+        };
         for item in r.open_table(ACCOUNTS).map_err(dbe)?.iter().map_err(dbe)? {
             let (k, v) = item.map_err(dbe)?;
             let (k, v) = (k.value(), v.value());
-            let corrupt = || StoreError::Corrupt("account record".into());
-            let (Some(nonce), Some(balance), Some(code_hash)) = (v.get(..8), v.get(8..40), v.get(40..72)) else {
-                return Err(corrupt());
-            };
-            if k.len() != 20 || v.len() != 72 {
-                return Err(corrupt());
+            if k.len() != 20 {
+                return Err(StoreError::Corrupt("account record".into()));
             }
-            let nonce = u64::from_be_bytes(nonce.try_into().map_err(|_| corrupt())?);
-            let code_hash = B256::from_slice(code_hash);
-            let bytecode =
-                code.get(code_hash.as_slice()).map_err(dbe)?.map(|g| Bytecode::new_raw(g.value().to_vec().into()));
-            let info = AccountInfo {
-                nonce,
-                balance: U256::from_be_slice(balance),
-                code_hash,
-                code: bytecode,
-                ..Default::default()
-            };
+            let mut info = parse_account(v, None)?;
+            info.code = code_of(&info.code_hash)?;
             all.accounts.insert(Address::from_slice(k), AccountChange { info: Some(info), ..Default::default() });
         }
         for item in r.open_table(STORAGE).map_err(dbe)?.iter().map_err(dbe)? {
@@ -224,6 +438,14 @@ impl Store {
         }
         let mut state = WorldState::new();
         state.apply(&all);
+        let folded = folded(&r.open_table(META).map_err(dbe)?)?.unwrap_or_default();
+        for item in r.open_table(CHANGES).map_err(dbe)?.range(folded + 1..).map_err(dbe)? {
+            let mut changes = decode_changes(item.map_err(dbe)?.1.value())?;
+            for info in changes.accounts.values_mut().filter_map(|c| c.info.as_mut()) {
+                info.code = code_of(&info.code_hash)?;
+            }
+            state.apply(&changes);
+        }
         Ok(state)
     }
 
@@ -252,7 +474,9 @@ impl Store {
     }
 
     /// Writes block `number` with the state `changes` it made, and what it added beside state, in
-    /// one transaction: the work is proportional to the block's changes, not to the state.
+    /// one durable transaction. The changes go in as one change-set row (genesis, which may be
+    /// large, straight into the tables), so the work grows with the block, not with the state;
+    /// the folding thread, if started, is woken to fold them into the tables.
     pub fn commit_block(
         &self,
         number: u64,
@@ -264,33 +488,13 @@ impl Store {
         {
             let encoded = serde_json::to_vec(block).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             w.open_table(BLOCKS).map_err(dbe)?.insert(number, encoded.as_slice()).map_err(dbe)?;
-            let mut accounts = w.open_table(ACCOUNTS).map_err(dbe)?;
-            let mut storage = w.open_table(STORAGE).map_err(dbe)?;
-            let mut code = w.open_table(CODE).map_err(dbe)?;
-            for (address, change) in &changes.accounts {
-                if change.storage_cleared {
-                    let (from, to) = (storage_key(address, &U256::ZERO), storage_key(address, &U256::MAX));
-                    storage.retain_in(from.as_slice()..=to.as_slice(), |_, _| false).map_err(dbe)?;
-                }
-                let Some(info) = &change.info else {
-                    accounts.remove(address.as_slice()).map_err(dbe)?;
-                    continue;
-                };
-                accounts.insert(address.as_slice(), account_bytes(info).as_slice()).map_err(dbe)?;
-                if let Some(c) = &info.code
-                    && !c.is_empty()
-                    && code.get(info.code_hash.as_slice()).map_err(dbe)?.is_none()
-                {
-                    code.insert(info.code_hash.as_slice(), c.original_byte_slice()).map_err(dbe)?;
-                }
-                for (slot, value) in &change.storage {
-                    let key = storage_key(address, slot);
-                    if value.is_zero() {
-                        storage.remove(key.as_slice()).map_err(dbe)?;
-                    } else {
-                        storage.insert(key.as_slice(), value.to_be_bytes::<32>().as_slice()).map_err(dbe)?;
-                    }
-                }
+            write_code(&w, changes)?;
+            if number == 0 {
+                write_state(&w, changes)?;
+                w.open_table(META).map_err(dbe)?.insert("folded", 0).map_err(dbe)?;
+            } else {
+                let row = encode_changes(changes);
+                w.open_table(CHANGES).map_err(dbe)?.insert(number, row.as_slice()).map_err(dbe)?;
             }
             let mut mt = w.open_table(MODELS).map_err(dbe)?;
             for m in extras.models {
@@ -309,6 +513,142 @@ impl Store {
             w.open_table(META).map_err(dbe)?.insert("head", number).map_err(dbe)?;
         }
         w.commit().map_err(dbe)?;
+        if let Some(wake) = self.folder.as_ref().and_then(|f| f.wake.as_ref()) {
+            // A stopped folder only means the sets wait for the next open.
+            let _ = wake.send(());
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    fn code(n: u64) -> Bytecode {
+        Bytecode::new_raw(Bytes::from(vec![0x60, n as u8, 0x00]))
+    }
+
+    /// A block's worth of changes over a small address space: new and changed accounts, written
+    /// and deleted slots, deployed code, destroyed accounts, storage wiped and rewritten.
+    fn changes(rng: &mut Rng) -> StateChanges {
+        let mut out = StateChanges::default();
+        for _ in 0..1 + rng.next() % 12 {
+            let address = Address::with_last_byte((rng.next() % 24) as u8);
+            let kind = rng.next() % 8;
+            let info = (kind != 0).then(|| {
+                let mut info =
+                    AccountInfo { nonce: rng.next() % 5, balance: U256::from(rng.next() % 1000), ..Default::default() };
+                if kind == 1 {
+                    let c = code(rng.next() % 3);
+                    info.code_hash = c.hash_slow();
+                    info.code = Some(c);
+                }
+                info
+            });
+            let storage: BTreeMap<U256, U256> =
+                (0..rng.next() % 6).map(|_| (U256::from(rng.next() % 16), U256::from(rng.next() % 3))).collect();
+            let storage_cleared = kind == 0 || kind == 2;
+            out.accounts.insert(address, AccountChange { info, storage_cleared, storage });
+        }
+        out
+    }
+
+    fn block() -> StoredBlock {
+        StoredBlock { header: Default::default(), txs: vec![], senders: vec![], receipts: vec![], records: vec![] }
+    }
+
+    #[test]
+    fn change_sets_round_trip_and_truncated_ones_are_refused() {
+        let mut rng = Rng(0x0c4a_46e5_e75a_11ce);
+        for _ in 0..200 {
+            let mut c = changes(&mut rng);
+            let bytes = encode_changes(&c);
+            // Code is stored by hash, not in the set.
+            for info in c.accounts.values_mut().filter_map(|a| a.info.as_mut()) {
+                info.code = None;
+            }
+            assert_eq!(decode_changes(&bytes).unwrap(), c);
+            for cut in [1, 20, 21, bytes.len() / 2, bytes.len() - 1] {
+                if cut < bytes.len() {
+                    assert!(decode_changes(&bytes[..cut]).is_err(), "a set cut at {cut} of {} decodes", bytes.len());
+                }
+            }
+        }
+        let mut bad = encode_changes(&changes(&mut rng));
+        bad[20] = 7;
+        assert!(matches!(decode_changes(&bad), Err(StoreError::Corrupt(_))));
+    }
+
+    /// The head state is what the blocks made of genesis, whether their change sets were folded
+    /// into the tables, partly folded, or only replayed on open; the code they deployed included.
+    #[test]
+    fn a_restart_has_the_head_state_folded_or_not() {
+        let dir = std::env::temp_dir().join(format!("fixpoint-store-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("chain.redb");
+        let _ = std::fs::remove_file(&path);
+        let mut rng = Rng(0x5eed_f01d);
+        let mut want = WorldState::new();
+        for i in 0..30u8 {
+            want.fund(Address::with_last_byte(i), U256::from(i));
+            want.set_storage(Address::with_last_byte(i), U256::from(1), U256::from(i) + U256::from(1));
+        }
+        let store = Store::open(&path).unwrap();
+        store.commit_block(0, &block(), &want.as_changes(), &BlockExtras::default()).unwrap();
+        let loaded = |want: &WorldState| {
+            let got = Store::open(&path).unwrap().state().unwrap();
+            assert_eq!(got.root(), want.root());
+            for i in 0..24 {
+                let a = Address::with_last_byte(i);
+                assert_eq!(got.code(&a), want.code(&a), "code of {a}");
+            }
+        };
+        let mut height = 0;
+        let mut blocks = |store: &Store, want: &mut WorldState, count: usize| {
+            for _ in 0..count {
+                height += 1;
+                let c = changes(&mut rng);
+                want.apply(&c);
+                store.commit_block(height, &block(), &c, &BlockExtras::default()).unwrap();
+            }
+        };
+        blocks(&store, &mut want, 20);
+        assert_eq!(store.unfolded().unwrap(), 20);
+        drop(store);
+        loaded(&want);
+
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.fold(1).unwrap(), 1, "at least one set, however small the budget");
+        assert_eq!(store.fold(usize::MAX).unwrap(), 19);
+        assert_eq!(store.fold(usize::MAX).unwrap(), 0);
+        blocks(&store, &mut want, 5);
+        drop(store);
+        loaded(&want);
+
+        // With the folding thread: it folds after each block, and stops with the store.
+        let mut store = Store::open(&path).unwrap();
+        store.start_folding();
+        blocks(&store, &mut want, 40);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while store.unfolded().unwrap() > 0 {
+            assert!(std::time::Instant::now() < deadline, "the folding thread folds every set");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        blocks(&store, &mut want, 3);
+        drop(store);
+        loaded(&want);
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::convert::{pending_tx, rpc_block, rpc_receipt, rpc_tx};
 use super::query::{block_number, call, estimate, logs, state_for};
-use super::{Event, MAX_PROOF_KEYS, Node, RpcResult, invalid, read, reverted, server};
+use super::{Event, MAX_PROOF_KEYS, Node, RpcResult, invalid, reverted, server};
 use crate::chain::Block;
 use crate::submit::{Head, TxRefused};
 
@@ -128,7 +128,7 @@ pub struct EthRpc(pub Arc<Node>);
 impl EthRpc {
     /// The block `id` names, if this node has it.
     fn with_block<T>(&self, id: BlockId, f: impl FnOnce(&Block) -> T) -> Option<T> {
-        let chain = read(&self.0.chain);
+        let chain = self.0.chain();
         let b = match id {
             BlockId::Number(t) => chain.block(block_number(&chain, Some(t))),
             BlockId::Hash(h) => chain.block_by_hash(&h.block_hash),
@@ -139,7 +139,7 @@ impl EthRpc {
 
 impl EthApiServer for EthRpc {
     fn chain_id(&self) -> RpcResult<U64> {
-        Ok(U64::from(read(&self.0.chain).spec.chain_id))
+        Ok(U64::from(self.0.chain().spec.chain_id))
     }
 
     fn syncing(&self) -> RpcResult<SyncStatus> {
@@ -155,7 +155,7 @@ impl EthApiServer for EthRpc {
     }
 
     fn gas_price(&self) -> RpcResult<U256> {
-        Ok(U256::from(read(&self.0.chain).next_base_fee()) + U256::from(SUGGESTED_TIP))
+        Ok(U256::from(self.0.chain().next_base_fee()) + U256::from(SUGGESTED_TIP))
     }
 
     fn max_priority_fee_per_gas(&self) -> RpcResult<U256> {
@@ -168,7 +168,7 @@ impl EthApiServer for EthRpc {
         newest: BlockNumberOrTag,
         percentiles: Option<Vec<f64>>,
     ) -> RpcResult<FeeHistory> {
-        let chain = read(&self.0.chain);
+        let chain = self.0.chain();
         let newest = block_number(&chain, Some(newest)).min(chain.head().header.number);
         let count = count.to::<u64>().clamp(1, 1024).min(newest + 1);
         let oldest = newest + 1 - count;
@@ -195,26 +195,26 @@ impl EthApiServer for EthRpc {
     }
 
     fn balance(&self, address: Address, block: Option<BlockId>) -> RpcResult<U256> {
-        let chain = read(&self.0.chain);
+        let chain = self.0.chain();
         Ok(state_for(&chain, block)?.1.balance(&address))
     }
 
     fn transaction_count(&self, address: Address, block: Option<BlockId>) -> RpcResult<U64> {
         if block == Some(BlockId::Number(BlockNumberOrTag::Pending)) {
-            let head = Head::of(&read(&self.0.chain));
+            let head = Head::of(&self.0.chain());
             return Ok(U64::from(self.0.submitter()?.pending_nonce(&head, &address)));
         }
-        let chain = read(&self.0.chain);
+        let chain = self.0.chain();
         Ok(U64::from(state_for(&chain, block)?.1.nonce(&address)))
     }
 
     fn code(&self, address: Address, block: Option<BlockId>) -> RpcResult<Bytes> {
-        let chain = read(&self.0.chain);
+        let chain = self.0.chain();
         Ok(state_for(&chain, block)?.1.code(&address))
     }
 
     fn storage_at(&self, address: Address, slot: U256, block: Option<BlockId>) -> RpcResult<B256> {
-        let chain = read(&self.0.chain);
+        let chain = self.0.chain();
         Ok(B256::from(state_for(&chain, block)?.1.storage(&address, &slot).to_be_bytes::<32>()))
     }
 
@@ -224,7 +224,7 @@ impl EthApiServer for EthRpc {
             return Err(invalid(format!("at most {MAX_PROOF_KEYS} storage keys")));
         }
         let st = {
-            let chain = read(&self.0.chain);
+            let chain = self.0.chain();
             state_for(&chain, block)?.1.clone()
         };
         let p = crate::proof::prove(&st, address, &keys);
@@ -272,7 +272,7 @@ impl EthApiServer for EthRpc {
     }
 
     fn transaction_by_hash(&self, hash: B256) -> RpcResult<Option<RpcTransaction<TxEnvelope>>> {
-        if let Some(t) = read(&self.0.chain).locate(&hash).and_then(|(b, i)| rpc_tx(b, i)) {
+        if let Some(t) = self.0.chain().locate(&hash).and_then(|(b, i)| rpc_tx(b, i)) {
             return Ok(Some(t));
         }
         Ok(self.0.submitter()?.pending_tx(&hash).as_ref().map(pending_tx))
@@ -291,7 +291,7 @@ impl EthApiServer for EthRpc {
     }
 
     fn transaction_receipt(&self, hash: B256) -> RpcResult<Option<TransactionReceipt>> {
-        Ok(read(&self.0.chain).locate(&hash).and_then(|(b, i)| rpc_receipt(b, i)))
+        Ok(self.0.chain().locate(&hash).and_then(|(b, i)| rpc_receipt(b, i)))
     }
 
     fn block_receipts(&self, block: BlockId) -> RpcResult<Option<Vec<TransactionReceipt>>> {
@@ -315,7 +315,7 @@ impl EthApiServer for EthRpc {
     }
 
     fn logs(&self, filter: Filter) -> RpcResult<Vec<RpcLog>> {
-        logs(&read(&self.0.chain), &filter)
+        logs(&self.0.chain(), &filter)
     }
 }
 
@@ -328,8 +328,8 @@ fn send_raw(n: &Node, raw: Bytes) -> Result<B256, TxRefused> {
     let tx = crate::submit::decode(raw)?;
     let hash = tx.hash();
     let head = {
-        let chain = read(&n.chain);
-        if chain.tx_index.contains_key(&hash) {
+        let chain = n.chain();
+        if chain.contains_tx(&hash) {
             return Err(TxRefused::Known);
         }
         Head::of(&chain)
@@ -342,7 +342,7 @@ fn send_raw(n: &Node, raw: Bytes) -> Result<B256, TxRefused> {
     let submit = n.submit.get().ok_or(TxRefused::Starting)?;
     if let Err(e) = submit.submit(&head, tx) {
         // Included since the check above (its nonce is used now): known, as geth says.
-        let known = read(&n.chain).tx_index.contains_key(&hash);
+        let known = n.chain().contains_tx(&hash);
         return Err(if known { TxRefused::Known } else { e });
     }
     n.filters.pending(hash);

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::convert::block_logs;
 use super::query::log_range;
-use super::{MAX_LOGS, Node, RpcResult, invalid, read, server};
+use super::{MAX_LOGS, Node, RpcResult, invalid, server};
 use crate::chain::Chain;
 
 /// A filter not polled for this long is removed (geth's timeout).
@@ -174,7 +174,7 @@ pub struct EthFilterRpc(pub Arc<Node>);
 impl EthFilterApiServer for EthFilterRpc {
     fn new_filter(&self, f: Filter) -> RpcResult<U256> {
         let n = &self.0;
-        let chain = read(&n.chain);
+        let chain = n.chain();
         log_range(&chain, &f)?; // a range the node cannot serve is refused now, not at the poll
         let head = chain.head().header.number;
         // Logs from `fromBlock` on are changes too when it is in the past.
@@ -195,7 +195,7 @@ impl EthFilterApiServer for EthFilterRpc {
     }
 
     fn filter_changes(&self, id: U256) -> RpcResult<Value> {
-        let chain = read(&self.0.chain);
+        let chain = self.0.chain();
         self.0.filters.changes(id, &chain)
     }
 
@@ -209,7 +209,7 @@ impl EthFilterApiServer for EthFilterRpc {
                 _ => return Err(invalid("not a log filter")),
             }
         };
-        let chain = read(&self.0.chain);
+        let chain = self.0.chain();
         let (lo, hi) = log_range(&chain, &filter)?;
         collect_logs(&chain, &filter, lo, hi)
     }

@@ -14,7 +14,7 @@ use revm::context_interface::result::ExecutionResult;
 use serde_json::{Value, json};
 
 use super::query::{block_number, call, state_for};
-use super::{Node, RpcResult, inference_error, invalid, read, server};
+use super::{Node, RpcResult, inference_error, invalid, server};
 use crate::chain::Block;
 use crate::trace::{self, InferenceTrace};
 
@@ -62,11 +62,11 @@ impl FixpointApiServer for FixpointRpc {
     }
 
     fn list_models(&self) -> RpcResult<Vec<B256>> {
-        Ok(read(&self.0.chain).models.ids())
+        Ok(self.0.chain().models.ids())
     }
 
     fn model_info(&self, id: B256) -> RpcResult<Value> {
-        let chain = read(&self.0.chain);
+        let chain = self.0.chain();
         let word = |slot| chain.state.storage(&fixpoint_precompiles::REGISTRY_ADDRESS, &slot);
         let Some(r) = fixpoint_precompiles::state::model_info(id, word) else {
             return Ok(Value::Null);
@@ -111,14 +111,14 @@ impl FixpointApiServer for FixpointRpc {
             TraceTarget::Recorded(ByTx { tx, call }) => {
                 // Snapshot under the lock, replay without it.
                 let (replay, models, spec) = {
-                    let chain = read(&n.chain);
+                    let chain = n.chain();
                     (trace::Replay::of(&chain, tx, call.unwrap_or(0)), chain.models.clone(), chain.spec)
                 };
                 replay.and_then(|r| trace::trace_recorded(r, &models, &spec, full))
             }
             TraceTarget::Model(ByModel { model, input, block }) => {
                 let models = {
-                    let chain = read(&n.chain);
+                    let chain = n.chain();
                     let (num, state) = state_for(&chain, block)?;
                     let word = |slot| state.storage(&fixpoint_precompiles::REGISTRY_ADDRESS, &slot);
                     if fixpoint_precompiles::state::model_info(model, word).is_none() {
@@ -136,7 +136,7 @@ impl FixpointApiServer for FixpointRpc {
     }
 
     fn inference_records(&self, block: BlockNumberOrTag) -> RpcResult<Value> {
-        let chain = read(&self.0.chain);
+        let chain = self.0.chain();
         let num = block_number(&chain, Some(block));
         let Some(b) = chain.block(num) else { return Ok(Value::Null) };
         Ok(json!({
@@ -146,7 +146,7 @@ impl FixpointApiServer for FixpointRpc {
     }
 
     fn transaction_records(&self, hash: B256) -> RpcResult<Value> {
-        let chain = read(&self.0.chain);
+        let chain = self.0.chain();
         let Some((b, i)) = chain.locate(&hash) else { return Ok(Value::Null) };
         Ok(records_json(b, Some(i as u32)))
     }

@@ -15,7 +15,7 @@ pub mod query;
 pub mod txpool;
 pub mod web3;
 
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use alloy_primitives::{B256, Bytes};
 use jsonrpsee::RpcModule;
@@ -51,8 +51,11 @@ pub trait Finality: Send + Sync + 'static {
 /// at startup: [`crate::submit`]).
 #[derive(Debug)]
 pub struct Node {
-    /// The chain: read by queries and validation, written only to move the head.
-    pub chain: RwLock<Chain>,
+    /// The chain's current version: a query takes it ([`Node::chain`]) and works on it without
+    /// a lock; finalization swaps in the next version, never waiting behind a query.
+    chain: RwLock<Arc<Chain>>,
+    /// Held while a finalized block is imported and swapped in (one writer at a time).
+    importing: Mutex<()>,
     /// Where admitted transactions go.
     pub(crate) submit: std::sync::OnceLock<Box<dyn Submit>>,
     /// Set on validators: finalized blocks with certificates, for followers.
@@ -73,11 +76,6 @@ impl std::fmt::Debug for dyn Finality {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Finality")
     }
-}
-
-/// A read lock, through poisoning (a panicked writer left the last consistent value).
-pub(crate) fn read<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    m.read().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// What a method answers.
@@ -119,13 +117,20 @@ impl Node {
         Arc::new(Self {
             highest_known: Default::default(),
             started_at,
-            chain: RwLock::new(chain),
+            chain: RwLock::new(Arc::new(chain)),
+            importing: Mutex::new(()),
             submit: Default::default(),
             finality: Default::default(),
             gas_cap: Default::default(),
             filters: Default::default(),
             events: tokio::sync::broadcast::channel(EVENTS_BUFFER).0,
         })
+    }
+
+    /// The chain as it is now: an immutable version (O(1) to take, the lock held only to clone
+    /// an `Arc`), which later blocks do not change.
+    pub fn chain(&self) -> Arc<Chain> {
+        self.chain.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Sets where transactions go (once, at startup).
@@ -145,7 +150,7 @@ impl Node {
 
     /// The head block's number.
     pub fn head_number(&self) -> u64 {
-        read(&self.chain).head().header.number
+        self.chain().head().header.number
     }
 
     /// Records the highest finalized height known elsewhere (a follower's upstream head).
@@ -179,8 +184,10 @@ impl Node {
 
 impl Sink for Node {
     fn finalized(&self, block: &ConsensusBlock, executed: &Executed) -> Result<(), SinkError> {
+        let _importing = self.importing.lock().unwrap_or_else(PoisonError::into_inner);
         let started = std::time::Instant::now();
-        let next = read(&self.chain).import(block, executed).map_err(SinkError::new)?;
+        let chain = self.chain();
+        let next = chain.import(block, executed).map_err(SinkError::new)?;
         if let Some(next) = next {
             let took = started.elapsed();
             crate::metrics::get().finalized(executed, took);
@@ -197,7 +204,9 @@ impl Sink for Node {
                 commit_ms = took.as_millis() as u64,
                 "block finalized"
             );
-            self.chain.write().unwrap_or_else(PoisonError::into_inner).apply(next);
+            let mut version = Chain::clone(&chain);
+            version.apply(next);
+            *self.chain.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(version);
             if let Some(s) = self.submit.get() {
                 s.finalized(&executed.state);
             }

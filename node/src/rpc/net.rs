@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use jsonrpsee::proc_macros::rpc;
 
-use super::{Node, RpcResult, read};
+use super::{Node, RpcResult};
 
 /// The `net` methods.
 #[rpc(server, namespace = "net")]
@@ -24,7 +24,7 @@ pub struct NetRpc(pub Arc<Node>);
 
 impl NetApiServer for NetRpc {
     fn version(&self) -> RpcResult<String> {
-        Ok(read(&self.0.chain).spec.chain_id.to_string())
+        Ok(self.0.chain().spec.chain_id.to_string())
     }
 
     fn listening(&self) -> RpcResult<bool> {

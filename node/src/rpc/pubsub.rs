@@ -12,7 +12,7 @@ use jsonrpsee::proc_macros::rpc;
 use serde_json::Value;
 
 use super::convert::{block_logs, rpc_block};
-use super::{Event, Node, invalid, read};
+use super::{Event, Node, invalid};
 
 /// The `eth` subscription methods.
 #[rpc(server, namespace = "eth")]
@@ -81,7 +81,7 @@ fn notifications(n: &Node, what: &Subscription, event: Event) -> Vec<Value> {
     match (what, event) {
         (Subscription::Pending, Event::Pending(h)) => vec![Value::String(h.to_string())],
         (Subscription::Heads, Event::Head(number)) => {
-            let chain = read(&n.chain);
+            let chain = n.chain();
             chain
                 .block(number)
                 .and_then(|b| serde_json::to_value(rpc_block(b, false).header).ok())
@@ -89,7 +89,7 @@ fn notifications(n: &Node, what: &Subscription, event: Event) -> Vec<Value> {
                 .collect()
         }
         (Subscription::Logs(f), Event::Head(number)) => {
-            let chain = read(&n.chain);
+            let chain = n.chain();
             let Some(b) = chain.block(number) else { return vec![] };
             block_logs(b)
                 .into_iter()

@@ -10,7 +10,7 @@ use revm::context::TxEnv;
 use revm::context_interface::result::ExecutionResult;
 
 use super::convert::block_logs;
-use super::{MAX_LOG_RANGE, MAX_LOGS, Node, RpcResult, read, reverted, server};
+use super::{MAX_LOG_RANGE, MAX_LOGS, Node, RpcResult, reverted, server};
 use crate::chain::{Chain, Simulation};
 use fixpoint_evm::WorldState;
 
@@ -84,7 +84,7 @@ impl Node {
     /// A snapshot to run calls on, taken under the chain's read lock (which is released before
     /// anything runs), for the block `block` names (default `latest`).
     pub(crate) fn at(&self, block: Option<BlockId>, overrides: Option<&StateOverride>) -> RpcResult<At> {
-        let chain = read(&self.chain);
+        let chain = self.chain();
         let (number, _) = state_for(&chain, block)?;
         let sim = chain.simulation(number, overrides).map_err(|e| server(e.to_string()))?;
         Ok(At { sim, cap: self.gas_cap(&chain) })

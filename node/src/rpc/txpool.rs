@@ -11,7 +11,7 @@ use jsonrpsee::proc_macros::rpc;
 use serde_json::{Value, json};
 
 use super::convert::pending_tx;
-use super::{Node, RpcResult, read, server};
+use super::{Node, RpcResult, server};
 use crate::submit::Head;
 
 /// The `txpool` methods (geth's).
@@ -36,7 +36,7 @@ pub struct TxpoolRpc(pub Arc<Node>);
 type Split<T> = (BTreeMap<Address, BTreeMap<u64, T>>, BTreeMap<Address, BTreeMap<u64, T>>);
 
 fn split<T>(n: &Node, f: impl Fn(&fixpoint_consensus::PendingTx) -> T) -> RpcResult<Split<T>> {
-    let head = Head::of(&read(&n.chain));
+    let head = Head::of(&n.chain());
     let submit = n.submit.get().ok_or_else(|| server("the node is starting"))?;
     let (mut pending, mut queued) = (BTreeMap::new(), BTreeMap::new());
     for (t, executable) in submit.content(&head) {

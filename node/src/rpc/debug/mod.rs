@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::query::tx_env;
-use super::{Node, RpcResult, invalid, read, server};
+use super::{Node, RpcResult, invalid, server};
 use crate::chain::{RECENT_STATES, SimError};
 use call::{CallConfig, CallTracer};
 use struct_log::{LogConfig, StructLogResult, StructLogger};
@@ -142,7 +142,7 @@ fn trace_transaction(node: &Node, tx: B256, opts: &TraceOptions) -> Result<Value
     let tracer = Tracer::of(opts)?;
     // Snapshot under the lock, replay without it.
     let (parent, env, txs, receipt_gas, receipt_ok, spec, models) = {
-        let chain = read(&node.chain);
+        let chain = node.chain();
         let (b, i) = chain.locate(&tx).ok_or(DebugError::UnknownTx(tx))?;
         let n = b.header.number;
         let parent = n.checked_sub(1).and_then(|p| chain.state_at(p)).cloned().ok_or(DebugError::StateGone(n))?;
