@@ -580,7 +580,9 @@ mod tests {
                 info.code = None;
             }
             assert_eq!(decode_changes(&bytes).unwrap(), c);
-            for cut in [1, 20, 21, bytes.len() / 2, bytes.len() - 1] {
+            // Inside the first account record and inside the last one (a cut between records is a
+            // shorter valid set).
+            for cut in [1, 20, 21, bytes.len() - 1] {
                 if cut < bytes.len() {
                     assert!(decode_changes(&bytes[..cut]).is_err(), "a set cut at {cut} of {} decodes", bytes.len());
                 }
