@@ -156,15 +156,20 @@ pub struct Chain {
     pub models: Arc<ModelStore>,
     /// The head state (shared: a query takes a snapshot and runs without holding the chain).
     pub state: Arc<WorldState>,
-    /// Every block, by number.
-    blocks: imbl::Vector<Arc<Block>>,
-    /// Block hash → number.
+    /// The newest blocks, oldest first, the head last: at least [`RECENT_BLOCKS`] and every block
+    /// the database has not indexed yet (older ones are read from it on demand).
+    recent: imbl::Vector<Arc<Block>>,
+    /// Block hash → number, for `recent`.
     by_hash: imbl::HashMap<B256, u64>,
-    /// Transaction hash → (block, index).
+    /// Transaction hash → (block, index), for `recent`.
     tx_index: imbl::HashMap<B256, (u64, usize)>,
     /// Post-states of the blocks before the head, newest last, at most [`RECENT_STATES`].
     history: imbl::Vector<(u64, Arc<WorldState>)>,
 }
+
+/// How many of the newest blocks a chain keeps in memory (with those the database has not yet
+/// indexed); older blocks are read from the database when asked for.
+pub const RECENT_BLOCKS: usize = 128;
 
 /// How many past blocks' states are kept in memory for queries at older block tags.
 pub const RECENT_STATES: usize = 128;
@@ -237,17 +242,19 @@ impl Chain {
                 store
             }),
             models,
-            blocks: imbl::Vector::new(),
+            recent: imbl::Vector::new(),
             by_hash: imbl::HashMap::new(),
             tx_index: imbl::HashMap::new(),
             history: imbl::Vector::new(),
         };
-        for b in chain.store.blocks()? {
+        let head = chain.store.head()?.unwrap_or_default();
+        let first = head.saturating_sub(RECENT_BLOCKS as u64 - 1).min(chain.store.folded()? + 1);
+        for b in chain.store.blocks_from(first)? {
             let b = Block::from_stored(b)?;
             chain.index(&b);
-            chain.blocks.push_back(Arc::new(b));
+            chain.recent.push_back(Arc::new(b));
         }
-        let stored = chain.blocks.front().map(|b| b.hash).unwrap_or_default();
+        let stored = chain.store.block(0)?.map(|b| b.header.hash_slow()).unwrap_or_default();
         if stored != genesis_hash {
             return Err(ChainError::GenesisMismatch { stored, given: genesis_hash });
         }
@@ -271,7 +278,7 @@ impl Chain {
     /// The head block.
     pub fn head(&self) -> &Block {
         // Genesis is written on open, so there is always a head.
-        self.blocks.back().unwrap_or_else(|| unreachable!("chain without genesis"))
+        self.recent.back().unwrap_or_else(|| unreachable!("chain without genesis"))
     }
 
     /// The base fee the next block will have.
@@ -406,29 +413,98 @@ impl Chain {
         }
         self.index(&next.block);
         let hash = next.block.hash;
-        self.blocks.push_back(Arc::new(next.block));
+        self.recent.push_back(Arc::new(next.block));
+        self.forget_indexed();
         hash
     }
 
-    /// Block by number.
-    pub fn block(&self, number: u64) -> Option<&Block> {
-        usize::try_from(number).ok().and_then(|n| self.blocks.get(n)).map(|b| &**b)
+    /// Drops from memory the oldest blocks beyond [`RECENT_BLOCKS`] that the database has
+    /// indexed (they are read from it from now on).
+    fn forget_indexed(&mut self) {
+        if self.recent.len() <= RECENT_BLOCKS {
+            return;
+        }
+        let folded = match self.store.folded() {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the indexed height; blocks stay in memory");
+                return;
+            }
+        };
+        while self.recent.len() > RECENT_BLOCKS
+            && let Some(b) = self.recent.front().filter(|b| b.header.number <= folded).cloned()
+        {
+            self.by_hash.remove(&b.hash);
+            for t in &b.txs {
+                self.tx_index.remove(t.inner().tx_hash());
+            }
+            self.recent.pop_front();
+        }
+    }
+
+    /// The block number of the oldest block held in memory.
+    fn first_recent(&self) -> u64 {
+        self.recent.front().map_or(0, |b| b.header.number)
+    }
+
+    /// Block by number: from memory if recent, else read from the database.
+    pub fn block(&self, number: u64) -> Option<Arc<Block>> {
+        let head = self.head().header.number;
+        if number > head {
+            return None;
+        }
+        let first = self.first_recent();
+        if number >= first {
+            return usize::try_from(number - first).ok().and_then(|i| self.recent.get(i)).cloned();
+        }
+        let stored = self.store.block(number).and_then(|b| b.map(Block::from_stored).transpose());
+        match stored {
+            Ok(b) => b.map(Arc::new),
+            Err(e) => {
+                tracing::error!(number, error = %e, "cannot read a stored block");
+                None
+            }
+        }
+    }
+
+    /// The number of the block with hash `hash`, if this version of the chain has it.
+    fn number_of(&self, hash: &B256) -> Option<u64> {
+        if let Some(n) = self.by_hash.get(hash) {
+            return Some(*n);
+        }
+        let n = self.store.block_number(hash).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read the block hash index");
+            None
+        })?;
+        (n <= self.head().header.number).then_some(n)
     }
 
     /// Block by hash.
-    pub fn block_by_hash(&self, hash: &B256) -> Option<&Block> {
-        self.by_hash.get(hash).and_then(|n| self.block(*n))
+    pub fn block_by_hash(&self, hash: &B256) -> Option<Arc<Block>> {
+        self.block(self.number_of(hash)?)
+    }
+
+    /// A transaction's block number and index, if this version of the chain has it.
+    fn tx_location(&self, hash: &B256) -> Option<(u64, usize)> {
+        if let Some(at) = self.tx_index.get(hash) {
+            return Some(*at);
+        }
+        let (n, i) = self.store.tx_location(hash).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read the transaction index");
+            None
+        })?;
+        (n <= self.head().header.number).then_some((n, i))
     }
 
     /// Whether a transaction with `hash` is in a block.
     pub fn contains_tx(&self, hash: &B256) -> bool {
-        self.tx_index.contains_key(hash)
+        self.tx_location(hash).is_some()
     }
 
     /// A transaction's block and index.
-    pub fn locate(&self, hash: &B256) -> Option<(&Block, usize)> {
-        let (n, i) = self.tx_index.get(hash)?;
-        Some((self.block(*n)?, *i))
+    pub fn locate(&self, hash: &B256) -> Option<(Arc<Block>, usize)> {
+        let (n, i) = self.tx_location(hash)?;
+        Some((self.block(n)?, i))
     }
 
     /// The state after block `number`: the head's, or one of the recent ones kept in memory.
@@ -590,6 +666,7 @@ fn apply_overrides(state: &mut CacheDB<Arc<WorldState>>, overrides: &StateOverri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::FOLD_ENTRIES;
     use alloy_consensus::{SignableTransaction, Transaction as _, TxEip1559};
     use alloy_primitives::{Signature, TxKind};
     use alloy_sol_types::SolCall;
@@ -772,5 +849,59 @@ mod tests {
         assert_eq!(chain.models.chunk_count(), 0, "a cancelled upload leaves nothing on disk");
         drop(chain);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Past [`RECENT_BLOCKS`], blocks the database has indexed leave memory and are read from it:
+    /// by number, by hash and by transaction hash, the same blocks as before, in this process
+    /// and after a restart; a version of the chain does not see blocks newer than its head.
+    #[test]
+    fn old_blocks_are_read_from_the_database() {
+        let dir = std::env::temp_dir().join(format!("fixpoint-old-blocks-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("chain.redb");
+        let mut chain = open(&path);
+        let mut parent = genesis_block(&chain);
+        let total = RECENT_BLOCKS as u64 + 8;
+        let mut seen = Vec::new();
+        for nonce in 0..total {
+            let tx = transfer(ALICE, nonce);
+            let hash = tx.hash();
+            block(&mut chain, &mut parent, vec![tx]);
+            seen.push((chain.head().header.number, chain.head().hash, hash));
+            if nonce == 0 {
+                // Everything folded (the folding thread may have done part): the next blocks
+                // may drop the first ones.
+                while chain.store.fold(FOLD_ENTRIES).unwrap() > 0 {}
+            }
+        }
+        while chain.store.fold(FOLD_ENTRIES).unwrap() > 0 {}
+        let held = chain.clone();
+        block(&mut chain, &mut parent, vec![transfer(ALICE, total)]);
+        assert_eq!(chain.recent.len(), RECENT_BLOCKS, "indexed blocks beyond the window leave memory");
+        assert_eq!(chain.first_recent(), total + 1 - RECENT_BLOCKS as u64 + 1);
+        let check = |chain: &Chain| {
+            for (number, hash, tx) in &seen {
+                let b = chain.block(*number).unwrap();
+                assert_eq!((b.header.number, b.hash), (*number, *hash));
+                assert_eq!(chain.block_by_hash(hash).unwrap().header.number, *number);
+                let (b, i) = chain.locate(tx).unwrap();
+                assert_eq!((b.header.number, i, b.txs[i].inner().tx_hash()), (*number, 0, tx));
+                assert!(chain.contains_tx(tx));
+            }
+            assert!(chain.block_by_hash(&B256::repeat_byte(7)).is_none());
+            assert!(!chain.contains_tx(&B256::repeat_byte(7)));
+        };
+        check(&chain);
+        let newest = (chain.head().hash, *chain.head().txs[0].inner().tx_hash());
+        assert!(held.block(total + 1).is_none() && held.block_by_hash(&newest.0).is_none());
+        assert!(!held.contains_tx(&newest.1), "an older version does not see the newer block's transaction");
+        drop((chain, held));
+        let chain = open(&path);
+        check(&chain);
+        assert!(chain.recent.len() <= RECENT_BLOCKS + 1, "a restart loads the window, not every block");
+        assert_eq!(chain.block_by_hash(&newest.0).unwrap().header.number, total + 1);
+        drop(chain);
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

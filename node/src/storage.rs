@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 
 use alloy_consensus::Header;
-use alloy_primitives::{Address, B256, Bytes, U256};
+use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use revm::bytecode::Bytecode;
 use revm::state::AccountInfo;
@@ -31,6 +31,10 @@ const MODELS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("models")
 /// Each block's state changes ([`encode_changes`]), by height, until folded into `accounts` and
 /// `storage`; meta key "folded" is the height whose post-state those tables hold.
 const CHANGES: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("state-changes");
+/// Block hash → number, for the blocks up to the folded height (the chain keeps newer ones).
+const BLOCK_HASHES: TableDefinition<'_, &[u8], u64> = TableDefinition::new("block-hashes");
+/// Transaction hash → its block's number (8 bytes) and index in the block (4), big-endian.
+const TX_LOCATIONS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("tx-locations");
 /// Consensus data: key "finalized" holds the last finalized consensus block (validators).
 const CONSENSUS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("consensus");
 /// Chunks of open model uploads that the finalized state names: key `id ‖ owner ‖ index (u64 BE)
@@ -259,12 +263,44 @@ fn folded(meta: &impl ReadableTable<&'static str, u64>) -> Result<Option<u64>, S
     })
 }
 
+fn decode_block(bytes: &[u8]) -> Result<StoredBlock, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Indexes block `number`'s hash and its transactions' hashes.
+fn index_block(w: &redb::WriteTransaction, number: u64, block: &StoredBlock) -> Result<(), StoreError> {
+    w.open_table(BLOCK_HASHES).map_err(dbe)?.insert(block.header.hash_slow().as_slice(), number).map_err(dbe)?;
+    let mut txs = w.open_table(TX_LOCATIONS).map_err(dbe)?;
+    for (i, raw) in block.txs.iter().enumerate() {
+        let mut at = number.to_be_bytes().to_vec();
+        at.extend_from_slice(&u32::try_from(i).map_err(dbe)?.to_be_bytes());
+        txs.insert(keccak256(raw).as_slice(), at.as_slice()).map_err(dbe)?;
+    }
+    Ok(())
+}
+
+/// Indexes every stored block up to `upto` if the hash index is empty: a database written
+/// before the indexes existed.
+fn backfill_indexes(w: &redb::WriteTransaction, upto: u64) -> Result<(), StoreError> {
+    if !w.open_table(BLOCK_HASHES).map_err(dbe)?.is_empty().map_err(dbe)? {
+        return Ok(());
+    }
+    let blocks = w.open_table(BLOCKS).map_err(dbe)?;
+    for item in blocks.range(..=upto).map_err(dbe)? {
+        let (k, v) = item.map_err(dbe)?;
+        index_block(w, k.value(), &decode_block(v.value())?)?;
+    }
+    Ok(())
+}
+
 /// Folds the oldest change sets into the tables, whole sets up to about `max_entries` entries
-/// (at least one set), in one transaction that also deletes them; returns how many it folded.
-/// Not durable on its own (no fsync): the next block's commit makes it so, and until then a
-/// crash loses the fold and its deletions together, which the next open replays.
+/// (at least one set), and indexes their blocks' and transactions' hashes, in one transaction
+/// that also deletes the sets; returns how many it folded.
+/// Durable on its own: left to the next block's commit, the pages it dirtied (a leaf page per
+/// changed key, scattered over the tables) would be synced on the block's critical path. A crash
+/// before it commits loses the fold and its deletions together, which the next open replays.
 fn fold(db: &Database, max_entries: usize) -> Result<usize, StoreError> {
-    let mut w = db.begin_write().map_err(dbe)?;
+    let w = db.begin_write().map_err(dbe)?;
     let mut sets = 0;
     {
         let mut meta = w.open_table(META).map_err(dbe)?;
@@ -275,6 +311,9 @@ fn fold(db: &Database, max_entries: usize) -> Result<usize, StoreError> {
             let Some(row) = rows.get(at + 1).map_err(dbe)?.map(|g| g.value().to_vec()) else { break };
             let changes = decode_changes(&row)?;
             write_state(&w, &changes)?;
+            let block = w.open_table(BLOCKS).map_err(dbe)?.get(at + 1).map_err(dbe)?.map(|g| g.value().to_vec());
+            let block = block.ok_or_else(|| StoreError::Corrupt(format!("change set {} without its block", at + 1)))?;
+            index_block(&w, at + 1, &decode_block(&block)?)?;
             rows.remove(at + 1).map_err(dbe)?;
             entries += changes.accounts.len() + changes.slots();
             at += 1;
@@ -286,7 +325,6 @@ fn fold(db: &Database, max_entries: usize) -> Result<usize, StoreError> {
         w.abort().map_err(dbe)?;
         return Ok(0);
     }
-    w.set_durability(redb::Durability::None).map_err(dbe)?;
     w.commit().map_err(dbe)?;
     Ok(sets)
 }
@@ -319,6 +357,11 @@ impl Store {
         w.open_table(CHUNKS).map_err(dbe)?;
         w.open_table(CONSENSUS).map_err(dbe)?;
         w.open_table(CHANGES).map_err(dbe)?;
+        w.open_table(TX_LOCATIONS).map_err(dbe)?;
+        let upto = folded(&w.open_table(META).map_err(dbe)?)?;
+        if let Some(upto) = upto {
+            backfill_indexes(&w, upto)?;
+        }
         w.commit().map_err(dbe)?;
         Ok(Self { folder: None, db: Arc::new(db) })
     }
@@ -390,16 +433,49 @@ impl Store {
         Ok(r.open_table(CONSENSUS).map_err(dbe)?.get("finalized").map_err(dbe)?.map(|g| g.value().to_vec()))
     }
 
-    /// Every stored block, in order.
-    pub fn blocks(&self) -> Result<Vec<StoredBlock>, StoreError> {
+    /// The stored blocks from `first` on, in order.
+    pub fn blocks_from(&self, first: u64) -> Result<Vec<StoredBlock>, StoreError> {
         let r = self.db.begin_read().map_err(dbe)?;
         let t = r.open_table(BLOCKS).map_err(dbe)?;
         let mut out = Vec::new();
-        for item in t.iter().map_err(dbe)? {
-            let (_, v) = item.map_err(dbe)?;
-            out.push(serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+        for item in t.range(first..).map_err(dbe)? {
+            out.push(decode_block(item.map_err(dbe)?.1.value())?);
         }
         Ok(out)
+    }
+
+    /// Stored block `number`.
+    pub fn block(&self, number: u64) -> Result<Option<StoredBlock>, StoreError> {
+        let r = self.db.begin_read().map_err(dbe)?;
+        let t = r.open_table(BLOCKS).map_err(dbe)?;
+        t.get(number).map_err(dbe)?.map(|g| decode_block(g.value())).transpose()
+    }
+
+    /// The number of the block with header hash `hash`, among the blocks up to [`Self::folded`].
+    pub fn block_number(&self, hash: &B256) -> Result<Option<u64>, StoreError> {
+        let r = self.db.begin_read().map_err(dbe)?;
+        Ok(r.open_table(BLOCK_HASHES).map_err(dbe)?.get(hash.as_slice()).map_err(dbe)?.map(|g| g.value()))
+    }
+
+    /// The block number and index of the transaction with hash `hash`, among the blocks up to
+    /// [`Self::folded`].
+    pub fn tx_location(&self, hash: &B256) -> Result<Option<(u64, usize)>, StoreError> {
+        let r = self.db.begin_read().map_err(dbe)?;
+        let t = r.open_table(TX_LOCATIONS).map_err(dbe)?;
+        let Some(g) = t.get(hash.as_slice()).map_err(dbe)? else { return Ok(None) };
+        let v = g.value();
+        let (Some(n), Some(i)) = (v.get(..8), v.get(8..12)) else {
+            return Err(StoreError::Corrupt("transaction location".into()));
+        };
+        let n = u64::from_be_bytes(n.try_into().map_err(dbe)?);
+        let i = u32::from_be_bytes(i.try_into().map_err(dbe)?);
+        Ok(Some((n, usize::try_from(i).map_err(dbe)?)))
+    }
+
+    /// The height the account and storage tables and the hash indexes are at.
+    pub fn folded(&self) -> Result<u64, StoreError> {
+        let r = self.db.begin_read().map_err(dbe)?;
+        Ok(folded(&r.open_table(META).map_err(dbe)?)?.unwrap_or_default())
     }
 
     /// The stored world state (the head block's post-state): the account and storage tables,
@@ -491,6 +567,7 @@ impl Store {
             write_code(&w, changes)?;
             if number == 0 {
                 write_state(&w, changes)?;
+                index_block(&w, 0, block)?;
                 w.open_table(META).map_err(dbe)?.insert("folded", 0).map_err(dbe)?;
             } else {
                 let row = encode_changes(changes);
@@ -651,6 +728,50 @@ mod tests {
         blocks(&store, &mut want, 3);
         drop(store);
         loaded(&want);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Block and transaction hashes are indexed as their blocks fold (genesis at once), and a
+    /// database without the indexes (written before them) gets them on open.
+    #[test]
+    fn hash_indexes_follow_the_fold_and_are_backfilled() {
+        let dir = std::env::temp_dir().join(format!("fixpoint-index-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("chain.redb");
+        let _ = std::fs::remove_file(&path);
+        let numbered = |n: u64| StoredBlock {
+            header: Header { number: n, ..Default::default() },
+            txs: (0..3u8).map(|i| Bytes::from(vec![n as u8, i])).collect(),
+            ..block()
+        };
+        let tx = |n: u64, i: u8| keccak256([n as u8, i]);
+        let store = Store::open(&path).unwrap();
+        for n in 0..6 {
+            store.commit_block(n, &numbered(n), &StateChanges::default(), &BlockExtras::default()).unwrap();
+        }
+        let hash = |n: u64| numbered(n).header.hash_slow();
+        assert_eq!(store.block_number(&hash(0)).unwrap(), Some(0), "genesis is indexed at once");
+        assert_eq!(store.tx_location(&tx(0, 2)).unwrap(), Some((0, 2)));
+        assert_eq!(store.block_number(&hash(3)).unwrap(), None, "not before its change set folds");
+        assert_eq!(store.fold(usize::MAX).unwrap(), 5);
+        let indexed = |store: &Store| {
+            for n in 0..6 {
+                assert_eq!(store.block_number(&hash(n)).unwrap(), Some(n));
+                assert_eq!(store.block(n).unwrap().unwrap().header.number, n);
+                for i in 0..3 {
+                    assert_eq!(store.tx_location(&tx(n, i)).unwrap(), Some((n, usize::from(i))));
+                }
+            }
+            assert_eq!(store.tx_location(&tx(9, 0)).unwrap(), None);
+        };
+        indexed(&store);
+        let w = store.db.begin_write().unwrap();
+        w.delete_table(BLOCK_HASHES).unwrap();
+        w.delete_table(TX_LOCATIONS).unwrap();
+        w.commit().unwrap();
+        assert_eq!(store.block_number(&hash(1)).ok().flatten(), None, "the indexes are gone");
+        drop(store);
+        indexed(&Store::open(&path).unwrap());
         std::fs::remove_dir_all(&dir).ok();
     }
 }

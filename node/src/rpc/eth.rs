@@ -133,7 +133,7 @@ impl EthRpc {
             BlockId::Number(t) => chain.block(block_number(&chain, Some(t))),
             BlockId::Hash(h) => chain.block_by_hash(&h.block_hash),
         };
-        b.map(f)
+        b.map(|b| f(&b))
     }
 }
 
@@ -178,7 +178,7 @@ impl EthApiServer for EthRpc {
             percentiles.as_deref().map(crate::fees::basis_points).transpose().map_err(|e| invalid(e.to_string()))?;
         let mut rewards = Vec::new();
         for b in (oldest..=newest).filter_map(|i| chain.block(i)) {
-            rewards.extend(bps.as_deref().map(|bps| crate::fees::rewards(b, bps)));
+            rewards.extend(bps.as_deref().map(|bps| crate::fees::rewards(&b, bps)));
             base.push(u128::from(b.header.base_fee_per_gas.unwrap_or(0)));
             // An RPC answer, not consensus: the ratio is reported as a float, as geth does.
             ratio.push(b.header.gas_used as f64 / b.header.gas_limit.max(1) as f64);
@@ -272,7 +272,7 @@ impl EthApiServer for EthRpc {
     }
 
     fn transaction_by_hash(&self, hash: B256) -> RpcResult<Option<RpcTransaction<TxEnvelope>>> {
-        if let Some(t) = self.0.chain().locate(&hash).and_then(|(b, i)| rpc_tx(b, i)) {
+        if let Some(t) = self.0.chain().locate(&hash).and_then(|(b, i)| rpc_tx(&b, i)) {
             return Ok(Some(t));
         }
         Ok(self.0.submitter()?.pending_tx(&hash).as_ref().map(pending_tx))
@@ -291,7 +291,7 @@ impl EthApiServer for EthRpc {
     }
 
     fn transaction_receipt(&self, hash: B256) -> RpcResult<Option<TransactionReceipt>> {
-        Ok(self.0.chain().locate(&hash).and_then(|(b, i)| rpc_receipt(b, i)))
+        Ok(self.0.chain().locate(&hash).and_then(|(b, i)| rpc_receipt(&b, i)))
     }
 
     fn block_receipts(&self, block: BlockId) -> RpcResult<Option<Vec<TransactionReceipt>>> {

@@ -135,7 +135,7 @@ fn collect_logs(chain: &Chain, f: &Filter, from: u64, to: u64) -> RpcResult<Vec<
     let mut out = Vec::new();
     for n in from..=to {
         if let Some(b) = chain.block(n) {
-            out.extend(block_logs(b).into_iter().filter(|l| f.matches(&l.inner)));
+            out.extend(block_logs(&b).into_iter().filter(|l| f.matches(&l.inner)));
         }
         if out.len() > MAX_LOGS {
             return Err(server(format!("query returned more than {MAX_LOGS} results")));

@@ -141,14 +141,14 @@ impl FixpointApiServer for FixpointRpc {
         let Some(b) = chain.block(num) else { return Ok(Value::Null) };
         Ok(json!({
             "blockNumber": num, "blockHash": b.hash, "recordsRoot": Bytes::from(b.header.extra_data.to_vec()),
-            "records": records_json(b, None),
+            "records": records_json(&b, None),
         }))
     }
 
     fn transaction_records(&self, hash: B256) -> RpcResult<Value> {
         let chain = self.0.chain();
         let Some((b, i)) = chain.locate(&hash) else { return Ok(Value::Null) };
-        Ok(records_json(b, Some(i as u32)))
+        Ok(records_json(&b, Some(i as u32)))
     }
 }
 

@@ -84,14 +84,14 @@ fn notifications(n: &Node, what: &Subscription, event: Event) -> Vec<Value> {
             let chain = n.chain();
             chain
                 .block(number)
-                .and_then(|b| serde_json::to_value(rpc_block(b, false).header).ok())
+                .and_then(|b| serde_json::to_value(rpc_block(&b, false).header).ok())
                 .into_iter()
                 .collect()
         }
         (Subscription::Logs(f), Event::Head(number)) => {
             let chain = n.chain();
             let Some(b) = chain.block(number) else { return vec![] };
-            block_logs(b)
+            block_logs(&b)
                 .into_iter()
                 .filter(|l| f.matches(&l.inner))
                 .filter_map(|l| serde_json::to_value(l).ok())

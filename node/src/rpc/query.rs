@@ -156,7 +156,7 @@ pub(crate) fn logs(chain: &Chain, f: &Filter) -> RpcResult<Vec<RpcLog>> {
     let mut out = Vec::new();
     for n in from..=to {
         let Some(b) = chain.block(n) else { continue };
-        out.extend(block_logs(b).into_iter().filter(|l| f.matches(&l.inner)));
+        out.extend(block_logs(&b).into_iter().filter(|l| f.matches(&l.inner)));
         if out.len() > MAX_LOGS {
             return Err(server(format!("query returned more than {MAX_LOGS} results")));
         }
