@@ -19,6 +19,7 @@ use revm::bytecode::Bytecode;
 use revm::state::AccountInfo;
 use serde::{Deserialize, Serialize};
 
+use fixpoint_evm::state::LoadedAccount;
 use fixpoint_evm::{AccountChange, StateChanges, WorldState};
 use fixpoint_precompiles::ChunkKey;
 
@@ -482,11 +483,15 @@ impl Store {
     /// then the change sets not yet folded into them, in height order.
     pub fn state(&self) -> Result<WorldState, StoreError> {
         let r = self.db.begin_read().map_err(dbe)?;
-        let mut all = StateChanges::default();
         let code = r.open_table(CODE).map_err(dbe)?;
         let code_of = |hash: &B256| -> Result<Option<Bytecode>, StoreError> {
+            if *hash == revm::primitives::KECCAK_EMPTY {
+                return Ok(None);
+            }
             Ok(code.get(hash.as_slice()).map_err(dbe)?.map(|g| Bytecode::new_raw(g.value().to_vec().into())))
         };
+        // Both tables are in address order: each account's slots follow it.
+        let mut accounts: Vec<LoadedAccount> = Vec::new();
         for item in r.open_table(ACCOUNTS).map_err(dbe)?.iter().map_err(dbe)? {
             let (k, v) = item.map_err(dbe)?;
             let (k, v) = (k.value(), v.value());
@@ -495,8 +500,9 @@ impl Store {
             }
             let mut info = parse_account(v, None)?;
             info.code = code_of(&info.code_hash)?;
-            all.accounts.insert(Address::from_slice(k), AccountChange { info: Some(info), ..Default::default() });
+            accounts.push((Address::from_slice(k), info, Vec::new()));
         }
+        let mut at = 0;
         for item in r.open_table(STORAGE).map_err(dbe)?.iter().map_err(dbe)? {
             let (k, v) = item.map_err(dbe)?;
             let (k, v) = (k.value(), v.value());
@@ -506,14 +512,16 @@ impl Store {
             if k.len() != 52 || v.len() != 32 {
                 return Err(StoreError::Corrupt("storage record".into()));
             }
-            let account = all
-                .accounts
-                .get_mut(&Address::from_slice(address))
+            while accounts.get(at).is_some_and(|a| a.0.as_slice() < address) {
+                at += 1;
+            }
+            let account = accounts
+                .get_mut(at)
+                .filter(|a| a.0.as_slice() == address)
                 .ok_or_else(|| StoreError::Corrupt("storage of a missing account".into()))?;
-            account.storage.insert(U256::from_be_slice(slot), U256::from_be_slice(v));
+            account.2.push((U256::from_be_slice(slot), U256::from_be_slice(v)));
         }
-        let mut state = WorldState::new();
-        state.apply(&all);
+        let mut state = WorldState::from_accounts(accounts);
         let folded = folded(&r.open_table(META).map_err(dbe)?)?.unwrap_or_default();
         for item in r.open_table(CHANGES).map_err(dbe)?.range(folded + 1..).map_err(dbe)? {
             let mut changes = decode_changes(item.map_err(dbe)?.1.value())?;
