@@ -6,7 +6,7 @@
 //! block's write touches the B-tree's last pages whatever the size of the state. A background
 //! thread ([`Store::start_folding`]) folds those rows into the account and storage tables in
 //! small transactions of their own, deleting each row in the transaction that folds it; opening
-//! the store replays the rows not yet folded (docs/storage.md).
+//! the store replays the rows not yet folded (docs/node.md, "State that scales").
 
 use std::path::Path;
 use std::sync::Arc;
