@@ -149,6 +149,12 @@ impl Drop for Folder {
 /// waits long for redb's one writer: about two blocks of the state benchmark.
 pub const FOLD_ENTRIES: usize = 4096;
 
+/// How long the folding thread waits after a block before folding, gathering the blocks that
+/// follow: each fold transaction syncs, and redb has one writer, so a fold per block would
+/// double the syncs blocks wait behind (the dev chain under load seals a block every few
+/// milliseconds); this bounds them to about ten a second.
+pub const FOLD_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The change-set row format: per account, `address (20) ‖ flags (1: bit 0 fields follow, bit 1
 /// storage cleared) ‖ [nonce (8 BE) ‖ balance (32 BE) ‖ code hash (32)] ‖ slots (4 BE) ‖ (slot
 /// (32 BE) ‖ value (32 BE))*`, accounts in address order.
@@ -367,8 +373,8 @@ impl Store {
         Ok(Self { folder: None, db: Arc::new(db) })
     }
 
-    /// Starts the thread that folds change sets into the tables after each block, in pieces of
-    /// [`FOLD_ENTRIES`]; it stops when the store is dropped. A store that never starts it
+    /// Starts the thread that folds change sets into the tables [`FOLD_PAUSE`] after a block,
+    /// in pieces of [`FOLD_ENTRIES`]; it stops when the store is dropped. A store that never starts it
     /// replays every change set on open.
     pub fn start_folding(&mut self) {
         if self.folder.is_some() {
@@ -378,7 +384,14 @@ impl Store {
         let db = self.db.clone();
         let thread = std::thread::Builder::new().name("fold".into()).spawn(move || {
             while woken.recv().is_ok() {
-                while woken.try_recv().is_ok() {}
+                let until = std::time::Instant::now() + FOLD_PAUSE;
+                while let Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) =
+                    woken.recv_timeout(until.saturating_duration_since(std::time::Instant::now()))
+                {
+                    if std::time::Instant::now() >= until {
+                        break;
+                    }
+                }
                 loop {
                     match fold(&db, FOLD_ENTRIES) {
                         Ok(0) => break,
