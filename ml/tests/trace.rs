@@ -8,7 +8,10 @@ use fixpoint_ml::kernels::Path;
 use fixpoint_ml::{Engine, Limits};
 
 fn case(name: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/models");
+    let dir = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../tests/vectors/models");
     let doc: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap()).unwrap();
     let c = &doc["cases"][0];

@@ -279,8 +279,10 @@ mod tests {
     use fixpoint_ml::{Limits, TensorData, verify};
 
     fn vector(name: &str) -> (Vec<u8>, Vec<u8>) {
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/vectors/models/{name}.json"));
+        let path = std::path::PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join(format!("../tests/vectors/models/{name}.json"));
         let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
         let h = |k: &str| hex::decode(doc["cases"][0][k].as_str().unwrap()).unwrap();
         (h("model"), h("input"))

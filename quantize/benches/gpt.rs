@@ -5,7 +5,6 @@
 #![allow(missing_docs)]
 
 use std::hint::black_box;
-use std::path::Path;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
@@ -17,7 +16,9 @@ const PROMPT: &[u8] = b"And God said, Let there be light";
 const TOKENS: usize = 32;
 
 fn bench_generation(c: &mut Criterion) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    );
     let bytes = std::fs::read(root.join("../node/assets/tiny-gpt.fxp")).unwrap();
     let float = Gpt::load(&root.join("data/tiny-gpt.safetensors")).unwrap();
     let prompt: Vec<u32> = PROMPT.iter().map(|&b| u32::from(b)).collect();

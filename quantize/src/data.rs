@@ -61,7 +61,10 @@ impl Dataset {
 
 /// The directory holding the committed data sets.
 pub fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data")
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("data")
 }
 
 fn bad(path: &Path, line: usize, msg: impl std::fmt::Display) -> Error {

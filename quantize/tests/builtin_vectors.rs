@@ -7,9 +7,11 @@ use fixpoint_ml::model_id;
 use fixpoint_quantize::Task;
 
 fn committed_id(task: Task) -> String {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/vectors/models")
-        .join(format!("{}.json", task.name()));
+    let path = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../tests/vectors/models")
+    .join(format!("{}.json", task.name()));
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     v["cases"][0]["model_id"].as_str().unwrap().to_string()
 }

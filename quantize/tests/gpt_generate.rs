@@ -2,15 +2,15 @@
 //! equals re-running the whole window for every new byte; and the committed integer model
 //! generates through the engine's plan (model-format.md §9).
 
-use std::path::Path;
-
 use candle_core::{Device, Tensor};
 use fixpoint_ml::{Counter, Engine, Limits};
 use fixpoint_quantize::gpt::Gpt;
 use fixpoint_quantize::gpt::model::log_prob_and_top;
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+fn root() -> std::path::PathBuf {
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
 }
 
 #[test]

@@ -9,7 +9,11 @@ use fixpoint_quantize::onnx::report::Accuracy;
 use fixpoint_quantize::onnx::{self, Imported, Options, Report, TargetColumn};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/onnx").join(name)
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../tests/fixtures/onnx")
+    .join(name)
 }
 
 fn opts() -> Options {

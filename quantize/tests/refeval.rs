@@ -19,7 +19,10 @@ use fixpoint_ml::kernels::Path as KernelPath;
 use fixpoint_ml::{Engine, Limits};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("..")
 }
 
 fn refeval(dir: &Path) -> Output {

@@ -14,7 +14,10 @@ pub const CALIBRATION_PERCENT: usize = 5;
 
 /// The committed corpus file, relative to the crate root.
 pub fn default_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/kjv-pentateuch-joshua.txt")
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("data/kjv-pentateuch-joshua.txt")
 }
 
 /// The corpus split into training, calibration and held-out bytes.
