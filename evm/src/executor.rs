@@ -1,6 +1,7 @@
 //! The block executor: applies a block's transactions in order over an overlay of the parent
 //! state and returns the new state with receipts and the three roots a block header commits to.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use alloy_consensus::transaction::Recovered;
@@ -13,12 +14,17 @@ use alloy_primitives::{Address, B256, Bloom, Bytes, Log};
 use alloy_trie::root::ordered_trie_root_with_encoder;
 use fixpoint_precompiles::{InferenceRecord, ModelStore, Scope};
 use revm::context::TxEnv;
-use revm::context_interface::result::{ExecutionResult, Output};
+use revm::context_interface::result::{EVMError, ExecutionResult, Output};
 use revm::inspector::{Inspector, NoOpInspector};
 
 pub use crate::chain::BlockEnvInput;
 use crate::chain::{ChainSpec, create_evm_with_inspector};
 use crate::state::{Overlay, StateChanges, WorldState};
+
+/// Why revm will not execute a transaction on a state: its own checks (nonce, balance, intrinsic
+/// gas, fee cap...) or a fatal error a precompile raised. The state overlay never fails to read,
+/// hence `Infallible`.
+pub type TxRejection = EVMError<Infallible>;
 
 /// Why a block cannot be executed: it is invalid, whoever proposed it.
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +35,7 @@ pub enum ExecError {
         /// Position in the block.
         index: usize,
         /// revm's reason.
-        reason: String,
+        reason: TxRejection,
     },
     /// The transactions' gas limits exceed the block's.
     #[error("transaction {index} exceeds the block gas limit ({used} + {tx_gas} > {limit})")]
@@ -169,8 +175,24 @@ pub struct Refused {
     pub index: usize,
     /// Transaction hash.
     pub hash: B256,
-    /// revm's reason, or the gas limit.
-    pub reason: String,
+    /// Why.
+    pub reason: RefusedReason,
+}
+
+/// Why [`build_block`] left a candidate out for good.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefusedReason {
+    /// Its gas limit exceeds the block's, so no block on this chain can hold it.
+    #[error("gas limit {tx_gas} above the block's {limit}")]
+    GasLimit {
+        /// The transaction's gas limit.
+        tx_gas: u64,
+        /// The block gas limit.
+        limit: u64,
+    },
+    /// revm will not execute it on the state the earlier candidates left.
+    #[error(transparent)]
+    Rejected(TxRejection),
 }
 
 /// Builds a block from `candidates` in one pass (a proposer): each candidate is executed on the
@@ -197,7 +219,7 @@ pub fn build_block(
         let tx_gas = tx.inner().gas_limit();
         let hash = *tx.inner().tx_hash();
         if tx_gas > block.gas_limit {
-            refused.push(Refused { index, hash, reason: format!("gas limit {tx_gas} above the block's") });
+            refused.push(Refused { index, hash, reason: RefusedReason::GasLimit { tx_gas, limit: block.gas_limit } });
             continue;
         }
         if run.cumulative.saturating_add(tx_gas) > block.gas_limit {
@@ -205,7 +227,7 @@ pub fn build_block(
         }
         match run.apply(tx) {
             Ok(()) => included.push(index),
-            Err(reason) => refused.push(Refused { index, hash, reason }),
+            Err(reason) => refused.push(Refused { index, hash, reason: RefusedReason::Rejected(reason) }),
         }
     }
     BuiltBlock { outcome: run.finish(), included, refused }
@@ -252,11 +274,11 @@ impl<I: Inspector<EthEvmContext<Overlay>>> Run<I> {
 
     /// Executes `tx` as the next transaction of the block; `Err` (revm's reason) leaves the
     /// state, the records and the receipts as they were.
-    fn apply(&mut self, tx: &Recovered<TxEnvelope>) -> Result<(), String> {
+    fn apply(&mut self, tx: &Recovered<TxEnvelope>) -> Result<(), TxRejection> {
         let index = self.outcomes.len();
         self.scope.begin_tx(u32::try_from(index).unwrap_or(u32::MAX));
         let env = TxEnv::from_recovered_tx(tx.inner(), tx.signer());
-        let result = self.evm.transact_commit(env).map_err(|e| e.to_string())?;
+        let result = self.evm.transact_commit(env)?;
         let gas_used = result.tx_gas_used();
         self.cumulative = self.cumulative.saturating_add(gas_used);
         let (success, logs, output, contract_address): (bool, Vec<Log>, Bytes, Option<Address>) = match result {

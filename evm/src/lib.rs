@@ -18,7 +18,7 @@ pub mod trie;
 
 pub use chain::{ChainSpec, create_evm, create_evm_with_inspector};
 pub use executor::{
-    BlockEnvInput, BlockOutcome, BuiltBlock, ExecError, Refused, TxOutcome, build_block, execute_block,
-    execute_block_in, inspect_last_in, records_root,
+    BlockEnvInput, BlockOutcome, BuiltBlock, ExecError, Refused, RefusedReason, TxOutcome, TxRejection, build_block,
+    execute_block, execute_block_in, inspect_last_in, records_root,
 };
 pub use state::{AccountChange, StateChanges, WorldState, state_root};

@@ -7,16 +7,19 @@ mod common;
 
 use alloy_consensus::proofs::calculate_receipt_root;
 use alloy_consensus::transaction::Recovered;
-use alloy_consensus::{TxEnvelope, TxReceipt};
+use alloy_consensus::{Transaction as _, TxEnvelope, TxReceipt};
 use alloy_eips::eip2718::Encodable2718;
 use alloy_primitives::{Address, B256, Bloom, BloomInput, TxKind, U256, keccak256, logs_bloom};
 use alloy_sol_types::{SolCall, SolEvent, SolValue, sol};
 use alloy_trie::EMPTY_ROOT_HASH;
 use common::*;
-use fixpoint_evm::{BlockEnvInput, BlockOutcome, ExecError, build_block, execute_block, records_root, state_root};
+use fixpoint_evm::{
+    BlockEnvInput, BlockOutcome, ExecError, RefusedReason, build_block, execute_block, records_root, state_root,
+};
 use fixpoint_precompiles::abi::IInference as I;
 use fixpoint_precompiles::abi::IModelRegistry as R;
 use fixpoint_precompiles::{INFERENCE_ADDRESS, ModelStore, REGISTRY_ADDRESS};
+use revm::context_interface::result::{EVMError, InvalidTransaction};
 use std::sync::Arc;
 
 sol! {
@@ -170,22 +173,32 @@ fn an_invalid_transaction_refuses_the_block_and_leaves_the_parent() {
     let root = state_root(&s.chain.state);
     let env = s.chain.env();
     let ok = s.chain.tx(ALICE, TxKind::Call(BOB), Vec::new(), 21_000);
+    let n = ok.inner().nonce(); // ALICE's nonce on the parent
     // Nonce gap: skip one.
     s.chain.tx(ALICE, TxKind::Call(BOB), Vec::new(), 21_000);
     let gap = s.chain.tx(ALICE, TxKind::Call(BOB), Vec::new(), 21_000);
     match execute_block(&s.chain.state, &s.chain.store, &s.chain.spec, &env, &[ok.clone(), gap]) {
-        Err(ExecError::InvalidTx { index: 1, reason }) => assert!(reason.to_lowercase().contains("nonce"), "{reason}"),
+        Err(ExecError::InvalidTx {
+            index: 1,
+            reason: EVMError::Transaction(InvalidTransaction::NonceTooHigh { tx, state }),
+        }) if (tx, state) == (n + 2, n + 1) => {}
         other => panic!("expected a nonce error, got {other:?}"),
     }
     // A sender without funds for gas.
     let broke = s.chain.tx(Address::repeat_byte(0x99), TxKind::Call(BOB), Vec::new(), 21_000);
     match execute_block(&s.chain.state, &s.chain.store, &s.chain.spec, &env, &[ok.clone(), broke]) {
-        Err(ExecError::InvalidTx { index: 1, reason }) => assert!(reason.to_lowercase().contains("fund"), "{reason}"),
+        Err(ExecError::InvalidTx {
+            index: 1,
+            reason: EVMError::Transaction(InvalidTransaction::LackOfFundForMaxFee { .. }),
+        }) => {}
         other => panic!("expected insufficient funds, got {other:?}"),
     }
     // A replayed transaction (its nonce is used by the first copy).
     match execute_block(&s.chain.state, &s.chain.store, &s.chain.spec, &env, &[ok.clone(), ok]) {
-        Err(ExecError::InvalidTx { index: 1, .. }) => {}
+        Err(ExecError::InvalidTx {
+            index: 1,
+            reason: EVMError::Transaction(InvalidTransaction::NonceTooLow { tx, state }),
+        }) if (tx, state) == (n, n + 1) => {}
         other => panic!("expected the replay refused, got {other:?}"),
     }
     assert_eq!(state_root(&s.chain.state), root, "refused blocks leave the parent as it was");
@@ -200,6 +213,7 @@ fn building_leaves_refused_transactions_out_in_one_pass() {
     let env = s.chain.env();
     let infer = I::inferCall { modelId: s.id, input: s.input.clone().into() }.abi_encode();
     let a0 = s.chain.tx(ALICE, TxKind::Call(INFERENCE_ADDRESS), infer.clone(), 1_000_000);
+    let n = a0.inner().nonce(); // ALICE's nonce on the parent
     s.chain.tx(ALICE, TxKind::Call(BOB), Vec::new(), 21_000); // nonce 1, never sent
     let a_gap = s.chain.tx(ALICE, TxKind::Call(BOB), Vec::new(), 21_000);
     let broke = s.chain.tx(Address::repeat_byte(0x99), TxKind::Call(INFERENCE_ADDRESS), infer.clone(), 1_000_000);
@@ -209,8 +223,19 @@ fn building_leaves_refused_transactions_out_in_one_pass() {
     let built = build_block(&s.chain.state, &s.chain.store, &s.chain.spec, &env, &candidates, 100);
     assert_eq!(built.included, vec![0, 4]);
     assert_eq!(built.refused.iter().map(|r| r.index).collect::<Vec<_>>(), vec![1, 2, 3, 5]);
-    assert!(built.refused[0].reason.to_lowercase().contains("nonce"), "{:?}", built.refused[0]);
-    assert!(built.refused[1].reason.to_lowercase().contains("fund"), "{:?}", built.refused[1]);
+    let rejected = |e| RefusedReason::Rejected(EVMError::Transaction(e));
+    assert_eq!(built.refused[0].reason, rejected(InvalidTransaction::NonceTooHigh { tx: n + 2, state: n + 1 }));
+    assert!(
+        matches!(
+            &built.refused[1].reason,
+            RefusedReason::Rejected(EVMError::Transaction(InvalidTransaction::LackOfFundForMaxFee { balance, .. }))
+                if balance.is_zero()
+        ),
+        "{:?}",
+        built.refused[1]
+    );
+    assert_eq!(built.refused[2].reason, rejected(InvalidTransaction::NonceTooLow { tx: n, state: n + 1 }));
+    assert_eq!(built.refused[3].reason, RefusedReason::GasLimit { tx_gas: env.gas_limit + 1, limit: env.gas_limit });
     assert_eq!(built.outcome.records.len(), 2);
     assert_eq!(built.outcome.records[1].tx_index, 1, "records are numbered by position in the block");
     let again = execute_block(&s.chain.state, &s.chain.store, &s.chain.spec, &env, &[a0, b0]).unwrap();

@@ -12,8 +12,8 @@
 //! change set, one durable redb transaction: what the block waits for) and the time to fold that
 //! change set into the account and storage tables (what the node's folding thread does beside
 //! the chain), the transactions per second of execution and persistence together; and the
-//! resident memory the kept post-states of those blocks add (the chain keeps 128 for queries),
-//! per account.
+//! resident memory the kept states before the head hold (the chain keeps 128 for queries),
+//! measured as what dropping them frees, per account.
 //!
 //! `cargo bench -p fixpoint-node --bench state` (env STATE_SIZES=1000,100000,1000000,
 //! STATE_BLOCKS=32). A bench binary: nothing here asserts a time.
@@ -55,8 +55,12 @@ fn env_list(k: &str, d: &[usize]) -> Vec<usize> {
     std::env::var(k).ok().map_or_else(|| d.to_vec(), |v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect())
 }
 
-/// Resident set size of this process, bytes (Linux).
+/// Resident set size of this process, bytes (Linux), after glibc has handed the heap's free
+/// pages back to the kernel (`malloc_trim`): memory freed earlier (a built state's scratch, a
+/// dropped copy) would otherwise stay resident and hide what is allocated next.
 fn rss() -> u64 {
+    // SAFETY: malloc_trim only releases free heap pages; it touches no live allocation.
+    unsafe { libc::malloc_trim(0) };
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
     pages * 4096
@@ -218,7 +222,6 @@ fn main() {
         store.commit_block(0, &empty, &genesis.as_changes(), &BlockExtras::default()).expect("genesis");
         let db = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) as f64 / n as f64;
 
-        let before_blocks = rss();
         let mut kept = vec![genesis.clone()];
         let (mut exec, mut persist, mut apply, mut hashing) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut folding = Vec::new();
@@ -254,11 +257,16 @@ fn main() {
             folding.push(t.elapsed());
             kept.push(out.state);
         }
-        let history = rss().saturating_sub(before_blocks) as f64 / n as f64;
-        // A restart: the database opened again and the head state loaded and its root hashed.
-        let want = kept.last().expect("head").root();
+        // What the kept states cost: the memory dropping all but the head frees (what they do
+        // not share with it), per account of the state.
+        let with_history = rss();
+        let head = kept.pop().expect("head");
         drop(kept);
         drop(genesis);
+        let history = with_history.saturating_sub(rss()) as f64 / n as f64;
+        // A restart: the database opened again and the head state loaded and its root hashed.
+        let want = head.root();
+        drop(head);
         drop(store);
         let t = Instant::now();
         let reopened = Store::open(&path).expect("reopen").state().expect("stored state");

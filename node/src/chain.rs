@@ -600,7 +600,7 @@ impl Simulation {
             &scope,
             inspector,
         );
-        let result = evm.transact(tx).map_err(|e| SimError::Refused(e.to_string()))?.result;
+        let result = evm.transact(tx).map_err(SimError::Refused)?.result;
         Ok((result, scope.records(), evm.into_inner().inspector))
     }
 }
@@ -622,7 +622,7 @@ pub enum SimError {
     StateAndDiff(Address),
     /// revm refused the transaction outright (e.g. value above the balance); its reason.
     #[error("{0}")]
-    Refused(String),
+    Refused(fixpoint_evm::TxRejection),
 }
 
 /// Applies eth_call state overrides (geth's format) to `state`.
